@@ -1,0 +1,81 @@
+import createError from '@fastify/error'
+
+// One constant per failure a caller can meet. Codes and statuses are part of the
+// public contract (README "Errors"); messages are safe to send to a client.
+
+/** A plugin option is invalid; thrown at register time. `%s` is the option path and rule. */
+export const InvalidOptionError = createError<'FST_S3CHUNK_INVALID_OPTION', 500, [string]>(
+  'FST_S3CHUNK_INVALID_OPTION',
+  'fastify-s3-chunk: invalid option %s',
+  500
+)
+
+/** The plugin was registered twice in one scope. */
+export const AlreadyRegisteredError = createError<'FST_S3CHUNK_ALREADY_REGISTERED', 500, []>(
+  'FST_S3CHUNK_ALREADY_REGISTERED',
+  'fastify-s3-chunk is already registered in this scope; register it once (or in separate encapsulated scopes)',
+  500
+)
+
+/** The request body is not multipart/form-data. */
+export const NotMultipartError = createError<'FST_S3CHUNK_NOT_MULTIPART', 415, []>(
+  'FST_S3CHUNK_NOT_MULTIPART',
+  'Expected a multipart/form-data request body with a file field',
+  415
+)
+
+/** The multipart body held no file part. */
+export const NoFileError = createError<'FST_S3CHUNK_NO_FILE', 400, []>(
+  'FST_S3CHUNK_NO_FILE',
+  'The multipart body contains no file: send the file as a form field with a filename',
+  400
+)
+
+/** The multipart body is malformed or ended early. `%s` says what was wrong. */
+export const BadMultipartError = createError<'FST_S3CHUNK_BAD_MULTIPART', 400, [string]>(
+  'FST_S3CHUNK_BAD_MULTIPART',
+  'Malformed multipart body: %s',
+  400
+)
+
+/** A file is larger than `maxFileSize`; nothing was stored. */
+export const FileTooLargeError = createError<'FST_S3CHUNK_FILE_TOO_LARGE', 413, [number]>(
+  'FST_S3CHUNK_FILE_TOO_LARGE',
+  'File exceeds the maximum size of %d bytes; nothing was stored',
+  413
+)
+
+/** More files, fields or parts than the configured limits allow. */
+export const TooManyPartsError = createError<'FST_S3CHUNK_LIMIT_EXCEEDED', 413, [string]>(
+  'FST_S3CHUNK_LIMIT_EXCEEDED',
+  'Multipart limit exceeded: %s',
+  413
+)
+
+/** The storage backend refused or failed a request. Details go to the log, not the client. */
+export const StorageError = createError<'FST_S3CHUNK_STORAGE', 502, []>(
+  'FST_S3CHUNK_STORAGE',
+  'The file could not be stored: the storage backend failed; nothing was committed',
+  502
+)
+
+/** `s3File()` / `s3Files()` was called a second time on the same request. */
+export const AlreadyConsumedError = createError<'FST_S3CHUNK_ALREADY_CONSUMED', 500, []>(
+  'FST_S3CHUNK_ALREADY_CONSUMED',
+  'The request body was already consumed by s3File() or s3Files(); call one of them once per request',
+  500
+)
+
+/** The S3 key produced by the key() option is unusable. `%s` says why. */
+export const InvalidKeyError = createError<'FST_S3CHUNK_INVALID_KEY', 500, [string]>(
+  'FST_S3CHUNK_INVALID_KEY',
+  'The key() option returned an unusable S3 key: %s',
+  500
+)
+
+/** The plugin is closing; new uploads are refused. */
+export const ClosingError = createError<'FST_S3CHUNK_CLOSING', 503, []>(
+  'FST_S3CHUNK_CLOSING',
+  'The server is shutting down; upload refused',
+  503
+)

@@ -1,0 +1,74 @@
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
+import fp from 'fastify-plugin'
+import fastifyMultipart from '@fastify/multipart'
+import { AlreadyRegisteredError, ClosingError } from './errors.js'
+import { parseOptions, type S3ChunkOptions } from './options.js'
+import { bodyConsumed, createRequestApi, type Runtime } from './request-api.js'
+import { createS3Client } from './s3-client.js'
+import type { S3ChunkDecorator } from './types.js'
+import { BufferAccounting } from './upload/buffer-accounting.js'
+import { createInlineSender } from './upload/part-sender.js'
+import { createWorkerPoolSender } from './upload/worker-pool-sender.js'
+
+const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fastify: FastifyInstance, options: S3ChunkOptions) {
+  if (fastify.hasDecorator('s3Chunk')) throw new AlreadyRegisteredError()
+  const config = parseOptions(options)
+
+  // @fastify/multipart parses the body; reuse it when the app registered it already.
+  if (!fastify.hasRequestDecorator('parts')) await fastify.register(fastifyMultipart)
+
+  const client = createS3Client(config.s3)
+  const sender = config.mode === 'workers' ? createWorkerPoolSender(config) : createInlineSender(client)
+  const closing = new AbortController()
+  const runtime: Runtime = {
+    config,
+    client,
+    sender,
+    accounting: new BufferAccounting(),
+    counters: { uploadsInFlight: 0, partsInFlight: 0 },
+    closing: closing.signal
+  }
+
+  const decorator: S3ChunkDecorator = {
+    client,
+    bucket: config.bucket,
+    stats: () => ({
+      mode: config.mode,
+      uploadsInFlight: runtime.counters.uploadsInFlight,
+      partsInFlight: runtime.counters.partsInFlight,
+      bufferedBytes: runtime.accounting.bytes,
+      pool: sender.stats()
+    })
+  }
+  fastify.decorate('s3Chunk', decorator)
+
+  const api = createRequestApi(runtime)
+  fastify.decorateRequest('s3File', api.s3File)
+  fastify.decorateRequest('s3Files', api.s3Files)
+  fastify.decorateRequest('s3Fields', api.s3Fields)
+
+  // An upload that failed mid-body leaves the rest of it unread: close the
+  // connection after the reply instead of reading gigabytes only to discard them.
+  fastify.addHook('onSend', async (request, reply) => {
+    if (bodyConsumed(request) && !request.raw.complete) reply.header('connection', 'close')
+  })
+
+  // Uploads still running at shutdown are aborted (never committed half-done),
+  // so close() does not wait on clients that may take hours.
+  fastify.addHook('preClose', async () => {
+    closing.abort(new ClosingError())
+  })
+  fastify.addHook('onClose', async () => {
+    await sender.close()
+    client.destroy()
+  })
+}
+
+export default fp(s3Chunk, { fastify: '5.x', name: 'fastify-s3-chunk' })
+export { s3Chunk }
+
+export * from './errors.js'
+export type { S3ChunkOptions, S3ChunkConfig, KeyContext, KeyFunction } from './options.js'
+export { MIN_PART_SIZE, MAX_PART_SIZE, MAX_OBJECT_SIZE } from './options.js'
+export type { S3File, S3Fields, S3ChunkStats, S3ChunkDecorator } from './types.js'
+export { sanitiseFilename } from './keys.js'

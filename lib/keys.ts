@@ -1,0 +1,90 @@
+import type { S3ChunkConfig, KeyContext } from './options.js'
+import { InvalidKeyError } from './errors.js'
+
+// S3 allows 1024 bytes per key; a segment this long leaves room for prefixes.
+const MAX_FILENAME_BYTES = 200
+const MAX_KEY_BYTES = 1024
+const FALLBACK_NAME = 'file'
+
+/**
+ * Makes an untrusted client filename safe as one key segment: the last path
+ * component only, Unicode NFC, no control or reserved characters, no leading
+ * dots, at most 200 UTF-8 bytes with the extension kept.
+ */
+export function sanitiseFilename (name: string): string {
+  const normalised = name.normalize('NFC')
+  // Browsers may send a full client path (old IE: C:\Users\…); keep the last component.
+  const base = normalised.split(/[/\\]/).pop() ?? ''
+  let clean = base
+    .replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, '')   // control, format (bidi overrides), separators
+    .replace(/\s+/gu, '_')
+    .replace(/[^\p{L}\p{M}\p{N}._\-()+=@,]/gu, '_')  // keep letters, marks, digits and a few safe marks
+    .replace(/_{2,}/g, '_')
+    .replace(/\.{2,}/g, '.')
+    .replace(/^[._]+/, '')
+  clean = truncateKeepingExtension(clean, MAX_FILENAME_BYTES)
+  return clean === '' || clean === '.' ? FALLBACK_NAME : clean
+}
+
+/** Sanitises each segment of a client-given sub-path; `..`, `.` and empty segments vanish. */
+export function sanitisePrefix (value: string): string {
+  return value
+    .split(/[/\\]/)
+    .map((segment) => segment.normalize('NFC').replace(/[\p{Cc}\p{Cf}]/gu, '').trim())
+    .filter((segment) => segment !== '' && !/^\.+$/.test(segment))
+    .map((segment) => sanitiseFilename(segment))
+    .slice(0, 8)
+    .join('/')
+}
+
+/** `photo.final.jpg` at 2026-11-21T05:21:46.123Z → `photo.final_20261121T052146123Z.jpg`. */
+export function withTimestamp (filename: string, now: Date): string {
+  const stamp = now.toISOString().replace(/[-:.]/g, '')
+  const dot = filename.lastIndexOf('.')
+  if (dot <= 0) return `${filename}_${stamp}`
+  return `${filename.slice(0, dot)}_${stamp}${filename.slice(dot)}`
+}
+
+export function joinKey (...segments: string[]): string {
+  return segments.filter((segment) => segment !== '').join('/')
+}
+
+/** Names the object for one incoming file, following the configured naming rules. */
+export async function makeKey (config: S3ChunkConfig, context: KeyContext, now = new Date()): Promise<string> {
+  let key: string
+  if (config.key !== undefined) {
+    const custom = await config.key(context)
+    if (typeof custom !== 'string') throw new InvalidKeyError('it did not return a string')
+    // A custom key may hold sub-paths; each segment is sanitised so it can never climb out of keyPrefix.
+    const safe = sanitisePrefix(custom)
+    if (safe === '') throw new InvalidKeyError(`"${custom}" has no usable segment`)
+    key = joinKey(config.keyPrefix, safe)
+  } else {
+    const name = config.appendTimestamp ? withTimestamp(context.filename, now) : context.filename
+    key = joinKey(config.keyPrefix, queryPrefix(config, context), name)
+  }
+  if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new InvalidKeyError(`it is longer than ${MAX_KEY_BYTES} bytes`)
+  return key
+}
+
+function queryPrefix (config: S3ChunkConfig, context: KeyContext): string {
+  if (config.prefixQueryParam === false) return ''
+  const param = config.prefixQueryParam === true ? '__prefix' : config.prefixQueryParam
+  const query = context.request.query as Record<string, unknown> | undefined
+  const value = query?.[param]
+  return typeof value === 'string' ? sanitisePrefix(value) : ''
+}
+
+function truncateKeepingExtension (name: string, maxBytes: number): string {
+  if (Buffer.byteLength(name) <= maxBytes) return name
+  const dot = name.lastIndexOf('.')
+  const extension = dot > 0 && name.length - dot <= 16 ? name.slice(dot) : ''
+  const budget = maxBytes - Buffer.byteLength(extension)
+  let stem = ''
+  // Walk by code point so a multi-byte character is never cut in half.
+  for (const char of name.slice(0, name.length - extension.length)) {
+    if (Buffer.byteLength(stem + char) > budget) break
+    stem += char
+  }
+  return stem + extension
+}

@@ -1,0 +1,125 @@
+import { availableParallelism } from 'node:os'
+import { z } from 'zod'
+import type { FastifyRequest } from 'fastify'
+import { InvalidOptionError } from './errors.js'
+
+export const MiB = 1024 * 1024
+export const GiB = 1024 * MiB
+export const TiB = 1024 * GiB
+/** S3's floor for every part but the last. */
+export const MIN_PART_SIZE = 5 * MiB
+/** S3's ceiling for one part. */
+export const MAX_PART_SIZE = 5 * GiB
+/** S3's ceiling for one object. */
+export const MAX_OBJECT_SIZE = 5 * TiB
+
+/** What a `key()` option receives to name an object. */
+export interface KeyContext {
+  /** The client's filename after sanitising (safe as a key segment). */
+  filename: string
+  /** The filename exactly as the client sent it (untrusted). */
+  originalName: string
+  /** The multipart field the file came in. */
+  fieldName: string
+  /** The content type the client declared for the file. */
+  mimetype: string
+  request: FastifyRequest
+}
+
+/** Returns the object key (below `keyPrefix`) for an incoming file. */
+export type KeyFunction = (context: KeyContext) => string | Promise<string>
+
+const int = (min: number, max: number) => z.number().int().min(min).max(max)
+
+// S3's bucket naming rules (lowercase DNS-style, 3-63 chars).
+const bucketName = z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be a valid S3 bucket name (3-63 chars of a-z, 0-9, ".", "-")')
+
+// The S3 settings must be plain data: the worker threads rebuild their own client from them.
+const s3Schema = z.strictObject({
+  region: z.string().min(1).default('us-east-1'),
+  endpoint: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
+  forcePathStyle: z.boolean().default(false),
+  credentials: z.strictObject({
+    accessKeyId: z.string().min(1),
+    secretAccessKey: z.string().min(1),
+    sessionToken: z.string().min(1).optional()
+  }).optional(),
+  /** Attempts per S3 request made by the AWS SDK's own retry strategy. */
+  maxAttempts: int(1, 20).default(3)
+})
+
+const workersSchema = z.strictObject({
+  minThreads: int(0, 64).optional(),
+  maxThreads: int(1, 64).default(Math.max(1, Math.min(4, availableParallelism()))),
+  /** Parts one worker thread sends at once (the work is network I/O, not CPU). */
+  concurrentTasksPerWorker: int(1, 256).default(16),
+  /** Milliseconds an idle thread (and its S3 client and sockets) is kept for reuse. */
+  idleTimeout: int(0, 24 * 3600 * 1000).default(60_000)
+})
+
+const keyFunction = z.custom<KeyFunction>((value) => typeof value === 'function', 'must be a function (context) => string')
+
+export const optionsSchema = z.strictObject({
+  /** Bucket every object goes to. */
+  bucket: bucketName,
+  /** S3 client settings; credentials omitted → the AWS default provider chain. */
+  s3: s3Schema.default({ region: 'us-east-1', forcePathStyle: false, maxAttempts: 3 }),
+  /** Key prefix every object lives under (the "document root"). */
+  keyPrefix: z.string().max(512).default(''),
+  /** Put a UTC timestamp before the file extension, so re-uploads of a name never collide. */
+  appendTimestamp: z.boolean().default(true),
+  /** Query parameter naming a sub-prefix below keyPrefix; `true` means `__prefix`. Off by default. */
+  prefixQueryParam: z.union([z.boolean(), z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be a query parameter name')]).default(false),
+  /** Custom key naming; its result is sanitised per segment and placed below keyPrefix. */
+  key: keyFunction.optional(),
+  /** Bytes per S3 part (S3 needs ≥ 5 MiB for every part but the last). */
+  partSize: int(MIN_PART_SIZE, MAX_PART_SIZE).default(MIN_PART_SIZE),
+  /** Parts of one file in flight at once; beyond it the request body is not read (TCP backpressure). */
+  partConcurrency: int(1, 64).default(4),
+  /** Largest accepted file in bytes; beyond it the upload is aborted with 413. */
+  maxFileSize: int(0, MAX_OBJECT_SIZE).default(MAX_OBJECT_SIZE),
+  /** Most files accepted in one request. */
+  maxFiles: int(1, 10_000).default(100),
+  /** Most non-file fields accepted in one request. */
+  maxFields: int(0, 10_000).default(100),
+  /** Largest non-file field value in bytes. */
+  maxFieldSize: int(0, 64 * MiB).default(MiB),
+  /** `workers`: parts sent from a Piscina thread pool; `inline`: from the main thread. */
+  mode: z.enum(['workers', 'inline']).default('workers'),
+  /** Worker pool sizing (mode `workers`). */
+  workers: workersSchema.default({ maxThreads: Math.max(1, Math.min(4, availableParallelism())), concurrentTasksPerWorker: 16, idleTimeout: 60_000 })
+})
+
+/** Options accepted by `app.register(s3Chunk, options)`. */
+export type S3ChunkOptions = z.input<typeof optionsSchema>
+/** Options after validation and defaults; frozen. */
+export type S3ChunkConfig = Readonly<z.output<typeof optionsSchema>>
+/** Plain-data S3 settings (shared with worker threads). */
+export type S3Settings = z.output<typeof s3Schema>
+
+/** Validates options once, at register time; throws InvalidOptionError naming the option path and rule. */
+export function parseOptions (input: unknown): S3ChunkConfig {
+  const result = optionsSchema.safeParse(input ?? {})
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => {
+      const path = issue.path.length > 0 ? issue.path.join('.') : '(options)'
+      return `"${path}": ${issue.message}`
+    })
+    throw new InvalidOptionError(problems.join('; '))
+  }
+  const config = result.data
+  config.keyPrefix = normalisePrefix(config.keyPrefix)
+  return deepFreeze(config)
+}
+
+// "/media//photos/" → "media/photos": keys never start with "/" and segments never empty.
+function normalisePrefix (prefix: string): string {
+  return prefix.split('/').filter((segment) => segment !== '' && segment !== '.' && segment !== '..').join('/')
+}
+
+function deepFreeze<T extends object> (value: T): Readonly<T> {
+  for (const inner of Object.values(value)) {
+    if (inner !== null && typeof inner === 'object') deepFreeze(inner)
+  }
+  return Object.freeze(value)
+}

@@ -1,0 +1,221 @@
+import type { FastifyRequest } from 'fastify'
+import type { Multipart, MultipartFile } from '@fastify/multipart'
+import type { S3Client } from '@aws-sdk/client-s3'
+import {
+  AlreadyConsumedError,
+  BadMultipartError,
+  FileTooLargeError,
+  NoFileError,
+  NotMultipartError,
+  TooManyPartsError
+} from './errors.js'
+import { makeKey, sanitiseFilename } from './keys.js'
+import type { S3ChunkConfig } from './options.js'
+import { objectUrl } from './s3-client.js'
+import type { S3Fields, S3File } from './types.js'
+import type { BufferAccounting } from './upload/buffer-accounting.js'
+import { uploadStream } from './upload/coordinator.js'
+import type { PartSender } from './upload/part-sender.js'
+import { isStorageFailure } from './upload/s3-failure.js'
+
+/** What the request methods need from the plugin instance. */
+export interface Runtime {
+  config: S3ChunkConfig
+  client: S3Client
+  sender: PartSender
+  accounting: BufferAccounting
+  counters: { uploadsInFlight: number, partsInFlight: number }
+  /** Aborted when the server closes: uploads in flight are aborted, not committed. */
+  closing: AbortSignal
+}
+
+interface RequestState {
+  consumed: boolean
+  fields: S3Fields
+}
+
+const states = new WeakMap<FastifyRequest, RequestState>()
+
+function stateOf (request: FastifyRequest): RequestState {
+  let state = states.get(request)
+  if (state === undefined) {
+    state = { consumed: false, fields: Object.create(null) as S3Fields }
+    states.set(request, state)
+  }
+  return state
+}
+
+/** True once s3File()/s3Files() has started reading this request's body. */
+export function bodyConsumed (request: FastifyRequest): boolean {
+  return states.get(request)?.consumed === true
+}
+
+export function createRequestApi (runtime: Runtime): {
+  s3File: (this: FastifyRequest) => Promise<S3File>
+  s3Files: (this: FastifyRequest) => AsyncGenerator<S3File, void, undefined>
+  s3Fields: (this: FastifyRequest) => S3Fields
+} {
+  const { config } = runtime
+
+  function openParts (request: FastifyRequest): AsyncIterableIterator<Multipart> {
+    if (!request.isMultipart()) throw new NotMultipartError()
+    const state = stateOf(request)
+    if (state.consumed) throw new AlreadyConsumedError()
+    state.consumed = true
+    const options = {
+      limits: {
+        fileSize: config.maxFileSize,
+        files: config.maxFiles,
+        fields: config.maxFields,
+        fieldSize: config.maxFieldSize,
+        parts: config.maxFiles + config.maxFields
+      },
+      // A size limit must fail the upload, never truncate it.
+      throwFileSizeLimit: true
+    }
+    try {
+      return request.parts(options)
+    } catch (error) {
+      throw translateError(error, config)
+    }
+  }
+
+  async function storeFile (request: FastifyRequest, part: MultipartFile): Promise<S3File> {
+    const originalName = part.filename
+    const contentType = part.mimetype !== '' ? part.mimetype : 'application/octet-stream'
+    const key = await makeKey(config, {
+      filename: sanitiseFilename(originalName),
+      originalName,
+      fieldName: part.fieldname,
+      mimetype: contentType,
+      request
+    })
+    try {
+      const outcome = await uploadStream(sizeCheckedSource(part, config.maxFileSize), { bucket: config.bucket, key, contentType }, {
+        client: runtime.client,
+        sender: runtime.sender,
+        partSize: () => config.partSize,
+        partConcurrency: config.partConcurrency,
+        maxFileSize: config.maxFileSize,
+        accounting: runtime.accounting,
+        counters: runtime.counters,
+        signal: runtime.closing,
+        log: request.log
+      })
+      const file: S3File = {
+        fieldName: part.fieldname,
+        originalName,
+        key,
+        bucket: config.bucket,
+        size: outcome.size,
+        contentType,
+        etag: outcome.etag,
+        location: objectUrl(config.s3, config.bucket, key),
+        parts: outcome.parts
+      }
+      if (outcome.versionId !== undefined) file.versionId = outcome.versionId
+      return file
+    } catch (error) {
+      if (isStorageFailure(error)) {
+        request.log.error({ key, s3: error.s3 }, `fastify-s3-chunk: ${error.s3.operation} failed (${error.s3.code ?? error.s3.name}); upload aborted`)
+      } else {
+        request.log.info({ key, err: error }, 'fastify-s3-chunk: upload aborted')
+      }
+      throw translateError(error, config)
+    }
+  }
+
+  async function * s3Files (this: FastifyRequest): AsyncGenerator<S3File, void, undefined> {
+    const request = this
+    const parts = openParts(request)
+    const { fields } = stateOf(request)
+    try {
+      for await (const part of parts) {
+        if (part.type === 'field') addField(fields, part.fieldname, part.value)
+        else yield await storeFile(request, part)
+      }
+    } catch (error) {
+      throw translateError(error, config)
+    }
+  }
+
+  async function s3File (this: FastifyRequest): Promise<S3File> {
+    const request = this
+    const parts = openParts(request)
+    const { fields } = stateOf(request)
+    let first: S3File | undefined
+    try {
+      for await (const part of parts) {
+        if (part.type === 'field') {
+          addField(fields, part.fieldname, part.value)
+        } else if (first === undefined) {
+          first = await storeFile(request, part)
+        } else {
+          // Only the first file is stored; later ones are read through so the fields after them arrive.
+          request.log.debug({ field: part.fieldname }, 'fastify-s3-chunk: s3File() ignores files after the first')
+          await drain(part.file)
+        }
+      }
+    } catch (error) {
+      throw translateError(error, config)
+    }
+    if (first === undefined) throw new NoFileError()
+    return first
+  }
+
+  function s3Fields (this: FastifyRequest): S3Fields {
+    return { ...stateOf(this).fields }
+  }
+
+  return { s3File, s3Files, s3Fields }
+}
+
+function addField (fields: S3Fields, name: string, value: unknown): void {
+  const text = typeof value === 'string' ? value : JSON.stringify(value)
+  const existing = fields[name]
+  if (existing === undefined) fields[name] = text
+  else if (Array.isArray(existing)) existing.push(text)
+  else fields[name] = [existing, text]
+}
+
+/**
+ * The file stream, failing with FileTooLargeError when busboy's fileSize limit
+ * cut it short — so a truncated file is aborted, never committed. `destroy`
+ * lets the coordinator stop reading at once.
+ */
+function sizeCheckedSource (part: MultipartFile, maxFileSize: number): AsyncIterable<Uint8Array> & { destroy: (error?: Error) => void } {
+  const file = part.file
+  return {
+    async * [Symbol.asyncIterator] () {
+      for await (const chunk of file) yield chunk as Uint8Array
+      if (file.truncated) throw new FileTooLargeError(maxFileSize)
+    },
+    destroy: (error?: Error) => { file.destroy(error) }
+  }
+}
+
+async function drain (stream: NodeJS.ReadableStream): Promise<void> {
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars
+  for await (const _ of stream) { /* discard */ }
+}
+
+const busboyMessages = /Unexpected end of (multipart data|form)|Boundary not found|Malformed|terminated early|Unsupported content type|Missing Content-Type|Unexpected end of/i
+
+/** Maps @fastify/multipart and busboy errors onto this plugin's errors. */
+function translateError (error: unknown, config: S3ChunkConfig): unknown {
+  if (typeof error !== 'object' || error === null) return error
+  const { code, message } = error as { code?: unknown, message?: unknown }
+  switch (code) {
+    case 'FST_INVALID_MULTIPART_CONTENT_TYPE': return new NotMultipartError()
+    case 'FST_REQ_FILE_TOO_LARGE': return new FileTooLargeError(config.maxFileSize)
+    case 'FST_FILES_LIMIT': return new TooManyPartsError(`more than ${config.maxFiles} files`)
+    case 'FST_FIELDS_LIMIT': return new TooManyPartsError(`more than ${config.maxFields} fields`)
+    case 'FST_PARTS_LIMIT': return new TooManyPartsError(`more than ${config.maxFiles + config.maxFields} parts`)
+    case 'FST_PROTO_VIOLATION': return new BadMultipartError('a field name is a reserved property name')
+    case 'FST_INVALID_JSON_FIELD_ERROR': return new BadMultipartError('a JSON field is not valid JSON')
+    case 'FST_MP_PREMATURE_CLOSE': return new BadMultipartError('the request ended before the body was complete')
+  }
+  if (typeof code === 'string' && code.startsWith('FST_S3CHUNK_')) return error
+  if (typeof message === 'string' && busboyMessages.test(message)) return new BadMultipartError(message)
+  return error
+}

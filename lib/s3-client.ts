@@ -1,0 +1,33 @@
+import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3'
+import type { S3Settings } from './options.js'
+
+/**
+ * One place that turns the plain S3 settings into an S3Client, so the main
+ * thread and every worker thread talk to S3 the same way.
+ */
+export function createS3Client (settings: S3Settings): S3Client {
+  const config: S3ClientConfig = {
+    region: settings.region,
+    forcePathStyle: settings.forcePathStyle,
+    maxAttempts: settings.maxAttempts,
+    // Newer SDKs add CRC32 checksums to every upload by default and some
+    // S3-compatible stores reject them; checksums are sent only when asked for.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED'
+  }
+  if (settings.endpoint !== undefined) config.endpoint = settings.endpoint
+  if (settings.credentials !== undefined) config.credentials = { ...settings.credentials }
+  return new S3Client(config)
+}
+
+/** The object's URL (not presigned), path-style or virtual-hosted like the client addresses it. */
+export function objectUrl (settings: S3Settings, bucket: string, key: string): string {
+  const path = key.split('/').map(encodeURIComponent).join('/')
+  if (settings.endpoint !== undefined) {
+    const endpoint = new URL(settings.endpoint)
+    const base = endpoint.href.replace(/\/$/, '')
+    if (settings.forcePathStyle) return `${base}/${bucket}/${path}`
+    return `${endpoint.protocol}//${bucket}.${endpoint.host}${endpoint.pathname.replace(/\/$/, '')}/${path}`
+  }
+  return `https://${bucket}.s3.${settings.region}.amazonaws.com/${path}`
+}

@@ -1,0 +1,64 @@
+import type { S3Client } from '@aws-sdk/client-s3'
+
+/** One file stored in S3 by the plugin. Plain JSON: safe to return from a route. */
+export interface S3File {
+  /** The multipart field the file came in. */
+  fieldName: string
+  /** The filename exactly as the client sent it (untrusted; never used in the key as is). */
+  originalName: string
+  /** The object key. */
+  key: string
+  bucket: string
+  /** Bytes actually stored (counted by the plugin, not declared by the client). */
+  size: number
+  /** The content type the object was stored with. */
+  contentType: string
+  /** The object's ETag as S3 returned it (with quotes stripped). */
+  etag: string
+  /** URL of the object (not presigned). */
+  location: string
+  /** Set when the bucket has versioning on. */
+  versionId?: string
+  /** The object's checksum, when a checksum algorithm is configured. */
+  checksum?: string
+  /** Number of multipart parts; 0 when the file went out as a single PutObject. */
+  parts: number
+}
+
+/** Non-file form fields seen so far; a repeated name becomes an array. */
+export type S3Fields = Record<string, string | string[]>
+
+/** Live figures of the plugin's upload machinery. */
+export interface S3ChunkStats {
+  mode: 'workers' | 'inline'
+  /** Files being uploaded right now. */
+  uploadsInFlight: number
+  /** Parts being sent right now, over all uploads. */
+  partsInFlight: number
+  /** Bytes held in part buffers right now, over all uploads. */
+  bufferedBytes: number
+  /** Worker pool figures (mode `workers`; null in inline mode). */
+  pool: { threads: number, queueSize: number, completed: number, utilization: number } | null
+}
+
+/** `fastify.s3Chunk`: the plugin's instance API. */
+export interface S3ChunkDecorator {
+  /** The main thread's S3 client, configured like the workers' clients. */
+  client: S3Client
+  bucket: string
+  stats: () => S3ChunkStats
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    s3Chunk: S3ChunkDecorator
+  }
+  interface FastifyRequest {
+    /** Streams the body's first file into S3 and resolves to it; later fields are read, later files discarded. */
+    s3File: () => Promise<S3File>
+    /** Streams each file of the body into S3 as it arrives, yielding each once stored. */
+    s3Files: () => AsyncGenerator<S3File, void, undefined>
+    /** The non-file fields read so far (all of them once s3File()/s3Files() is done). */
+    s3Fields: () => S3Fields
+  }
+}

@@ -1,0 +1,249 @@
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  PutObjectCommand,
+  type CompletedPart,
+  type S3Client
+} from '@aws-sdk/client-s3'
+import type { FastifyBaseLogger } from 'fastify'
+import { FileTooLargeError } from '../errors.js'
+import type { BufferAccounting } from './buffer-accounting.js'
+import { cutParts, type Part } from './part-cutter.js'
+import type { PartSender } from './part-sender.js'
+import { isStorageFailure, s3Call } from './s3-failure.js'
+
+export interface UploadTarget {
+  bucket: string
+  key: string
+  contentType: string
+}
+
+export interface UploadOutcome {
+  /** Bytes stored. */
+  size: number
+  etag: string
+  /** 0 for a single PutObject. */
+  parts: number
+  versionId?: string
+}
+
+export interface UploadDeps {
+  client: S3Client
+  sender: PartSender
+  /** Size of part `number`. */
+  partSize: (number: number) => number
+  /** Parts of this file in flight at once. */
+  partConcurrency: number
+  maxFileSize: number
+  accounting: BufferAccounting
+  counters: { uploadsInFlight: number, partsInFlight: number }
+  /** Aborting it fails the upload with `signal.reason` (used on shutdown). */
+  signal?: AbortSignal
+  log?: FastifyBaseLogger
+}
+
+/** A readable we can stop reading at once; plain async iterables are only abandoned. */
+type Source = AsyncIterable<Uint8Array> & { destroy?: (error?: Error) => void }
+
+/**
+ * Streams one file into S3 (main thread, one call per file). Fewer bytes than
+ * one part go out as a single PutObject; otherwise a multipart upload is created
+ * at the first full part, at most `partConcurrency` parts are in flight — at the
+ * limit the source is not read, so TCP pushes back on the client — and the
+ * ETags are completed in part order. On any failure it stops reading, waits for
+ * the parts in flight, aborts the multipart upload and rethrows: nothing partial
+ * is ever committed.
+ */
+export async function uploadStream (source: Source, target: UploadTarget, deps: UploadDeps): Promise<UploadOutcome> {
+  const upload = new FileUpload(source, target, deps)
+  deps.counters.uploadsInFlight += 1
+  try {
+    return await upload.run()
+  } finally {
+    deps.counters.uploadsInFlight -= 1
+    upload.dispose()
+  }
+}
+
+class FileUpload {
+  readonly #source: Source
+  readonly #target: UploadTarget
+  readonly #deps: UploadDeps
+  #uploadId: string | undefined
+  #size = 0
+  /** Bytes this upload holds in part buffers (allocated, not yet answered for). */
+  #held = 0
+  readonly #completed: CompletedPart[] = []
+  readonly #inFlight = new Set<Promise<void>>()
+  #failure: { error: unknown } | null = null
+  readonly #failed: Promise<null>
+  #wakeOnFailure: () => void = () => {}
+  readonly #onAbort = (): void => { this.#fail(this.#deps.signal?.reason) }
+
+  constructor (source: Source, target: UploadTarget, deps: UploadDeps) {
+    this.#source = source
+    this.#target = target
+    this.#deps = deps
+    this.#failed = new Promise((resolve) => { this.#wakeOnFailure = () => resolve(null) })
+    if (deps.signal?.aborted === true) this.#onAbort()
+    deps.signal?.addEventListener('abort', this.#onAbort, { once: true })
+  }
+
+  async run (): Promise<UploadOutcome> {
+    let single: UploadOutcome | null = null
+    try {
+      single = await this.#readParts()
+    } catch (error) {
+      this.#fail(error)
+    }
+    if (this.#failure === null && single !== null) return single
+    if (this.#failure !== null) this.#source.destroy?.()
+    // Whatever happened, no part may still be in flight when we abort or complete.
+    await Promise.all(this.#inFlight)
+    if (this.#failure !== null) {
+      await this.#abort()
+      throw this.#failure.error
+    }
+    try {
+      return await this.#complete()
+    } catch (error) {
+      await this.#abort()
+      throw error
+    }
+  }
+
+  dispose (): void {
+    this.#deps.signal?.removeEventListener('abort', this.#onAbort)
+    if (this.#held > 0) this.#release(this.#held)
+  }
+
+  /** Reads and dispatches parts; returns the outcome when the file went out as one PutObject. */
+  async #readParts (): Promise<UploadOutcome | null> {
+    const parts = cutParts(this.#source, {
+      partSize: this.#deps.partSize,
+      onAllocate: (bytes) => { this.#held += bytes; this.#deps.accounting.add(bytes) }
+    })[Symbol.asyncIterator]()
+
+    while (this.#failure === null) {
+      const next = parts.next()
+      const step = await Promise.race([next, this.#failed])
+      if (step === null) {
+        // Failed while waiting for the client's bytes: stop now, not at the next chunk.
+        next.catch(() => {})
+        return null
+      }
+      if (step.done === true) return null
+      const part = step.value
+      this.#size += part.bytes.byteLength
+      if (this.#size > this.#deps.maxFileSize) throw new FileTooLargeError(this.#deps.maxFileSize)
+
+      if (part.number === 1 && part.last) {
+        const outcome = await putObject(this.#deps.client, this.#target, part.bytes)
+        this.#release(part.bytes.buffer.byteLength)
+        return { ...outcome, size: this.#size }
+      }
+
+      this.#uploadId ??= await createUpload(this.#deps.client, this.#target)
+      while (this.#inFlight.size >= this.#deps.partConcurrency && this.#failure === null) {
+        await Promise.race([...this.#inFlight, this.#failed])
+      }
+      if (this.#failure !== null) return null
+      this.#dispatch(part, this.#uploadId)
+    }
+    return null
+  }
+
+  #dispatch (part: Part, uploadId: string): void {
+    const { counters, sender } = this.#deps
+    // Read before sending: a transferred ArrayBuffer is detached.
+    const capacity = part.bytes.buffer.byteLength
+    counters.partsInFlight += 1
+    const sending: Promise<void> = sender.send({
+      bucket: this.#target.bucket,
+      key: this.#target.key,
+      uploadId,
+      partNumber: part.number,
+      body: part.bytes.buffer as ArrayBuffer,
+      length: part.bytes.byteLength
+    }).then(
+      (done) => { this.#completed.push({ PartNumber: part.number, ETag: done.etag }) },
+      (error: unknown) => { this.#fail(error) }
+    ).finally(() => {
+      counters.partsInFlight -= 1
+      this.#release(capacity)
+      this.#inFlight.delete(sending)
+    })
+    this.#inFlight.add(sending)
+  }
+
+  async #complete (): Promise<UploadOutcome> {
+    const parts = [...this.#completed].sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0))
+    const uploadId = this.#uploadId as string
+    const result = await s3Call('CompleteMultipartUpload', () => this.#deps.client.send(new CompleteMultipartUploadCommand({
+      Bucket: this.#target.bucket,
+      Key: this.#target.key,
+      UploadId: uploadId,
+      MultipartUpload: { Parts: parts }
+    })))
+    const outcome: UploadOutcome = { size: this.#size, etag: unquote(result.ETag), parts: parts.length }
+    if (result.VersionId !== undefined) outcome.versionId = result.VersionId
+    return outcome
+  }
+
+  async #abort (): Promise<void> {
+    if (this.#uploadId !== undefined) await abortUpload(this.#deps, this.#target, this.#uploadId)
+  }
+
+  #fail (error: unknown): void {
+    if (this.#failure !== null) return
+    this.#failure = { error }
+    this.#wakeOnFailure()
+  }
+
+  #release (bytes: number): void {
+    this.#held -= bytes
+    this.#deps.accounting.release(bytes)
+  }
+}
+
+async function createUpload (client: S3Client, target: UploadTarget): Promise<string> {
+  const created = await s3Call('CreateMultipartUpload', () => client.send(new CreateMultipartUploadCommand({
+    Bucket: target.bucket,
+    Key: target.key,
+    ContentType: target.contentType
+  })))
+  if (created.UploadId === undefined) throw new Error('CreateMultipartUpload answered without an UploadId')
+  return created.UploadId
+}
+
+async function putObject (client: S3Client, target: UploadTarget, bytes: Uint8Array): Promise<Omit<UploadOutcome, 'size'>> {
+  const result = await s3Call('PutObject', () => client.send(new PutObjectCommand({
+    Bucket: target.bucket,
+    Key: target.key,
+    ContentType: target.contentType,
+    Body: bytes,
+    ContentLength: bytes.byteLength
+  })))
+  const outcome: Omit<UploadOutcome, 'size'> = { etag: unquote(result.ETag), parts: 0 }
+  if (result.VersionId !== undefined) outcome.versionId = result.VersionId
+  return outcome
+}
+
+// Best effort: a failed abort is logged (a lifecycle rule or abortStaleUploads() reclaims it),
+// never allowed to hide the failure that caused it.
+async function abortUpload (deps: UploadDeps, target: UploadTarget, uploadId: string): Promise<void> {
+  try {
+    await s3Call('AbortMultipartUpload', () => deps.client.send(new AbortMultipartUploadCommand({
+      Bucket: target.bucket,
+      Key: target.key,
+      UploadId: uploadId
+    })))
+  } catch (error) {
+    deps.log?.error({ key: target.key, uploadId, s3: isStorageFailure(error) ? error.s3 : undefined }, 'fastify-s3-chunk: AbortMultipartUpload failed; the incomplete upload remains until cleaned up')
+  }
+}
+
+function unquote (etag: string | undefined): string {
+  return (etag ?? '').replace(/^"|"$/g, '')
+}
