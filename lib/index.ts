@@ -37,6 +37,7 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
       uploadsInFlight: runtime.counters.uploadsInFlight,
       partsInFlight: runtime.counters.partsInFlight,
       bufferedBytes: runtime.accounting.bytes,
+      peakBufferedBytes: runtime.accounting.peak,
       pool: sender.stats()
     })
   }

@@ -71,7 +71,9 @@ export function createRequestApi (runtime: Runtime): {
         parts: config.maxFiles + config.maxFields
       },
       // A size limit must fail the upload, never truncate it.
-      throwFileSizeLimit: true
+      throwFileSizeLimit: true,
+      // Keep the filename exactly as sent (originalName); the key uses a sanitised copy.
+      preservePath: true
     }
     try {
       return request.parts(options)

@@ -37,6 +37,8 @@ export interface S3ChunkStats {
   partsInFlight: number
   /** Bytes held in part buffers right now, over all uploads. */
   bufferedBytes: number
+  /** The most bytes ever held in part buffers at once since the plugin started. */
+  peakBufferedBytes: number
   /** Worker pool figures (mode `workers`; null in inline mode). */
   pool: { threads: number, queueSize: number, completed: number, utilization: number } | null
 }

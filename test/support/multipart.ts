@@ -1,0 +1,70 @@
+// Builds multipart/form-data bodies by hand, so tests control every byte
+// (hostile filenames, truncation, disconnects) and can stream large files.
+import { request as httpRequest, type IncomingMessage } from 'node:http'
+import { randomBytes } from 'node:crypto'
+
+export type FormPart =
+  | { name: string, value: string }
+  | { name: string, filename: string, contentType?: string, data: Uint8Array }
+
+export function boundary (): string {
+  return `----fastify-s3-chunk-${randomBytes(8).toString('hex')}`
+}
+
+/** The parts of a multipart body, in order, as buffers (file data is not copied). */
+export function multipartChunks (parts: FormPart[], separator: string): Uint8Array[] {
+  const chunks: Uint8Array[] = []
+  for (const part of parts) {
+    if ('filename' in part) {
+      chunks.push(Buffer.from(
+        `--${separator}\r\nContent-Disposition: form-data; name="${part.name}"; filename="${part.filename.replace(/"/g, '%22')}"\r\n` +
+        `Content-Type: ${part.contentType ?? 'application/octet-stream'}\r\n\r\n`, 'utf8'))
+      chunks.push(part.data)
+      chunks.push(Buffer.from('\r\n'))
+    } else {
+      chunks.push(Buffer.from(`--${separator}\r\nContent-Disposition: form-data; name="${part.name}"\r\n\r\n${part.value}\r\n`, 'utf8'))
+    }
+  }
+  chunks.push(Buffer.from(`--${separator}--\r\n`))
+  return chunks
+}
+
+export interface RawResponse {
+  status: number
+  headers: IncomingMessage['headers']
+  body: string
+  json: () => any
+}
+
+/** POSTs a multipart body, writing `chunks` in order; resolves with the whole response. */
+export async function postMultipart (url: string, parts: FormPart[], options: { headers?: Record<string, string> } = {}): Promise<RawResponse> {
+  const separator = boundary()
+  const chunks = multipartChunks(parts, separator)
+  const length = chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0)
+  return await postRaw(url, chunks, {
+    'content-type': `multipart/form-data; boundary=${separator}`,
+    'content-length': String(length),
+    ...options.headers
+  })
+}
+
+export async function postRaw (url: string, chunks: Iterable<Uint8Array>, headers: Record<string, string>, method = 'POST'): Promise<RawResponse> {
+  return await new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method, headers, agent: false }, (res) => {
+      const body: Buffer[] = []
+      res.on('data', (chunk: Buffer) => body.push(chunk))
+      res.on('end', () => {
+        const text = Buffer.concat(body).toString('utf8')
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text, json: () => JSON.parse(text) })
+      })
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    void (async () => {
+      for (const chunk of chunks) {
+        if (!req.write(chunk)) await new Promise((resolve) => req.once('drain', resolve))
+      }
+      req.end()
+    })()
+  })
+}

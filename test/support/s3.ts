@@ -1,0 +1,136 @@
+// Test-side access to the S3 server the runner started (or one started here
+// when a test file is run on its own).
+import {
+  AbortMultipartUploadCommand,
+  CreateBucketCommand,
+  DeleteBucketCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  S3Client
+} from '@aws-sdk/client-s3'
+import { createHash, randomBytes } from 'node:crypto'
+import type { Readable } from 'node:stream'
+import { externalS3, startS3, type S3Server } from './s3-server.ts'
+
+export interface TapLike {
+  teardown: (fn: () => unknown) => void
+  equal: (found: unknown, wanted: unknown, message?: string) => void
+  same: (found: unknown, wanted: unknown, message?: string) => void
+}
+
+let serverPromise: Promise<S3Server> | null = null
+
+/** The tests' S3 server: the runner's (S3_ENDPOINT), else one started for this process. */
+export async function testS3 (): Promise<S3Server> {
+  serverPromise ??= (async () => {
+    const external = externalS3()
+    if (external !== null) return external
+    const server = await startS3({ quiet: true })
+    process.once('beforeExit', () => { void server.stop() })
+    return server
+  })()
+  return await serverPromise
+}
+
+/** The plugin's `s3` option for the test server. */
+export function pluginS3Options (server: S3Server): { region: string, endpoint: string, forcePathStyle: true, credentials: { accessKeyId: string, secretAccessKey: string } } {
+  return {
+    region: server.region,
+    endpoint: server.endpoint,
+    forcePathStyle: true,
+    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey }
+  }
+}
+
+export function testClient (server: S3Server): S3Client {
+  return new S3Client({
+    ...pluginS3Options(server),
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED'
+  })
+}
+
+/**
+ * Skip reason for a test that needs AWS-like behaviour (AbortMultipartUpload,
+ * ListMultipartUploads, part-size checks), or false when the server has it.
+ * With S3_REQUIRE_STRICT=1 (CI) a lenient server is an error, never a skip.
+ */
+export function needsStrictS3 (server: S3Server): false | string {
+  if (server.strict) return false
+  if (process.env.S3_REQUIRE_STRICT === '1') {
+    throw new Error(`S3_REQUIRE_STRICT=1 but the test S3 is ${server.description}`)
+  }
+  const reason = `needs a strict S3 (MinIO or AWS); running on ${server.kind}`
+  console.log(`# skip: ${reason}`)
+  return reason
+}
+
+/**
+ * A bucket of its own for one test, emptied and deleted at teardown. Tests end
+ * with expectNoPendingUploads() on it.
+ */
+export async function freshBucket (t: TapLike, server: S3Server, client = testClient(server)): Promise<string> {
+  const bucket = `t-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`
+  await client.send(new CreateBucketCommand({ Bucket: bucket }))
+  t.teardown(async () => {
+    if (server.strict) {
+      for (const upload of await pendingUploads(client, bucket)) {
+        await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: upload.key, UploadId: upload.uploadId }))
+      }
+    }
+    await emptyBucket(client, bucket)
+    await client.send(new DeleteBucketCommand({ Bucket: bucket }))
+  })
+  return bucket
+}
+
+/** Asserts ListMultipartUploads on the bucket is empty (on servers that implement it). */
+export async function expectNoPendingUploads (t: TapLike, server: S3Server, client: S3Client, bucket: string): Promise<void> {
+  if (!server.strict) return
+  t.same(await pendingUploads(client, bucket), [], `no multipart upload left pending in ${bucket}`)
+}
+
+export async function pendingUploads (client: S3Client, bucket: string): Promise<Array<{ key: string, uploadId: string }>> {
+  const listed = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket }))
+  return (listed.Uploads ?? []).map((upload) => ({ key: upload.Key ?? '', uploadId: upload.UploadId ?? '' }))
+}
+
+export async function listKeys (client: S3Client, bucket: string): Promise<string[]> {
+  const listed = await client.send(new ListObjectsV2Command({ Bucket: bucket }))
+  return (listed.Contents ?? []).map((object) => object.Key ?? '').sort()
+}
+
+async function emptyBucket (client: S3Client, bucket: string): Promise<void> {
+  const keys = await listKeys(client, bucket)
+  if (keys.length === 0) return
+  await client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys.map((Key) => ({ Key })) } }))
+}
+
+/** SHA-256 and size of a stored object, read as a stream. */
+export async function objectDigest (client: S3Client, bucket: string, key: string): Promise<{ sha256: string, size: number, contentType: string | undefined }> {
+  const object = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
+  const hash = createHash('sha256')
+  let size = 0
+  for await (const chunk of object.Body as Readable) {
+    hash.update(chunk as Buffer)
+    size += (chunk as Buffer).byteLength
+  }
+  return { sha256: hash.digest('hex'), size, contentType: object.ContentType }
+}
+
+export async function objectExists (client: S3Client, bucket: string, key: string): Promise<boolean> {
+  try {
+    await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))
+    return true
+  } catch (error) {
+    if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return false
+    throw error
+  }
+}
+
+export function sha256 (bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex')
+}

@@ -1,0 +1,191 @@
+// The coordinator in inline mode against aws-sdk-client-mock: what it asks
+// S3 for, in which order, and what it does when something fails.
+import t from 'tap'
+import { mockClient } from 'aws-sdk-client-mock'
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand
+} from '@aws-sdk/client-s3'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { uploadStream, type UploadDeps } from '../../lib/upload/coordinator.ts'
+import { BufferAccounting } from '../../lib/upload/buffer-accounting.ts'
+import { createInlineSender } from '../../lib/upload/part-sender.ts'
+import { ClosingError } from '../../lib/errors.ts'
+
+const PART = 1024
+const target = { bucket: 'uploads', key: 'media/file.bin', contentType: 'application/octet-stream' }
+
+function setup (overrides: Partial<UploadDeps> = {}): { s3: ReturnType<typeof mockClient>, deps: UploadDeps } {
+  const client = new S3Client({ region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } })
+  const s3 = mockClient(client)
+  s3.on(CreateMultipartUploadCommand).resolves({ UploadId: 'upload-1' })
+  s3.on(UploadPartCommand).callsFake(async (input: { PartNumber: number }) => ({ ETag: `"etag-${input.PartNumber}"` }))
+  s3.on(CompleteMultipartUploadCommand).resolves({ ETag: '"final-3"' })
+  s3.on(PutObjectCommand).resolves({ ETag: '"single"' })
+  s3.on(AbortMultipartUploadCommand).resolves({})
+  const deps: UploadDeps = {
+    client,
+    sender: createInlineSender(client),
+    partSize: () => PART,
+    partConcurrency: 2,
+    maxFileSize: 1024 * 1024,
+    accounting: new BufferAccounting(),
+    counters: { uploadsInFlight: 0, partsInFlight: 0 },
+    ...overrides
+  }
+  return { s3, deps }
+}
+
+async function * source (size: number, chunk = 100, failAfter?: number): AsyncGenerator<Uint8Array> {
+  let sent = 0
+  while (sent < size) {
+    if (failAfter !== undefined && sent >= failAfter) throw new Error('client went away')
+    const n = Math.min(chunk, size - sent)
+    yield new Uint8Array(n).fill(sent & 0xff)
+    sent += n
+  }
+}
+
+t.test('a file smaller than one part goes out as one PutObject', async (t) => {
+  const { s3, deps } = setup()
+  const outcome = await uploadStream(source(PART - 1), target, deps)
+  t.same(outcome, { size: PART - 1, etag: 'single', parts: 0 })
+  t.equal(s3.commandCalls(PutObjectCommand).length, 1)
+  t.equal(s3.commandCalls(PutObjectCommand)[0]?.args[0].input.ContentType, 'application/octet-stream')
+  t.equal(s3.commandCalls(CreateMultipartUploadCommand).length, 0, 'no multipart upload for a small file')
+  t.equal(deps.accounting.bytes, 0, 'every buffered byte released')
+  t.equal(deps.counters.uploadsInFlight, 0)
+})
+
+t.test('an empty file is a valid empty object', async (t) => {
+  const { s3, deps } = setup()
+  const outcome = await uploadStream(source(0), target, deps)
+  t.same(outcome, { size: 0, etag: 'single', parts: 0 })
+  t.equal((s3.commandCalls(PutObjectCommand)[0]?.args[0].input.Body as Uint8Array).byteLength, 0)
+})
+
+t.test('parts answered out of order are completed in part order', async (t) => {
+  const { s3, deps } = setup({ partConcurrency: 4 })
+  // Later parts answer first.
+  s3.on(UploadPartCommand).callsFake(async (input: { PartNumber: number }) => {
+    await sleep(40 - input.PartNumber * 10)
+    return { ETag: `"etag-${input.PartNumber}"` }
+  })
+  const outcome = await uploadStream(source(3 * PART + 7), target, deps)
+  t.same(outcome, { size: 3 * PART + 7, etag: 'final-3', parts: 4 })
+  const complete = s3.commandCalls(CompleteMultipartUploadCommand)[0]?.args[0].input
+  t.same(complete?.MultipartUpload?.Parts, [1, 2, 3, 4].map((n) => ({ PartNumber: n, ETag: `"etag-${n}"` })))
+  t.equal(complete?.UploadId, 'upload-1')
+  const sizes = s3.commandCalls(UploadPartCommand).map((c) => c.args[0].input.ContentLength ?? 0).sort((a, b) => a - b)
+  t.same(sizes, [7, PART, PART, PART], 'the last part carries only its own bytes')
+  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 0)
+  t.equal(deps.accounting.bytes, 0)
+})
+
+t.test('a failed part: the parts in flight finish, then the upload is aborted, never completed', async (t) => {
+  const { s3, deps } = setup({ partConcurrency: 3 })
+  let inFlightAtAbort = -1
+  let inFlight = 0
+  s3.on(UploadPartCommand).callsFake(async (input: { PartNumber: number }) => {
+    inFlight++
+    try {
+      await sleep(input.PartNumber === 2 ? 5 : 30)
+      if (input.PartNumber === 2) throw Object.assign(new Error('We encountered an internal error'), { name: 'InternalError', $metadata: { httpStatusCode: 500, requestId: 'req-42' } })
+      return { ETag: `"etag-${input.PartNumber}"` }
+    } finally { inFlight-- }
+  })
+  s3.on(AbortMultipartUploadCommand).callsFake(async () => { inFlightAtAbort = inFlight; return {} })
+  await t.rejects(uploadStream(source(10 * PART), target, deps), {
+    code: 'FST_S3CHUNK_STORAGE',
+    statusCode: 502,
+    s3: { operation: 'UploadPart', code: 'InternalError', status: 500, requestId: 'req-42', retryable: true }
+  })
+  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 1, 'aborted once')
+  t.equal(inFlightAtAbort, 0, 'no part was in flight when the abort went out')
+  t.equal(s3.commandCalls(CompleteMultipartUploadCommand).length, 0, 'never completed')
+  t.ok(s3.commandCalls(UploadPartCommand).length < 10, 'stopped sending parts after the failure')
+  t.equal(deps.accounting.bytes, 0, 'buffers released')
+})
+
+t.test('a stream error mid-upload aborts the multipart upload and rethrows the stream error', async (t) => {
+  const { s3, deps } = setup()
+  await t.rejects(uploadStream(source(10 * PART, 100, 3 * PART), target, deps), /client went away/)
+  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 1)
+  t.same(s3.commandCalls(AbortMultipartUploadCommand)[0]?.args[0].input, { Bucket: 'uploads', Key: 'media/file.bin', UploadId: 'upload-1' })
+  t.equal(s3.commandCalls(CompleteMultipartUploadCommand).length, 0)
+  t.equal(deps.counters.uploadsInFlight, 0)
+})
+
+t.test('a stream error before the first full part: no upload was created, nothing to abort', async (t) => {
+  const { s3, deps } = setup()
+  await t.rejects(uploadStream(source(10 * PART, 100, 500), target, deps), /client went away/)
+  t.equal(s3.commandCalls(CreateMultipartUploadCommand).length, 0)
+  t.equal(s3.commandCalls(PutObjectCommand).length, 0, 'a truncated small file is not stored either')
+  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 0)
+})
+
+t.test('a failing CompleteMultipartUpload is aborted too', async (t) => {
+  const { s3, deps } = setup()
+  s3.on(CompleteMultipartUploadCommand).rejects(Object.assign(new Error('One or more of the specified parts could not be found'), { name: 'InvalidPart', $metadata: { httpStatusCode: 400 } }))
+  await t.rejects(uploadStream(source(2 * PART + 1), target, deps), { code: 'FST_S3CHUNK_STORAGE', s3: { operation: 'CompleteMultipartUpload', code: 'InvalidPart', retryable: false } })
+  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 1)
+})
+
+t.test('exceeding maxFileSize aborts with 413', async (t) => {
+  const { s3, deps } = setup({ maxFileSize: 3 * PART })
+  await t.rejects(uploadStream(source(5 * PART), target, deps), { code: 'FST_S3CHUNK_FILE_TOO_LARGE', statusCode: 413 })
+  t.equal(s3.commandCalls(CompleteMultipartUploadCommand).length, 0)
+  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 1)
+})
+
+t.test('backpressure: at most partConcurrency parts in flight, and the source is not read past them', async (t) => {
+  const { s3, deps } = setup({ partConcurrency: 2 })
+  let release: () => void = () => {}
+  const gate = new Promise<void>((resolve) => { release = resolve })
+  let maxInFlight = 0
+  let inFlight = 0
+  s3.on(UploadPartCommand).callsFake(async (input: { PartNumber: number }) => {
+    inFlight++
+    maxInFlight = Math.max(maxInFlight, inFlight)
+    await gate
+    inFlight--
+    return { ETag: `"etag-${input.PartNumber}"` }
+  })
+  let bytesRead = 0
+  async function * counted (): AsyncGenerator<Uint8Array> {
+    for await (const chunk of source(20 * PART)) {
+      bytesRead += chunk.byteLength
+      yield chunk
+    }
+  }
+  const upload = uploadStream(counted(), target, deps)
+  await sleep(100)
+  // 2 parts in flight + 1 full part held for a slot + the chunk that proved it was not the last.
+  t.ok(bytesRead <= 3 * PART + 100, `read ${bytesRead} bytes while S3 was stalled (bound ${3 * PART + 100})`)
+  t.ok(deps.accounting.bytes <= 4 * PART, `buffered ${deps.accounting.bytes} bytes`)
+  release()
+  const outcome = await upload
+  t.equal(outcome.parts, 20)
+  t.equal(maxInFlight, 2, 'never more than partConcurrency parts in flight')
+})
+
+t.test('an aborted signal (server closing) aborts the upload in flight', async (t) => {
+  const controller = new AbortController()
+  const { s3, deps } = setup({ signal: controller.signal })
+  async function * slow (): AsyncGenerator<Uint8Array> {
+    yield new Uint8Array(2 * PART)
+    await sleep(10_000, undefined, { ref: false }) // a client that stalls: the abort must not wait for it
+    yield new Uint8Array(1)
+  }
+  const upload = uploadStream(slow(), target, deps)
+  setTimeout(() => controller.abort(new ClosingError()), 50)
+  const started = Date.now()
+  await t.rejects(upload, { code: 'FST_S3CHUNK_CLOSING', statusCode: 503 })
+  t.ok(Date.now() - started < 5000, 'did not wait for the stalled client')
+  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 1)
+  t.equal(s3.commandCalls(CompleteMultipartUploadCommand).length, 0)
+})

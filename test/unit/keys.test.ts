@@ -1,0 +1,83 @@
+import t from 'tap'
+import { makeKey, sanitiseFilename, sanitisePrefix, withTimestamp } from '../../lib/keys.ts'
+import { parseOptions, type KeyContext } from '../../lib/options.ts'
+
+t.test('sanitiseFilename strips paths, traversal and control characters', async (t) => {
+  t.equal(sanitiseFilename('../../etc/pässwd.bin'), 'pässwd.bin')
+  t.equal(sanitiseFilename('C:\\Users\\me\\report.pdf'), 'report.pdf')
+  t.equal(sanitiseFilename('..'), 'file')
+  t.equal(sanitiseFilename('...hidden'), 'hidden')
+  t.equal(sanitiseFilename(''), 'file')
+  t.equal(sanitiseFilename('a\u0000b\u001fc\u202e.txt'), 'abc.txt', 'NUL, controls and bidi overrides removed')
+  t.equal(sanitiseFilename('my holiday  photo.jpg'), 'my_holiday_photo.jpg')
+  t.equal(sanitiseFilename('rm -rf *;.sh'), 'rm_-rf_.sh')
+  t.equal(sanitiseFilename('a..b..c'), 'a.b.c', 'no ".." survives anywhere')
+})
+
+t.test('sanitiseFilename normalises Unicode to NFC', async (t) => {
+  const decomposed = 'pa\u0308sswd.bin' // "a" + combining diaeresis
+  t.equal(sanitiseFilename(decomposed), 'p\u00e4sswd.bin')
+})
+
+t.test('sanitiseFilename bounds the length in bytes and keeps the extension', async (t) => {
+  const long = 'ä'.repeat(500) + '.mp4'
+  const clean = sanitiseFilename(long)
+  t.ok(Buffer.byteLength(clean) <= 200, `${Buffer.byteLength(clean)} bytes`)
+  t.ok(clean.endsWith('.mp4'))
+  t.notOk(clean.includes('\ufffd'), 'no character cut in half')
+})
+
+t.test('sanitisePrefix keeps sub-paths but never climbs', async (t) => {
+  t.equal(sanitisePrefix('users/42/avatars'), 'users/42/avatars')
+  t.equal(sanitisePrefix('../../secret'), 'secret')
+  t.equal(sanitisePrefix('/a//./b/../c/'), 'a/b/c')
+  t.equal(sanitisePrefix('..'), '')
+})
+
+t.test('withTimestamp puts a UTC timestamp before the extension', async (t) => {
+  const now = new Date('2026-11-21T05:21:46.123Z')
+  t.equal(withTimestamp('photo.final.jpg', now), 'photo.final_20261121T052146123Z.jpg')
+  t.equal(withTimestamp('README', now), 'README_20261121T052146123Z')
+})
+
+function context (overrides: Partial<KeyContext> & { query?: Record<string, string> } = {}): KeyContext {
+  const { query, ...rest } = overrides
+  return {
+    filename: 'clip.mp4',
+    originalName: 'clip.mp4',
+    fieldName: 'file',
+    mimetype: 'video/mp4',
+    request: { query: query ?? {} } as unknown as KeyContext['request'],
+    ...rest
+  }
+}
+
+const now = new Date('2026-11-21T05:21:46.123Z')
+
+t.test('makeKey: keyPrefix and timestamp', async (t) => {
+  t.equal(await makeKey(parseOptions({ bucket: 'uploads', keyPrefix: '/media/' }), context(), now), 'media/clip_20261121T052146123Z.mp4')
+  t.equal(await makeKey(parseOptions({ bucket: 'uploads', appendTimestamp: false }), context(), now), 'clip.mp4')
+})
+
+t.test('makeKey: the prefix query parameter is off by default', async (t) => {
+  const key = await makeKey(parseOptions({ bucket: 'uploads', keyPrefix: 'media', appendTimestamp: false }), context({ query: { __prefix: 'x' } }), now)
+  t.equal(key, 'media/clip.mp4')
+})
+
+t.test('makeKey: the prefix query parameter is sanitised and stays under keyPrefix', async (t) => {
+  const config = parseOptions({ bucket: 'uploads', keyPrefix: 'media', appendTimestamp: false, prefixQueryParam: true })
+  t.equal(await makeKey(config, context({ query: { __prefix: 'albums/2026' } }), now), 'media/albums/2026/clip.mp4')
+  t.equal(await makeKey(config, context({ query: { __prefix: '../../../etc' } }), now), 'media/etc/clip.mp4')
+  t.equal(await makeKey(config, context({ query: { __prefix: '/' } }), now), 'media/clip.mp4')
+  const named = parseOptions({ bucket: 'uploads', appendTimestamp: false, prefixQueryParam: 'folder' })
+  t.equal(await makeKey(named, context({ query: { folder: 'a' } }), now), 'a/clip.mp4')
+})
+
+t.test('makeKey: a key() function names the object, below keyPrefix, sanitised', async (t) => {
+  const config = parseOptions({ bucket: 'uploads', keyPrefix: 'media', key: async ({ fieldName, filename }) => `by-field/${fieldName}/${filename}` })
+  t.equal(await makeKey(config, context(), now), 'media/by-field/file/clip.mp4')
+  const escaping = parseOptions({ bucket: 'uploads', keyPrefix: 'media', key: () => '../../../root' })
+  t.equal(await makeKey(escaping, context(), now), 'media/root')
+  const empty = parseOptions({ bucket: 'uploads', key: () => '../..' })
+  await t.rejects(makeKey(empty, context(), now), { code: 'FST_S3CHUNK_INVALID_KEY' })
+})

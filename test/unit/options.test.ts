@@ -1,0 +1,36 @@
+import t from 'tap'
+import { parseOptions, MIN_PART_SIZE } from '../../lib/options.ts'
+
+t.test('defaults', async (t) => {
+  const config = parseOptions({ bucket: 'uploads' })
+  t.equal(config.partSize, MIN_PART_SIZE)
+  t.equal(config.partConcurrency, 4)
+  t.equal(config.mode, 'workers')
+  t.equal(config.appendTimestamp, true)
+  t.equal(config.prefixQueryParam, false)
+  t.equal(config.keyPrefix, '')
+  t.equal(config.maxFileSize, 5 * 1024 ** 4)
+  t.ok(Object.isFrozen(config) && Object.isFrozen(config.s3), 'the config is frozen')
+})
+
+t.test('a bad option names its path and the rule', async (t) => {
+  const cases: Array<[unknown, RegExp]> = [
+    [{}, /"bucket"/],
+    [{ bucket: 'Not_A_Bucket' }, /"bucket": must be a valid S3 bucket name/],
+    [{ bucket: 'uploads', partSize: 1024 }, /"partSize": .*>=5242880/],
+    [{ bucket: 'uploads', partConcurrency: 0 }, /"partConcurrency"/],
+    [{ bucket: 'uploads', mode: 'threads' }, /"mode"/],
+    [{ bucket: 'uploads', s3: { endpoint: 'ftp://x' } }, /"s3.endpoint": must be an http\(s\) URL/],
+    [{ bucket: 'uploads', s3: { credentials: { accessKeyId: 'a' } } }, /"s3.credentials.secretAccessKey"/],
+    [{ bucket: 'uploads', key: 'media/x' }, /"key": must be a function/],
+    [{ bucket: 'uploads', partsize: 5 }, /Unrecognized key: "partsize"/],
+    [{ bucket: 'uploads', maxFileSize: 6 * 1024 ** 4 }, /"maxFileSize"/]
+  ]
+  for (const [input, message] of cases) {
+    t.throws(() => parseOptions(input), { code: 'FST_S3CHUNK_INVALID_OPTION', message }, JSON.stringify(input))
+  }
+})
+
+t.test('keyPrefix is normalised to clean segments', async (t) => {
+  t.equal(parseOptions({ bucket: 'uploads', keyPrefix: '/media//./x/../' }).keyPrefix, 'media/x')
+})
