@@ -98,7 +98,7 @@ export type S3ChunkConfig = Readonly<z.output<typeof optionsSchema>>
 export type S3Settings = z.output<typeof s3Schema>
 
 /** Validates options once, at register time; throws InvalidOptionError naming the option path and rule. */
-export function parseOptions (input: unknown): S3ChunkConfig {
+export function parseOptions (input: S3ChunkOptions): S3ChunkConfig {
   const result = optionsSchema.safeParse(input ?? {})
   if (!result.success) {
     const problems = result.error.issues.map((issue) => {

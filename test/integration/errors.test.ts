@@ -96,7 +96,9 @@ for (const mode of ['workers', 'inline'] as const) {
     const operations = failures.map((line) => (line.s3 as { operation: string }).operation)
     t.ok(operations.includes('PutObject') && operations.includes('CreateMultipartUpload'), `operations logged: ${operations.join(', ')}`)
     for (const line of failures) {
-      t.match(line.s3, { code: 'NoSuchBucket', status: 404, requestId: /\S+/ }, 'S3 code, status and request id in the log')
+      t.match(line.s3, { code: 'NoSuchBucket', status: 404 }, 'S3 code and status in the log')
+      // s3rver sends no request id.
+      if (server.strict) t.match(line.s3, { requestId: /\S+/ }, 'S3 request id in the log')
     }
   })
 }

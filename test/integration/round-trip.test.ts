@@ -40,7 +40,8 @@ for (const mode of ['workers', 'inline'] as const) {
         size,
         contentType: 'application/x-test',
         parts,
-        etag: parts === 0 ? /^[0-9a-f]{32}$/ : new RegExp(`^[0-9a-f]{32}-${parts}$`)
+        // s3rver does not form multipart ETags like S3 does.
+        etag: parts === 0 || !server.strict ? /^[0-9a-f]{32}/ : new RegExp(`^[0-9a-f]{32}-${parts}$`)
       }, `${size} bytes: the S3File`)
       t.match(file.key, /^media\/data-\d+_\d{8}T\d{9}Z\.bin$/, 'key under keyPrefix with a timestamp')
       t.equal(file.location, `${server.endpoint}/${bucket}/${file.key}`)

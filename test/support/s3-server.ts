@@ -124,7 +124,7 @@ export async function startMinio (options: { quiet?: boolean } = {}): Promise<S3
 }
 
 export async function startS3rver (): Promise<S3Server> {
-  const { default: S3rver } = await import('s3rver') as { default: new (options: object) => { run: () => Promise<{ port: number }>, close: () => Promise<void> } }
+  const { default: S3rver } = await import('s3rver')
   const directory = mkdtempSync(join(tmpdir(), 'fastify-s3-chunk-s3rver-'))
   const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory, resetOnClose: true })
   const { port } = await server.run()

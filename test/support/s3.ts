@@ -13,13 +13,10 @@ import {
 } from '@aws-sdk/client-s3'
 import { createHash, randomBytes } from 'node:crypto'
 import type { Readable } from 'node:stream'
+import type { Test } from 'tap'
 import { externalS3, startS3, type S3Server } from './s3-server.ts'
 
-export interface TapLike {
-  teardown: (fn: () => unknown) => void
-  equal: (found: unknown, wanted: unknown, message?: string) => void
-  same: (found: unknown, wanted: unknown, message?: string) => void
-}
+type TapLike = Pick<Test, 'teardown' | 'same'>
 
 let serverPromise: Promise<S3Server> | null = null
 

@@ -1,5 +1,8 @@
 import t from 'tap'
-import { parseOptions, MIN_PART_SIZE } from '../../lib/options.ts'
+import { parseOptions as parse, MIN_PART_SIZE, type S3ChunkOptions } from '../../lib/options.ts'
+
+// Bad input on purpose: the runtime check, not the type, is under test.
+const parseOptions = (input: unknown) => parse(input as S3ChunkOptions)
 
 t.test('defaults', async (t) => {
   const config = parseOptions({ bucket: 'uploads' })
