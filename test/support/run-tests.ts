@@ -26,7 +26,8 @@ const tapBin = join(root, 'node_modules', 'tap', 'dist', 'esm', 'run.mjs')
 const tap = spawn(process.execPath, [tapBin, ...reporter, ...process.argv.slice(2)], {
   cwd: root,
   stdio: 'inherit',
-  env: { ...process.env, ...s3Environment(server) }
+  // The SDK's Node 20 end-of-support notice would repeat in every test process.
+  env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env, ...s3Environment(server) }
 })
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => { tap.kill(signal) })
