@@ -45,6 +45,13 @@ export const FileTooLargeError = createError<'FST_S3CHUNK_FILE_TOO_LARGE', 413, 
   413
 )
 
+/** The file needs more S3 parts than `maxParts` allows at the part sizes in use. */
+export const PartLimitError = createError<'FST_S3CHUNK_PART_LIMIT', 413, [number]>(
+  'FST_S3CHUNK_PART_LIMIT',
+  'File too large for the store: it needs more than %d parts; nothing was stored',
+  413
+)
+
 /** More files, fields or parts than the configured limits allow. */
 export const TooManyPartsError = createError<'FST_S3CHUNK_LIMIT_EXCEEDED', 413, [string]>(
   'FST_S3CHUNK_LIMIT_EXCEEDED',

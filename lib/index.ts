@@ -4,9 +4,11 @@ import fastifyMultipart from '@fastify/multipart'
 import { AlreadyRegisteredError, ClosingError } from './errors.js'
 import { parseOptions, type S3ChunkOptions } from './options.js'
 import { bodyConsumed, createRequestApi, type Runtime } from './request-api.js'
-import { createS3Client } from './s3-client.js'
+import { abortStaleUploads, ensureLifecycleRule } from './maintenance.js'
+import { createPartClient, createS3Client } from './s3-client.js'
 import type { S3ChunkDecorator } from './types.js'
-import { BufferAccounting } from './upload/buffer-accounting.js'
+import { MemoryBudget } from './upload/memory-budget.js'
+import { scheduleCapacity } from './upload/part-schedule.js'
 import { createInlineSender } from './upload/part-sender.js'
 import { createWorkerPoolSender } from './upload/worker-pool-sender.js'
 
@@ -17,14 +19,20 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
   // @fastify/multipart parses the body; reuse it when the app registered it already.
   if (!fastify.hasRequestDecorator('parts')) await fastify.register(fastifyMultipart)
 
+  const capacity = scheduleCapacity(config)
+  if (capacity < config.maxFileSize) {
+    fastify.log.warn(`fastify-s3-chunk: ${config.maxParts} parts hold at most ${capacity} bytes at these part sizes; larger files fail with FST_S3CHUNK_PART_LIMIT (raise partSize or lower maxFileSize)`)
+  }
+
   const client = createS3Client(config.s3)
-  const sender = config.mode === 'workers' ? createWorkerPoolSender(config) : createInlineSender(client)
+  const policy = { checksum: config.checksum, retry: config.retry }
+  const sender = config.mode === 'workers' ? createWorkerPoolSender(config) : createInlineSender(createPartClient(config.s3), policy)
   const closing = new AbortController()
   const runtime: Runtime = {
     config,
     client,
     sender,
-    accounting: new BufferAccounting(),
+    budget: new MemoryBudget(config.maxBufferedBytes),
     counters: { uploadsInFlight: 0, partsInFlight: 0 },
     closing: closing.signal
   }
@@ -36,10 +44,14 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
       mode: config.mode,
       uploadsInFlight: runtime.counters.uploadsInFlight,
       partsInFlight: runtime.counters.partsInFlight,
-      bufferedBytes: runtime.accounting.bytes,
-      peakBufferedBytes: runtime.accounting.peak,
+      bufferedBytes: runtime.budget.used,
+      peakBufferedBytes: runtime.budget.peak,
+      maxBufferedBytes: runtime.budget.limit,
+      partsWaitingForMemory: runtime.budget.waiting,
       pool: sender.stats()
-    })
+    }),
+    abortStaleUploads: async ({ olderThan = 24 * 3600 * 1000 } = {}) => await abortStaleUploads(client, config.bucket, config.keyPrefix, olderThan),
+    ensureLifecycleRule: async ({ days = 1 } = {}) => await ensureLifecycleRule(client, config.bucket, config.keyPrefix, days)
   }
   fastify.decorate('s3Chunk', decorator)
 

@@ -44,8 +44,12 @@ const s3Schema = z.strictObject({
     secretAccessKey: z.string().min(1),
     sessionToken: z.string().min(1).optional()
   }).optional(),
-  /** Attempts per S3 request made by the AWS SDK's own retry strategy. */
-  maxAttempts: int(1, 20).default(3)
+  /** Attempts per S3 control request (create, complete, abort, put) by the AWS SDK's retry strategy. Parts use `retry`. */
+  maxAttempts: int(1, 20).default(3),
+  /** Milliseconds a TCP connection to S3 may take to open. */
+  connectionTimeout: int(1, 600_000).default(10_000),
+  /** Milliseconds one S3 request may take, body included; a stalled request fails (and a part is retried). */
+  requestTimeout: int(1, 3_600_000).default(120_000)
 })
 
 const workersSchema = z.strictObject({
@@ -57,13 +61,22 @@ const workersSchema = z.strictObject({
   idleTimeout: int(0, 24 * 3600 * 1000).default(60_000)
 })
 
+const retrySchema = z.strictObject({
+  /** Attempts per part, the first included; retryable failures only (5xx, throttling, resets, timeouts). */
+  attempts: int(1, 20).default(4),
+  /** First backoff ceiling in ms; doubles each attempt, full jitter. */
+  baseDelayMs: int(0, 60_000).default(200),
+  /** Largest backoff in ms. */
+  maxDelayMs: int(0, 600_000).default(10_000)
+})
+
 const keyFunction = z.custom<KeyFunction>((value) => typeof value === 'function', 'must be a function (context) => string')
 
 export const optionsSchema = z.strictObject({
   /** Bucket every object goes to. */
   bucket: bucketName,
   /** S3 client settings; credentials omitted → the AWS default provider chain. */
-  s3: s3Schema.default({ region: 'us-east-1', forcePathStyle: false, maxAttempts: 3 }),
+  s3: s3Schema.default({ region: 'us-east-1', forcePathStyle: false, maxAttempts: 3, connectionTimeout: 10_000, requestTimeout: 120_000 }),
   /** Key prefix every object lives under (the "document root"). */
   keyPrefix: z.string().max(512).default(''),
   /** Put a UTC timestamp before the file extension, so re-uploads of a name never collide. */
@@ -78,6 +91,16 @@ export const optionsSchema = z.strictObject({
   partConcurrency: int(1, 64).default(4),
   /** Largest accepted file in bytes; beyond it the upload is aborted with 413. */
   maxFileSize: int(0, MAX_OBJECT_SIZE).default(MAX_OBJECT_SIZE),
+  /** Most parts the store allows in one upload (S3: 10,000; some stores fewer). Part sizes grow to fit. */
+  maxParts: int(1, 10_000).default(10_000),
+  /** Every part but the last the same size (stores such as R2 require it); part sizes then never grow mid-upload. */
+  equalParts: z.boolean().default(false),
+  /** Bytes held in part buffers by all uploads of the process at once; a new part waits for room. */
+  maxBufferedBytes: int(MIN_PART_SIZE, 64 * GiB).default(256 * MiB),
+  /** Checksum computed per part in the worker and verified by S3; 'none' for stores that reject checksum headers. */
+  checksum: z.enum(['none', 'CRC32', 'CRC32C', 'SHA256']).default('none'),
+  /** Retries of a failed part (the buffered bytes are re-sent). */
+  retry: retrySchema.default({ attempts: 4, baseDelayMs: 200, maxDelayMs: 10_000 }),
   /** Most files accepted in one request. */
   maxFiles: int(1, 10_000).default(100),
   /** Most non-file fields accepted in one request. */
@@ -96,6 +119,10 @@ export type S3ChunkOptions = z.input<typeof optionsSchema>
 export type S3ChunkConfig = Readonly<z.output<typeof optionsSchema>>
 /** Plain-data S3 settings (shared with worker threads). */
 export type S3Settings = z.output<typeof s3Schema>
+/** Part retry policy. */
+export type RetryPolicy = z.output<typeof retrySchema>
+/** Checksum algorithm, or 'none'. */
+export type ChecksumSetting = z.output<typeof optionsSchema>['checksum']
 
 /** Validates options once, at register time; throws InvalidOptionError naming the option path and rule. */
 export function parseOptions (input: S3ChunkOptions): S3ChunkConfig {
@@ -108,6 +135,9 @@ export function parseOptions (input: S3ChunkOptions): S3ChunkConfig {
     throw new InvalidOptionError(problems.join('; '))
   }
   const config = result.data
+  if (config.maxBufferedBytes < config.partSize) {
+    throw new InvalidOptionError(`"maxBufferedBytes": must be at least partSize (${config.partSize} bytes)`)
+  }
   config.keyPrefix = normalisePrefix(config.keyPrefix)
   return deepFreeze(config)
 }

@@ -13,8 +13,9 @@ import { makeKey, sanitiseFilename } from './keys.js'
 import type { S3ChunkConfig } from './options.js'
 import { objectUrl } from './s3-client.js'
 import type { S3Fields, S3File } from './types.js'
-import type { BufferAccounting } from './upload/buffer-accounting.js'
 import { uploadStream } from './upload/coordinator.js'
+import type { MemoryBudget } from './upload/memory-budget.js'
+import { partSchedule } from './upload/part-schedule.js'
 import type { PartSender } from './upload/part-sender.js'
 import { isStorageFailure } from './upload/s3-failure.js'
 
@@ -23,7 +24,7 @@ export interface Runtime {
   config: S3ChunkConfig
   client: S3Client
   sender: PartSender
-  accounting: BufferAccounting
+  budget: MemoryBudget
   counters: { uploadsInFlight: number, partsInFlight: number }
   /** Aborted when the server closes: uploads in flight are aborted, not committed. */
   closing: AbortSignal
@@ -96,10 +97,19 @@ export function createRequestApi (runtime: Runtime): {
       const outcome = await uploadStream(sizeCheckedSource(part, config.maxFileSize), { bucket: config.bucket, key, contentType }, {
         client: runtime.client,
         sender: runtime.sender,
-        partSize: () => config.partSize,
+        partSize: partSchedule({
+          partSize: config.partSize,
+          maxParts: config.maxParts,
+          maxFileSize: config.maxFileSize,
+          equalParts: config.equalParts,
+          // The whole body's length bounds the file's: parts can be sized up front.
+          expectedSize: declaredLength(request)
+        }),
         partConcurrency: config.partConcurrency,
         maxFileSize: config.maxFileSize,
-        accounting: runtime.accounting,
+        maxParts: config.maxParts,
+        checksum: config.checksum,
+        budget: runtime.budget,
         counters: runtime.counters,
         signal: runtime.closing,
         log: request.log
@@ -116,6 +126,7 @@ export function createRequestApi (runtime: Runtime): {
         parts: outcome.parts
       }
       if (outcome.versionId !== undefined) file.versionId = outcome.versionId
+      if (outcome.checksum !== undefined) file.checksum = outcome.checksum
       return file
     } catch (error) {
       if (isStorageFailure(error)) {
@@ -170,6 +181,12 @@ export function createRequestApi (runtime: Runtime): {
   }
 
   return { s3File, s3Files, s3Fields }
+}
+
+function declaredLength (request: FastifyRequest): number | undefined {
+  const header = request.headers['content-length']
+  if (header === undefined || !/^\d+$/.test(header)) return undefined
+  return Number(header)
 }
 
 function addField (fields: S3Fields, name: string, value: unknown): void {

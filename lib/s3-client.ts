@@ -5,11 +5,17 @@ import type { S3Settings } from './options.js'
  * One place that turns the plain S3 settings into an S3Client, so the main
  * thread and every worker thread talk to S3 the same way.
  */
-export function createS3Client (settings: S3Settings): S3Client {
+export function createS3Client (settings: S3Settings, overrides: { maxAttempts?: number } = {}): S3Client {
   const config: S3ClientConfig = {
     region: settings.region,
     forcePathStyle: settings.forcePathStyle,
-    maxAttempts: settings.maxAttempts,
+    maxAttempts: overrides.maxAttempts ?? settings.maxAttempts,
+    requestHandler: {
+      connectionTimeout: settings.connectionTimeout,
+      requestTimeout: settings.requestTimeout,
+      // A stalled S3 request must fail (and be retried), not hang the upload.
+      throwOnRequestTimeout: true
+    },
     // Newer SDKs add CRC32 checksums to every upload by default and some
     // S3-compatible stores reject them; checksums are sent only when asked for.
     requestChecksumCalculation: 'WHEN_REQUIRED',
@@ -18,6 +24,11 @@ export function createS3Client (settings: S3Settings): S3Client {
   if (settings.endpoint !== undefined) config.endpoint = settings.endpoint
   if (settings.credentials !== undefined) config.credentials = { ...settings.credentials }
   return new S3Client(config)
+}
+
+/** Client for UploadPart: one attempt per call, since parts are retried by `sendPartWithRetries`. */
+export function createPartClient (settings: S3Settings): S3Client {
+  return createS3Client(settings, { maxAttempts: 1 })
 }
 
 /** The object's URL (not presigned), path-style or virtual-hosted like the client addresses it. */

@@ -1,4 +1,4 @@
-import type { S3Client } from '@aws-sdk/client-s3'
+import type { LifecycleRule, S3Client } from '@aws-sdk/client-s3'
 
 /** One file stored in S3 by the plugin. Plain JSON: safe to return from a route. */
 export interface S3File {
@@ -39,6 +39,10 @@ export interface S3ChunkStats {
   bufferedBytes: number
   /** The most bytes ever held in part buffers at once since the plugin started. */
   peakBufferedBytes: number
+  /** The memory budget (`maxBufferedBytes`). */
+  maxBufferedBytes: number
+  /** Parts waiting for room in the budget right now. */
+  partsWaitingForMemory: number
   /** Worker pool figures (mode `workers`; null in inline mode). */
   pool: { threads: number, queueSize: number, completed: number, utilization: number } | null
 }
@@ -49,6 +53,16 @@ export interface S3ChunkDecorator {
   client: S3Client
   bucket: string
   stats: () => S3ChunkStats
+  /**
+   * Aborts multipart uploads under keyPrefix started more than `olderThan` ms
+   * ago (default 24 h): what a crashed process could not abort.
+   */
+  abortStaleUploads: (options?: { olderThan?: number }) => Promise<{ aborted: Array<{ key: string, uploadId: string, initiated: Date | undefined }> }>
+  /**
+   * Adds or updates a bucket lifecycle rule that makes S3 abort incomplete
+   * multipart uploads under keyPrefix after `days` (default 1). Other rules are kept.
+   */
+  ensureLifecycleRule: (options?: { days?: number }) => Promise<LifecycleRule>
 }
 
 declare module 'fastify' {

@@ -1,24 +1,25 @@
 import type { S3Client } from '@aws-sdk/client-s3'
 import { workerData } from 'piscina'
-import { createS3Client } from '../lib/s3-client.js'
-import type { S3Settings } from '../lib/options.js'
+import { createPartClient } from '../lib/s3-client.js'
 import type { PartEnvelope, PartTask } from '../lib/upload/part-task.js'
-import { sendPart } from '../lib/upload/send-part.js'
+import { PartFailure, sendPartWithRetries } from '../lib/upload/send-part.js'
 import { describeS3Error } from '../lib/upload/s3-failure.js'
+import type { UploadWorkerData } from '../lib/upload/worker-pool-sender.js'
 
+const { s3, policy } = workerData as UploadWorkerData
 // One client per thread, kept for the thread's life so its keep-alive sockets are reused.
 let client: S3Client | undefined
 
 /**
- * Piscina task: one UploadPart. Never throws — an error's class and metadata
- * would be lost crossing the thread boundary, so it answers an envelope.
+ * Piscina task: one UploadPart, retries included. Never throws — an error's
+ * class and metadata would be lost crossing the thread boundary, so it
+ * answers an envelope the main thread rebuilds the error from.
  */
 export default async function uploadPart (task: PartTask): Promise<PartEnvelope> {
-  client ??= createS3Client((workerData as { s3: S3Settings }).s3)
+  client ??= createPartClient(s3)
   try {
-    const done = await sendPart(client, task)
-    return { ok: true, ...done }
+    return { ok: true, ...await sendPartWithRetries(client, task, policy) }
   } catch (error) {
-    return { ok: false, ...describeS3Error('UploadPart', error) }
+    return { ok: false, ...(error instanceof PartFailure ? error.info : describeS3Error('UploadPart', error)) }
   }
 }

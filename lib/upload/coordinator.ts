@@ -7,10 +7,13 @@ import {
   type S3Client
 } from '@aws-sdk/client-s3'
 import type { FastifyBaseLogger } from 'fastify'
-import { FileTooLargeError } from '../errors.js'
-import type { BufferAccounting } from './buffer-accounting.js'
+import { FileTooLargeError, PartLimitError } from '../errors.js'
+import type { ChecksumSetting } from '../options.js'
+import type { MemoryBudget } from './memory-budget.js'
 import { cutParts, type Part } from './part-cutter.js'
+import type { PartSizeFn } from './part-schedule.js'
 import type { PartSender } from './part-sender.js'
+import { checksumOf } from './send-part.js'
 import { isStorageFailure, s3Call } from './s3-failure.js'
 
 export interface UploadTarget {
@@ -26,17 +29,22 @@ export interface UploadOutcome {
   /** 0 for a single PutObject. */
   parts: number
   versionId?: string
+  /** The object's checksum as S3 reports it, when one is configured. */
+  checksum?: string
 }
 
 export interface UploadDeps {
   client: S3Client
   sender: PartSender
   /** Size of part `number`. */
-  partSize: (number: number) => number
+  partSize: PartSizeFn
   /** Parts of this file in flight at once. */
   partConcurrency: number
   maxFileSize: number
-  accounting: BufferAccounting
+  maxParts: number
+  checksum: ChecksumSetting
+  /** Process-wide part memory; a part waits for room before it is allocated. */
+  budget: MemoryBudget
   counters: { uploadsInFlight: number, partsInFlight: number }
   /** Aborting it fails the upload with `signal.reason` (used on shutdown). */
   signal?: AbortSignal
@@ -72,22 +80,25 @@ class FileUpload {
   readonly #deps: UploadDeps
   #uploadId: string | undefined
   #size = 0
-  /** Bytes this upload holds in part buffers (allocated, not yet answered for). */
+  /** Bytes this upload holds in part buffers (reserved, not yet answered for). */
   #held = 0
   readonly #completed: CompletedPart[] = []
   readonly #inFlight = new Set<Promise<void>>()
   #failure: { error: unknown } | null = null
+  /** Aborted at the first failure: wakes every wait of this upload (a slot, the budget, the client). */
+  readonly #stop = new AbortController()
   readonly #failed: Promise<null>
-  #wakeOnFailure: () => void = () => {}
-  readonly #onAbort = (): void => { this.#fail(this.#deps.signal?.reason) }
+  readonly #onShutdown = (): void => { this.#fail(this.#deps.signal?.reason) }
 
   constructor (source: Source, target: UploadTarget, deps: UploadDeps) {
     this.#source = source
     this.#target = target
     this.#deps = deps
-    this.#failed = new Promise((resolve) => { this.#wakeOnFailure = () => resolve(null) })
-    if (deps.signal?.aborted === true) this.#onAbort()
-    deps.signal?.addEventListener('abort', this.#onAbort, { once: true })
+    this.#failed = new Promise((resolve) => {
+      this.#stop.signal.addEventListener('abort', () => resolve(null), { once: true })
+    })
+    if (deps.signal?.aborted === true) this.#onShutdown()
+    deps.signal?.addEventListener('abort', this.#onShutdown, { once: true })
   }
 
   async run (): Promise<UploadOutcome> {
@@ -114,7 +125,7 @@ class FileUpload {
   }
 
   dispose (): void {
-    this.#deps.signal?.removeEventListener('abort', this.#onAbort)
+    this.#deps.signal?.removeEventListener('abort', this.#onShutdown)
     if (this.#held > 0) this.#release(this.#held)
   }
 
@@ -122,14 +133,17 @@ class FileUpload {
   async #readParts (): Promise<UploadOutcome | null> {
     const parts = cutParts(this.#source, {
       partSize: this.#deps.partSize,
-      onAllocate: (bytes) => { this.#held += bytes; this.#deps.accounting.add(bytes) }
+      reserve: async (bytes) => {
+        await this.#deps.budget.reserve(bytes, this.#stop.signal)
+        this.#held += bytes
+      }
     })[Symbol.asyncIterator]()
 
     while (this.#failure === null) {
       const next = parts.next()
       const step = await Promise.race([next, this.#failed])
       if (step === null) {
-        // Failed while waiting for the client's bytes: stop now, not at the next chunk.
+        // Failed while waiting for the client's bytes or for memory: stop now, not at the next chunk.
         next.catch(() => {})
         return null
       }
@@ -137,14 +151,15 @@ class FileUpload {
       const part = step.value
       this.#size += part.bytes.byteLength
       if (this.#size > this.#deps.maxFileSize) throw new FileTooLargeError(this.#deps.maxFileSize)
+      if (part.number > this.#deps.maxParts) throw new PartLimitError(this.#deps.maxParts)
 
       if (part.number === 1 && part.last) {
-        const outcome = await putObject(this.#deps.client, this.#target, part.bytes)
+        const outcome = await this.#putObject(part.bytes)
         this.#release(part.bytes.buffer.byteLength)
-        return { ...outcome, size: this.#size }
+        return outcome
       }
 
-      this.#uploadId ??= await createUpload(this.#deps.client, this.#target)
+      this.#uploadId ??= await this.#createUpload()
       while (this.#inFlight.size >= this.#deps.partConcurrency && this.#failure === null) {
         await Promise.race([...this.#inFlight, this.#failed])
       }
@@ -167,7 +182,7 @@ class FileUpload {
       body: part.bytes.buffer as ArrayBuffer,
       length: part.bytes.byteLength
     }).then(
-      (done) => { this.#completed.push({ PartNumber: part.number, ETag: done.etag }) },
+      (done) => { this.#completed.push(completedPart(part.number, done.etag, done.checksum, this.#deps.checksum)) },
       (error: unknown) => { this.#fail(error) }
     ).finally(() => {
       counters.partsInFlight -= 1
@@ -175,6 +190,29 @@ class FileUpload {
       this.#inFlight.delete(sending)
     })
     this.#inFlight.add(sending)
+  }
+
+  async #createUpload (): Promise<string> {
+    const created = await s3Call('CreateMultipartUpload', () => this.#deps.client.send(new CreateMultipartUploadCommand({
+      Bucket: this.#target.bucket,
+      Key: this.#target.key,
+      ContentType: this.#target.contentType,
+      ...this.#checksumAlgorithm()
+    })))
+    if (created.UploadId === undefined) throw new Error('CreateMultipartUpload answered without an UploadId')
+    return created.UploadId
+  }
+
+  async #putObject (bytes: Uint8Array): Promise<UploadOutcome> {
+    const result = await s3Call('PutObject', () => this.#deps.client.send(new PutObjectCommand({
+      Bucket: this.#target.bucket,
+      Key: this.#target.key,
+      ContentType: this.#target.contentType,
+      Body: bytes,
+      ContentLength: bytes.byteLength,
+      ...this.#checksumAlgorithm()
+    })))
+    return outcomeOf(result, { size: this.#size, parts: 0 }, this.#deps.checksum)
   }
 
   async #complete (): Promise<UploadOutcome> {
@@ -186,64 +224,55 @@ class FileUpload {
       UploadId: uploadId,
       MultipartUpload: { Parts: parts }
     })))
-    const outcome: UploadOutcome = { size: this.#size, etag: unquote(result.ETag), parts: parts.length }
-    if (result.VersionId !== undefined) outcome.versionId = result.VersionId
-    return outcome
+    return outcomeOf(result, { size: this.#size, parts: parts.length }, this.#deps.checksum)
   }
 
+  // Best effort: a failed abort is logged (a lifecycle rule or abortStaleUploads() reclaims it),
+  // never allowed to hide the failure that caused it.
   async #abort (): Promise<void> {
-    if (this.#uploadId !== undefined) await abortUpload(this.#deps, this.#target, this.#uploadId)
+    const uploadId = this.#uploadId
+    if (uploadId === undefined) return
+    try {
+      await s3Call('AbortMultipartUpload', () => this.#deps.client.send(new AbortMultipartUploadCommand({
+        Bucket: this.#target.bucket,
+        Key: this.#target.key,
+        UploadId: uploadId
+      })))
+    } catch (error) {
+      this.#deps.log?.error({ key: this.#target.key, uploadId, s3: isStorageFailure(error) ? error.s3 : undefined }, 'fastify-s3-chunk: AbortMultipartUpload failed; the incomplete upload remains until cleaned up')
+    }
+  }
+
+  #checksumAlgorithm (): { ChecksumAlgorithm?: Exclude<ChecksumSetting, 'none'> } {
+    return this.#deps.checksum === 'none' ? {} : { ChecksumAlgorithm: this.#deps.checksum }
   }
 
   #fail (error: unknown): void {
     if (this.#failure !== null) return
     this.#failure = { error }
-    this.#wakeOnFailure()
+    this.#stop.abort(error)
   }
 
   #release (bytes: number): void {
     this.#held -= bytes
-    this.#deps.accounting.release(bytes)
+    this.#deps.budget.release(bytes)
   }
 }
 
-async function createUpload (client: S3Client, target: UploadTarget): Promise<string> {
-  const created = await s3Call('CreateMultipartUpload', () => client.send(new CreateMultipartUploadCommand({
-    Bucket: target.bucket,
-    Key: target.key,
-    ContentType: target.contentType
-  })))
-  if (created.UploadId === undefined) throw new Error('CreateMultipartUpload answered without an UploadId')
-  return created.UploadId
+function completedPart (number: number, etag: string, checksum: string | undefined, algorithm: ChecksumSetting): CompletedPart {
+  const part: CompletedPart = { PartNumber: number, ETag: etag }
+  if (checksum !== undefined && algorithm !== 'none') part[`Checksum${algorithm}`] = checksum
+  return part
 }
 
-async function putObject (client: S3Client, target: UploadTarget, bytes: Uint8Array): Promise<Omit<UploadOutcome, 'size'>> {
-  const result = await s3Call('PutObject', () => client.send(new PutObjectCommand({
-    Bucket: target.bucket,
-    Key: target.key,
-    ContentType: target.contentType,
-    Body: bytes,
-    ContentLength: bytes.byteLength
-  })))
-  const outcome: Omit<UploadOutcome, 'size'> = { etag: unquote(result.ETag), parts: 0 }
+function outcomeOf (
+  result: { ETag?: string, VersionId?: string, ChecksumCRC32?: string, ChecksumCRC32C?: string, ChecksumSHA256?: string },
+  base: { size: number, parts: number },
+  algorithm: ChecksumSetting
+): UploadOutcome {
+  const outcome: UploadOutcome = { ...base, etag: (result.ETag ?? '').replace(/^"|"$/g, '') }
   if (result.VersionId !== undefined) outcome.versionId = result.VersionId
+  const checksum = checksumOf(result, algorithm)
+  if (checksum !== undefined) outcome.checksum = checksum
   return outcome
-}
-
-// Best effort: a failed abort is logged (a lifecycle rule or abortStaleUploads() reclaims it),
-// never allowed to hide the failure that caused it.
-async function abortUpload (deps: UploadDeps, target: UploadTarget, uploadId: string): Promise<void> {
-  try {
-    await s3Call('AbortMultipartUpload', () => deps.client.send(new AbortMultipartUploadCommand({
-      Bucket: target.bucket,
-      Key: target.key,
-      UploadId: uploadId
-    })))
-  } catch (error) {
-    deps.log?.error({ key: target.key, uploadId, s3: isStorageFailure(error) ? error.s3 : undefined }, 'fastify-s3-chunk: AbortMultipartUpload failed; the incomplete upload remains until cleaned up')
-  }
-}
-
-function unquote (etag: string | undefined): string {
-  return (etag ?? '').replace(/^"|"$/g, '')
 }

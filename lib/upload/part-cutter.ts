@@ -11,8 +11,8 @@ export interface Part {
 export interface CutOptions {
   /** Size of part `number` (lets the caller grow parts as numbers rise). */
   partSize: (number: number) => number
-  /** Told of every part buffer allocated, so memory can be accounted. */
-  onAllocate?: (bytes: number) => void
+  /** Awaited before each part buffer is allocated (the memory budget); while it waits, the source is not read. */
+  reserve?: (bytes: number) => Promise<void>
 }
 
 /**
@@ -40,8 +40,8 @@ export async function * cutParts (source: AsyncIterable<Uint8Array>, options: Cu
       if (current === null) {
         number += 1
         const size = options.partSize(number)
+        await options.reserve?.(size)
         current = allocate(size)
-        options.onAllocate?.(size)
         filled = 0
       }
       const take = Math.min(current.byteLength - filled, chunk.byteLength - offset)

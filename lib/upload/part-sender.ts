@@ -1,9 +1,9 @@
 import type { S3Client } from '@aws-sdk/client-s3'
-import type { PartDone, PartTask } from './part-task.js'
-import { sendPart } from './send-part.js'
+import type { PartDone, PartPolicy, PartTask } from './part-task.js'
+import { PartFailure, sendPartWithRetries } from './send-part.js'
 import { describeS3Error, storageFailure } from './s3-failure.js'
 
-/** Sends one part to S3. Rejects with a StorageFailure. */
+/** Sends one part to S3, retries included. Rejects with a StorageFailure. */
 export interface PartSender {
   send: (task: PartTask) => Promise<PartDone>
   /** Releases threads and sockets; pending sends finish first. */
@@ -11,17 +11,19 @@ export interface PartSender {
   stats: () => { threads: number, queueSize: number, completed: number, utilization: number } | null
 }
 
-/** Mode `inline`: the same coordinator, parts sent from the main thread's client. */
-export function createInlineSender (client: S3Client): PartSender {
+/** Mode `inline`: the same coordinator, parts sent from the main thread. */
+export function createInlineSender (partClient: S3Client, policy: PartPolicy): PartSender {
   return {
     async send (task) {
       try {
-        return await sendPart(client, task)
+        return await sendPartWithRetries(partClient, task, policy)
       } catch (error) {
-        throw storageFailure(describeS3Error('UploadPart', error))
+        throw storageFailure(error instanceof PartFailure ? error.info : describeS3Error('UploadPart', error))
       }
     },
-    async close () {},
+    async close () {
+      partClient.destroy()
+    },
     stats: () => null
   }
 }

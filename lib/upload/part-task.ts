@@ -1,3 +1,4 @@
+import type { ChecksumSetting, RetryPolicy } from '../options.js'
 import type { S3FailureInfo } from './s3-failure.js'
 
 /** One UploadPart to perform; crosses to a worker thread with `body` transferred. */
@@ -12,8 +13,18 @@ export interface PartTask {
   length: number
 }
 
+/** How parts are sent: the same for every part of a plugin instance. */
+export interface PartPolicy {
+  checksum: ChecksumSetting
+  retry: RetryPolicy
+}
+
 export interface PartDone {
   etag: string
+  /** The part's checksum as S3 computed it (base64), when a checksum is configured. */
+  checksum?: string
+  /** Attempts it took (1 when the first succeeded). */
+  attempts: number
 }
 
 /** What a worker answers: plain data, since errors lose their class crossing threads. */

@@ -16,6 +16,8 @@ export interface S3FailureInfo {
   status?: number
   retryable: boolean
   requestId?: string
+  /** Attempts made before giving up (parts only). */
+  attempts?: number
 }
 
 interface SdkErrorShape {
@@ -27,7 +29,10 @@ interface SdkErrorShape {
   $metadata?: { httpStatusCode?: unknown, requestId?: unknown }
 }
 
-const RETRYABLE_NODE_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ECONNABORTED', 'UND_ERR_SOCKET'])
+const RETRYABLE_NODE_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ECONNABORTED', 'UND_ERR_SOCKET', 'ERR_STREAM_PREMATURE_CLOSE'])
+// 4xx answers that say the request, not its content, went wrong: sending the same bytes again can succeed.
+// A digest mismatch means the body was corrupted on the way; the buffered part is intact.
+const RETRYABLE_S3_CODES = new Set(['RequestTimeout', 'RequestTimeTooSkewed', 'BadDigest', 'XAmzContentSHA256Mismatch', 'IncompleteBody', 'SlowDown', 'Throttling', 'ThrottlingException', 'TooManyRequests'])
 
 export function describeS3Error (operation: string, error: unknown): S3FailureInfo {
   const shape = (typeof error === 'object' && error !== null ? error : {}) as SdkErrorShape
@@ -35,9 +40,10 @@ export function describeS3Error (operation: string, error: unknown): S3FailureIn
   const code = typeof shape.Code === 'string' ? shape.Code : typeof shape.code === 'string' ? shape.code : name
   const status = typeof shape.$metadata?.httpStatusCode === 'number' ? shape.$metadata.httpStatusCode : undefined
   const requestId = typeof shape.$metadata?.requestId === 'string' ? shape.$metadata.requestId : undefined
-  const retryable = shape.$retryable !== undefined ||
+  const retryable = (typeof shape.$retryable === 'object' && shape.$retryable !== null) ||
     (status !== undefined && (status >= 500 || status === 429)) ||
     RETRYABLE_NODE_CODES.has(code) ||
+    RETRYABLE_S3_CODES.has(code) ||
     name === 'TimeoutError'
   const info: S3FailureInfo = {
     operation,

@@ -1,8 +1,45 @@
-import { UploadPartCommand, type S3Client } from '@aws-sdk/client-s3'
-import type { PartDone, PartTask } from './part-task.js'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { UploadPartCommand, type S3Client, type UploadPartCommandOutput } from '@aws-sdk/client-s3'
+import type { ChecksumSetting, RetryPolicy } from '../options.js'
+import type { PartDone, PartPolicy, PartTask } from './part-task.js'
+import { describeS3Error, type S3FailureInfo } from './s3-failure.js'
 
-/** The one UploadPart call, shared by the inline sender and the worker threads. */
-export async function sendPart (client: S3Client, task: PartTask): Promise<PartDone> {
+/** A part that failed for good: after its last attempt, or at once when not retryable. */
+export class PartFailure extends Error {
+  readonly info: S3FailureInfo
+  constructor (info: S3FailureInfo) {
+    super(info.message)
+    this.name = 'PartFailure'
+    this.info = info
+  }
+}
+
+/**
+ * Sends one part, retrying retryable failures (5xx, throttling, resets,
+ * timeouts, a body corrupted in transit) with exponential backoff and full
+ * jitter, re-sending the same buffered bytes. A 4xx fails at once. Shared by
+ * the inline sender and the worker threads.
+ */
+export async function sendPartWithRetries (client: S3Client, task: PartTask, policy: PartPolicy): Promise<PartDone> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return { ...await sendPart(client, task, policy.checksum), attempts: attempt }
+    } catch (error) {
+      const info = describeS3Error('UploadPart', error)
+      info.attempts = attempt
+      if (!info.retryable || attempt >= policy.retry.attempts) throw new PartFailure(info)
+      await sleep(backoffDelay(attempt, policy.retry))
+    }
+  }
+}
+
+/** Full-jitter exponential backoff: uniform in [0, min(max, base × 2^(attempt-1))]. */
+export function backoffDelay (attempt: number, retry: RetryPolicy, random = Math.random): number {
+  const ceiling = Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (attempt - 1))
+  return Math.floor(random() * ceiling)
+}
+
+async function sendPart (client: S3Client, task: PartTask, checksum: ChecksumSetting): Promise<Omit<PartDone, 'attempts'>> {
   const body = new Uint8Array(task.body, 0, task.length)
   const result = await client.send(new UploadPartCommand({
     Bucket: task.bucket,
@@ -10,8 +47,23 @@ export async function sendPart (client: S3Client, task: PartTask): Promise<PartD
     UploadId: task.uploadId,
     PartNumber: task.partNumber,
     Body: body,
-    ContentLength: task.length
+    ContentLength: task.length,
+    // Set, the SDK computes this checksum over the part here (in the worker) and S3 verifies it.
+    ...(checksum !== 'none' ? { ChecksumAlgorithm: checksum } : {})
   }))
   if (result.ETag === undefined) throw Object.assign(new Error('UploadPart answered without an ETag'), { name: 'MissingETag' })
-  return { etag: result.ETag }
+  const done: Omit<PartDone, 'attempts'> = { etag: result.ETag }
+  const partChecksum = checksumOf(result, checksum)
+  if (partChecksum !== undefined) done.checksum = partChecksum
+  return done
+}
+
+/** The response field that carries the configured checksum. */
+export function checksumOf (result: Pick<UploadPartCommandOutput, 'ChecksumCRC32' | 'ChecksumCRC32C' | 'ChecksumSHA256'>, checksum: ChecksumSetting): string | undefined {
+  switch (checksum) {
+    case 'CRC32': return result.ChecksumCRC32
+    case 'CRC32C': return result.ChecksumCRC32C
+    case 'SHA256': return result.ChecksumSHA256
+    default: return undefined
+  }
 }

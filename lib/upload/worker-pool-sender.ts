@@ -1,19 +1,25 @@
 import { Piscina } from 'piscina'
-import type { S3ChunkConfig } from '../options.js'
-import type { PartEnvelope, PartTask } from './part-task.js'
+import type { S3ChunkConfig, S3Settings } from '../options.js'
+import type { PartEnvelope, PartPolicy, PartTask } from './part-task.js'
 import type { PartSender } from './part-sender.js'
 import { describeS3Error, storageFailure } from './s3-failure.js'
 
 // Compiled, this file is dist/lib/upload/*.js and the worker dist/workers/*.js;
 // run from source (tsx) both are .ts.
 const extension = import.meta.url.endsWith('.ts') ? '.ts' : '.js'
+/** What each worker thread is started with: plain data, its S3 client is built from it. */
+export interface UploadWorkerData {
+  s3: S3Settings
+  policy: PartPolicy
+}
+
 export const workerFile = new URL(`../../workers/upload-part${extension}`, import.meta.url).href
 
 /** Mode `workers`: parts go to a Piscina pool; each thread has its own long-lived S3 client. */
 export function createWorkerPoolSender (config: S3ChunkConfig): PartSender {
   const pool = new Piscina<PartTask, PartEnvelope>({
     filename: workerFile,
-    workerData: { s3: config.s3 },
+    workerData: { s3: config.s3, policy: { checksum: config.checksum, retry: config.retry } } satisfies UploadWorkerData,
     minThreads: config.workers.minThreads ?? 1,
     maxThreads: config.workers.maxThreads,
     concurrentTasksPerWorker: config.workers.concurrentTasksPerWorker,
@@ -36,7 +42,8 @@ export function createWorkerPoolSender (config: S3ChunkConfig): PartSender {
         const { ok: _ok, ...info } = envelope
         throw storageFailure(info)
       }
-      return { etag: envelope.etag }
+      const { ok: _ok, ...done } = envelope
+      return done
     },
     async close () {
       await pool.close({ force: false })

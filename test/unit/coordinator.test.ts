@@ -12,14 +12,16 @@ import {
 } from '@aws-sdk/client-s3'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { uploadStream, type UploadDeps } from '../../lib/upload/coordinator.ts'
-import { BufferAccounting } from '../../lib/upload/buffer-accounting.ts'
+import { MemoryBudget } from '../../lib/upload/memory-budget.ts'
 import { createInlineSender } from '../../lib/upload/part-sender.ts'
 import { ClosingError } from '../../lib/errors.ts'
 
 const PART = 1024
 const target = { bucket: 'uploads', key: 'media/file.bin', contentType: 'application/octet-stream' }
 
-function setup (overrides: Partial<UploadDeps> = {}): { s3: ReturnType<typeof mockClient>, deps: UploadDeps } {
+const noRetry = { attempts: 1, baseDelayMs: 0, maxDelayMs: 0 }
+
+function setup (overrides: Partial<UploadDeps> = {}, retry = noRetry): { s3: ReturnType<typeof mockClient>, deps: UploadDeps } {
   const client = new S3Client({ region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } })
   const s3 = mockClient(client)
   s3.on(CreateMultipartUploadCommand).resolves({ UploadId: 'upload-1' })
@@ -29,11 +31,13 @@ function setup (overrides: Partial<UploadDeps> = {}): { s3: ReturnType<typeof mo
   s3.on(AbortMultipartUploadCommand).resolves({})
   const deps: UploadDeps = {
     client,
-    sender: createInlineSender(client),
+    sender: createInlineSender(client, { checksum: 'none', retry }),
     partSize: () => PART,
     partConcurrency: 2,
     maxFileSize: 1024 * 1024,
-    accounting: new BufferAccounting(),
+    maxParts: 10_000,
+    checksum: 'none',
+    budget: new MemoryBudget(1024 * 1024),
     counters: { uploadsInFlight: 0, partsInFlight: 0 },
     ...overrides
   }
@@ -57,7 +61,7 @@ t.test('a file smaller than one part goes out as one PutObject', async (t) => {
   t.equal(s3.commandCalls(PutObjectCommand).length, 1)
   t.equal(s3.commandCalls(PutObjectCommand)[0]?.args[0].input.ContentType, 'application/octet-stream')
   t.equal(s3.commandCalls(CreateMultipartUploadCommand).length, 0, 'no multipart upload for a small file')
-  t.equal(deps.accounting.bytes, 0, 'every buffered byte released')
+  t.equal(deps.budget.used, 0, 'every buffered byte released')
   t.equal(deps.counters.uploadsInFlight, 0)
 })
 
@@ -83,7 +87,7 @@ t.test('parts answered out of order are completed in part order', async (t) => {
   const sizes = s3.commandCalls(UploadPartCommand).map((c) => c.args[0].input.ContentLength ?? 0).sort((a, b) => a - b)
   t.same(sizes, [7, PART, PART, PART], 'the last part carries only its own bytes')
   t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 0)
-  t.equal(deps.accounting.bytes, 0)
+  t.equal(deps.budget.used, 0)
 })
 
 t.test('a failed part: the parts in flight finish, then the upload is aborted, never completed', async (t) => {
@@ -102,13 +106,13 @@ t.test('a failed part: the parts in flight finish, then the upload is aborted, n
   await t.rejects(uploadStream(source(10 * PART), target, deps), {
     code: 'FST_S3CHUNK_STORAGE',
     statusCode: 502,
-    s3: { operation: 'UploadPart', code: 'InternalError', status: 500, requestId: 'req-42', retryable: true }
+    s3: { operation: 'UploadPart', code: 'InternalError', status: 500, requestId: 'req-42', retryable: true, attempts: 1 }
   })
   t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 1, 'aborted once')
   t.equal(inFlightAtAbort, 0, 'no part was in flight when the abort went out')
   t.equal(s3.commandCalls(CompleteMultipartUploadCommand).length, 0, 'never completed')
   t.ok(s3.commandCalls(UploadPartCommand).length < 10, 'stopped sending parts after the failure')
-  t.equal(deps.accounting.bytes, 0, 'buffers released')
+  t.equal(deps.budget.used, 0, 'buffers released')
 })
 
 t.test('a stream error mid-upload aborts the multipart upload and rethrows the stream error', async (t) => {
@@ -166,7 +170,7 @@ t.test('backpressure: at most partConcurrency parts in flight, and the source is
   await sleep(100)
   // 2 parts in flight + 1 full part held for a slot + the chunk that proved it was not the last.
   t.ok(bytesRead <= 3 * PART + 100, `read ${bytesRead} bytes while S3 was stalled (bound ${3 * PART + 100})`)
-  t.ok(deps.accounting.bytes <= 4 * PART, `buffered ${deps.accounting.bytes} bytes`)
+  t.ok(deps.budget.used <= 4 * PART, `buffered ${deps.budget.used} bytes`)
   release()
   const outcome = await upload
   t.equal(outcome.parts, 20)
@@ -188,4 +192,81 @@ t.test('an aborted signal (server closing) aborts the upload in flight', async (
   t.ok(Date.now() - started < 5000, 'did not wait for the stalled client')
   t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 1)
   t.equal(s3.commandCalls(CompleteMultipartUploadCommand).length, 0)
+})
+
+t.test('a retryable part failure is retried with the same bytes, then the upload completes', async (t) => {
+  const { s3, deps } = setup({}, { attempts: 3, baseDelayMs: 1, maxDelayMs: 5 })
+  const bodies = new Map<number, number[]>()
+  let calls = 0
+  s3.on(UploadPartCommand).callsFake(async (input: { PartNumber: number, Body: Uint8Array }) => {
+    calls++
+    const sums = bodies.get(input.PartNumber) ?? []
+    sums.push(input.Body.reduce((a, b) => a + b, 0))
+    bodies.set(input.PartNumber, sums)
+    if (input.PartNumber === 2 && sums.length < 3) throw Object.assign(new Error('Please reduce your request rate.'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } })
+    return { ETag: `"etag-${input.PartNumber}"` }
+  })
+  const outcome = await uploadStream(source(3 * PART), target, deps)
+  t.equal(outcome.parts, 3)
+  t.equal(calls, 5, 'part 2 sent three times')
+  const sums = bodies.get(2) ?? []
+  t.ok(sums.length === 3 && sums.every((sum) => sum === sums[0]), 'each attempt re-sent the same bytes')
+  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 0)
+})
+
+t.test('a 4xx part failure is not retried', async (t) => {
+  const { s3, deps } = setup({}, { attempts: 5, baseDelayMs: 1, maxDelayMs: 5 })
+  s3.on(UploadPartCommand).rejects(Object.assign(new Error('Access Denied'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } }))
+  await t.rejects(uploadStream(source(3 * PART), target, deps), { code: 'FST_S3CHUNK_STORAGE', s3: { code: 'AccessDenied', retryable: false, attempts: 1 } })
+  t.ok(s3.commandCalls(UploadPartCommand).length <= 2, 'one attempt per part dispatched, no retries')
+  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 1)
+})
+
+t.test('a part that keeps failing is given up after the configured attempts, then aborted', async (t) => {
+  const { s3, deps } = setup({ partConcurrency: 1 }, { attempts: 3, baseDelayMs: 1, maxDelayMs: 5 })
+  s3.on(UploadPartCommand).rejects(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }))
+  await t.rejects(uploadStream(source(3 * PART), target, deps), { code: 'FST_S3CHUNK_STORAGE', s3: { code: 'ECONNRESET', retryable: true, attempts: 3 } })
+  t.equal(s3.commandCalls(UploadPartCommand).length, 3)
+  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 1)
+})
+
+t.test('the memory budget holds parts back across uploads and the source waits', async (t) => {
+  const budget = new MemoryBudget(3 * PART)
+  const { s3, deps } = setup({ budget, partConcurrency: 4 })
+  let release: () => void = () => {}
+  const gate = new Promise<void>((resolve) => { release = resolve })
+  s3.on(UploadPartCommand).callsFake(async (input: { PartNumber: number }) => {
+    await gate
+    return { ETag: `"etag-${input.PartNumber}"` }
+  })
+  const uploads = [uploadStream(source(10 * PART), target, deps), uploadStream(source(10 * PART), { ...target, key: 'other' }, deps)]
+  await sleep(100)
+  t.ok(budget.used <= 3 * PART, `used ${budget.used} ≤ budget ${3 * PART}`)
+  t.ok(budget.waiting >= 1, 'a part waits for room')
+  release()
+  const outcomes = await Promise.all(uploads)
+  t.same(outcomes.map((o) => o.parts), [10, 10])
+  t.ok(budget.peak <= 3 * PART, `peak ${budget.peak} within budget`)
+  t.equal(budget.used, 0)
+})
+
+t.test('a part number beyond maxParts aborts with a clear 413', async (t) => {
+  const { s3, deps } = setup({ maxParts: 3 })
+  await t.rejects(uploadStream(source(5 * PART), target, deps), { code: 'FST_S3CHUNK_PART_LIMIT', statusCode: 413 })
+  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 1)
+  t.equal(s3.commandCalls(CompleteMultipartUploadCommand).length, 0)
+})
+
+t.test('with a checksum, parts carry it and the object checksum is returned', async (t) => {
+  const { s3, deps } = setup({ checksum: 'CRC32' })
+  s3.on(UploadPartCommand).callsFake(async (input: { PartNumber: number, ChecksumAlgorithm?: string }) => ({ ETag: `"etag-${input.PartNumber}"`, ChecksumCRC32: `crc-${input.PartNumber}-${input.ChecksumAlgorithm ?? 'none'}` }))
+  s3.on(CompleteMultipartUploadCommand).resolves({ ETag: '"final-2"', ChecksumCRC32: 'whole-2' })
+  deps.sender = createInlineSender(deps.client, { checksum: 'CRC32', retry: noRetry })
+  const outcome = await uploadStream(source(2 * PART), target, deps)
+  t.equal(outcome.checksum, 'whole-2')
+  t.equal(s3.commandCalls(CreateMultipartUploadCommand)[0]?.args[0].input.ChecksumAlgorithm, 'CRC32')
+  t.same(s3.commandCalls(CompleteMultipartUploadCommand)[0]?.args[0].input.MultipartUpload?.Parts, [
+    { PartNumber: 1, ETag: '"etag-1"', ChecksumCRC32: 'crc-1-CRC32' },
+    { PartNumber: 2, ETag: '"etag-2"', ChecksumCRC32: 'crc-2-CRC32' }
+  ])
 })

@@ -1,0 +1,78 @@
+import {
+  AbortMultipartUploadCommand,
+  GetBucketLifecycleConfigurationCommand,
+  ListMultipartUploadsCommand,
+  PutBucketLifecycleConfigurationCommand,
+  type LifecycleRule,
+  type S3Client
+} from '@aws-sdk/client-s3'
+import { s3Call } from './upload/s3-failure.js'
+
+/** The id of the lifecycle rule ensureLifecycleRule() owns. */
+export const LIFECYCLE_RULE_ID = 'fastify-s3-chunk-abort-incomplete-multipart-uploads'
+
+export interface StaleUpload {
+  key: string
+  uploadId: string
+  initiated: Date | undefined
+}
+
+/**
+ * Aborts the multipart uploads under `prefix` that were started more than
+ * `olderThan` ms ago: what a crashed process (or a killed one) could not abort.
+ */
+export async function abortStaleUploads (client: S3Client, bucket: string, prefix: string, olderThan: number, now = Date.now()): Promise<{ aborted: StaleUpload[] }> {
+  const aborted: StaleUpload[] = []
+  const cutoff = now - olderThan
+  let keyMarker: string | undefined
+  let uploadIdMarker: string | undefined
+  // Bounded: 1,000 pages of 1,000 uploads.
+  for (let page = 0; page < 1000; page++) {
+    const listed = await s3Call('ListMultipartUploads', () => client.send(new ListMultipartUploadsCommand({
+      Bucket: bucket,
+      Prefix: prefix === '' ? undefined : `${prefix}/`,
+      KeyMarker: keyMarker,
+      UploadIdMarker: uploadIdMarker
+    })))
+    for (const upload of listed.Uploads ?? []) {
+      if (upload.Key === undefined || upload.UploadId === undefined) continue
+      const initiated = upload.Initiated
+      if (initiated !== undefined && initiated.getTime() > cutoff) continue
+      await s3Call('AbortMultipartUpload', () => client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: upload.Key, UploadId: upload.UploadId })))
+      aborted.push({ key: upload.Key, uploadId: upload.UploadId, initiated })
+    }
+    if (listed.IsTruncated !== true) break
+    keyMarker = listed.NextKeyMarker
+    uploadIdMarker = listed.NextUploadIdMarker
+  }
+  return { aborted }
+}
+
+/**
+ * Adds (or updates) one lifecycle rule that makes S3 itself abort incomplete
+ * multipart uploads under `prefix` after `days`: the safety net for uploads
+ * no process was left to abort. Other rules on the bucket are kept.
+ */
+export async function ensureLifecycleRule (client: S3Client, bucket: string, prefix: string, days: number): Promise<LifecycleRule> {
+  let rules: LifecycleRule[] = []
+  try {
+    const current = await client.send(new GetBucketLifecycleConfigurationCommand({ Bucket: bucket }))
+    rules = current.Rules ?? []
+  } catch (error) {
+    if ((error as { name?: string }).name !== 'NoSuchLifecycleConfiguration') {
+      await s3Call('GetBucketLifecycleConfiguration', async () => { throw error })
+    }
+  }
+  const rule: LifecycleRule = {
+    ID: LIFECYCLE_RULE_ID,
+    Status: 'Enabled',
+    Filter: { Prefix: prefix === '' ? '' : `${prefix}/` },
+    AbortIncompleteMultipartUpload: { DaysAfterInitiation: days }
+  }
+  const others = rules.filter((existing) => existing.ID !== LIFECYCLE_RULE_ID)
+  await s3Call('PutBucketLifecycleConfiguration', () => client.send(new PutBucketLifecycleConfigurationCommand({
+    Bucket: bucket,
+    LifecycleConfiguration: { Rules: [...others, rule] }
+  })))
+  return rule
+}
