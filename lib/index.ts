@@ -66,6 +66,14 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
     if (bodyConsumed(request) && !request.raw.complete) reply.header('connection', 'close')
   })
 
+  // A reply sent while the body is still arriving (the handler threw, or an
+  // upload failed) leaves the request paused mid-body; Node then never ends
+  // or closes it, and the upload would wait for bytes forever. Destroying it
+  // fails the upload, which is then aborted.
+  fastify.addHook('onResponse', async (request) => {
+    if (bodyConsumed(request) && !request.raw.complete && !request.raw.destroyed) request.raw.destroy()
+  })
+
   // Uploads still running at shutdown are aborted (never committed half-done),
   // so close() does not wait on clients that may take hours.
   fastify.addHook('preClose', async () => {

@@ -28,14 +28,15 @@ export async function abortStaleUploads (client: S3Client, bucket: string, prefi
   let uploadIdMarker: string | undefined
   // Bounded: 1,000 pages of 1,000 uploads.
   for (let page = 0; page < 1000; page++) {
+    // No Prefix in the request: MinIO lists nothing for a prefix that is not a whole key. Filtered here instead.
     const listed = await s3Call('ListMultipartUploads', () => client.send(new ListMultipartUploadsCommand({
       Bucket: bucket,
-      Prefix: prefix === '' ? undefined : `${prefix}/`,
       KeyMarker: keyMarker,
       UploadIdMarker: uploadIdMarker
     })))
     for (const upload of listed.Uploads ?? []) {
       if (upload.Key === undefined || upload.UploadId === undefined) continue
+      if (prefix !== '' && !upload.Key.startsWith(`${prefix}/`)) continue
       const initiated = upload.Initiated
       if (initiated !== undefined && initiated.getTime() > cutoff) continue
       await s3Call('AbortMultipartUpload', () => client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: upload.Key, UploadId: upload.UploadId })))

@@ -35,6 +35,9 @@ interface RequestState {
   fields: S3Fields
 }
 
+// Longer names are abuse, not files; the bound also keeps originalName (echoed to clients) small.
+const MAX_ORIGINAL_NAME_BYTES = 4096
+
 const states = new WeakMap<FastifyRequest, RequestState>()
 
 function stateOf (request: FastifyRequest): RequestState {
@@ -74,7 +77,10 @@ export function createRequestApi (runtime: Runtime): {
       // A size limit must fail the upload, never truncate it.
       throwFileSizeLimit: true,
       // Keep the filename exactly as sent (originalName); the key uses a sanitised copy.
-      preservePath: true
+      preservePath: true,
+      // Only a part with a filename is a file; busboy would also take any
+      // application/octet-stream part, leaving the file nameless.
+      isPartAFile: (_field: string | undefined, _type: string | undefined, filename: string | undefined) => filename !== undefined
     }
     try {
       return request.parts(options)
@@ -85,6 +91,9 @@ export function createRequestApi (runtime: Runtime): {
 
   async function storeFile (request: FastifyRequest, part: MultipartFile): Promise<S3File> {
     const originalName = part.filename
+    if (Buffer.byteLength(originalName) > MAX_ORIGINAL_NAME_BYTES) {
+      throw new BadMultipartError(`a filename is longer than ${MAX_ORIGINAL_NAME_BYTES} bytes`)
+    }
     const contentType = part.mimetype !== '' ? part.mimetype : 'application/octet-stream'
     const key = await makeKey(config, {
       filename: sanitiseFilename(originalName),

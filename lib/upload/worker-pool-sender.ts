@@ -15,8 +15,13 @@ export interface UploadWorkerData {
 
 export const workerFile = new URL(`../../workers/upload-part${extension}`, import.meta.url).href
 
+/** The pool-backed sender; `pool` is exposed for the plugin's own tests (thread crashes), not for apps. */
+export interface WorkerPoolSender extends PartSender {
+  readonly pool: Piscina<PartTask, PartEnvelope>
+}
+
 /** Mode `workers`: parts go to a Piscina pool; each thread has its own long-lived S3 client. */
-export function createWorkerPoolSender (config: S3ChunkConfig): PartSender {
+export function createWorkerPoolSender (config: S3ChunkConfig): WorkerPoolSender {
   const pool = new Piscina<PartTask, PartEnvelope>({
     filename: workerFile,
     workerData: { s3: config.s3, policy: { checksum: config.checksum, retry: config.retry } } satisfies UploadWorkerData,
@@ -29,6 +34,7 @@ export function createWorkerPoolSender (config: S3ChunkConfig): PartSender {
   })
 
   return {
+    pool,
     async send (task) {
       let envelope: PartEnvelope
       try {

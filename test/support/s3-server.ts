@@ -106,7 +106,13 @@ export async function startMinio (options: { quiet?: boolean } = {}): Promise<S3
     stdio: ['ignore', options.quiet === true ? 'ignore' : 'inherit', 'inherit']
   })
   const endpoint = `http://127.0.0.1:${port}`
+  // MinIO alone must not keep this process alive (a test file run on its own
+  // would never exit), and if this process exits without stopping it, it goes too.
+  child.unref()
+  const killOnExit = (): void => { child.kill('SIGKILL') }
+  process.once('exit', killOnExit)
   const stop = async (): Promise<void> => {
+    process.removeListener('exit', killOnExit)
     if (child.exitCode === null) {
       child.kill('SIGTERM')
       await Promise.race([new Promise((resolve) => child.once('exit', resolve)), sleep(5000)])

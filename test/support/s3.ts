@@ -25,9 +25,8 @@ export async function testS3 (): Promise<S3Server> {
   serverPromise ??= (async () => {
     const external = externalS3()
     if (external !== null) return external
-    const server = await startS3({ quiet: true })
-    process.once('beforeExit', () => { void server.stop() })
-    return server
+    // Stopped when this process exits (see startMinio).
+    return await startS3({ quiet: true })
   })()
   return await serverPromise
 }

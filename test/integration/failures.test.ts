@@ -1,0 +1,86 @@
+// More ways an upload dies half-way: a worker thread crashes, the route
+// handler throws. Each time the upload is aborted and nothing is left.
+import t from 'tap'
+import { randomBytes } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { uploadStream } from '../../dist/lib/upload/coordinator.js'
+import { MemoryBudget } from '../../dist/lib/upload/memory-budget.js'
+import { createWorkerPoolSender } from '../../dist/lib/upload/worker-pool-sender.js'
+import { parseOptions } from '../../dist/lib/options.js'
+import { createS3Client } from '../../dist/lib/s3-client.js'
+import { startApp } from '../support/app.ts'
+import { postMultipart } from '../support/multipart.ts'
+import { expectNoPendingUploads, freshBucket, listKeys, needsStrictS3, pendingUploads, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
+
+const MiB = 1024 * 1024
+const server = await testS3()
+const client = testClient(server)
+const skip = needsStrictS3(server)
+
+t.test('a worker thread that dies mid-upload fails the upload, which is aborted', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const config = parseOptions({ bucket, s3: pluginS3Options(server), workers: { minThreads: 1, maxThreads: 1 } })
+  const sender = createWorkerPoolSender(config)
+  const s3 = createS3Client(config.s3)
+  t.teardown(async () => { await sender.close(); s3.destroy() })
+  let sent = 0
+  async function * source (): AsyncGenerator<Uint8Array> {
+    for (let i = 0; i < 40; i++) {
+      if (i === 12) {
+        // A multipart upload is under way with parts in the thread: kill the thread.
+        for (let wait = 0; wait < 50 && (await pendingUploads(client, bucket)).length === 0; wait++) await sleep(50)
+        await Promise.all(sender.pool.threads.map(async (thread) => await thread.terminate()))
+      }
+      sent += MiB
+      yield randomBytes(MiB)
+    }
+  }
+  await t.rejects(uploadStream(source(), { bucket, key: 'crash.bin', contentType: 'application/octet-stream' }, {
+    client: s3,
+    sender,
+    partSize: () => 5 * MiB,
+    partConcurrency: 4,
+    maxFileSize: 1024 * MiB,
+    maxParts: 10_000,
+    checksum: 'none',
+    budget: new MemoryBudget(256 * MiB),
+    counters: { uploadsInFlight: 0, partsInFlight: 0 }
+  }), { code: 'FST_S3CHUNK_STORAGE', statusCode: 502 })
+  t.ok(sent < 40 * MiB, `stopped reading after the crash (${sent / MiB} MiB read)`)
+  t.same(await listKeys(client, bucket), [], 'nothing committed')
+  await expectNoPendingUploads(t, server, client, bucket)
+})
+
+for (const mode of ['workers', 'inline'] as const) {
+  t.test(`mode ${mode}: a route handler that throws after s3File() started leaves nothing`, { skip }, async (t) => {
+    const bucket = await freshBucket(t, server, client)
+    const { app, url } = await startApp(t, server, { bucket, mode }, (app) => {
+      app.post('/throws', async (request) => {
+        const upload = request.s3File()
+        upload.catch(() => {})
+        await sleep(50)
+        throw new Error('the handler failed')
+      })
+    })
+    const response = await postMultipart(`${url}/throws`, [{ name: 'file', filename: 'doomed.bin', data: randomBytes(40 * MiB) }]).catch((error: Error) => error)
+    t.ok(response instanceof Error || response.status === 500, `the client got 500 or a closed connection (${response instanceof Error ? response.message : response.status})`)
+    for (let i = 0; i < 100 && app.s3Chunk.stats().uploadsInFlight > 0; i++) await sleep(100)
+    t.equal(app.s3Chunk.stats().uploadsInFlight, 0, 'the upload ended')
+    t.equal(app.s3Chunk.stats().bufferedBytes, 0)
+    t.same(await listKeys(client, bucket), [], 'nothing committed')
+    await expectNoPendingUploads(t, server, client, bucket)
+  })
+
+  t.test(`mode ${mode}: maxBufferedBytes caps part memory over concurrent uploads`, async (t) => {
+    const bucket = await freshBucket(t, server, client)
+    const { app, url } = await startApp(t, server, { bucket, mode, maxBufferedBytes: 15 * MiB, partConcurrency: 4 })
+    const files = [0, 1, 2, 3].map(() => randomBytes(30 * MiB))
+    const responses = await Promise.all(files.map(async (data, i) => await postMultipart(`${url}/upload`, [{ name: 'file', filename: `c${i}.bin`, data }])))
+    t.same(responses.map((r) => r.status), [200, 200, 200, 200])
+    const stats = app.s3Chunk.stats()
+    t.ok(stats.peakBufferedBytes <= 15 * MiB, `peak ${stats.peakBufferedBytes / MiB} MiB ≤ 15 MiB over 4 × 30 MiB at once`)
+    t.equal(stats.bufferedBytes, 0)
+    t.equal(stats.partsWaitingForMemory, 0)
+    await expectNoPendingUploads(t, server, client, bucket)
+  })
+}

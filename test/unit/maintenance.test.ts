@@ -1,0 +1,80 @@
+// Orphan cleanup against a mock S3: which uploads are aborted, and the lifecycle rule's shape.
+import t from 'tap'
+import { mockClient } from 'aws-sdk-client-mock'
+import {
+  AbortMultipartUploadCommand,
+  GetBucketLifecycleConfigurationCommand,
+  ListMultipartUploadsCommand,
+  PutBucketLifecycleConfigurationCommand,
+  S3Client
+} from '@aws-sdk/client-s3'
+import { abortStaleUploads, ensureLifecycleRule, LIFECYCLE_RULE_ID } from '../../lib/maintenance.ts'
+
+function setup (): { client: S3Client, s3: ReturnType<typeof mockClient> } {
+  const client = new S3Client({ region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } })
+  return { client, s3: mockClient(client) }
+}
+
+const now = Date.parse('2026-11-21T12:00:00Z')
+const hoursAgo = (h: number): Date => new Date(now - h * 3600_000)
+
+t.test('abortStaleUploads: old uploads under the prefix, every page, nothing else', async (t) => {
+  const { client, s3 } = setup()
+  s3.on(ListMultipartUploadsCommand, { KeyMarker: undefined }).resolves({
+    IsTruncated: true,
+    NextKeyMarker: 'media/m',
+    NextUploadIdMarker: 'u2',
+    Uploads: [
+      { Key: 'media/old.bin', UploadId: 'u1', Initiated: hoursAgo(48) },
+      { Key: 'media/young.bin', UploadId: 'u2', Initiated: hoursAgo(1) }
+    ]
+  })
+  s3.on(ListMultipartUploadsCommand, { KeyMarker: 'media/m' }).resolves({
+    IsTruncated: false,
+    Uploads: [
+      { Key: 'media/z/old2.bin', UploadId: 'u3', Initiated: hoursAgo(30) },
+      { Key: 'mediaX/old.bin', UploadId: 'u4', Initiated: hoursAgo(30) },
+      { Key: 'other/old.bin', UploadId: 'u5', Initiated: hoursAgo(30) }
+    ]
+  })
+  s3.on(AbortMultipartUploadCommand).resolves({})
+  const { aborted } = await abortStaleUploads(client, 'uploads', 'media', 24 * 3600_000, now)
+  t.same(aborted.map((upload) => upload.uploadId), ['u1', 'u3'])
+  t.same(s3.commandCalls(AbortMultipartUploadCommand).map((c) => c.args[0].input), [
+    { Bucket: 'uploads', Key: 'media/old.bin', UploadId: 'u1' },
+    { Bucket: 'uploads', Key: 'media/z/old2.bin', UploadId: 'u3' }
+  ])
+  t.equal(s3.commandCalls(ListMultipartUploadsCommand)[1]?.args[0].input.UploadIdMarker, 'u2', 'paged with both markers')
+})
+
+t.test('ensureLifecycleRule: adds the rule, keeps others, replaces its own', async (t) => {
+  const { client, s3 } = setup()
+  s3.on(GetBucketLifecycleConfigurationCommand).resolves({
+    Rules: [
+      { ID: 'keep-me', Status: 'Enabled', Filter: { Prefix: 'logs/' }, Expiration: { Days: 30 } },
+      { ID: LIFECYCLE_RULE_ID, Status: 'Enabled', Filter: { Prefix: 'media/' }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 7 } }
+    ]
+  })
+  s3.on(PutBucketLifecycleConfigurationCommand).resolves({})
+  const rule = await ensureLifecycleRule(client, 'uploads', 'media', 2)
+  t.same(rule, { ID: LIFECYCLE_RULE_ID, Status: 'Enabled', Filter: { Prefix: 'media/' }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 2 } })
+  const put = s3.commandCalls(PutBucketLifecycleConfigurationCommand)[0]?.args[0].input
+  t.same(put?.LifecycleConfiguration?.Rules?.map((r) => r.ID), ['keep-me', LIFECYCLE_RULE_ID])
+  t.equal(put?.LifecycleConfiguration?.Rules?.[1]?.AbortIncompleteMultipartUpload?.DaysAfterInitiation, 2)
+})
+
+t.test('ensureLifecycleRule: a bucket with no configuration yet', async (t) => {
+  const { client, s3 } = setup()
+  s3.on(GetBucketLifecycleConfigurationCommand).rejects(Object.assign(new Error('none'), { name: 'NoSuchLifecycleConfiguration' }))
+  s3.on(PutBucketLifecycleConfigurationCommand).resolves({})
+  await ensureLifecycleRule(client, 'uploads', '', 1)
+  const put = s3.commandCalls(PutBucketLifecycleConfigurationCommand)[0]?.args[0].input
+  t.same(put?.LifecycleConfiguration?.Rules, [{ ID: LIFECYCLE_RULE_ID, Status: 'Enabled', Filter: { Prefix: '' }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } }])
+})
+
+t.test('ensureLifecycleRule: a failing read is a StorageError, nothing written', async (t) => {
+  const { client, s3 } = setup()
+  s3.on(GetBucketLifecycleConfigurationCommand).rejects(Object.assign(new Error('denied'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } }))
+  await t.rejects(ensureLifecycleRule(client, 'uploads', 'media', 1), { code: 'FST_S3CHUNK_STORAGE', s3: { operation: 'GetBucketLifecycleConfiguration', code: 'AccessDenied' } })
+  t.equal(s3.commandCalls(PutBucketLifecycleConfigurationCommand).length, 0)
+})
