@@ -7,7 +7,7 @@ import { bodyConsumed, createRequestApi, type Runtime } from './request-api.js'
 import { abortStaleUploads, ensureLifecycleRule } from './maintenance.js'
 import { createPartClient, createS3Client } from './s3-client.js'
 import type { S3ChunkDecorator } from './types.js'
-import { MemoryBudget } from './upload/memory-budget.js'
+import { PartBufferPool } from './upload/part-buffer-pool.js'
 import { scheduleCapacity } from './upload/part-schedule.js'
 import { createInlineSender } from './upload/part-sender.js'
 import { createWorkerPoolSender } from './upload/worker-pool-sender.js'
@@ -32,7 +32,7 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
     config,
     client,
     sender,
-    budget: new MemoryBudget(config.maxBufferedBytes),
+    buffers: new PartBufferPool(config.maxBufferedBytes),
     counters: { uploadsInFlight: 0, partsInFlight: 0 },
     closing: closing.signal
   }
@@ -44,10 +44,11 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
       mode: config.mode,
       uploadsInFlight: runtime.counters.uploadsInFlight,
       partsInFlight: runtime.counters.partsInFlight,
-      bufferedBytes: runtime.budget.used,
-      peakBufferedBytes: runtime.budget.peak,
-      maxBufferedBytes: runtime.budget.limit,
-      partsWaitingForMemory: runtime.budget.waiting,
+      bufferedBytes: runtime.buffers.used,
+      peakBufferedBytes: runtime.buffers.peak,
+      freeBufferBytes: runtime.buffers.free,
+      maxBufferedBytes: runtime.buffers.limit,
+      partsWaitingForMemory: runtime.buffers.waiting,
       pool: sender.stats()
     }),
     abortStaleUploads: async ({ olderThan = 24 * 3600 * 1000 } = {}) => await abortStaleUploads(client, config.bucket, config.keyPrefix, olderThan),

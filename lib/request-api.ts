@@ -14,7 +14,7 @@ import type { S3ChunkConfig } from './options.js'
 import { objectUrl } from './s3-client.js'
 import type { S3Fields, S3File } from './types.js'
 import { uploadStream } from './upload/coordinator.js'
-import type { MemoryBudget } from './upload/memory-budget.js'
+import type { PartBufferPool } from './upload/part-buffer-pool.js'
 import { partSchedule } from './upload/part-schedule.js'
 import type { PartSender } from './upload/part-sender.js'
 import { isStorageFailure } from './upload/s3-failure.js'
@@ -24,7 +24,7 @@ export interface Runtime {
   config: S3ChunkConfig
   client: S3Client
   sender: PartSender
-  budget: MemoryBudget
+  buffers: PartBufferPool
   counters: { uploadsInFlight: number, partsInFlight: number }
   /** Aborted when the server closes: uploads in flight are aborted, not committed. */
   closing: AbortSignal
@@ -118,7 +118,7 @@ export function createRequestApi (runtime: Runtime): {
         maxFileSize: config.maxFileSize,
         maxParts: config.maxParts,
         checksum: config.checksum,
-        budget: runtime.budget,
+        buffers: runtime.buffers,
         counters: runtime.counters,
         signal: runtime.closing,
         log: request.log

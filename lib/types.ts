@@ -39,6 +39,8 @@ export interface S3ChunkStats {
   bufferedBytes: number
   /** The most bytes ever held in part buffers at once since the plugin started. */
   peakBufferedBytes: number
+  /** Bytes of free part buffers kept for reuse (within the budget; dropped after 30 s idle). */
+  freeBufferBytes: number
   /** The memory budget (`maxBufferedBytes`). */
   maxBufferedBytes: number
   /** Parts waiting for room in the budget right now. */

@@ -1,5 +1,5 @@
 import type { S3Client } from '@aws-sdk/client-s3'
-import { workerData } from 'piscina'
+import { move, transferableSymbol, valueSymbol, workerData } from 'piscina'
 import { createPartClient } from '../lib/s3-client.js'
 import type { PartEnvelope, PartTask } from '../lib/upload/part-task.js'
 import { PartFailure, sendPartWithRetries } from '../lib/upload/send-part.js'
@@ -13,13 +13,16 @@ let client: S3Client | undefined
 /**
  * Piscina task: one UploadPart, retries included. Never throws — an error's
  * class and metadata would be lost crossing the thread boundary, so it
- * answers an envelope the main thread rebuilds the error from.
+ * answers an envelope the main thread rebuilds the error from. The part's
+ * buffer goes back with it (moved, not copied) to be reused.
  */
 export default async function uploadPart (task: PartTask): Promise<PartEnvelope> {
   client ??= createPartClient(s3)
+  let envelope: PartEnvelope
   try {
-    return { ok: true, ...await sendPartWithRetries(client, task, policy) }
+    envelope = { ok: true, ...await sendPartWithRetries(client, task, policy), body: task.body }
   } catch (error) {
-    return { ok: false, ...(error instanceof PartFailure ? error.info : describeS3Error('UploadPart', error)) }
+    envelope = { ok: false, ...(error instanceof PartFailure ? error.info : describeS3Error('UploadPart', error)), body: task.body }
   }
+  return move({ [transferableSymbol]: task.body, [valueSymbol]: envelope }) as unknown as PartEnvelope
 }

@@ -9,8 +9,8 @@ import {
 import type { FastifyBaseLogger } from 'fastify'
 import { FileTooLargeError, PartLimitError } from '../errors.js'
 import type { ChecksumSetting } from '../options.js'
-import type { MemoryBudget } from './memory-budget.js'
 import { cutParts, type Part } from './part-cutter.js'
+import type { PartBufferPool } from './part-buffer-pool.js'
 import type { PartSizeFn } from './part-schedule.js'
 import type { PartSender } from './part-sender.js'
 import { checksumOf } from './send-part.js'
@@ -43,8 +43,8 @@ export interface UploadDeps {
   maxFileSize: number
   maxParts: number
   checksum: ChecksumSetting
-  /** Process-wide part memory; a part waits for room before it is allocated. */
-  budget: MemoryBudget
+  /** The process-wide part buffers; a part waits for room in the budget before it starts filling. */
+  buffers: PartBufferPool
   counters: { uploadsInFlight: number, partsInFlight: number }
   /** Aborting it fails the upload with `signal.reason` (used on shutdown). */
   signal?: AbortSignal
@@ -80,7 +80,7 @@ class FileUpload {
   readonly #deps: UploadDeps
   #uploadId: string | undefined
   #size = 0
-  /** Bytes this upload holds in part buffers (reserved, not yet answered for). */
+  /** Bytes of pool buffers this upload holds (filling, queued or being sent). */
   #held = 0
   readonly #completed: CompletedPart[] = []
   readonly #inFlight = new Set<Promise<void>>()
@@ -126,16 +126,18 @@ class FileUpload {
 
   dispose (): void {
     this.#deps.signal?.removeEventListener('abort', this.#onShutdown)
-    if (this.#held > 0) this.#release(this.#held)
+    // Buffers still held were dropped with the part cutter (a failed upload): they are not coming back.
+    if (this.#held > 0) this.#forget(this.#held)
   }
 
   /** Reads and dispatches parts; returns the outcome when the file went out as one PutObject. */
   async #readParts (): Promise<UploadOutcome | null> {
     const parts = cutParts(this.#source, {
       partSize: this.#deps.partSize,
-      reserve: async (bytes) => {
-        await this.#deps.budget.reserve(bytes, this.#stop.signal)
-        this.#held += bytes
+      allocate: async (size) => {
+        const buffer = await this.#deps.buffers.acquire(size, this.#stop.signal)
+        this.#held += size
+        return buffer
       }
     })[Symbol.asyncIterator]()
 
@@ -155,7 +157,7 @@ class FileUpload {
 
       if (part.number === 1 && part.last) {
         const outcome = await this.#putObject(part.bytes)
-        this.#release(part.bytes.buffer.byteLength)
+        if (part.bytes.buffer.byteLength > 0) this.#giveBack(part.bytes.buffer as ArrayBuffer)
         return outcome
       }
 
@@ -182,11 +184,16 @@ class FileUpload {
       body: part.bytes.buffer as ArrayBuffer,
       length: part.bytes.byteLength
     }).then(
-      (done) => { this.#completed.push(completedPart(part.number, done.etag, done.checksum, this.#deps.checksum)) },
-      (error: unknown) => { this.#fail(error) }
+      (done) => {
+        this.#completed.push(completedPart(part.number, done.etag, done.checksum, this.#deps.checksum))
+        this.#settle(capacity, done.body)
+      },
+      (error: unknown) => {
+        this.#fail(error)
+        this.#settle(capacity, (error as { partBuffer?: ArrayBuffer }).partBuffer)
+      }
     ).finally(() => {
       counters.partsInFlight -= 1
-      this.#release(capacity)
       this.#inFlight.delete(sending)
     })
     this.#inFlight.add(sending)
@@ -253,9 +260,20 @@ class FileUpload {
     this.#stop.abort(error)
   }
 
-  #release (bytes: number): void {
+  /** A sent part's buffer comes back to the pool; when it did not come back (a thread died), it is written off. */
+  #settle (capacity: number, returned: ArrayBuffer | undefined): void {
+    if (returned !== undefined && returned.byteLength === capacity) this.#giveBack(returned)
+    else this.#forget(capacity)
+  }
+
+  #giveBack (buffer: ArrayBuffer): void {
+    this.#held -= buffer.byteLength
+    this.#deps.buffers.release(buffer)
+  }
+
+  #forget (bytes: number): void {
     this.#held -= bytes
-    this.#deps.budget.release(bytes)
+    this.#deps.buffers.forget(bytes)
   }
 }
 

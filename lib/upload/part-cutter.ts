@@ -11,14 +11,18 @@ export interface Part {
 export interface CutOptions {
   /** Size of part `number` (lets the caller grow parts as numbers rise). */
   partSize: (number: number) => number
-  /** Awaited before each part buffer is allocated (the memory budget); while it waits, the source is not read. */
-  reserve?: (bytes: number) => Promise<void>
+  /**
+   * Gives the buffer for a part of `size` bytes (from the plugin's pool, within
+   * its memory budget); while it waits, the source is not read. Defaults to a
+   * fresh allocation.
+   */
+  allocate?: (size: number) => Promise<ArrayBuffer>
 }
 
 /**
  * Cuts a byte stream into parts. Each chunk is copied once into the part's
- * own freshly allocated buffer, so a part never pins a pooled socket slab and
- * its ArrayBuffer can be transferred to a worker whole. A full part is held
+ * own buffer, so a part never pins a pooled socket slab and its ArrayBuffer
+ * can be transferred to a worker whole. A full part is held
  * back until the next byte arrives or the stream ends, so the caller knows
  * which part is the last — and a file of one part can go out as one PutObject.
  * An empty stream yields one empty last part.
@@ -40,8 +44,7 @@ export async function * cutParts (source: AsyncIterable<Uint8Array>, options: Cu
       if (current === null) {
         number += 1
         const size = options.partSize(number)
-        await options.reserve?.(size)
-        current = allocate(size)
+        current = new Uint8Array(await (options.allocate ?? allocate)(size), 0, size)
         filled = 0
       }
       const take = Math.min(current.byteLength - filled, chunk.byteLength - offset)
@@ -66,7 +69,6 @@ export async function * cutParts (source: AsyncIterable<Uint8Array>, options: Cu
 
 // allocUnsafeSlow: an unpooled, unzeroed buffer whose ArrayBuffer is its own,
 // so transferring it detaches nothing else.
-function allocate (size: number): Uint8Array {
-  const buffer = Buffer.allocUnsafeSlow(size)
-  return new Uint8Array(buffer.buffer, buffer.byteOffset, size)
+async function allocate (size: number): Promise<ArrayBuffer> {
+  return Buffer.allocUnsafeSlow(size).buffer as ArrayBuffer
 }

@@ -3,7 +3,11 @@ import type { PartDone, PartPolicy, PartTask } from './part-task.js'
 import { PartFailure, sendPartWithRetries } from './send-part.js'
 import { describeS3Error, storageFailure } from './s3-failure.js'
 
-/** Sends one part to S3, retries included. Rejects with a StorageFailure. */
+/**
+ * Sends one part to S3, retries included. Resolves with the part's buffer
+ * handed back for reuse; rejects with a StorageFailure whose `body`, when
+ * set, is the buffer handed back.
+ */
 export interface PartSender {
   send: (task: PartTask) => Promise<PartDone>
   /** Releases threads and sockets; pending sends finish first. */
@@ -16,9 +20,9 @@ export function createInlineSender (partClient: S3Client, policy: PartPolicy): P
   return {
     async send (task) {
       try {
-        return await sendPartWithRetries(partClient, task, policy)
+        return { ...await sendPartWithRetries(partClient, task, policy), body: task.body }
       } catch (error) {
-        throw storageFailure(error instanceof PartFailure ? error.info : describeS3Error('UploadPart', error))
+        throw storageFailure(error instanceof PartFailure ? error.info : describeS3Error('UploadPart', error), task.body)
       }
     },
     async close () {

@@ -25,9 +25,11 @@ export interface PartDone {
   checksum?: string
   /** Attempts it took (1 when the first succeeded). */
   attempts: number
+  /** The part's buffer, handed back (transferred back from a worker) for reuse. */
+  body?: ArrayBuffer
 }
 
 /** What a worker answers: plain data, since errors lose their class crossing threads. */
 export type PartEnvelope =
   | ({ ok: true } & PartDone)
-  | ({ ok: false } & S3FailureInfo)
+  | ({ ok: false, body?: ArrayBuffer } & S3FailureInfo)

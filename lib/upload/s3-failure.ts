@@ -58,11 +58,13 @@ export function describeS3Error (operation: string, error: unknown): S3FailureIn
 }
 
 /** A StorageError (502) carrying the S3 details for the log; its message stays safe for clients. */
-export type StorageFailure = InstanceType<typeof StorageError> & { s3: S3FailureInfo }
+export type StorageFailure = InstanceType<typeof StorageError> & { s3: S3FailureInfo, partBuffer?: ArrayBuffer }
 
-export function storageFailure (info: S3FailureInfo): StorageFailure {
+/** `partBuffer`: a failed part's buffer handed back for reuse (not enumerable: never logged). */
+export function storageFailure (info: S3FailureInfo, partBuffer?: ArrayBuffer): StorageFailure {
   const error = new StorageError() as StorageFailure
   error.s3 = info
+  if (partBuffer !== undefined) Object.defineProperty(error, 'partBuffer', { value: partBuffer, enumerable: false })
   return error
 }
 

@@ -4,7 +4,7 @@ import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { uploadStream } from '../../dist/lib/upload/coordinator.js'
-import { MemoryBudget } from '../../dist/lib/upload/memory-budget.js'
+import { PartBufferPool } from '../../dist/lib/upload/part-buffer-pool.js'
 import { createWorkerPoolSender } from '../../dist/lib/upload/worker-pool-sender.js'
 import { parseOptions } from '../../dist/lib/options.js'
 import { createS3Client } from '../../dist/lib/s3-client.js'
@@ -43,7 +43,7 @@ t.test('a worker thread that dies mid-upload fails the upload, which is aborted'
     maxFileSize: 1024 * MiB,
     maxParts: 10_000,
     checksum: 'none',
-    budget: new MemoryBudget(256 * MiB),
+    buffers: new PartBufferPool(256 * MiB),
     counters: { uploadsInFlight: 0, partsInFlight: 0 }
   }), { code: 'FST_S3CHUNK_STORAGE', statusCode: 502 })
   t.ok(sent < 40 * MiB, `stopped reading after the crash (${sent / MiB} MiB read)`)

@@ -4,7 +4,7 @@
 // or any skipped test is a failure.
 import { spawn } from 'node:child_process'
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { s3Environment, startS3 } from './s3-server.ts'
 
@@ -20,35 +20,58 @@ if (!server.strict && strictRequired) {
   process.exit(1)
 }
 
-rmSync(resultsDir, { recursive: true, force: true })
 const reporter = process.stdout.isTTY ? [] : ['--reporter=tap']
 const tapBin = join(root, 'node_modules', 'tap', 'dist', 'esm', 'run.mjs')
-const tap = spawn(process.execPath, [tapBin, ...reporter, ...process.argv.slice(2)], {
-  cwd: root,
-  stdio: 'inherit',
-  // The SDK's Node 20 end-of-support notice would repeat in every test process.
-  env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env, ...s3Environment(server) }
-})
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => { tap.kill(signal) })
-}
+// Files named on the command line run as given. Otherwise two phases: unit and
+// integration tests in parallel, then the load tests (test/load: memory under
+// load, fault injection) one at a time, so what they measure is not the rest
+// of the suite competing for the same two cores.
+const named = process.argv.slice(2)
+const phases = named.length > 0
+  ? [named]
+  : [[...testFiles('test/unit'), ...testFiles('test/integration')], ['--jobs=1', ...testFiles('test/load')]]
 
-const code = await new Promise<number>((resolve) => {
-  tap.on('exit', (exitCode, signal) => { resolve(exitCode ?? (signal !== null ? 1 : 0)) })
-})
+let running: ReturnType<typeof spawn> | null = null
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => { running?.kill(signal) })
+}
+const counts = { passed: 0, failed: 0, skipped: 0 }
+let code = 0
+for (const args of phases) {
+  if (args.filter((arg) => !arg.startsWith('--')).length === 0) continue
+  rmSync(resultsDir, { recursive: true, force: true })
+  const tap = spawn(process.execPath, [tapBin, ...reporter, ...args], {
+    cwd: root,
+    stdio: 'inherit',
+    // The SDK's Node 20 end-of-support notice would repeat in every test process.
+    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env, ...s3Environment(server) }
+  })
+  running = tap
+  const exitCode = await new Promise<number>((resolve) => {
+    tap.on('exit', (exit, signal) => { resolve(exit ?? (signal !== null ? 1 : 0)) })
+  })
+  if (exitCode !== 0) code = exitCode
+  const phase = countResults(resultsDir)
+  counts.passed += phase.passed
+  counts.failed += phase.failed
+  counts.skipped += phase.skipped
+}
 await server.stop()
 
-const counts = countResults(resultsDir)
 if (strictRequired && counts.skipped > 0) {
   console.error(`S3_REQUIRE_STRICT=1: ${counts.skipped} test(s) skipped, which CI does not allow`)
 }
 console.log(`${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`)
 process.exit(code !== 0 ? code : counts.failed > 0 || (strictRequired && counts.skipped > 0) ? 1 : 0)
 
+function testFiles (dir: string): string[] {
+  return walk(join(root, dir), '.test.ts').map((path) => relative(root, path)).sort()
+}
+
 /** Counts the top-level tests of every file from tap's saved TAP output. */
 function countResults (dir: string): { passed: number, failed: number, skipped: number } {
   const counts = { passed: 0, failed: 0, skipped: 0 }
-  for (const file of walk(dir)) {
+  for (const file of walk(dir, '.tap')) {
     for (const line of readFileSync(file, 'utf8').split('\n')) {
       const match = /^(not )?ok \d+ - .*?(# (SKIP|TODO)\b.*)?$/.exec(line)
       if (match === null) continue
@@ -60,11 +83,11 @@ function countResults (dir: string): { passed: number, failed: number, skipped: 
   return counts
 }
 
-function walk (dir: string): string[] {
+function walk (dir: string, suffix: string): string[] {
   let entries: string[]
   try { entries = readdirSync(dir) } catch { return [] }
   return entries.flatMap((name) => {
     const path = join(dir, name)
-    return statSync(path).isDirectory() ? walk(path) : path.endsWith('.tap') ? [path] : []
+    return statSync(path).isDirectory() ? walk(path, suffix) : path.endsWith(suffix) ? [path] : []
   })
 }

@@ -12,7 +12,7 @@ import {
 } from '@aws-sdk/client-s3'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { uploadStream, type UploadDeps } from '../../lib/upload/coordinator.ts'
-import { MemoryBudget } from '../../lib/upload/memory-budget.ts'
+import { PartBufferPool } from '../../lib/upload/part-buffer-pool.ts'
 import { createInlineSender } from '../../lib/upload/part-sender.ts'
 import { ClosingError } from '../../lib/errors.ts'
 
@@ -37,7 +37,7 @@ function setup (overrides: Partial<UploadDeps> = {}, retry = noRetry): { s3: Ret
     maxFileSize: 1024 * 1024,
     maxParts: 10_000,
     checksum: 'none',
-    budget: new MemoryBudget(1024 * 1024),
+    buffers: new PartBufferPool(1024 * 1024),
     counters: { uploadsInFlight: 0, partsInFlight: 0 },
     ...overrides
   }
@@ -61,7 +61,7 @@ t.test('a file smaller than one part goes out as one PutObject', async (t) => {
   t.equal(s3.commandCalls(PutObjectCommand).length, 1)
   t.equal(s3.commandCalls(PutObjectCommand)[0]?.args[0].input.ContentType, 'application/octet-stream')
   t.equal(s3.commandCalls(CreateMultipartUploadCommand).length, 0, 'no multipart upload for a small file')
-  t.equal(deps.budget.used, 0, 'every buffered byte released')
+  t.equal(deps.buffers.used, 0, 'every buffered byte released')
   t.equal(deps.counters.uploadsInFlight, 0)
 })
 
@@ -87,7 +87,7 @@ t.test('parts answered out of order are completed in part order', async (t) => {
   const sizes = s3.commandCalls(UploadPartCommand).map((c) => c.args[0].input.ContentLength ?? 0).sort((a, b) => a - b)
   t.same(sizes, [7, PART, PART, PART], 'the last part carries only its own bytes')
   t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 0)
-  t.equal(deps.budget.used, 0)
+  t.equal(deps.buffers.used, 0)
 })
 
 t.test('a failed part: the parts in flight finish, then the upload is aborted, never completed', async (t) => {
@@ -112,7 +112,7 @@ t.test('a failed part: the parts in flight finish, then the upload is aborted, n
   t.equal(inFlightAtAbort, 0, 'no part was in flight when the abort went out')
   t.equal(s3.commandCalls(CompleteMultipartUploadCommand).length, 0, 'never completed')
   t.ok(s3.commandCalls(UploadPartCommand).length < 10, 'stopped sending parts after the failure')
-  t.equal(deps.budget.used, 0, 'buffers released')
+  t.equal(deps.buffers.used, 0, 'buffers released')
 })
 
 t.test('a stream error mid-upload aborts the multipart upload and rethrows the stream error', async (t) => {
@@ -170,7 +170,7 @@ t.test('backpressure: at most partConcurrency parts in flight, and the source is
   await sleep(100)
   // 2 parts in flight + 1 full part held for a slot + the chunk that proved it was not the last.
   t.ok(bytesRead <= 3 * PART + 100, `read ${bytesRead} bytes while S3 was stalled (bound ${3 * PART + 100})`)
-  t.ok(deps.budget.used <= 4 * PART, `buffered ${deps.budget.used} bytes`)
+  t.ok(deps.buffers.used <= 4 * PART, `buffered ${deps.buffers.used} bytes`)
   release()
   const outcome = await upload
   t.equal(outcome.parts, 20)
@@ -231,8 +231,8 @@ t.test('a part that keeps failing is given up after the configured attempts, the
 })
 
 t.test('the memory budget holds parts back across uploads and the source waits', async (t) => {
-  const budget = new MemoryBudget(3 * PART)
-  const { s3, deps } = setup({ budget, partConcurrency: 4 })
+  const budget = new PartBufferPool(3 * PART)
+  const { s3, deps } = setup({ buffers: budget, partConcurrency: 4 })
   let release: () => void = () => {}
   const gate = new Promise<void>((resolve) => { release = resolve })
   s3.on(UploadPartCommand).callsFake(async (input: { PartNumber: number }) => {
@@ -248,6 +248,20 @@ t.test('the memory budget holds parts back across uploads and the source waits',
   t.same(outcomes.map((o) => o.parts), [10, 10])
   t.ok(budget.peak <= 3 * PART, `peak ${budget.peak} within budget`)
   t.equal(budget.used, 0)
+  t.ok(budget.free > 0 && budget.free <= 3 * PART, 'buffers kept for reuse, within the budget')
+})
+
+t.test('part buffers are reused from one part (and upload) to the next', async (t) => {
+  const { s3, deps } = setup({ partConcurrency: 1 })
+  const seen = new Set<ArrayBufferLike>()
+  s3.on(UploadPartCommand).callsFake(async (input: { PartNumber: number, Body: Uint8Array }) => {
+    seen.add(input.Body.buffer)
+    return { ETag: `"etag-${input.PartNumber}"` }
+  })
+  await uploadStream(source(8 * PART), target, deps)
+  await uploadStream(source(8 * PART), { ...target, key: 'second' }, deps)
+  t.ok(seen.size <= 2, `16 parts went out in ${seen.size} buffers`)
+  t.equal(deps.buffers.used, 0)
 })
 
 t.test('a part number beyond maxParts aborts with a clear 413', async (t) => {

@@ -71,11 +71,11 @@ t.test('each part owns its ArrayBuffer, never a view of a source chunk', async (
   }
 })
 
-t.test('the part size is asked per part number and each buffer is reserved before allocation', async (t) => {
+t.test('the part size is asked per part number and each buffer comes from allocate()', async (t) => {
   const allocated: number[] = []
   const parts: Part[] = []
   const sizes = new Map([[1, 10], [2, 20], [3, 40]])
-  for await (const part of cutParts(chunked(bytes(65), [3]), { partSize: (n) => sizes.get(n) ?? 80, reserve: async (b) => { allocated.push(b) } })) parts.push(part)
+  for await (const part of cutParts(chunked(bytes(65), [3]), { partSize: (n) => sizes.get(n) ?? 80, allocate: async (size) => { allocated.push(size); return new ArrayBuffer(size) } })) parts.push(part)
   t.same(parts.map((p) => p.bytes.byteLength), [10, 20, 35])
   t.same(allocated, [10, 20, 40])
 })

@@ -1,0 +1,49 @@
+// A plugin server in a process of its own, for tests that measure the server
+// (memory, responsiveness) without the test client in the same event loop.
+// Plain JavaScript on the built package, run by plain node: a TypeScript loader
+// in the process (tsx adds ~40 MiB, in every worker thread too) would inflate
+// the very figures these tests measure.
+// Plugin options come as JSON in UPLOAD_SERVER_OPTIONS; it prints one line
+// {"port":N} when listening and stops on SIGTERM.
+import Fastify from 'fastify'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import s3Chunk from 'fastify-s3-chunk'
+
+const options = JSON.parse(process.env.UPLOAD_SERVER_OPTIONS ?? '{}')
+const app = Fastify({ logger: { level: process.env.UPLOAD_SERVER_LOG ?? 'silent' } })
+await app.register(s3Chunk, options)
+
+app.post('/upload', async (request) => await request.s3File())
+app.post('/many', async (request) => {
+  const files = []
+  for await (const file of request.s3Files()) files.push(file)
+  return { files, fields: request.s3Fields() }
+})
+
+const loop = monitorEventLoopDelay({ resolution: 10 })
+loop.enable()
+app.get('/health', async () => ({
+  ok: true,
+  stats: app.s3Chunk.stats(),
+  rss: process.memoryUsage().rss,
+  // Peak resident set of the whole process (all threads), in bytes.
+  maxRss: process.resourceUsage().maxRSS * 1024,
+  eventLoopDelayMs: { p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 }
+}))
+
+// Debug aid: UPLOAD_SERVER_SAMPLE=ms prints the main thread's memory figures to stderr.
+if (process.env.UPLOAD_SERVER_SAMPLE !== undefined) {
+  const mb = (n) => (n / 1048576).toFixed(0)
+  setInterval(() => {
+    const m = process.memoryUsage()
+    console.error(`rss ${mb(m.rss)} heap ${mb(m.heapUsed)}/${mb(m.heapTotal)} external ${mb(m.external)} arrayBuffers ${mb(m.arrayBuffers)} parts ${mb(app.s3Chunk.stats().bufferedBytes)}`)
+  }, Number(process.env.UPLOAD_SERVER_SAMPLE)).unref()
+}
+
+process.once('SIGTERM', () => {
+  void app.close().then(() => process.exit(0))
+})
+
+await app.listen({ port: 0, host: '127.0.0.1' })
+const address = app.server.address()
+console.log(JSON.stringify({ port: typeof address === 'object' && address !== null ? address.port : 0 }))
