@@ -25,12 +25,15 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
   }
 
   const client = createS3Client(config.s3)
+  // One attempt per call: bodies (single PUTs, inline parts) are retried by the plugin's own policy.
+  const putClient = createPartClient(config.s3)
   const policy = { checksum: config.checksum, retry: config.retry }
-  const sender = config.mode === 'workers' ? createWorkerPoolSender(config) : createInlineSender(createPartClient(config.s3), policy)
+  const sender = config.mode === 'workers' ? createWorkerPoolSender(config) : createInlineSender(putClient, policy)
   const closing = new AbortController()
   const runtime: Runtime = {
     config,
     client,
+    putClient,
     sender,
     buffers: new PartBufferPool(config.maxBufferedBytes),
     counters: { uploadsInFlight: 0, partsInFlight: 0 },
@@ -83,6 +86,7 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
   fastify.addHook('onClose', async () => {
     await sender.close()
     client.destroy()
+    putClient.destroy()
   })
 }
 

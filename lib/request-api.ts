@@ -23,6 +23,8 @@ import { isStorageFailure } from './upload/s3-failure.js'
 export interface Runtime {
   config: S3ChunkConfig
   client: S3Client
+  /** One-attempt client for single PutObjects (retried by the plugin). */
+  putClient: S3Client
   sender: PartSender
   buffers: PartBufferPool
   counters: { uploadsInFlight: number, partsInFlight: number }
@@ -105,6 +107,8 @@ export function createRequestApi (runtime: Runtime): {
     try {
       const outcome = await uploadStream(sizeCheckedSource(part, config.maxFileSize), { bucket: config.bucket, key, contentType }, {
         client: runtime.client,
+        putClient: runtime.putClient,
+        retry: config.retry,
         sender: runtime.sender,
         partSize: partSchedule({
           partSize: config.partSize,

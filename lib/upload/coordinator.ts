@@ -8,13 +8,13 @@ import {
 } from '@aws-sdk/client-s3'
 import type { FastifyBaseLogger } from 'fastify'
 import { FileTooLargeError, PartLimitError } from '../errors.js'
-import type { ChecksumSetting } from '../options.js'
+import type { ChecksumSetting, RetryPolicy } from '../options.js'
 import { cutParts, type Part } from './part-cutter.js'
 import type { PartBufferPool } from './part-buffer-pool.js'
 import type { PartSizeFn } from './part-schedule.js'
 import type { PartSender } from './part-sender.js'
-import { checksumOf } from './send-part.js'
-import { isStorageFailure, s3Call } from './s3-failure.js'
+import { checksumOf, PartFailure, withRetries } from './send-part.js'
+import { describeS3Error, isStorageFailure, s3Call, storageFailure } from './s3-failure.js'
 
 export interface UploadTarget {
   bucket: string
@@ -35,6 +35,10 @@ export interface UploadOutcome {
 
 export interface UploadDeps {
   client: S3Client
+  /** Client for the single PutObject of a small file: one attempt per call, retried like a part. */
+  putClient: S3Client
+  /** Retries of a part or a single PutObject. */
+  retry: RetryPolicy
   sender: PartSender
   /** Size of part `number`. */
   partSize: PartSizeFn
@@ -210,16 +214,21 @@ class FileUpload {
     return created.UploadId
   }
 
+  // A small file is retried from its buffer like a part is.
   async #putObject (bytes: Uint8Array): Promise<UploadOutcome> {
-    const result = await s3Call('PutObject', () => this.#deps.client.send(new PutObjectCommand({
-      Bucket: this.#target.bucket,
-      Key: this.#target.key,
-      ContentType: this.#target.contentType,
-      Body: bytes,
-      ContentLength: bytes.byteLength,
-      ...this.#checksumAlgorithm()
-    })))
-    return outcomeOf(result, { size: this.#size, parts: 0 }, this.#deps.checksum)
+    try {
+      const { value } = await withRetries('PutObject', this.#deps.retry, async () => await this.#deps.putClient.send(new PutObjectCommand({
+        Bucket: this.#target.bucket,
+        Key: this.#target.key,
+        ContentType: this.#target.contentType,
+        Body: bytes,
+        ContentLength: bytes.byteLength,
+        ...this.#checksumAlgorithm()
+      })))
+      return outcomeOf(value, { size: this.#size, parts: 0 }, this.#deps.checksum)
+    } catch (error) {
+      throw storageFailure(error instanceof PartFailure ? error.info : describeS3Error('PutObject', error))
+    }
   }
 
   async #complete (): Promise<UploadOutcome> {

@@ -25,9 +25,8 @@ export function createInlineSender (partClient: S3Client, policy: PartPolicy): P
         throw storageFailure(error instanceof PartFailure ? error.info : describeS3Error('UploadPart', error), task.body)
       }
     },
-    async close () {
-      partClient.destroy()
-    },
+    // The client is the plugin's, closed with it.
+    async close () {},
     stats: () => null
   }
 }

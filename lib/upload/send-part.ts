@@ -4,7 +4,7 @@ import type { ChecksumSetting, RetryPolicy } from '../options.js'
 import type { PartDone, PartPolicy, PartTask } from './part-task.js'
 import { describeS3Error, type S3FailureInfo } from './s3-failure.js'
 
-/** A part that failed for good: after its last attempt, or at once when not retryable. */
+/** A request that failed for good: after its last attempt, or at once when not retryable. */
 export class PartFailure extends Error {
   readonly info: S3FailureInfo
   constructor (info: S3FailureInfo) {
@@ -15,22 +15,28 @@ export class PartFailure extends Error {
 }
 
 /**
- * Sends one part, retrying retryable failures (5xx, throttling, resets,
- * timeouts, a body corrupted in transit) with exponential backoff and full
- * jitter, re-sending the same buffered bytes. A 4xx fails at once. Shared by
- * the inline sender and the worker threads.
+ * Runs one S3 request that carries a buffered body, retrying retryable
+ * failures (5xx, throttling, resets, timeouts, a body corrupted in transit)
+ * with exponential backoff and full jitter; a 4xx fails at once. Throws a
+ * PartFailure with what is known of the last failure.
  */
-export async function sendPartWithRetries (client: S3Client, task: PartTask, policy: PartPolicy): Promise<PartDone> {
+export async function withRetries<T> (operation: string, retry: RetryPolicy, call: () => Promise<T>): Promise<{ value: T, attempts: number }> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return { ...await sendPart(client, task, policy.checksum), attempts: attempt }
+      return { value: await call(), attempts: attempt }
     } catch (error) {
-      const info = describeS3Error('UploadPart', error)
+      const info = describeS3Error(operation, error)
       info.attempts = attempt
-      if (!info.retryable || attempt >= policy.retry.attempts) throw new PartFailure(info)
-      await sleep(backoffDelay(attempt, policy.retry))
+      if (!info.retryable || attempt >= retry.attempts) throw new PartFailure(info)
+      await sleep(backoffDelay(attempt, retry))
     }
   }
+}
+
+/** Sends one part with retries, re-sending the same buffered bytes. Shared by the inline sender and the worker threads. */
+export async function sendPartWithRetries (client: S3Client, task: PartTask, policy: PartPolicy): Promise<PartDone> {
+  const { value, attempts } = await withRetries('UploadPart', policy.retry, async () => await sendPart(client, task, policy.checksum))
+  return { ...value, attempts }
 }
 
 /** Full-jitter exponential backoff: uniform in [0, min(max, base × 2^(attempt-1))]. */

@@ -64,7 +64,13 @@ export async function streamUpload (url: string, options: { seed: number, size: 
           return false
         }
         sent += chunk.byteLength
-        if (!req.write(chunk)) await new Promise((resolve) => { req.once('drain', resolve); req.once('close', resolve) })
+        if (!req.write(chunk)) {
+          await new Promise<void>((resolve) => {
+            const done = (): void => { req.off('drain', done); req.off('close', done); resolve() }
+            req.on('drain', done)
+            req.on('close', done)
+          })
+        }
         return !req.destroyed
       }
       if (!await write(head)) return

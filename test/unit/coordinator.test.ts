@@ -31,6 +31,8 @@ function setup (overrides: Partial<UploadDeps> = {}, retry = noRetry): { s3: Ret
   s3.on(AbortMultipartUploadCommand).resolves({})
   const deps: UploadDeps = {
     client,
+    putClient: client,
+    retry,
     sender: createInlineSender(client, { checksum: 'none', retry }),
     partSize: () => PART,
     partConcurrency: 2,
@@ -283,4 +285,24 @@ t.test('with a checksum, parts carry it and the object checksum is returned', as
     { PartNumber: 1, ETag: '"etag-1"', ChecksumCRC32: 'crc-1-CRC32' },
     { PartNumber: 2, ETag: '"etag-2"', ChecksumCRC32: 'crc-2-CRC32' }
   ])
+})
+
+t.test('a small file whose PutObject fails retryably is re-sent from its buffer', async (t) => {
+  const { s3, deps } = setup({}, { attempts: 3, baseDelayMs: 1, maxDelayMs: 5 })
+  let calls = 0
+  s3.on(PutObjectCommand).callsFake(async () => {
+    calls++
+    if (calls < 3) throw Object.assign(new Error('The provided x-amz-content-sha256 header does not match'), { name: 'XAmzContentSHA256Mismatch', $metadata: { httpStatusCode: 400 } })
+    return { ETag: '"single"' }
+  })
+  const outcome = await uploadStream(source(100), target, deps)
+  t.equal(outcome.etag, 'single')
+  t.equal(calls, 3, 'a body corrupted in transit is re-sent')
+})
+
+t.test('a small file whose PutObject is refused fails at once with the S3 details', async (t) => {
+  const { s3, deps } = setup({}, { attempts: 3, baseDelayMs: 1, maxDelayMs: 5 })
+  s3.on(PutObjectCommand).rejects(Object.assign(new Error('The specified bucket does not exist'), { name: 'NoSuchBucket', $metadata: { httpStatusCode: 404, requestId: 'r1' } }))
+  await t.rejects(uploadStream(source(100), target, deps), { code: 'FST_S3CHUNK_STORAGE', s3: { operation: 'PutObject', code: 'NoSuchBucket', status: 404, requestId: 'r1', attempts: 1 } })
+  t.equal(s3.commandCalls(PutObjectCommand).length, 1)
 })
