@@ -86,3 +86,38 @@ export const ClosingError = createError<'FST_S3CHUNK_CLOSING', 503, []>(
   'The server is shutting down; upload refused',
   503
 )
+
+/** A direct-upload route was called without a signed-in user (authorize() refused). */
+export const UnauthorizedError = createError<'FST_S3CHUNK_UNAUTHORIZED', 401, []>(
+  'FST_S3CHUNK_UNAUTHORIZED',
+  'Sign in to upload',
+  401
+)
+
+/** The caller may not act on this key or upload (not under their own prefix, or not theirs). `%s` says what. */
+export const ForbiddenError = createError<'FST_S3CHUNK_FORBIDDEN', 403, [string]>(
+  'FST_S3CHUNK_FORBIDDEN',
+  'Not allowed: %s',
+  403
+)
+
+/** The file's type (declared, or sniffed from its bytes) is not in `allowedTypes`. `%s` is the type. */
+export const TypeNotAllowedError = createError<'FST_S3CHUNK_TYPE_NOT_ALLOWED', 415, [string]>(
+  'FST_S3CHUNK_TYPE_NOT_ALLOWED',
+  'File type not allowed: %s',
+  415
+)
+
+/** A direct upload broke the rules once in S3 (size, type); it was deleted. `%s` is the reason. */
+export const UploadRejectedError = createError<'FST_S3CHUNK_UPLOAD_REJECTED', 422, [string]>(
+  'FST_S3CHUNK_UPLOAD_REJECTED',
+  'Upload rejected and deleted: %s',
+  422
+)
+
+/** A direct-upload route got a request it cannot use. `%s` says what is missing or wrong. */
+export const BadRequestError = createError<'FST_S3CHUNK_BAD_REQUEST', 400, [string]>(
+  'FST_S3CHUNK_BAD_REQUEST',
+  'Bad request: %s',
+  400
+)

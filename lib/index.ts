@@ -4,7 +4,8 @@ import fastifyMultipart from '@fastify/multipart'
 import { AlreadyRegisteredError, ClosingError } from './errors.js'
 import { parseOptions, type S3ChunkOptions } from './options.js'
 import { bodyConsumed, createRequestApi, type Runtime } from './request-api.js'
-import { abortStaleUploads, ensureLifecycleRule } from './maintenance.js'
+import { directRoutes } from './direct/routes.js'
+import { abortStaleUploads, ensureCors, ensureLifecycleRule } from './maintenance.js'
 import { createPartClient, createS3Client } from './s3-client.js'
 import type { S3ChunkDecorator } from './types.js'
 import { PartBufferPool } from './upload/part-buffer-pool.js'
@@ -37,7 +38,9 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
     sender,
     buffers: new PartBufferPool(config.maxBufferedBytes),
     counters: { uploadsInFlight: 0, partsInFlight: 0 },
-    closing: closing.signal
+    closing: closing.signal,
+    // One hook for both paths: where the app records the file.
+    onStored: async (file, request) => { await config.onUploadComplete?.(file, request) }
   }
 
   const decorator: S3ChunkDecorator = {
@@ -55,11 +58,16 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
       pool: sender.stats()
     }),
     abortStaleUploads: async ({ olderThan = 24 * 3600 * 1000 } = {}) => await abortStaleUploads(client, config.bucket, config.keyPrefix, olderThan),
-    ensureLifecycleRule: async ({ days = 1 } = {}) => await ensureLifecycleRule(client, config.bucket, config.keyPrefix, days)
+    ensureLifecycleRule: async ({ days = 1 } = {}) => await ensureLifecycleRule(client, config.bucket, config.keyPrefix, days),
+    ensureCors: async ({ origins }) => await ensureCors(client, config.bucket, origins)
   }
   fastify.decorate('s3Chunk', decorator)
 
   const api = createRequestApi(runtime)
+
+  if (config.direct !== undefined) {
+    await fastify.register(directRoutes, { prefix: config.direct.prefix, config, direct: config.direct, client, onStored: runtime.onStored })
+  }
   fastify.decorateRequest('s3File', api.s3File)
   fastify.decorateRequest('s3Files', api.s3Files)
   fastify.decorateRequest('s3Fields', api.s3Fields)

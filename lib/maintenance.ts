@@ -2,7 +2,9 @@ import {
   AbortMultipartUploadCommand,
   GetBucketLifecycleConfigurationCommand,
   ListMultipartUploadsCommand,
+  PutBucketCorsCommand,
   PutBucketLifecycleConfigurationCommand,
+  type CORSRule,
   type LifecycleRule,
   type S3Client
 } from '@aws-sdk/client-s3'
@@ -75,5 +77,23 @@ export async function ensureLifecycleRule (client: S3Client, bucket: string, pre
     Bucket: bucket,
     LifecycleConfiguration: { Rules: [...others, rule] }
   })))
+  return rule
+}
+
+/**
+ * Sets the bucket's CORS rule for browser uploads from `origins`: PUT/POST
+ * (and GET/HEAD) allowed, and ETag exposed — without it a browser cannot read
+ * a part's ETag and multipart uploads cannot complete.
+ */
+export async function ensureCors (client: S3Client, bucket: string, origins: string[]): Promise<CORSRule> {
+  const rule: CORSRule = {
+    ID: 'fastify-s3-chunk-browser-uploads',
+    AllowedOrigins: origins,
+    AllowedMethods: ['GET', 'HEAD', 'PUT', 'POST'],
+    AllowedHeaders: ['*'],
+    ExposeHeaders: ['ETag', 'Location'],
+    MaxAgeSeconds: 3000
+  }
+  await s3Call('PutBucketCors', () => client.send(new PutBucketCorsCommand({ Bucket: bucket, CORSConfiguration: { CORSRules: [rule] } })))
   return rule
 }

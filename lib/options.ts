@@ -29,6 +29,37 @@ export interface KeyContext {
 /** Returns the object key (below `keyPrefix`) for an incoming file. */
 export type KeyFunction = (context: KeyContext) => string | Promise<string>
 
+/** Who is uploading, as `direct.authorize` says. */
+export interface DirectUser {
+  /** Becomes a key segment (sanitised): every key of this user lives under `<keyPrefix>/<userId>/`. */
+  userId: string
+}
+
+/**
+ * Decides whether a direct-upload request may go on: the user, or null/undefined
+ * for "not signed in" (401). Throw ForbiddenError (403) — or any error with a
+ * statusCode — to refuse a signed-in user.
+ */
+export type AuthorizeFunction = (request: FastifyRequest) => DirectUser | null | undefined | Promise<DirectUser | null | undefined>
+
+/** What a `direct.key()` option receives. */
+export interface DirectKeyContext {
+  userId: string
+  /** The client's filename after sanitising. */
+  filename: string
+  /** The filename exactly as the client sent it (untrusted). */
+  originalName: string
+  /** The content type the client declared. */
+  type: string
+  request: FastifyRequest
+}
+
+/** Names a direct upload's object, below `<keyPrefix>/<userId>/` (enforced). */
+export type DirectKeyFunction = (context: DirectKeyContext) => string | Promise<string>
+
+/** Called once a file is stored and checked, streamed or direct: where an app records it. */
+export type UploadCompleteHook = (file: import('./types.js').S3File, request: FastifyRequest) => void | Promise<void>
+
 const int = (min: number, max: number) => z.number().int().min(min).max(max)
 
 // S3's bucket naming rules (lowercase DNS-style, 3-63 chars).
@@ -75,6 +106,19 @@ const retrySchema = z.strictObject({
   maxDelayMs: int(0, 600_000).default(10_000)
 })
 
+const directSchema = z.strictObject({
+  /** Every direct route calls it first: the user, null → 401, or throw → that error (403). */
+  authorize: z.custom<AuthorizeFunction>((value) => typeof value === 'function', 'must be a function (request) => { userId } | null'),
+  /** Route prefix for the direct routes (`<prefix>/s3/...`). */
+  prefix: z.string().regex(/^(\/[A-Za-z0-9._~-]+)*$/, 'must be empty or like /api/uploads').default(''),
+  /** Custom naming below `<keyPrefix>/<userId>/`; default `<random id>/<sanitised filename>`. */
+  key: z.custom<DirectKeyFunction>((value) => typeof value === 'function', 'must be a function (context) => string').optional(),
+  /** Seconds a presigned POST policy or part URL stays valid. */
+  expiresIn: int(1, 7 * 24 * 3600).default(900),
+  /** Canned ACL pinned by presigned POST policies. */
+  acl: z.enum(['private', 'public-read', 'authenticated-read', 'bucket-owner-read', 'bucket-owner-full-control']).default('private')
+})
+
 const keyFunction = z.custom<KeyFunction>((value) => typeof value === 'function', 'must be a function (context) => string')
 
 export const optionsSchema = z.strictObject({
@@ -112,6 +156,16 @@ export const optionsSchema = z.strictObject({
   maxFields: int(0, 10_000).default(100),
   /** Largest non-file field value in bytes. */
   maxFieldSize: int(0, 64 * MiB).default(MiB),
+  /**
+   * Allowed content types (`image/png`, `image/*`, `video/*`): declared types are checked
+   * when signing, and each stored file's first bytes are sniffed (file-type); a file of
+   * another type is refused (streamed) or deleted (direct). Unset: any type.
+   */
+  allowedTypes: z.array(z.string().regex(/^[a-z0-9!#$&^_.+-]+\/([a-z0-9!#$&^_.+-]+|\*)$/i, 'must be a type like image/png or image/*')).min(1).optional(),
+  /** Direct browser-to-S3 uploads (presigned POST and multipart, Uppy-compatible). Off unless set. */
+  direct: directSchema.optional(),
+  /** Called for every stored file, streamed or direct, once it is committed and checked. */
+  onUploadComplete: z.custom<UploadCompleteHook>((value) => typeof value === 'function', 'must be a function (file, request) => void').optional(),
   /** `workers`: parts sent from a Piscina thread pool; `inline`: from the main thread. */
   mode: z.enum(['workers', 'inline']).default('workers'),
   /** Worker pool sizing (mode `workers`). */
@@ -124,6 +178,8 @@ export type S3ChunkOptions = z.input<typeof optionsSchema>
 export type S3ChunkConfig = Readonly<z.output<typeof optionsSchema>>
 /** Plain-data S3 settings (shared with worker threads). */
 export type S3Settings = z.output<typeof s3Schema>
+/** Direct-upload settings after validation. */
+export type DirectConfig = z.output<typeof directSchema>
 /** Part retry policy. */
 export type RetryPolicy = z.output<typeof retrySchema>
 /** Checksum algorithm, or 'none'. */

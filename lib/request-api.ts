@@ -7,8 +7,10 @@ import {
   FileTooLargeError,
   NoFileError,
   NotMultipartError,
-  TooManyPartsError
+  TooManyPartsError,
+  TypeNotAllowedError
 } from './errors.js'
+import { SNIFF_BYTES, sniffType, typeAllowed } from './content-types.js'
 import { makeKey, sanitiseFilename } from './keys.js'
 import type { S3ChunkConfig } from './options.js'
 import { objectUrl } from './s3-client.js'
@@ -30,6 +32,8 @@ export interface Runtime {
   counters: { uploadsInFlight: number, partsInFlight: number }
   /** Aborted when the server closes: uploads in flight are aborted, not committed. */
   closing: AbortSignal
+  /** Runs the app's onUploadComplete hook for a stored file. */
+  onStored: (file: S3File, request: FastifyRequest) => Promise<void>
 }
 
 interface RequestState {
@@ -97,6 +101,7 @@ export function createRequestApi (runtime: Runtime): {
       throw new BadMultipartError(`a filename is longer than ${MAX_ORIGINAL_NAME_BYTES} bytes`)
     }
     const contentType = part.mimetype !== '' ? part.mimetype : 'application/octet-stream'
+    if (!typeAllowed(contentType, config.allowedTypes)) throw new TypeNotAllowedError(contentType)
     const key = await makeKey(config, {
       filename: sanitiseFilename(originalName),
       originalName,
@@ -105,7 +110,7 @@ export function createRequestApi (runtime: Runtime): {
       request
     })
     try {
-      const outcome = await uploadStream(sizeCheckedSource(part, config.maxFileSize), { bucket: config.bucket, key, contentType }, {
+      const outcome = await uploadStream(checkedSource(part, config), { bucket: config.bucket, key, contentType }, {
         client: runtime.client,
         putClient: runtime.putClient,
         retry: config.retry,
@@ -140,6 +145,7 @@ export function createRequestApi (runtime: Runtime): {
       }
       if (outcome.versionId !== undefined) file.versionId = outcome.versionId
       if (outcome.checksum !== undefined) file.checksum = outcome.checksum
+      await runtime.onStored(file, request)
       return file
     } catch (error) {
       if (isStorageFailure(error)) {
@@ -211,16 +217,38 @@ function addField (fields: S3Fields, name: string, value: unknown): void {
 }
 
 /**
- * The file stream, failing with FileTooLargeError when busboy's fileSize limit
- * cut it short — so a truncated file is aborted, never committed. `destroy`
- * lets the coordinator stop reading at once.
+ * The file stream, checked on the way:
+ * - with allowedTypes, its first bytes are held back and sniffed before any
+ *   reach S3, so a file of another type fails before anything is stored;
+ * - it fails with FileTooLargeError when busboy's fileSize limit cut it short,
+ *   so a truncated file is aborted, never committed.
+ * `destroy` lets the coordinator stop reading at once.
  */
-function sizeCheckedSource (part: MultipartFile, maxFileSize: number): AsyncIterable<Uint8Array> & { destroy: (error?: Error) => void } {
+function checkedSource (part: MultipartFile, config: S3ChunkConfig): AsyncIterable<Uint8Array> & { destroy: (error?: Error) => void } {
   const file = part.file
+  const allowed = config.allowedTypes
   return {
     async * [Symbol.asyncIterator] () {
-      for await (const chunk of file) yield chunk as Uint8Array
-      if (file.truncated) throw new FileTooLargeError(maxFileSize)
+      let head: Buffer[] | null = allowed === undefined ? null : []
+      let headBytes = 0
+      const checkHead = async (): Promise<Buffer> => {
+        const bytes = Buffer.concat(head ?? [])
+        const sniffed = await sniffType(bytes)
+        if (sniffed === undefined || !typeAllowed(sniffed, allowed)) throw new TypeNotAllowedError(sniffed ?? 'unrecognised content')
+        head = null
+        return bytes
+      }
+      for await (const chunk of file) {
+        if (head === null) {
+          yield chunk as Uint8Array
+          continue
+        }
+        head.push(chunk as Buffer)
+        headBytes += (chunk as Buffer).byteLength
+        if (headBytes >= SNIFF_BYTES) yield await checkHead()
+      }
+      if (head !== null) yield await checkHead()
+      if (file.truncated) throw new FileTooLargeError(config.maxFileSize)
     },
     destroy: (error?: Error) => { file.destroy(error) }
   }

@@ -1,4 +1,4 @@
-import type { LifecycleRule, S3Client } from '@aws-sdk/client-s3'
+import type { CORSRule, LifecycleRule, S3Client } from '@aws-sdk/client-s3'
 
 /** One file stored in S3 by the plugin. Plain JSON: safe to return from a route. */
 export interface S3File {
@@ -65,6 +65,11 @@ export interface S3ChunkDecorator {
    * multipart uploads under keyPrefix after `days` (default 1). Other rules are kept.
    */
   ensureLifecycleRule: (options?: { days?: number }) => Promise<LifecycleRule>
+  /**
+   * Sets the bucket's CORS rule so browsers at `origins` can upload directly:
+   * PUT/POST allowed, ETag exposed (multipart needs it). Replaces the bucket's CORS rules.
+   */
+  ensureCors: (options: { origins: string[] }) => Promise<CORSRule>
 }
 
 declare module 'fastify' {

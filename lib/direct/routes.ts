@@ -1,0 +1,206 @@
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  ListPartsCommand,
+  UploadPartCommand,
+  type Part,
+  type S3Client
+} from '@aws-sdk/client-s3'
+import { createPresignedPost } from '@aws-sdk/s3-presigned-post'
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { typeAllowed } from '../content-types.js'
+import { BadRequestError, ForbiddenError, TypeNotAllowedError, UnauthorizedError } from '../errors.js'
+import type { DirectConfig, DirectUser, S3ChunkConfig } from '../options.js'
+import { objectUrl } from '../s3-client.js'
+import type { S3File } from '../types.js'
+import { describeS3Error, s3Call, storageFailure } from '../upload/s3-failure.js'
+import { assertOwnKey, makeDirectKey } from './keys.js'
+import { ORIGINAL_NAME_META, verifyUpload } from './verify.js'
+
+const MAX_PARTS = 10_000
+
+interface Query { filename?: string, type?: string, key?: string, partNumbers?: string }
+
+/**
+ * The direct-upload routes, speaking the Companion S3 API so @uppy/aws-s3
+ * works against them unchanged. Stateless: every call re-derives what it needs
+ * from the request and S3, so any instance can serve any step of an upload.
+ * Every route authorises the caller first; every key the client sends back
+ * must lie under the caller's own prefix, and every uploadId must belong to
+ * that key (checked with S3), or the call is refused with 403.
+ */
+export async function directRoutes (
+  fastify: FastifyInstance,
+  options: { config: S3ChunkConfig, direct: DirectConfig, client: S3Client, onStored: (file: S3File, request: FastifyRequest) => Promise<void> }
+): Promise<void> {
+  const { config, direct, client, onStored } = options
+  const bucket = config.bucket
+
+  async function userOf (request: FastifyRequest): Promise<DirectUser> {
+    const user = await direct.authorize(request)
+    if (user === null || user === undefined) throw new UnauthorizedError()
+    if (typeof user.userId !== 'string' || user.userId === '') throw new Error('direct.authorize() must return { userId: string } or null')
+    return user
+  }
+
+  function declared (filename: unknown, type: unknown): { filename: string, type: string } {
+    if (typeof filename !== 'string' || filename === '') throw new BadRequestError('filename is required')
+    if (Buffer.byteLength(filename) > 4096) throw new BadRequestError('filename is longer than 4096 bytes')
+    const contentType = typeof type === 'string' && type !== '' ? type : 'application/octet-stream'
+    if (!typeAllowed(contentType, config.allowedTypes)) throw new TypeNotAllowedError(contentType)
+    return { filename, type: contentType }
+  }
+
+  /** Refuses an uploadId that is not an upload of this key (S3 knows; nothing is kept here). */
+  async function partsOf (key: string, uploadId: string): Promise<Part[]> {
+    const parts: Part[] = []
+    let marker: string | undefined
+    for (let page = 0; page < 10; page++) {
+      let listed
+      try {
+        listed = await client.send(new ListPartsCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumberMarker: marker }))
+      } catch (error) {
+        const info = describeS3Error('ListParts', error)
+        if (info.code === 'NoSuchUpload' || info.status === 404) throw new ForbiddenError('that upload does not belong to that key')
+        throw storageFailure(info)
+      }
+      parts.push(...(listed.Parts ?? []))
+      if (listed.IsTruncated !== true) break
+      marker = listed.NextPartNumberMarker
+    }
+    return parts
+  }
+
+  function partNumber (value: unknown): number {
+    const number = Number(value)
+    if (!Number.isInteger(number) || number < 1 || number > MAX_PARTS) throw new BadRequestError(`part numbers are integers from 1 to ${MAX_PARTS}`)
+    return number
+  }
+
+  async function signPart (key: string, uploadId: string, number: number): Promise<string> {
+    return await getSignedUrl(client, new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: number }), { expiresIn: direct.expiresIn })
+  }
+
+  async function stored (file: S3File, request: FastifyRequest): Promise<S3File> {
+    await onStored(file, request)
+    return file
+  }
+
+  // Presigned POST (SigV4): the policy pins the bucket, the exact key, the size range, the type, the ACL and the expiry.
+  fastify.get<{ Querystring: Query }>('/s3/params', async (request) => {
+    const user = await userOf(request)
+    const { filename, type } = declared(request.query.filename, request.query.type)
+    const key = await makeDirectKey(config, direct, user, filename, type, request)
+    const fields = {
+      'Content-Type': type,
+      acl: direct.acl,
+      [`x-amz-meta-${ORIGINAL_NAME_META}`]: encodeURIComponent(filename)
+    }
+    const post = await s3Call('PresignPost', async () => await createPresignedPost(client, {
+      Bucket: bucket,
+      Key: key,
+      Fields: fields,
+      Conditions: [
+        { bucket },
+        ['eq', '$key', key],
+        ['content-length-range', 0, config.maxFileSize],
+        ['eq', '$Content-Type', type],
+        { acl: direct.acl },
+        ['eq', `$x-amz-meta-${ORIGINAL_NAME_META}`, fields[`x-amz-meta-${ORIGINAL_NAME_META}`]]
+      ],
+      Expires: direct.expiresIn
+    }))
+    return { method: 'POST', url: post.url, fields: post.fields, expires: direct.expiresIn, key }
+  })
+
+  // A POST upload is done: check the object, then it counts as stored.
+  fastify.post<{ Body: { key?: unknown } | undefined }>('/s3/complete', async (request) => {
+    const user = await userOf(request)
+    const key = assertOwnKey(config, user, request.body?.key)
+    const file = await verifyUpload(client, config, key, request.log)
+    return { location: file.location, file: await stored(file, request) }
+  })
+
+  fastify.post<{ Body: { filename?: unknown, type?: unknown, metadata?: Record<string, unknown> } | undefined }>('/s3/multipart', async (request) => {
+    const user = await userOf(request)
+    const metadata = request.body?.metadata ?? {}
+    const { filename, type } = declared(request.body?.filename ?? metadata.name, request.body?.type ?? metadata.type)
+    const key = await makeDirectKey(config, direct, user, filename, type, request)
+    const created = await s3Call('CreateMultipartUpload', () => client.send(new CreateMultipartUploadCommand({
+      Bucket: bucket,
+      Key: key,
+      ContentType: type,
+      Metadata: { [ORIGINAL_NAME_META]: encodeURIComponent(filename) }
+    })))
+    return { key, uploadId: created.UploadId }
+  })
+
+  // S3 upload ids can be long (MinIO's are ~130 characters) and Fastify refuses
+  // parametric segments over its maxParamLength (100) with 414: these routes take
+  // the rest of the path as a wildcard and split it themselves.
+  fastify.get<{ Params: { '*': string }, Querystring: Query }>('/s3/multipart/*', async (request) => {
+    const user = await userOf(request)
+    const key = assertOwnKey(config, user, request.query.key)
+    const [uploadId, action] = multipartPath(request.params['*'])
+    if (action === undefined) return await partsOf(key, uploadId)
+    if (action === 'batch') {
+      const numbers = (request.query.partNumbers ?? '').split(',').filter((n) => n !== '').map(partNumber)
+      if (numbers.length === 0 || numbers.length > 1000) throw new BadRequestError('partNumbers lists 1 to 1000 part numbers')
+      await partsOf(key, uploadId)
+      const presignedUrls: Record<string, string> = {}
+      for (const number of numbers) presignedUrls[number] = await signPart(key, uploadId, number)
+      return { presignedUrls }
+    }
+    const number = partNumber(action)
+    await partsOf(key, uploadId)
+    return { url: await signPart(key, uploadId, number), expires: direct.expiresIn }
+  })
+
+  fastify.post<{ Params: { '*': string }, Querystring: Query, Body: { parts?: unknown } | undefined }>('/s3/multipart/*', async (request) => {
+    const user = await userOf(request)
+    const key = assertOwnKey(config, user, request.query.key)
+    const [uploadId, action] = multipartPath(request.params['*'])
+    if (action !== 'complete') throw new BadRequestError('POST /s3/multipart/<uploadId>/complete is the only POST here')
+    const parts = completedParts(request.body?.parts)
+    await partsOf(key, uploadId)
+    await s3Call('CompleteMultipartUpload', () => client.send(new CompleteMultipartUploadCommand({
+      Bucket: bucket,
+      Key: key,
+      UploadId: uploadId,
+      MultipartUpload: { Parts: parts }
+    })))
+    const file = await verifyUpload(client, config, key, request.log)
+    return { location: objectUrl(config.s3, bucket, key), key, file: await stored(file, request) }
+  })
+
+  fastify.delete<{ Params: { '*': string }, Querystring: Query }>('/s3/multipart/*', async (request) => {
+    const user = await userOf(request)
+    const key = assertOwnKey(config, user, request.query.key)
+    const [uploadId, action] = multipartPath(request.params['*'])
+    if (action !== undefined) throw new BadRequestError('DELETE /s3/multipart/<uploadId> aborts an upload')
+    await partsOf(key, uploadId)
+    await s3Call('AbortMultipartUpload', () => client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId })))
+    return {}
+  })
+}
+
+/** `<uploadId>` or `<uploadId>/<action>` from the wildcard part of the path. */
+function multipartPath (rest: string): [string, string | undefined] {
+  const segments = rest.split('/')
+  const uploadId = segments[0] ?? ''
+  if (uploadId === '' || segments.length > 2 || uploadId.length > 1024) throw new BadRequestError('expected /s3/multipart/<uploadId>[/<action>]')
+  return [uploadId, segments[1]]
+}
+
+function completedParts (value: unknown): Array<{ PartNumber: number, ETag: string }> {
+  if (!Array.isArray(value) || value.length === 0 || value.length > MAX_PARTS) throw new BadRequestError('parts must list 1 to 10000 { PartNumber, ETag }')
+  return value.map((part: unknown) => {
+    const { PartNumber, ETag } = (part ?? {}) as { PartNumber?: unknown, ETag?: unknown }
+    if (!Number.isInteger(PartNumber) || (PartNumber as number) < 1 || (PartNumber as number) > MAX_PARTS || typeof ETag !== 'string' || ETag === '') {
+      throw new BadRequestError('each part needs a PartNumber (1-10000) and an ETag')
+    }
+    return { PartNumber: PartNumber as number, ETag }
+  }).sort((a, b) => a.PartNumber - b.PartNumber)
+}
