@@ -22,14 +22,14 @@ if (!server.strict && strictRequired) {
 
 const reporter = process.stdout.isTTY ? [] : ['--reporter=tap']
 const tapBin = join(root, 'node_modules', 'tap', 'dist', 'esm', 'run.mjs')
-// Files named on the command line run as given. Otherwise two phases: unit and
-// integration tests in parallel, then the load tests (test/load: memory under
+// Files named on the command line run as given. Otherwise two phases: unit,
+// integration and browser tests in parallel, then the load tests (test/load: memory under
 // load, fault injection) one at a time, so what they measure is not the rest
 // of the suite competing for the same two cores.
 const named = process.argv.slice(2)
 const phases = named.length > 0
   ? [named]
-  : [[...testFiles('test/unit'), ...testFiles('test/integration')], ['--jobs=1', ...testFiles('test/load')]]
+  : [[...testFiles('test/unit'), ...testFiles('test/integration'), ...testFiles('test/browser')], ['--jobs=1', ...testFiles('test/load')]]
 
 let running: ReturnType<typeof spawn> | null = null
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
