@@ -1,0 +1,169 @@
+// Browser code: type-checked with tsconfig.browser.json (DOM types), bundled by ../bundle.ts.
+// The demo page: sign-in, the two upload modes side by side, the user's files.
+import Uppy from '@uppy/core'
+import Dashboard from '@uppy/dashboard'
+import AwsS3 from '@uppy/aws-s3'
+
+const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T
+const maxFileSize = Number(document.body.dataset.maxFileSize)
+
+let token = localStorage.getItem('demo-token') ?? 'demo-alice'
+const auth = (): Record<string, string> => ({ authorization: `Bearer ${token}` })
+
+/** Turns the plugin's error codes into sentences a person can act on. */
+function explain (status: number, body: { code?: string, message?: string } | null, name: string): string {
+  switch (body?.code) {
+    case 'FST_S3CHUNK_FILE_TOO_LARGE': return `${name}: too large — the limit is ${formatSize(maxFileSize)}.`
+    case 'FST_S3CHUNK_TYPE_NOT_ALLOWED': return `${name}: not an allowed type (images, video and audio only).`
+    case 'FST_S3CHUNK_UPLOAD_REJECTED': return `${name}: rejected — ${body.message ?? 'it broke the rules'}.`
+    case 'FST_S3CHUNK_STORAGE': return `${name}: the storage (S3) could not be reached or refused the file.`
+    case 'FST_S3CHUNK_UNAUTHORIZED': return 'Sign in first.'
+  }
+  if (status === 0) return `${name}: the server could not be reached.`
+  return `${name}: ${body?.message ?? `failed (HTTP ${status})`}`
+}
+
+function showMessage (text: string, ok = false): void {
+  const box = $('message')
+  box.textContent = text
+  box.className = ok ? 'ok' : ''
+  box.hidden = false
+}
+
+function formatSize (bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let value = bytes
+  let unit = 0
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit++ }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`
+}
+
+// ── sign-in ────────────────────────────────────────────────────────────────
+async function setUpUsers (): Promise<void> {
+  const me = await (await fetch('/api/me')).json() as { users: Array<{ token: string, name: string }> }
+  const select = $<HTMLSelectElement>('user')
+  select.innerHTML = me.users.map((u) => `<option value="${u.token}">${u.name}</option>`).join('')
+  select.value = token
+  select.addEventListener('change', () => {
+    token = select.value
+    localStorage.setItem('demo-token', token)
+    uppy.getPlugin('AwsS3')?.setOptions({ headers: auth() })
+    void refreshFiles()
+  })
+}
+
+// ── through the server: one XHR per file, for a progress bar per file ──────
+function uploadThroughServer (file: File): Promise<void> {
+  const row = document.createElement('li')
+  row.dataset.name = file.name
+  row.innerHTML = '<strong></strong> <progress max="100" value="0"></progress><div class="status">waiting…</div>'
+  ;(row.querySelector('strong') as HTMLElement).textContent = `${file.name} (${formatSize(file.size)})`
+  $('server-list').prepend(row)
+  const bar = row.querySelector('progress') as HTMLProgressElement
+  const status = row.querySelector('.status') as HTMLElement
+  return new Promise((resolve) => {
+    const form = new FormData()
+    form.append('file', file, file.name)
+    const xhr = new XMLHttpRequest()
+    xhr.open('POST', '/api/upload')
+    xhr.setRequestHeader('authorization', auth().authorization as string)
+    xhr.upload.addEventListener('progress', (event) => {
+      if (event.lengthComputable) {
+        bar.value = Math.round((event.loaded / event.total) * 100)
+        status.textContent = `${bar.value} %`
+      }
+    })
+    xhr.addEventListener('load', () => {
+      let body: any = null
+      try { body = JSON.parse(xhr.responseText) } catch {}
+      if (xhr.status === 200) {
+        const stored = body.files[0]
+        bar.value = 100
+        row.classList.add('done')
+        status.textContent = `stored: ${stored.key} — ${formatSize(stored.size)}, ${stored.parts === 0 ? 'one PUT' : `${stored.parts} parts`}, ${stored.contentType}`
+      } else {
+        row.classList.add('failed')
+        status.textContent = explain(xhr.status, body, file.name)
+        showMessage(status.textContent)
+      }
+      resolve()
+    })
+    xhr.addEventListener('error', () => {
+      row.classList.add('failed')
+      status.textContent = explain(0, null, file.name)
+      showMessage(status.textContent)
+      resolve()
+    })
+    xhr.send(form)
+  })
+}
+
+$('server-upload').addEventListener('click', () => {
+  const input = $<HTMLInputElement>('server-files')
+  const files = [...(input.files ?? [])]
+  input.value = ''
+  void Promise.all(files.map(uploadThroughServer)).then(refreshFiles)
+})
+
+// ── direct to S3: Uppy against the plugin's Companion-compatible routes ────
+const uppy = new Uppy({ autoProceed: false })
+  .use(Dashboard, { inline: true, target: '#uppy', height: 360, proudlyDisplayPoweredByUppy: false, note: 'Images, video and audio' })
+  .use(AwsS3, {
+    endpoint: location.origin,
+    headers: auth(),
+    shouldUseMultipart: (file) => (file.size ?? 0) > 20 * 1024 * 1024
+  })
+
+uppy.on('upload-success', (file, response) => {
+  if (file === undefined) return
+  // POST uploads are checked (and recorded) when the page says they are done;
+  // multipart uploads were checked by the complete route already.
+  if ((file as { s3Multipart?: { uploadId?: string } }).s3Multipart?.uploadId !== undefined) return
+  void fetch('/s3/complete', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...auth() },
+    body: JSON.stringify({ key: (response.body as { key?: string } | undefined)?.key })
+  }).then(async (reply) => {
+    if (!reply.ok) {
+      const text = explain(reply.status, await reply.json().catch(() => null), file.name ?? 'file')
+      uppy.info(text, 'error', 8000)
+      showMessage(text)
+    }
+    await refreshFiles()
+  })
+})
+uppy.on('upload-error', (file, error) => {
+  const body = (error as { source?: XMLHttpRequest, request?: { response?: Response } }).source
+  showMessage(`${file?.name ?? 'file'}: ${error.message}${body?.status !== undefined ? ` (HTTP ${body.status})` : ''}`)
+})
+uppy.on('complete', () => { void refreshFiles() })
+
+// ── the user's files ───────────────────────────────────────────────────────
+async function refreshFiles (): Promise<void> {
+  const reply = await fetch('/api/files', { headers: auth() })
+  if (!reply.ok) {
+    showMessage(explain(reply.status, await reply.json().catch(() => null), 'Listing your files'))
+    return
+  }
+  const files = await reply.json() as Array<{ key: string, name: string, size: number, type: string, date: string, url: string }>
+  $('file-rows').innerHTML = ''
+  for (const file of files) {
+    const tr = document.createElement('tr')
+    tr.dataset.key = file.key
+    for (const text of [file.name, formatSize(file.size), file.type, new Date(file.date).toLocaleString()]) {
+      const td = document.createElement('td')
+      td.textContent = text
+      tr.append(td)
+    }
+    const link = document.createElement('a')
+    link.href = file.url
+    link.textContent = 'download'
+    const td = document.createElement('td')
+    td.append(link)
+    tr.append(td)
+    $('file-rows').append(tr)
+  }
+}
+$('refresh').addEventListener('click', () => { void refreshFiles() })
+
+void setUpUsers().then(refreshFiles).catch(() => { showMessage('The server could not be reached.') })
