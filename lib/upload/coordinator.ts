@@ -2,6 +2,7 @@ import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
+  HeadObjectCommand,
   PutObjectCommand,
   type CompletedPart,
   type S3Client
@@ -234,13 +235,34 @@ class FileUpload {
   async #complete (): Promise<UploadOutcome> {
     const parts = [...this.#completed].sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0))
     const uploadId = this.#uploadId as string
-    const result = await s3Call('CompleteMultipartUpload', () => this.#deps.client.send(new CompleteMultipartUploadCommand({
-      Bucket: this.#target.bucket,
-      Key: this.#target.key,
-      UploadId: uploadId,
-      MultipartUpload: { Parts: parts }
-    })))
-    return outcomeOf(result, { size: this.#size, parts: parts.length }, this.#deps.checksum)
+    try {
+      const result = await s3Call('CompleteMultipartUpload', () => this.#deps.client.send(new CompleteMultipartUploadCommand({
+        Bucket: this.#target.bucket,
+        Key: this.#target.key,
+        UploadId: uploadId,
+        MultipartUpload: { Parts: parts }
+      })))
+      return outcomeOf(result, { size: this.#size, parts: parts.length }, this.#deps.checksum)
+    } catch (error) {
+      // A Complete that S3 carried out but whose answer was lost is retried by
+      // the SDK and then meets NoSuchUpload: the object is there. Check it
+      // rather than report a stored file as failed.
+      if (isStorageFailure(error) && error.s3.code === 'NoSuchUpload') {
+        const stored = await this.#storedAsExpected(parts.length)
+        if (stored !== null) return stored
+      }
+      throw error
+    }
+  }
+
+  async #storedAsExpected (parts: number): Promise<UploadOutcome | null> {
+    try {
+      const head = await this.#deps.client.send(new HeadObjectCommand({ Bucket: this.#target.bucket, Key: this.#target.key }))
+      if (head.ContentLength !== this.#size || !(head.ETag ?? '').endsWith(`-${parts}"`)) return null
+      return outcomeOf(head, { size: this.#size, parts }, this.#deps.checksum)
+    } catch {
+      return null
+    }
   }
 
   // Best effort: a failed abort is logged (a lifecycle rule or abortStaleUploads() reclaims it),

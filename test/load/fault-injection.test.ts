@@ -42,9 +42,12 @@ const rules: FaultRule[] = [
   { match: isPutObject, fault: { kind: 'status', status: 503 }, probability: 0.05 },
   { match: isPutObject, fault: { kind: 'flip' }, probability: 0.03 },
   { match: isPutObject, fault: { kind: 'reset' }, probability: 0.02 },
-  // Control requests: answered with an error before reaching S3, so a retry is always safe.
+  // Control requests.
   { match: isCreateMultipart, fault: { kind: 'status', status: 503 }, probability: 0.05 },
   { match: isComplete, fault: { kind: 'status', status: 500 }, probability: 0.05 },
+  // The connection dies once S3 has the whole request: S3 may have completed the
+  // upload while the answer is lost; the retry then meets NoSuchUpload.
+  { match: isComplete, fault: { kind: 'resetMidBody', afterBytes: Number.MAX_SAFE_INTEGER }, probability: 0.05 },
   { match: isAbort, fault: { kind: 'status', status: 503 }, probability: 0.05 }
 ]
 

@@ -6,6 +6,7 @@ import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
+  HeadObjectCommand,
   PutObjectCommand,
   S3Client,
   UploadPartCommand
@@ -305,4 +306,20 @@ t.test('a small file whose PutObject is refused fails at once with the S3 detail
   s3.on(PutObjectCommand).rejects(Object.assign(new Error('The specified bucket does not exist'), { name: 'NoSuchBucket', $metadata: { httpStatusCode: 404, requestId: 'r1' } }))
   await t.rejects(uploadStream(source(100), target, deps), { code: 'FST_S3CHUNK_STORAGE', s3: { operation: 'PutObject', code: 'NoSuchBucket', status: 404, requestId: 'r1', attempts: 1 } })
   t.equal(s3.commandCalls(PutObjectCommand).length, 1)
+})
+
+t.test('a Complete whose answer was lost (NoSuchUpload on the retry) is recognised as stored', async (t) => {
+  const { s3, deps } = setup()
+  s3.on(CompleteMultipartUploadCommand).rejects(Object.assign(new Error('The specified upload does not exist'), { name: 'NoSuchUpload', $metadata: { httpStatusCode: 404 } }))
+  s3.on(HeadObjectCommand).resolves({ ContentLength: 2 * PART + 1, ETag: '"abc-3"' })
+  const outcome = await uploadStream(source(2 * PART + 1), target, deps)
+  t.same(outcome, { size: 2 * PART + 1, parts: 3, etag: 'abc-3' })
+  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 0)
+})
+
+t.test('NoSuchUpload on Complete with no matching object is a failure', async (t) => {
+  const { s3, deps } = setup()
+  s3.on(CompleteMultipartUploadCommand).rejects(Object.assign(new Error('The specified upload does not exist'), { name: 'NoSuchUpload', $metadata: { httpStatusCode: 404 } }))
+  s3.on(HeadObjectCommand).resolves({ ContentLength: 5, ETag: '"old"' })
+  await t.rejects(uploadStream(source(2 * PART + 1), target, deps), { code: 'FST_S3CHUNK_STORAGE', s3: { code: 'NoSuchUpload' } })
 })
