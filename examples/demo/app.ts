@@ -41,7 +41,7 @@ export async function buildDemo (options: DemoOptions): Promise<FastifyInstance>
     maxFileSize,
     allowedTypes: ALLOWED_TYPES,
     // Streamed uploads go under the user's prefix too: <keyPrefix>/<user>/<random>/<name>.
-    key: ({ request, filename }) => `${userOf(request) ?? 'anonymous'}/${randomBytes(9).toString('base64url')}/${filename}`,
+    key: ({ request, filename }) => `${userOf(request) ?? 'anonymous'}/${randomBytes(9).toString('hex')}/${filename}`,
     onUploadComplete: (file, request) => {
       request.log.info({ user: userOf(request), key: file.key, size: file.size, type: file.contentType }, 'demo: file stored')
     },

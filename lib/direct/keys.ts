@@ -19,7 +19,8 @@ export async function makeDirectKey (config: S3ChunkConfig, direct: DirectConfig
     below = sanitisePrefix(custom)
     if (below === '') throw new InvalidKeyError(`"${custom}" has no usable segment`)
   } else {
-    below = joinKey(randomBytes(12).toString('base64url'), clean)
+    // Hex: characters the key sanitiser leaves alone (base64url's '_' and '-' runs it would rewrite).
+    below = joinKey(randomBytes(12).toString('hex'), clean)
   }
   return joinKey(userPrefix(config, user), below)
 }
