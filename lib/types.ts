@@ -46,7 +46,7 @@ export interface S3ChunkStats {
   /** Parts waiting for room in the budget right now. */
   partsWaitingForMemory: number
   /** Worker pool figures (mode `workers`; null in inline mode). */
-  pool: { threads: number, queueSize: number, completed: number, utilization: number } | null
+  pool: { threads: number, queueSize: number, completed: number } | null
 }
 
 /** `fastify.s3Chunk`: the plugin's instance API. */

@@ -12,7 +12,7 @@ export interface PartSender {
   send: (task: PartTask) => Promise<PartDone>
   /** Releases threads and sockets; pending sends finish first. */
   close: () => Promise<void>
-  stats: () => { threads: number, queueSize: number, completed: number, utilization: number } | null
+  stats: () => { threads: number, queueSize: number, completed: number } | null
 }
 
 /** Mode `inline`: the same coordinator, parts sent from the main thread. */
