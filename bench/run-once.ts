@@ -1,0 +1,192 @@
+// One measured run: one contender, one scenario, a fresh server process (so
+// its peak RSS and event-loop histogram belong to this run alone), a short
+// warm-up, then the scenario's uploads with a health request every 50 ms.
+import type { S3Client } from '@aws-sdk/client-s3'
+import { setMaxListeners } from 'node:events'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { startPinger } from '../test/support/health-pinger.ts'
+import { streamUpload } from '../test/support/stream-upload.ts'
+import { emptyBucket, storedObjects } from './buckets.ts'
+import { onCleanup } from './cleanup.ts'
+import { PART_CONCURRENCY, PART_SIZE, type Contender, type S3Access } from './contenders.ts'
+import { directUpload } from './direct-upload.ts'
+import { cpuSeconds, hostCpu, peakRss } from './proc-stats.ts'
+import type { Scenario } from './scenarios.ts'
+import { startBenchServer, type BenchServer } from './server-process.ts'
+
+const MiB = 1024 * 1024
+const GiB = 1024 * MiB
+/** Warm-up before measuring: one single-PUT file and one of three parts (JIT, threads, S3 connections). */
+const WARM_UP = [MiB, 2 * PART_SIZE + MiB]
+const WARM_UP_SEED = 1_000_000
+/**
+ * The servers sample their event loop every 10 ms (monitorEventLoopDelay's
+ * resolution), and Node records the whole time between two samples — an idle
+ * loop reads ~10.1 ms. The delay proper is what lies beyond the interval.
+ */
+const EVENT_LOOP_RESOLUTION_MS = 10
+
+export interface RunResult {
+  contender: string
+  scenario: string
+  repetition: number
+  ok: boolean
+  error?: string
+  bytes: number
+  seconds: number
+  mibPerSecond: number
+  /** The server's; null for (d), which has none. */
+  peakRssMiB: number | null
+  cpuSecondsPerGiB: number | null
+  /** Event-loop delay beyond the sampling interval (see EVENT_LOOP_RESOLUTION_MS). */
+  eventLoopMs: { p99: number, max: number } | null
+  /** As the server's histogram reports it, interval included. */
+  eventLoopRawMs: { p99: number, max: number } | null
+  healthMs: { p99: number, max: number, count: number, errors: number } | null
+  /** The load client's own CPU (this process), for context. */
+  clientCpuSecondsPerGiB: number
+  /** Share of the host's CPUs busy during the run, all processes (others' included). */
+  hostBusy: number | null
+}
+
+export interface RunContext {
+  client: S3Client
+  bucket: string
+  s3: S3Access
+  /** When set, servers run with --cpu-prof and write their profiles under this directory. */
+  profileDir?: string
+}
+
+/** Time a run may take before it is stopped and failed: generous, only there so nothing hangs. */
+function runTimeoutMs (scenario: Scenario): number {
+  return 60_000 + scenario.files * scenario.size / (10 * MiB) * 1000
+}
+
+export async function runOnce (contender: Contender, scenario: Scenario, repetition: number, context: RunContext): Promise<RunResult> {
+  const bytes = scenario.files * scenario.size
+  const result: RunResult = {
+    contender: contender.id,
+    scenario: scenario.id,
+    repetition,
+    ok: false,
+    bytes,
+    seconds: 0,
+    mibPerSecond: 0,
+    peakRssMiB: null,
+    cpuSecondsPerGiB: null,
+    eventLoopMs: null,
+    eventLoopRawMs: null,
+    healthMs: null,
+    clientCpuSecondsPerGiB: 0,
+    hostBusy: null
+  }
+  let server: BenchServer | null = null
+  let forgetServer = (): void => {}
+  const stopRun = new AbortController()
+  // (d) hands the run's signal to every S3 request it has in flight (8 files × 4 parts).
+  setMaxListeners(1000, stopRun.signal)
+  const timer = setTimeout(() => stopRun.abort(new Error(`run timed out after ${runTimeoutMs(scenario) / 1000} s`)), runTimeoutMs(scenario))
+  try {
+    if (contender.server !== null) {
+      const { script, env } = contender.server(context.bucket, context.s3)
+      const profile = context.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', join(context.profileDir, `${scenario.id}-${contender.id}-run${repetition + 1}`)]
+      server = await startBenchServer(script, env, profile)
+      const started = server
+      forgetServer = onCleanup(async () => { await started.stop() })
+      // A run that times out is ended by killing its server: the uploads then fail at once.
+      stopRun.signal.addEventListener('abort', () => { void started.stop(0) }, { once: true })
+    }
+    const send = server === null
+      ? direct(context, stopRun.signal)
+      : viaServer(`${server.url}/upload`)
+
+    for (const [index, size] of WARM_UP.entries()) await send(WARM_UP_SEED + index, size, `warm-up-${index}.bin`)
+
+    const pid = server?.pid
+    const cpuBefore = pid === undefined ? null : cpuSeconds(pid)
+    const hostBefore = hostCpu()
+    const clientBefore = process.cpuUsage()
+    const pinger = server === null ? null : startPinger(`${server.url}/health`, { intervalMs: 50, maxMs: runTimeoutMs(scenario) })
+    const started = performance.now()
+    let failure: unknown = null
+    try {
+      await uploadAll(scenario, stopRun.signal, async (index) => { await send(index, scenario.size, `file-${index}.bin`) })
+    } catch (error) {
+      failure = error
+    }
+    result.seconds = (performance.now() - started) / 1000
+    const pings = pinger === null ? null : await pinger.stop()
+    const clientCpu = process.cpuUsage(clientBefore)
+    const hostAfter = hostCpu()
+    const cpuAfter = pid === undefined ? null : cpuSeconds(pid)
+    if (failure !== null) throw failure
+
+    result.mibPerSecond = bytes / MiB / result.seconds
+    result.clientCpuSecondsPerGiB = (clientCpu.user + clientCpu.system) / 1e6 / (bytes / GiB)
+    if (hostBefore !== null && hostAfter !== null) result.hostBusy = (hostAfter.busy - hostBefore.busy) / Math.max(1, hostAfter.total - hostBefore.total)
+    if (server !== null && pid !== undefined) {
+      const health = await server.health()
+      result.peakRssMiB = (peakRss(pid) ?? health.maxRss) / MiB
+      if (cpuBefore !== null && cpuAfter !== null) result.cpuSecondsPerGiB = (cpuAfter - cpuBefore) / (bytes / GiB)
+      const { p99, max } = health.eventLoopDelayMs
+      result.eventLoopRawMs = { p99, max }
+      result.eventLoopMs = { p99: Math.max(0, p99 - EVENT_LOOP_RESOLUTION_MS), max: Math.max(0, max - EVENT_LOOP_RESOLUTION_MS) }
+    }
+    if (pings !== null) result.healthMs = { p99: pings.p99, max: pings.max, count: pings.latencies.length, errors: pings.errors }
+
+    // Every file is stored whole: as many objects as sent, as many bytes.
+    const stored = await storedObjects(context.client, context.bucket)
+    const expected = { count: scenario.files + WARM_UP.length, bytes: bytes + WARM_UP.reduce((sum, size) => sum + size, 0) }
+    if (stored.count !== expected.count || stored.bytes !== expected.bytes) {
+      throw new Error(`stored ${stored.count} objects / ${stored.bytes} bytes, expected ${expected.count} / ${expected.bytes}`)
+    }
+    result.ok = true
+  } catch (error) {
+    result.error = error instanceof Error ? error.message : String(error)
+  } finally {
+    clearTimeout(timer)
+    if (server !== null) await server.stop()
+    forgetServer()
+    const pending = await emptyBucket(context.client, context.bucket)
+    if (pending > 0 && result.ok) {
+      result.ok = false
+      result.error = `${pending} multipart upload(s) left pending`
+    }
+  }
+  return result
+}
+
+/** Sends a file through a contender's server; throws unless it answered 200. */
+function viaServer (url: string) {
+  return async (seed: number, size: number, filename: string): Promise<void> => {
+    const upload = await streamUpload(url, { seed, size, filename, hash: false })
+    if (upload.error !== undefined) throw upload.error
+    if (upload.status !== 200) throw new Error(`POST ${filename} answered ${String(upload.status)}: ${upload.body.slice(0, 200)}`)
+  }
+}
+
+function direct (context: RunContext, signal: AbortSignal) {
+  return async (seed: number, size: number, filename: string): Promise<void> => {
+    await directUpload({ client: context.client, bucket: context.bucket, key: filename, seed, size, partSize: PART_SIZE, concurrency: PART_CONCURRENCY, signal })
+  }
+}
+
+/** The scenario's files, `concurrency` at a time; the first failure stops new uploads and is thrown once all have settled. */
+async function uploadAll (scenario: Scenario, signal: AbortSignal, upload: (index: number) => Promise<void>): Promise<void> {
+  let next = 0
+  const failures: unknown[] = []
+  const lane = async (): Promise<void> => {
+    while (next < scenario.files && failures.length === 0 && !signal.aborted) {
+      const index = next++
+      try {
+        await upload(index)
+      } catch (error) {
+        failures.push(error)
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(scenario.concurrency, scenario.files) }, lane))
+  if (signal.aborted) throw signal.reason
+  if (failures.length > 0) throw failures[0]
+}

@@ -1,0 +1,49 @@
+// What the bench runs: the issue's scenarios at full size, and smaller ones
+// for `--quick` (the CI smoke test, under 3 minutes).
+import type { ContenderId } from './contenders.ts'
+
+const MiB = 1024 * 1024
+
+export interface Scenario {
+  id: string
+  /** Short human title, e.g. "8 × 256 MiB". */
+  title: string
+  /** Files uploaded in the run. */
+  files: number
+  /** Bytes of each file. */
+  size: number
+  /** Uploads in flight at once. */
+  concurrency: number
+  /** What the scenario is for, one phrase. */
+  purpose: string
+  /** Contenders that run it (all when absent). */
+  contenders?: ContenderId[]
+}
+
+export function formatSize (bytes: number): string {
+  return bytes >= 1024 * MiB && bytes % (1024 * MiB) === 0 ? `${bytes / (1024 * MiB)} GiB` : `${bytes / MiB} MiB`
+}
+
+function scenario (id: string, files: number, size: number, concurrency: number, purpose: string, contenders?: ContenderId[]): Scenario {
+  const title = `${files} × ${formatSize(size)}${concurrency > 1 ? `, ${concurrency} at a time` : ''}`
+  return { id, title, files, size, concurrency, purpose, ...(contenders === undefined ? {} : { contenders }) }
+}
+
+export function scenarios (quick: boolean): Scenario[] {
+  // The memory scenario has no server to measure for (d); its throughput is the 1 GiB one's.
+  const servers: ContenderId[] = ['a', 'b', 'c']
+  if (quick) {
+    return [
+      scenario('one-large', 1, 512 * MiB, 1, 'one large file'),
+      scenario('concurrent', 8, 64 * MiB, 8, 'concurrent large files'),
+      scenario('small-files', 100, MiB, 8, 'small files: the single-PUT path'),
+      scenario('memory', 1, 1024 * MiB, 1, 'peak memory of one big file', servers)
+    ]
+  }
+  return [
+    scenario('one-large', 1, 1024 * MiB, 1, 'one large file'),
+    scenario('concurrent', 8, 256 * MiB, 8, 'concurrent large files'),
+    scenario('small-files', 200, MiB, 8, 'small files: the single-PUT path'),
+    scenario('memory', 1, 4096 * MiB, 1, 'peak memory of one big file', servers)
+  ]
+}
