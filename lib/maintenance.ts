@@ -8,7 +8,7 @@ import {
   type LifecycleRule,
   type S3Client
 } from '@aws-sdk/client-s3'
-import { s3Call } from './upload/s3-failure.js'
+import { describeS3Error, s3Call, storageFailure } from './upload/s3-failure.js'
 
 /** The id of the lifecycle rule ensureLifecycleRule() owns. */
 export const LIFECYCLE_RULE_ID = 'fastify-s3-chunk-abort-incomplete-multipart-uploads'
@@ -63,7 +63,7 @@ export async function ensureLifecycleRule (client: S3Client, bucket: string, pre
     rules = current.Rules ?? []
   } catch (error) {
     if ((error as { name?: string }).name !== 'NoSuchLifecycleConfiguration') {
-      await s3Call('GetBucketLifecycleConfiguration', async () => { throw error })
+      throw storageFailure(describeS3Error('GetBucketLifecycleConfiguration', error))
     }
   }
   const rule: LifecycleRule = {

@@ -31,6 +31,17 @@ export function createPartClient (settings: S3Settings): S3Client {
   return createS3Client(settings, { maxAttempts: 1 })
 }
 
+/** An ETag without its quotes, as S3File.etag carries it. */
+export function etagValue (etag: string | undefined): string {
+  return (etag ?? '').replace(/^"|"$/g, '')
+}
+
+/** Parts of a multipart object, read from its ETag (`<md5>-<parts>`); 0 for a single PUT. */
+export function etagParts (etag: string | undefined): number {
+  const match = /-(\d+)"?$/.exec(etag ?? '')
+  return match?.[1] !== undefined ? Number(match[1]) : 0
+}
+
 /** The object's URL (not presigned), path-style or virtual-hosted like the client addresses it. */
 export function objectUrl (settings: S3Settings, bucket: string, key: string): string {
   const path = key.split('/').map(encodeURIComponent).join('/')

@@ -2,8 +2,7 @@ import type { S3Client } from '@aws-sdk/client-s3'
 import { move, transferableSymbol, valueSymbol, workerData } from 'piscina'
 import { createPartClient } from '../lib/s3-client.js'
 import type { PartEnvelope, PartTask } from '../lib/upload/part-task.js'
-import { PartFailure, sendPartWithRetries } from '../lib/upload/send-part.js'
-import { describeS3Error } from '../lib/upload/s3-failure.js'
+import { failureInfo, sendPartWithRetries } from '../lib/upload/send-part.js'
 import type { UploadWorkerData } from '../lib/upload/worker-pool-sender.js'
 
 const { s3, policy } = workerData as UploadWorkerData
@@ -22,7 +21,7 @@ export default async function uploadPart (task: PartTask): Promise<PartEnvelope>
   try {
     envelope = { ok: true, ...await sendPartWithRetries(client, task, policy), body: task.body }
   } catch (error) {
-    envelope = { ok: false, ...(error instanceof PartFailure ? error.info : describeS3Error('UploadPart', error)), body: task.body }
+    envelope = { ok: false, ...failureInfo('UploadPart', error), body: task.body }
   }
   return move({ [transferableSymbol]: task.body, [valueSymbol]: envelope }) as unknown as PartEnvelope
 }

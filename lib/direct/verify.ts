@@ -3,7 +3,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { SNIFF_BYTES, sniffType, typeAllowed } from '../content-types.js'
 import { UploadRejectedError } from '../errors.js'
 import type { S3ChunkConfig } from '../options.js'
-import { objectUrl } from '../s3-client.js'
+import { etagParts, etagValue, objectUrl } from '../s3-client.js'
 import type { S3File } from '../types.js'
 import { describeS3Error, s3Call, storageFailure } from '../upload/s3-failure.js'
 
@@ -48,9 +48,9 @@ export async function verifyUpload (client: S3Client, config: S3ChunkConfig, key
     bucket: config.bucket,
     size,
     contentType: declared,
-    etag: (head.ETag ?? '').replace(/^"|"$/g, ''),
+    etag: etagValue(head.ETag),
     location: objectUrl(config.s3, config.bucket, key),
-    parts: partsOf(head.ETag)
+    parts: etagParts(head.ETag)
   }
   if (head.VersionId !== undefined) file.versionId = head.VersionId
   return file
@@ -59,12 +59,6 @@ export async function verifyUpload (client: S3Client, config: S3ChunkConfig, key
 async function firstBytes (client: S3Client, bucket: string, key: string): Promise<Uint8Array> {
   const object = await s3Call('GetObject', () => client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=0-${SNIFF_BYTES - 1}` })))
   return await (object.Body as { transformToByteArray: () => Promise<Uint8Array> }).transformToByteArray()
-}
-
-/** A multipart object's ETag ends in -<parts>. */
-function partsOf (etag: string | undefined): number {
-  const match = /-(\d+)"?$/.exec(etag ?? '')
-  return match?.[1] !== undefined ? Number(match[1]) : 0
 }
 
 function safeDecode (value: string): string {

@@ -14,8 +14,9 @@ import { cutParts, type Part } from './part-cutter.js'
 import type { PartBufferPool } from './part-buffer-pool.js'
 import type { PartSizeFn } from './part-schedule.js'
 import type { PartSender } from './part-sender.js'
-import { checksumOf, PartFailure, withRetries } from './send-part.js'
-import { describeS3Error, isStorageFailure, s3Call, storageFailure } from './s3-failure.js'
+import { etagParts, etagValue } from '../s3-client.js'
+import { checksumOf, failureInfo, withRetries } from './send-part.js'
+import { isStorageFailure, s3Call, storageFailure } from './s3-failure.js'
 
 export interface UploadTarget {
   bucket: string
@@ -228,7 +229,7 @@ class FileUpload {
       })))
       return outcomeOf(value, { size: this.#size, parts: 0 }, this.#deps.checksum)
     } catch (error) {
-      throw storageFailure(error instanceof PartFailure ? error.info : describeS3Error('PutObject', error))
+      throw storageFailure(failureInfo('PutObject', error))
     }
   }
 
@@ -258,7 +259,7 @@ class FileUpload {
   async #storedAsExpected (parts: number): Promise<UploadOutcome | null> {
     try {
       const head = await this.#deps.client.send(new HeadObjectCommand({ Bucket: this.#target.bucket, Key: this.#target.key }))
-      if (head.ContentLength !== this.#size || !(head.ETag ?? '').endsWith(`-${parts}"`)) return null
+      if (head.ContentLength !== this.#size || etagParts(head.ETag) !== parts) return null
       return outcomeOf(head, { size: this.#size, parts }, this.#deps.checksum)
     } catch {
       return null
@@ -319,7 +320,7 @@ function outcomeOf (
   base: { size: number, parts: number },
   algorithm: ChecksumSetting
 ): UploadOutcome {
-  const outcome: UploadOutcome = { ...base, etag: (result.ETag ?? '').replace(/^"|"$/g, '') }
+  const outcome: UploadOutcome = { ...base, etag: etagValue(result.ETag) }
   if (result.VersionId !== undefined) outcome.versionId = result.VersionId
   const checksum = checksumOf(result, algorithm)
   if (checksum !== undefined) outcome.checksum = checksum

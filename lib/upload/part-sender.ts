@@ -1,7 +1,7 @@
 import type { S3Client } from '@aws-sdk/client-s3'
 import type { PartDone, PartPolicy, PartTask } from './part-task.js'
-import { PartFailure, sendPartWithRetries } from './send-part.js'
-import { describeS3Error, storageFailure } from './s3-failure.js'
+import { failureInfo, sendPartWithRetries } from './send-part.js'
+import { storageFailure } from './s3-failure.js'
 
 /**
  * Sends one part to S3, retries included. Resolves with the part's buffer
@@ -22,7 +22,7 @@ export function createInlineSender (partClient: S3Client, policy: PartPolicy): P
       try {
         return { ...await sendPartWithRetries(partClient, task, policy), body: task.body }
       } catch (error) {
-        throw storageFailure(error instanceof PartFailure ? error.info : describeS3Error('UploadPart', error), task.body)
+        throw storageFailure(failureInfo('UploadPart', error), task.body)
       }
     },
     // The client is the plugin's, closed with it.

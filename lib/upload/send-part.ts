@@ -14,6 +14,11 @@ export class PartFailure extends Error {
   }
 }
 
+/** What is known of a failed send: the last attempt's details, or the error itself described. */
+export function failureInfo (operation: string, error: unknown): S3FailureInfo {
+  return error instanceof PartFailure ? error.info : describeS3Error(operation, error)
+}
+
 /**
  * Runs one S3 request that carries a buffered body, retrying retryable
  * failures (5xx, throttling, resets, timeouts, a body corrupted in transit)
