@@ -11,6 +11,7 @@ import type { S3File } from 'fastify-s3-chunk'
 import { startApp } from '../support/app.ts'
 import { launchChromium, needsChromium } from '../support/browser.ts'
 import { expectNoPendingUploads, freshBucket, needsStrictS3, objectDigest, objectExists, sha256, testClient, testS3 } from '../support/s3.ts'
+import type { UppyOutcome } from './fixtures/outcome.ts'
 import { patternBytes } from './fixtures/pattern.ts'
 
 const MiB = 1024 * 1024
@@ -60,16 +61,7 @@ function route (path: string): string {
   return path.replace(/^\/s3\/multipart\/[^/]+/, '/s3/multipart/:uploadId').replace(/\/\d+$/, '/:partNumber')
 }
 
-interface Outcome {
-  done: boolean
-  errors: string[]
-  parts: Array<{ PartNumber: number, ETag: string }>
-  successful: number
-  failed: number
-  response: { key?: string, location?: string, file?: S3File } | null
-  generateMs: number
-  uploadMs: number
-}
+type Outcome = UppyOutcome<{ key?: string, location?: string, file?: S3File }>
 
 t.test('Uppy in Chromium uploads 64 MiB with multipart through the direct routes; the object is byte-identical', { skip }, async (t) => {
   const bucket = await freshBucket(t, server, client)

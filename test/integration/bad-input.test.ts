@@ -3,12 +3,11 @@
 // rejection, no upload left in flight, nothing committed, no pending multipart
 // upload, and the server keeps serving.
 import t, { type Test } from 'tap'
-import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import { startApp } from '../support/app.ts'
-import { boundary, multipartChunks, postMultipart, type RawResponse } from '../support/multipart.ts'
+import { boundary, multipartChunks, postMultipart, sendRequest as send, type RawResponse } from '../support/multipart.ts'
 import { expectNoPendingUploads, freshBucket, listKeys, pendingUploads, testClient, testS3 } from '../support/s3.ts'
 
 // Recorded for the whole file; the last test asserts there were none.
@@ -19,55 +18,6 @@ const KiB = 1024
 const MiB = 1024 * KiB
 const server = await testS3()
 const client = testClient(server)
-
-interface SendOptions {
-  method?: string
-  headers?: Record<string, string>
-  chunks?: Uint8Array[]
-  /** Runs after every chunk is written, before the request is ended. */
-  beforeEnd?: () => Promise<void>
-}
-
-/**
- * One HTTP request on its own connection. Unlike postRaw it keeps the response
- * when the server answers (and closes) before the whole body was written: it
- * stops writing then, and ignores the write errors that follow.
- */
-async function send (url: string, options: SendOptions = {}): Promise<RawResponse> {
-  const { method = 'POST', headers = {}, chunks = [], beforeEnd } = options
-  return await new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method, headers, agent: false })
-    let responded = false
-    const timer = setTimeout(() => { req.destroy(new Error(`${method} ${url}: no response within 30 s`)) }, 30_000)
-    req.on('response', (res: IncomingMessage) => {
-      responded = true
-      const body: Buffer[] = []
-      res.on('data', (chunk: Buffer) => body.push(chunk))
-      res.on('end', () => {
-        clearTimeout(timer)
-        req.destroy()
-        const text = Buffer.concat(body).toString('utf8')
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text, json: () => JSON.parse(text) })
-      })
-      res.on('error', (error) => { clearTimeout(timer); reject(error) })
-    })
-    req.on('error', (error) => {
-      if (responded) return
-      clearTimeout(timer)
-      reject(error)
-    })
-    void (async () => {
-      for (const chunk of chunks) {
-        if (responded || req.destroyed) return
-        if (!req.write(chunk)) {
-          await new Promise((resolve) => { req.once('drain', resolve); req.once('close', resolve) })
-        }
-      }
-      if (beforeEnd !== undefined) await beforeEnd()
-      if (!req.destroyed) req.end()
-    })().catch((error: unknown) => { req.destroy(error as Error) })
-  })
-}
 
 function byteLength (chunks: Uint8Array[]): number {
   return chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0)
@@ -246,37 +196,33 @@ for (const mode of ['workers', 'inline'] as const) {
       await expectNoPendingUploads(t, server, client, bucket)
     })
 
-    t.test('a part without a filename and without a Content-Type is a field, not a file', async (t) => {
+    /** A part without a filename is a field: /many lists it among the fields, /upload finds no file. */
+    async function expectField (t: Test, chunks: Uint8Array[], separator: string, value: string): Promise<void> {
       const before = await listKeys(client, bucket)
-      const separator = boundary()
-      const chunks = [Buffer.from(`--${separator}\r\nContent-Disposition: form-data; name="file"\r\n\r\nnot a file\r\n--${separator}--\r\n`)]
       const many = await sendMultipart(`${url}/many`, chunks, separator)
       t.equal(many.status, 200)
-      t.same(many.json(), { files: [], fields: { file: 'not a file' } })
+      t.same(many.json(), { files: [], fields: { file: value } })
       const upload = await sendMultipart(`${url}/upload`, chunks, separator)
       t.equal(upload.status, 400)
       t.match(upload.json(), { code: 'FST_S3CHUNK_NO_FILE' })
       await expectClean(t, app, bucket, before)
+    }
+
+    t.test('a part without a filename and without a Content-Type is a field, not a file', async (t) => {
+      const separator = boundary()
+      await expectField(t, [Buffer.from(`--${separator}\r\nContent-Disposition: form-data; name="file"\r\n\r\nnot a file\r\n--${separator}--\r\n`)], separator, 'not a file')
     })
 
     // Regression: busboy's default isPartAFile() took an application/octet-stream
     // part without a filename for a file, with an undefined filename → a 500 that
     // leaked "Cannot read properties of undefined". Only parts with a filename are files.
     t.test('an application/octet-stream part without a filename is a field, not a nameless file', async (t) => {
-      const before = await listKeys(client, bucket)
       const separator = boundary()
-      const chunks = [
+      await expectField(t, [
         Buffer.from(`--${separator}\r\nContent-Disposition: form-data; name="file"\r\nContent-Type: application/octet-stream\r\n\r\n`),
         Buffer.from('raw bytes'),
         Buffer.from(`\r\n--${separator}--\r\n`)
-      ]
-      const many = await sendMultipart(`${url}/many`, chunks, separator)
-      t.equal(many.status, 200)
-      t.same(many.json(), { files: [], fields: { file: 'raw bytes' } })
-      const upload = await sendMultipart(`${url}/upload`, chunks, separator)
-      t.equal(upload.status, 400)
-      t.match(upload.json(), { code: 'FST_S3CHUNK_NO_FILE' })
-      await expectClean(t, app, bucket, before)
+      ], separator, 'raw bytes')
     })
 
     // RFC 7578 §4.4: a part without a Content-Type is text/plain, and busboy says so;

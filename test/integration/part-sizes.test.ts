@@ -1,10 +1,9 @@
 // Part sizes adapt so large files fit the store's part limit: chosen up front
 // when the length is declared, grown as parts go when it is not.
 import t from 'tap'
-import { request as httpRequest } from 'node:http'
 import { randomBytes } from 'node:crypto'
 import { startApp } from '../support/app.ts'
-import { boundary, multipartChunks, postMultipart, type RawResponse } from '../support/multipart.ts'
+import { boundary, multipartChunks, postMultipart, postRaw, type RawResponse } from '../support/multipart.ts'
 import { expectNoPendingUploads, freshBucket, objectDigest, sha256, testClient, testS3 } from '../support/s3.ts'
 
 const MiB = 1024 * 1024
@@ -13,29 +12,12 @@ const client = testClient(server)
 const data = randomBytes(256 * MiB)
 const digest = sha256(data)
 
-/** POSTs with chunked transfer encoding: the server cannot know the length up front. */
+/** POSTs with chunked transfer encoding, 1 MiB at a time: the server cannot know the length up front. */
 async function postChunked (url: string, bytes: Uint8Array): Promise<RawResponse> {
   const separator = boundary()
-  const chunks = multipartChunks([{ name: 'file', filename: 'stream.bin', data: bytes }], separator)
-  return await new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: 'POST', agent: false, headers: { 'content-type': `multipart/form-data; boundary=${separator}`, 'transfer-encoding': 'chunked' } }, (res) => {
-      const body: Buffer[] = []
-      res.on('data', (chunk: Buffer) => body.push(chunk))
-      res.on('end', () => {
-        const text = Buffer.concat(body).toString('utf8')
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text, json: () => JSON.parse(text) })
-      })
-    })
-    req.on('error', reject)
-    void (async () => {
-      for (const chunk of chunks) {
-        for (let offset = 0; offset < chunk.byteLength; offset += MiB) {
-          if (!req.write(chunk.subarray(offset, offset + MiB))) await new Promise((resolve) => req.once('drain', resolve))
-        }
-      }
-      req.end()
-    })()
-  })
+  const pieces = multipartChunks([{ name: 'file', filename: 'stream.bin', data: bytes }], separator).flatMap((chunk) =>
+    Array.from({ length: Math.ceil(chunk.byteLength / MiB) }, (_, i) => chunk.subarray(i * MiB, (i + 1) * MiB)))
+  return await postRaw(url, pieces, { 'content-type': `multipart/form-data; boundary=${separator}`, 'transfer-encoding': 'chunked' })
 }
 
 for (const mode of ['workers', 'inline'] as const) {

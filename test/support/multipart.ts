@@ -49,22 +49,54 @@ export async function postMultipart (url: string, parts: FormPart[], options: { 
 }
 
 export async function postRaw (url: string, chunks: Iterable<Uint8Array>, headers: Record<string, string>, method = 'POST'): Promise<RawResponse> {
+  return await sendRequest(url, { method, headers, chunks })
+}
+
+export interface SendOptions {
+  method?: string
+  headers?: Record<string, string>
+  chunks?: Iterable<Uint8Array>
+  /** Runs after every chunk is written, before the request is ended. */
+  beforeEnd?: () => Promise<void>
+}
+
+/**
+ * One HTTP request on its own connection, writing `chunks` in order. It keeps
+ * the response when the server answers (and closes) before the whole body was
+ * written: it stops writing then, and ignores the write errors that follow.
+ */
+export async function sendRequest (url: string, options: SendOptions = {}): Promise<RawResponse> {
+  const { method = 'POST', headers = {}, chunks = [], beforeEnd } = options
   return await new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method, headers, agent: false }, (res) => {
+    const req = httpRequest(url, { method, headers, agent: false })
+    let responded = false
+    const timer = setTimeout(() => { req.destroy(new Error(`${method} ${url}: no response within 30 s`)) }, 30_000)
+    req.on('response', (res: IncomingMessage) => {
+      responded = true
       const body: Buffer[] = []
       res.on('data', (chunk: Buffer) => body.push(chunk))
       res.on('end', () => {
+        clearTimeout(timer)
+        req.destroy()
         const text = Buffer.concat(body).toString('utf8')
         resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text, json: () => JSON.parse(text) })
       })
-      res.on('error', reject)
+      res.on('error', (error) => { clearTimeout(timer); reject(error) })
     })
-    req.on('error', reject)
+    req.on('error', (error) => {
+      if (responded) return
+      clearTimeout(timer)
+      reject(error)
+    })
     void (async () => {
       for (const chunk of chunks) {
-        if (!req.write(chunk)) await new Promise((resolve) => req.once('drain', resolve))
+        if (responded || req.destroyed) return
+        if (!req.write(chunk)) {
+          await new Promise((resolve) => { req.once('drain', resolve); req.once('close', resolve) })
+        }
       }
-      req.end()
-    })()
+      if (beforeEnd !== undefined) await beforeEnd()
+      if (!req.destroyed) req.end()
+    })().catch((error: unknown) => { req.destroy(error as Error) })
   })
 }
