@@ -53,22 +53,32 @@ export async function directRoutes (
     return { filename, type: contentType }
   }
 
-  /** Refuses an uploadId that is not an upload of this key (S3 knows; nothing is kept here). */
+  /** One page of an upload's parts; refuses (403) an uploadId that is not an upload of this key (S3 knows; nothing is kept here). */
+  async function listParts (key: string, uploadId: string, options: { marker?: string, maxParts?: number } = {}): Promise<{ parts: Part[], next?: string }> {
+    try {
+      const listed = await client.send(new ListPartsCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumberMarker: options.marker, MaxParts: options.maxParts }))
+      return { parts: listed.Parts ?? [], ...(listed.IsTruncated === true ? { next: listed.NextPartNumberMarker } : {}) }
+    } catch (error) {
+      const info = describeS3Error('ListParts', error)
+      if (info.code === 'NoSuchUpload' || info.status === 404) throw new ForbiddenError('that upload does not belong to that key')
+      throw storageFailure(info)
+    }
+  }
+
+  /** The ownership check alone: one request for one part, whatever the upload's size. */
+  async function assertUploadOfKey (key: string, uploadId: string): Promise<void> {
+    await listParts(key, uploadId, { maxParts: 1 })
+  }
+
+  /** Every part so far (10 pages of 1,000 at most: S3's 10,000-part limit). */
   async function partsOf (key: string, uploadId: string): Promise<Part[]> {
     const parts: Part[] = []
     let marker: string | undefined
     for (let page = 0; page < 10; page++) {
-      let listed
-      try {
-        listed = await client.send(new ListPartsCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumberMarker: marker }))
-      } catch (error) {
-        const info = describeS3Error('ListParts', error)
-        if (info.code === 'NoSuchUpload' || info.status === 404) throw new ForbiddenError('that upload does not belong to that key')
-        throw storageFailure(info)
-      }
-      parts.push(...(listed.Parts ?? []))
-      if (listed.IsTruncated !== true) break
-      marker = listed.NextPartNumberMarker
+      const listed = await listParts(key, uploadId, marker === undefined ? {} : { marker })
+      parts.push(...listed.parts)
+      if (listed.next === undefined) break
+      marker = listed.next
     }
     return parts
   }
@@ -148,13 +158,13 @@ export async function directRoutes (
     if (action === 'batch') {
       const numbers = (request.query.partNumbers ?? '').split(',').filter((n) => n !== '').map(partNumber)
       if (numbers.length === 0 || numbers.length > 1000) throw new BadRequestError('partNumbers lists 1 to 1000 part numbers')
-      await partsOf(key, uploadId)
+      await assertUploadOfKey(key, uploadId)
       const presignedUrls: Record<string, string> = {}
       for (const number of numbers) presignedUrls[number] = await signPart(key, uploadId, number)
       return { presignedUrls }
     }
     const number = partNumber(action)
-    await partsOf(key, uploadId)
+    await assertUploadOfKey(key, uploadId)
     return { url: await signPart(key, uploadId, number), expires: direct.expiresIn }
   })
 
@@ -164,7 +174,7 @@ export async function directRoutes (
     const [uploadId, action] = multipartPath(request.params['*'])
     if (action !== 'complete') throw new BadRequestError('POST /s3/multipart/<uploadId>/complete is the only POST here')
     const parts = completedParts(request.body?.parts)
-    await partsOf(key, uploadId)
+    await assertUploadOfKey(key, uploadId)
     await s3Call('CompleteMultipartUpload', () => client.send(new CompleteMultipartUploadCommand({
       Bucket: bucket,
       Key: key,
@@ -180,7 +190,7 @@ export async function directRoutes (
     const key = assertOwnKey(config, user, request.query.key)
     const [uploadId, action] = multipartPath(request.params['*'])
     if (action !== undefined) throw new BadRequestError('DELETE /s3/multipart/<uploadId> aborts an upload')
-    await partsOf(key, uploadId)
+    await assertUploadOfKey(key, uploadId)
     await s3Call('AbortMultipartUpload', () => client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId })))
     return {}
   })
