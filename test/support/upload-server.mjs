@@ -10,7 +10,8 @@ import { monitorEventLoopDelay } from 'node:perf_hooks'
 import s3Chunk from 'fastify-s3-chunk'
 
 const options = JSON.parse(process.env.UPLOAD_SERVER_OPTIONS ?? '{}')
-const app = Fastify({ logger: { level: process.env.UPLOAD_SERVER_LOG ?? 'silent' } })
+// Logs go to stderr: stdout carries the one line that announces the port.
+const app = Fastify({ logger: { level: process.env.UPLOAD_SERVER_LOG ?? 'silent', stream: process.stderr } })
 await app.register(s3Chunk, options)
 
 app.post('/upload', async (request) => await request.s3File())
