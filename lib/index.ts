@@ -26,15 +26,14 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
   }
 
   const client = createS3Client(config.s3)
-  // One attempt per call: bodies (single PUTs, inline parts) are retried by the plugin's own policy.
-  const putClient = createPartClient(config.s3)
+  // One attempt per call: a streamed upload's calls (parts, PUTs, create, complete, abort) are retried by the plugin's own policy.
+  const uploadClient = createPartClient(config.s3)
   const policy = { checksum: config.checksum, retry: config.retry }
-  const sender = config.mode === 'workers' ? createWorkerPoolSender(config) : createInlineSender(putClient, policy)
+  const sender = config.mode === 'workers' ? createWorkerPoolSender(config) : createInlineSender(uploadClient, policy)
   const closing = new AbortController()
   const runtime: Runtime = {
     config,
-    client,
-    putClient,
+    uploadClient,
     sender,
     buffers: new PartBufferPool(config.maxBufferedBytes),
     counters: { uploadsInFlight: 0, partsInFlight: 0 },
@@ -94,7 +93,7 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
   fastify.addHook('onClose', async () => {
     await sender.close()
     client.destroy()
-    putClient.destroy()
+    uploadClient.destroy()
   })
 }
 

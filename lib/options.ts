@@ -75,7 +75,7 @@ const s3Schema = z.strictObject({
     secretAccessKey: z.string().min(1),
     sessionToken: z.string().min(1).optional()
   }).optional(),
-  /** Attempts per S3 control request (create, complete, abort, put) by the AWS SDK's retry strategy. Parts use `retry`. */
+  /** Attempts per request of `fastify.s3Chunk.client` (direct routes, maintenance helpers) by the AWS SDK's retry strategy. Streamed uploads use `retry`. */
   maxAttempts: int(1, 20).default(3),
   /** Milliseconds a TCP connection to S3 may take to open. */
   connectionTimeout: int(1, 600_000).default(10_000),
@@ -98,7 +98,7 @@ const workersSchema = z.strictObject({
 })
 
 const retrySchema = z.strictObject({
-  /** Attempts per part, the first included; retryable failures only (5xx, throttling, resets, timeouts). */
+  /** Attempts per S3 call of a streamed upload (part, single PUT, create, complete, abort), the first included; retryable failures only (5xx, throttling, resets, timeouts). */
   attempts: int(1, 20).default(4),
   /** First backoff ceiling in ms; doubles each attempt, full jitter. */
   baseDelayMs: int(0, 60_000).default(200),

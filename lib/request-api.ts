@@ -24,9 +24,8 @@ import { isStorageFailure } from './upload/s3-failure.js'
 /** What the request methods need from the plugin instance. */
 export interface Runtime {
   config: S3ChunkConfig
-  client: S3Client
-  /** One-attempt client for single PutObjects (retried by the plugin). */
-  putClient: S3Client
+  /** One attempt per call: every S3 call of a streamed upload is retried by the plugin's `retry` policy. */
+  uploadClient: S3Client
   sender: PartSender
   buffers: PartBufferPool
   counters: { uploadsInFlight: number, partsInFlight: number }
@@ -111,8 +110,7 @@ export function createRequestApi (runtime: Runtime): {
     })
     try {
       const outcome = await uploadStream(checkedSource(part, config), { bucket: config.bucket, key, contentType }, {
-        client: runtime.client,
-        putClient: runtime.putClient,
+        client: runtime.uploadClient,
         retry: config.retry,
         sender: runtime.sender,
         partSize: partSchedule({

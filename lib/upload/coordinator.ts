@@ -1,12 +1,4 @@
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  HeadObjectCommand,
-  PutObjectCommand,
-  type CompletedPart,
-  type S3Client
-} from '@aws-sdk/client-s3'
+import { PutObjectCommand, type CompletedPart, type S3Client } from '@aws-sdk/client-s3'
 import type { FastifyBaseLogger } from 'fastify'
 import { FileTooLargeError, PartLimitError } from '../errors.js'
 import type { ChecksumSetting, RetryPolicy } from '../options.js'
@@ -14,32 +6,25 @@ import { cutParts, type Part } from './part-cutter.js'
 import type { PartBufferPool } from './part-buffer-pool.js'
 import type { PartSizeFn } from './part-schedule.js'
 import type { PartSender } from './part-sender.js'
-import { etagParts, etagValue } from '../s3-client.js'
-import { checksumOf, failureInfo, withRetries } from './send-part.js'
-import { isStorageFailure, s3Call, storageFailure } from './s3-failure.js'
+import { failureInfo, withRetries } from './send-part.js'
+import { storageFailure } from './s3-failure.js'
+import {
+  abortMultipartUpload,
+  checksumAlgorithm,
+  completeMultipartUpload,
+  createMultipartUpload,
+  outcomeOf,
+  type MultipartScope,
+  type UploadOutcome,
+  type UploadTarget
+} from './multipart-calls.js'
 
-export interface UploadTarget {
-  bucket: string
-  key: string
-  contentType: string
-}
-
-export interface UploadOutcome {
-  /** Bytes stored. */
-  size: number
-  etag: string
-  /** 0 for a single PutObject. */
-  parts: number
-  versionId?: string
-  /** The object's checksum as S3 reports it, when one is configured. */
-  checksum?: string
-}
+export type { UploadOutcome, UploadTarget } from './multipart-calls.js'
 
 export interface UploadDeps {
+  /** One attempt per call: the coordinator retries every S3 call itself, with `retry`. */
   client: S3Client
-  /** Client for the single PutObject of a small file: one attempt per call, retried like a part. */
-  putClient: S3Client
-  /** Retries of a part or a single PutObject. */
+  /** Retries of every S3 call of an upload: parts, the single PutObject, create, complete, abort. */
   retry: RetryPolicy
   sender: PartSender
   /** Size of part `number`. */
@@ -95,11 +80,14 @@ class FileUpload {
   readonly #stop = new AbortController()
   readonly #failed: Promise<null>
   readonly #onShutdown = (): void => { this.#fail(this.#deps.signal?.reason) }
+  /** What the create, complete and abort calls share. */
+  readonly #scope: MultipartScope
 
   constructor (source: Source, target: UploadTarget, deps: UploadDeps) {
     this.#source = source
     this.#target = target
     this.#deps = deps
+    this.#scope = { client: deps.client, retry: deps.retry, target, checksum: deps.checksum, log: deps.log }
     this.#failed = new Promise((resolve) => {
       this.#stop.signal.addEventListener('abort', () => resolve(null), { once: true })
     })
@@ -119,15 +107,12 @@ class FileUpload {
     // Whatever happened, no part may still be in flight when we abort or complete.
     await Promise.all(this.#inFlight)
     if (this.#failure !== null) {
-      await this.#abort()
+      if (this.#uploadId !== undefined) await abortMultipartUpload(this.#scope, this.#uploadId)
       throw this.#failure.error
     }
-    try {
-      return await this.#complete()
-    } catch (error) {
-      await this.#abort()
-      throw error
-    }
+    // Aborts the upload itself when it cannot complete it.
+    const parts = [...this.#completed].sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0))
+    return await completeMultipartUpload(this.#scope, this.#uploadId as string, parts, this.#size)
   }
 
   dispose (): void {
@@ -167,7 +152,7 @@ class FileUpload {
         return outcome
       }
 
-      this.#uploadId ??= await this.#createUpload()
+      this.#uploadId ??= await createMultipartUpload(this.#scope)
       while (this.#inFlight.size >= this.#deps.partConcurrency && this.#failure === null) {
         await Promise.race([...this.#inFlight, this.#failed])
       }
@@ -205,85 +190,21 @@ class FileUpload {
     this.#inFlight.add(sending)
   }
 
-  async #createUpload (): Promise<string> {
-    const created = await s3Call('CreateMultipartUpload', () => this.#deps.client.send(new CreateMultipartUploadCommand({
-      Bucket: this.#target.bucket,
-      Key: this.#target.key,
-      ContentType: this.#target.contentType,
-      ...this.#checksumAlgorithm()
-    })))
-    if (created.UploadId === undefined) throw new Error('CreateMultipartUpload answered without an UploadId')
-    return created.UploadId
-  }
-
   // A small file is retried from its buffer like a part is.
   async #putObject (bytes: Uint8Array): Promise<UploadOutcome> {
     try {
-      const { value } = await withRetries('PutObject', this.#deps.retry, async () => await this.#deps.putClient.send(new PutObjectCommand({
+      const { value } = await withRetries('PutObject', this.#deps.retry, async () => await this.#deps.client.send(new PutObjectCommand({
         Bucket: this.#target.bucket,
         Key: this.#target.key,
         ContentType: this.#target.contentType,
         Body: bytes,
         ContentLength: bytes.byteLength,
-        ...this.#checksumAlgorithm()
+        ...checksumAlgorithm(this.#deps.checksum)
       })))
       return outcomeOf(value, { size: this.#size, parts: 0 }, this.#deps.checksum)
     } catch (error) {
       throw storageFailure(failureInfo('PutObject', error))
     }
-  }
-
-  async #complete (): Promise<UploadOutcome> {
-    const parts = [...this.#completed].sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0))
-    const uploadId = this.#uploadId as string
-    try {
-      const result = await s3Call('CompleteMultipartUpload', () => this.#deps.client.send(new CompleteMultipartUploadCommand({
-        Bucket: this.#target.bucket,
-        Key: this.#target.key,
-        UploadId: uploadId,
-        MultipartUpload: { Parts: parts }
-      })))
-      return outcomeOf(result, { size: this.#size, parts: parts.length }, this.#deps.checksum)
-    } catch (error) {
-      // A Complete that S3 carried out but whose answer was lost is retried by
-      // the SDK and then meets NoSuchUpload: the object is there. Check it
-      // rather than report a stored file as failed.
-      if (isStorageFailure(error) && error.s3.code === 'NoSuchUpload') {
-        const stored = await this.#storedAsExpected(parts.length)
-        if (stored !== null) return stored
-      }
-      throw error
-    }
-  }
-
-  async #storedAsExpected (parts: number): Promise<UploadOutcome | null> {
-    try {
-      const head = await this.#deps.client.send(new HeadObjectCommand({ Bucket: this.#target.bucket, Key: this.#target.key }))
-      if (head.ContentLength !== this.#size || etagParts(head.ETag) !== parts) return null
-      return outcomeOf(head, { size: this.#size, parts }, this.#deps.checksum)
-    } catch {
-      return null
-    }
-  }
-
-  // Best effort: a failed abort is logged (a lifecycle rule or abortStaleUploads() reclaims it),
-  // never allowed to hide the failure that caused it.
-  async #abort (): Promise<void> {
-    const uploadId = this.#uploadId
-    if (uploadId === undefined) return
-    try {
-      await s3Call('AbortMultipartUpload', () => this.#deps.client.send(new AbortMultipartUploadCommand({
-        Bucket: this.#target.bucket,
-        Key: this.#target.key,
-        UploadId: uploadId
-      })))
-    } catch (error) {
-      this.#deps.log?.error({ key: this.#target.key, uploadId, s3: isStorageFailure(error) ? error.s3 : undefined }, 'fastify-s3-chunk: AbortMultipartUpload failed; the incomplete upload remains until cleaned up')
-    }
-  }
-
-  #checksumAlgorithm (): { ChecksumAlgorithm?: Exclude<ChecksumSetting, 'none'> } {
-    return this.#deps.checksum === 'none' ? {} : { ChecksumAlgorithm: this.#deps.checksum }
   }
 
   #fail (error: unknown): void {
@@ -313,16 +234,4 @@ function completedPart (number: number, etag: string, checksum: string | undefin
   const part: CompletedPart = { PartNumber: number, ETag: etag }
   if (checksum !== undefined && algorithm !== 'none') part[`Checksum${algorithm}`] = checksum
   return part
-}
-
-function outcomeOf (
-  result: { ETag?: string, VersionId?: string, ChecksumCRC32?: string, ChecksumCRC32C?: string, ChecksumSHA256?: string },
-  base: { size: number, parts: number },
-  algorithm: ChecksumSetting
-): UploadOutcome {
-  const outcome: UploadOutcome = { ...base, etag: etagValue(result.ETag) }
-  if (result.VersionId !== undefined) outcome.versionId = result.VersionId
-  const checksum = checksumOf(result, algorithm)
-  if (checksum !== undefined) outcome.checksum = checksum
-  return outcome
 }

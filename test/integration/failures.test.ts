@@ -37,7 +37,6 @@ t.test('a worker thread that dies mid-upload fails the upload, which is aborted'
   }
   await t.rejects(uploadStream(source(), { bucket, key: 'crash.bin', contentType: 'application/octet-stream' }, {
     client: s3,
-    putClient: s3,
     retry: config.retry,
     sender,
     partSize: () => 5 * MiB,

@@ -9,6 +9,7 @@ import {
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
+  ListPartsCommand,
   S3Client
 } from '@aws-sdk/client-s3'
 import { createHash, randomBytes } from 'node:crypto'
@@ -89,9 +90,31 @@ export async function expectNoPendingUploads (t: TapLike, server: S3Server, clie
   t.same(await pendingUploads(client, bucket), [], `no multipart upload left pending in ${bucket}`)
 }
 
-export async function pendingUploads (client: S3Client, bucket: string): Promise<Array<{ key: string, uploadId: string }>> {
+/** What ListMultipartUploads lists for the bucket, as it lists it. */
+export async function listedUploads (client: S3Client, bucket: string): Promise<Array<{ key: string, uploadId: string }>> {
   const listed = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket }))
   return (listed.Uploads ?? []).map((upload) => ({ key: upload.Key ?? '', uploadId: upload.UploadId ?? '' }))
+}
+
+/**
+ * The multipart uploads still open in the bucket: each one listed, confirmed
+ * by ListParts. MinIO answers a bucket-wide listing from an in-memory cache
+ * (cmd/erasure-server-pool.go, mpCache) that keeps an upload whose Complete
+ * failed after committing — its connection cut — although nothing of it is
+ * left: ListParts and a listing by its key say it does not exist, and the
+ * cache drops it after the stale-upload expiry (24 h).
+ */
+export async function pendingUploads (client: S3Client, bucket: string): Promise<Array<{ key: string, uploadId: string }>> {
+  const open: Array<{ key: string, uploadId: string }> = []
+  for (const upload of await listedUploads(client, bucket)) {
+    try {
+      await client.send(new ListPartsCommand({ Bucket: bucket, Key: upload.key, UploadId: upload.uploadId, MaxParts: 1 }))
+      open.push(upload)
+    } catch (error) {
+      if ((error as { name?: string }).name !== 'NoSuchUpload') throw error
+    }
+  }
+  return open
 }
 
 export async function listKeys (client: S3Client, bucket: string): Promise<string[]> {

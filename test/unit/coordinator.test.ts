@@ -7,12 +7,15 @@ import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   HeadObjectCommand,
+  ListPartsCommand,
   PutObjectCommand,
   S3Client,
   UploadPartCommand
 } from '@aws-sdk/client-s3'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { createHash } from 'node:crypto'
 import { uploadStream, type UploadDeps } from '../../lib/upload/coordinator.ts'
+import { multipartEtag } from '../../lib/upload/multipart-calls.ts'
 import { PartBufferPool } from '../../lib/upload/part-buffer-pool.ts'
 import { createInlineSender } from '../../lib/upload/part-sender.ts'
 import { ClosingError } from '../../lib/errors.ts'
@@ -30,9 +33,11 @@ function setup (overrides: Partial<UploadDeps> = {}, retry = noRetry): { s3: Ret
   s3.on(CompleteMultipartUploadCommand).resolves({ ETag: '"final-3"' })
   s3.on(PutObjectCommand).resolves({ ETag: '"single"' })
   s3.on(AbortMultipartUploadCommand).resolves({})
+  // After an abort the upload is checked gone; by default it is.
+  s3.on(ListPartsCommand).rejects(noSuchUpload())
+  s3.on(HeadObjectCommand).rejects(Object.assign(new Error('Not Found'), { name: 'NotFound', $metadata: { httpStatusCode: 404 } }))
   const deps: UploadDeps = {
     client,
-    putClient: client,
     retry,
     sender: createInlineSender(client, { checksum: 'none', retry }),
     partSize: () => PART,
@@ -45,6 +50,31 @@ function setup (overrides: Partial<UploadDeps> = {}, retry = noRetry): { s3: Ret
     ...overrides
   }
   return { s3, deps }
+}
+
+function noSuchUpload (): Error {
+  return Object.assign(new Error('The specified upload does not exist'), { name: 'NoSuchUpload', $metadata: { httpStatusCode: 404 } })
+}
+
+function connectionReset (): Error {
+  return Object.assign(new Error('socket hang up'), { name: 'Error', code: 'ECONNRESET' })
+}
+
+const md5 = (bytes: Uint8Array): string => createHash('md5').update(bytes).digest('hex')
+
+/** Parts answered with their real MD5 ETags (as S3 does), so the object's ETag can be known in advance. */
+function md5Etags (s3: ReturnType<typeof mockClient>): void {
+  s3.on(UploadPartCommand).callsFake(async (input: { Body: Uint8Array }) => ({ ETag: `"${md5(input.Body)}"` }))
+}
+
+/** The object S3 would have stored for parts cut from source(size) with PART-sized parts. */
+async function storedHead (size: number): Promise<{ ContentLength: number, ETag: string }> {
+  const whole = new Uint8Array(size)
+  let at = 0
+  for await (const chunk of source(size)) { whole.set(chunk, at); at += chunk.byteLength }
+  const etags: string[] = []
+  for (let start = 0; start < size; start += PART) etags.push(md5(whole.subarray(start, Math.min(size, start + PART))))
+  return { ContentLength: size, ETag: `"${multipartEtag(etags) ?? ''}"` }
 }
 
 async function * source (size: number, chunk = 100, failAfter?: number): AsyncGenerator<Uint8Array> {
@@ -310,16 +340,97 @@ t.test('a small file whose PutObject is refused fails at once with the S3 detail
 
 t.test('a Complete whose answer was lost (NoSuchUpload on the retry) is recognised as stored', async (t) => {
   const { s3, deps } = setup()
-  s3.on(CompleteMultipartUploadCommand).rejects(Object.assign(new Error('The specified upload does not exist'), { name: 'NoSuchUpload', $metadata: { httpStatusCode: 404 } }))
+  s3.on(CompleteMultipartUploadCommand).rejects(noSuchUpload())
+  // Part ETags that are not MD5s (SSE-KMS): the object is known by its size and part count.
   s3.on(HeadObjectCommand).resolves({ ContentLength: 2 * PART + 1, ETag: '"abc-3"' })
   const outcome = await uploadStream(source(2 * PART + 1), target, deps)
   t.same(outcome, { size: 2 * PART + 1, parts: 3, etag: 'abc-3' })
-  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 0)
+  t.equal(s3.commandCalls(CompleteMultipartUploadCommand).length, 1)
 })
 
 t.test('NoSuchUpload on Complete with no matching object is a failure', async (t) => {
   const { s3, deps } = setup()
-  s3.on(CompleteMultipartUploadCommand).rejects(Object.assign(new Error('The specified upload does not exist'), { name: 'NoSuchUpload', $metadata: { httpStatusCode: 404 } }))
+  s3.on(CompleteMultipartUploadCommand).rejects(noSuchUpload())
   s3.on(HeadObjectCommand).resolves({ ContentLength: 5, ETag: '"old"' })
   await t.rejects(uploadStream(source(2 * PART + 1), target, deps), { code: 'FST_S3CHUNK_STORAGE', s3: { code: 'NoSuchUpload' } })
+})
+
+t.test('a Complete whose connection died is looked for before it is sent again: found, it is not sent twice', async (t) => {
+  const { s3, deps } = setup({}, { attempts: 3, baseDelayMs: 1, maxDelayMs: 2 })
+  md5Etags(s3)
+  s3.on(CompleteMultipartUploadCommand).rejects(connectionReset())
+  const head = await storedHead(2 * PART + 1)
+  s3.on(HeadObjectCommand).resolves(head)
+  const outcome = await uploadStream(source(2 * PART + 1), target, deps)
+  t.same(outcome, { size: 2 * PART + 1, parts: 3, etag: head.ETag.replaceAll('"', '') })
+  t.equal(s3.commandCalls(CompleteMultipartUploadCommand).length, 1, 'S3 had carried it out: no second Complete to race it')
+  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 0)
+})
+
+t.test('an object of the same size but other bytes is not mistaken for the upload', async (t) => {
+  const { s3, deps } = setup({}, { attempts: 2, baseDelayMs: 1, maxDelayMs: 2 })
+  md5Etags(s3)
+  s3.on(CompleteMultipartUploadCommand).rejects(connectionReset())
+  s3.on(HeadObjectCommand).resolves({ ContentLength: 2 * PART + 1, ETag: `"${'0'.repeat(32)}-3"` })
+  await t.rejects(uploadStream(source(2 * PART + 1), target, deps), { code: 'FST_S3CHUNK_STORAGE', s3: { operation: 'CompleteMultipartUpload', code: 'ECONNRESET', attempts: 2 } })
+  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 1, 'given up, the upload is aborted')
+})
+
+t.test('a Complete answered 5xx, and not stored, is sent again', async (t) => {
+  const { s3, deps } = setup({}, { attempts: 3, baseDelayMs: 1, maxDelayMs: 2 })
+  s3.on(CompleteMultipartUploadCommand)
+    .rejectsOnce(Object.assign(new Error('We encountered an internal error'), { name: 'InternalError', $metadata: { httpStatusCode: 500 } }))
+    .resolves({ ETag: '"final-3"' })
+  const outcome = await uploadStream(source(2 * PART + 1), target, deps)
+  t.equal(outcome.etag, 'final-3')
+  t.equal(s3.commandCalls(CompleteMultipartUploadCommand).length, 2)
+  t.equal(s3.commandCalls(HeadObjectCommand).length, 1, 'looked for the object before sending it again')
+})
+
+t.test('a Complete that fails for good, yet whose object is there after the abort, is reported stored', async (t) => {
+  // MinIO: a retried Complete racing the first one (still running) answers
+  // InvalidPart, and the first may still finish before the abort lands.
+  const { s3, deps } = setup()
+  md5Etags(s3)
+  s3.on(CompleteMultipartUploadCommand).rejects(Object.assign(new Error('One or more of the specified parts could not be found'), { name: 'InvalidPart', $metadata: { httpStatusCode: 400 } }))
+  s3.on(HeadObjectCommand).resolves(await storedHead(3 * PART))
+  const outcome = await uploadStream(source(3 * PART), target, deps)
+  t.equal(outcome.parts, 3)
+  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 1, 'the abort went out first: nothing can complete after the look')
+})
+
+t.test('an abort is checked with ListParts, and an upload still listed is aborted again', async (t) => {
+  const { s3, deps } = setup({}, { attempts: 3, baseDelayMs: 1, maxDelayMs: 2 })
+  s3.on(ListPartsCommand).resolvesOnce({ Parts: [{ PartNumber: 1 }] }).rejects(noSuchUpload())
+  await t.rejects(uploadStream(source(10 * PART, 100, 3 * PART), target, deps), /client went away/)
+  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 2)
+  t.equal(s3.commandCalls(ListPartsCommand).length, 2)
+})
+
+t.test('an abort that S3 keeps refusing is given up after its rounds and logged; the original error stands', async (t) => {
+  const errors: unknown[] = []
+  const log = { error: (details: unknown) => { errors.push(details) } } as unknown as NonNullable<UploadDeps['log']>
+  const { s3, deps } = setup({ log }, { attempts: 2, baseDelayMs: 1, maxDelayMs: 2 })
+  s3.on(AbortMultipartUploadCommand).rejects(Object.assign(new Error('Service Unavailable'), { name: 'ServiceUnavailable', $metadata: { httpStatusCode: 503 } }))
+  s3.on(ListPartsCommand).resolves({ Parts: [] })
+  await t.rejects(uploadStream(source(10 * PART, 100, 3 * PART), target, deps), /client went away/)
+  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 4, '2 rounds × 2 attempts, then given up')
+  t.match(errors, [{ key: 'media/file.bin', uploadId: 'upload-1', s3: { operation: 'AbortMultipartUpload', code: 'ServiceUnavailable' } }])
+})
+
+t.test('create, complete: retried by the plugin, not the SDK', async (t) => {
+  const { s3, deps } = setup({}, { attempts: 3, baseDelayMs: 1, maxDelayMs: 2 })
+  s3.on(CreateMultipartUploadCommand)
+    .rejectsOnce(Object.assign(new Error('Slow Down'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } }))
+    .resolves({ UploadId: 'upload-2' })
+  const outcome = await uploadStream(source(2 * PART + 1), target, deps)
+  t.equal(outcome.parts, 3)
+  t.equal(s3.commandCalls(CreateMultipartUploadCommand).length, 2)
+})
+
+t.test('multipartEtag is the MD5 of the parts\' MD5s, then the part count; null for non-MD5 ETags', async (t) => {
+  // Computed independently (Python hashlib) for the parts 'part one' and 'part two'.
+  t.equal(multipartEtag(['"3303e12af474ca11d85ed2966a932992"', '3ea4e15b91a17dc76052c56cfcdf67a2']), '0732917abc3288784e318ac0aab1757a-2')
+  t.equal(multipartEtag(['"etag-1"']), null)
+  t.equal(multipartEtag([undefined]), null)
 })
