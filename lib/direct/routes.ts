@@ -16,6 +16,7 @@ import type { DirectConfig, DirectUser, S3ChunkConfig } from '../options.js'
 import { objectUrl } from '../s3-client.js'
 import type { S3File } from '../types.js'
 import { describeS3Error, s3Call, storageFailure } from '../upload/s3-failure.js'
+import { completedAs } from '../upload/multipart-calls.js'
 import { assertOwnKey, makeDirectKey } from './keys.js'
 import { ORIGINAL_NAME_META, verifyUpload } from './verify.js'
 
@@ -175,12 +176,18 @@ export async function directRoutes (
     if (action !== 'complete') throw new BadRequestError('POST /s3/multipart/<uploadId>/complete is the only POST here')
     const parts = completedParts(request.body?.parts)
     await assertUploadOfKey(key, uploadId)
-    await s3Call('CompleteMultipartUpload', () => client.send(new CompleteMultipartUploadCommand({
-      Bucket: bucket,
-      Key: key,
-      UploadId: uploadId,
-      MultipartUpload: { Parts: parts }
-    })))
+    try {
+      await s3Call('CompleteMultipartUpload', () => client.send(new CompleteMultipartUploadCommand({
+        Bucket: bucket,
+        Key: key,
+        UploadId: uploadId,
+        MultipartUpload: { Parts: parts }
+      })))
+    } catch (error) {
+      // S3 may have completed it and the answer been lost (the SDK's retry then
+      // meets NoSuchUpload): the object says so, and is checked like any other.
+      if (!await completedAs(client, bucket, key, parts.map((part) => part.ETag))) throw error
+    }
     const file = await verifyUpload(client, config, key, request.log)
     return { location: objectUrl(config.s3, bucket, key), key, file: await stored(file, request) }
   })

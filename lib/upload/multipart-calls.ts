@@ -160,6 +160,23 @@ async function storedObject (scope: MultipartScope, expected: Expected): Promise
   }
 }
 
+/**
+ * True when the object at `key` is what completing these parts stores (same
+ * multipart ETag, so the same bytes): a Complete whose answer was lost was
+ * carried out. False when it is not, cannot be told (non-MD5 part ETags), or
+ * S3 cannot be asked. For the direct routes, which retry through the SDK.
+ */
+export async function completedAs (client: S3Client, bucket: string, key: string, partEtags: Array<string | undefined>): Promise<boolean> {
+  const expected = multipartEtag(partEtags)
+  if (expected === null) return false
+  try {
+    const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))
+    return etagValue(head.ETag) === expected
+  } catch {
+    return false
+  }
+}
+
 /** True when S3 says the upload no longer exists; false when it does, or when S3 could not say. */
 async function uploadGone (scope: MultipartScope, uploadId: string): Promise<boolean> {
   const { client, target } = scope

@@ -77,7 +77,7 @@ t.test('without rules, objects and multipart uploads pass through byte-identical
   const stats = proxy.stats()
   t.equal(stats.requests, 6)
   t.equal(stats.forwarded, 6, 'every request was forwarded')
-  t.same(stats.faults, { reset: 0, status: 0, delay: 0, flip: 0, resetMidBody: 0 })
+  t.same(stats.faults, { reset: 0, status: 0, delay: 0, flip: 0, resetMidBody: 0, dropAnswer: 0 })
   await expectNoPendingUploads(t, server, client, bucket)
 })
 
@@ -104,6 +104,17 @@ t.test('reset: the client gets a network error, no status', async (t) => {
   t.notOk(await objectExists(client, bucket, 'reset.bin'))
   t.match(proxy.stats(), { forwarded: 0, faults: { reset: 1 } })
   await expectNoPendingUploads(t, server, client, bucket)
+})
+
+t.test('dropAnswer: S3 carries the request out, the client gets a network error', async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const { proxy, s3 } = await proxied(t)
+  proxy.setRules([{ match: isPutObject, fault: { kind: 'dropAnswer' } }])
+  const error = await failure(s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'unanswered.bin', Body: randomBytes(64 * 1024) })))
+  t.equal(error.$metadata?.httpStatusCode, undefined, 'no HTTP answer')
+  t.match(`${error.code ?? ''} ${error.message ?? ''}`, /ECONNRESET|EPIPE|socket hang up/)
+  t.ok(await objectExists(client, bucket, 'unanswered.bin'), 'yet the object was stored')
+  t.match(proxy.stats(), { forwarded: 1, faults: { dropAnswer: 1 } })
 })
 
 t.test('resetMidBody: S3 sees a truncated part and stores nothing', { skip }, async (t) => {
@@ -168,7 +179,7 @@ t.test('times limits a rule; a seeded probability fails the same requests on eve
   t.same(statuses, [500, 500, 200], 'two injections, then the request is forwarded')
   t.match(proxy.stats(), { requests: 3, forwarded: 1, faults: { status: 2 } })
   proxy.resetStats()
-  t.same(proxy.stats(), { requests: 0, forwarded: 0, faults: { reset: 0, status: 0, delay: 0, flip: 0, resetMidBody: 0 } })
+  t.same(proxy.stats(), { requests: 0, forwarded: 0, faults: { reset: 0, status: 0, delay: 0, flip: 0, resetMidBody: 0, dropAnswer: 0 } })
 
   // Two proxies with one seed fail the same requests.
   const patterns: string[] = []

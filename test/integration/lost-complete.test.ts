@@ -83,3 +83,33 @@ for (const mode of ['workers', 'inline'] as const) {
     t.ok(cutButStored >= 1, 'an object stored by a Complete whose answer was lost is reported as stored')
   })
 }
+
+for (const mode of ['workers', 'inline'] as const) {
+  t.test(`mode ${mode}: a Complete that S3 carried out but whose answer was lost is answered 200, without a second Complete`, { skip: needsStrictS3(server) }, async (t) => {
+    const bucket = await freshBucket(t, server, client)
+    const proxy = await startFaultProxy({ target: server.endpoint })
+    t.teardown(() => proxy.close())
+    const { url } = await startApp(t, server, {
+      bucket,
+      mode,
+      appendTimestamp: false,
+      s3: { region: server.region, endpoint: proxy.endpoint, forcePathStyle: true, credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey } },
+      retry: { attempts: 3, baseDelayMs: 20, maxDelayMs: 100 }
+    })
+    let completes = 0
+    const counted = (request: Parameters<typeof isComplete>[0]): boolean => {
+      if (isComplete(request)) completes++
+      return false
+    }
+    for (let i = 0; i < 3; i++) {
+      completes = 0
+      proxy.setRules([{ match: counted, fault: { kind: 'delay', ms: 0 } }, { match: isComplete, fault: { kind: 'dropAnswer' }, times: 1 }])
+      const size = 11 * MiB + i
+      const result = await streamUpload(`${url}/upload`, { seed: 900 + i, size, filename: `lost-${i}.bin`, hash: false })
+      t.equal(result.status, 200, `upload ${i}: answered 200`)
+      t.equal(completes, 1, `upload ${i}: the object was found; no second Complete was sent`)
+      t.equal((await objectDigest(client, bucket, `lost-${i}.bin`)).sha256, expectedSha256(900 + i, size), `upload ${i}: stored whole`)
+    }
+    t.same(await pendingUploads(client, bucket), [], 'no multipart upload left behind')
+  })
+}

@@ -6,7 +6,7 @@ import type { Socket } from 'node:net'
 import { pipeline } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 
-export type FaultKind = 'reset' | 'status' | 'delay' | 'flip' | 'resetMidBody'
+export type FaultKind = 'reset' | 'status' | 'delay' | 'flip' | 'resetMidBody' | 'dropAnswer'
 
 export type Fault =
   /** Destroy the client's socket (TCP RST) without answering. */
@@ -17,6 +17,8 @@ export type Fault =
   | { kind: 'status', status: number, code?: string, message?: string }
   /** Wait, then forward normally. */
   | { kind: 'delay', ms: number }
+  /** Forward the whole request, let S3 answer, then reset the client's socket instead of relaying the answer: S3 did it, the client never hears. */
+  | { kind: 'dropAnswer' }
   /** Forward with one body byte XORed with 0xff: at `offset`, else the middle (content-length known), else byte 0. */
   | { kind: 'flip', offset?: number }
 
@@ -104,7 +106,7 @@ function mulberry32 (seed: number): () => number {
 const noop = (): void => {}
 
 function emptyStats (): FaultStats {
-  return { requests: 0, forwarded: 0, faults: { reset: 0, status: 0, delay: 0, flip: 0, resetMidBody: 0 } }
+  return { requests: 0, forwarded: 0, faults: { reset: 0, status: 0, delay: 0, flip: 0, resetMidBody: 0, dropAnswer: 0 } }
 }
 
 function splitUrl (url: string): { path: string, query: URLSearchParams } {
@@ -179,6 +181,12 @@ export async function startFaultProxy (options: { target: string, seed?: number 
     upstream.on('response', (response) => {
       if (cut || res.destroyed) {
         response.destroy()
+        return
+      }
+      if (fault?.kind === 'dropAnswer') {
+        // S3 has answered, so it has carried the request out; read its answer to the end, then drop it.
+        response.resume()
+        response.once('end', () => { req.socket.resetAndDestroy() })
         return
       }
       res.writeHead(response.statusCode ?? 502, response.statusMessage, response.rawHeaders)
