@@ -10,7 +10,7 @@ import { isAbort, isComplete, isCreateMultipart, isPutObject, isUploadPart, star
 import { startPinger } from '../support/health-pinger.ts'
 import { startServerProcess } from '../support/server-process.ts'
 import { expectedSha256, streamUpload, type StreamedUpload } from '../support/stream-upload.ts'
-import { freshBucket, listedUploads, listKeys, needsStrictS3, objectDigest, pendingUploads, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
+import { freshBucket, listKeys, needsStrictS3, objectDigest, openUploads, pendingUploads, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
 
 const MiB = 1024 * 1024
 const UPLOADS = 200
@@ -103,8 +103,8 @@ t.test(`${UPLOADS} uploads under injected S3 faults and client disconnects`, { s
   const ok = results.filter((r) => r.status === 200)
   const failed = results.filter((r) => r.status !== 200)
   const stored = new Set(await listKeys(client, bucket))
-  const orphans = await pendingUploads(client, bucket)
-  const ghosts = (await listedUploads(client, bucket)).length - orphans.length
+  const orphans = await openUploads(client, bucket)
+  const ghosts = (await pendingUploads(client, bucket)).length - orphans.length
   let corrupted = 0
   for (const result of ok) {
     const key = (JSON.parse(result.body) as { key: string }).key
@@ -124,7 +124,7 @@ t.test(`${UPLOADS} uploads under injected S3 faults and client disconnects`, { s
   t.comment(`fault injection: ${results.length} uploads in ${seconds.toFixed(1)} s — ${ok.length} stored, ${failed.length} failed ${JSON.stringify(statuses)}`)
   t.comment(`faults injected: ${JSON.stringify(faults)} over ${proxy.stats().requests} S3 requests`)
   for (const r of failed.filter((r) => r.status !== null)) t.comment(`${r.plan.filename} answered ${r.status}: ${r.body.slice(0, 300)}`)
-  t.comment(`orphaned multipart uploads: ${orphans.length} (and ${ghosts} listed by MinIO's listing cache only, see pendingUploads); objects committed for failed uploads: ${committedFailures.length}; corrupted objects: ${corrupted}`)
+  t.comment(`orphaned multipart uploads: ${orphans.length} (and ${ghosts} listed by MinIO's listing cache only, see openUploads); objects committed for failed uploads: ${committedFailures.length}; corrupted objects: ${corrupted}`)
   t.comment(`health route: ${pings.latencies.length} answers, p99 ${p99.toFixed(1)} ms, max ${max.toFixed(1)} ms, errors ${pings.errors}; server event loop delay p99 ${health.eventLoopDelayMs.p99.toFixed(1)} ms, max ${health.eventLoopDelayMs.max.toFixed(1)} ms; server peak RSS ${(health.maxRss / MiB).toFixed(0)} MiB`)
 
   t.same(orphans, [], 'zero pending multipart uploads')

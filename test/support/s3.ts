@@ -91,22 +91,23 @@ export async function expectNoPendingUploads (t: TapLike, server: S3Server, clie
 }
 
 /** What ListMultipartUploads lists for the bucket, as it lists it. */
-export async function listedUploads (client: S3Client, bucket: string): Promise<Array<{ key: string, uploadId: string }>> {
+export async function pendingUploads (client: S3Client, bucket: string): Promise<Array<{ key: string, uploadId: string }>> {
   const listed = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket }))
   return (listed.Uploads ?? []).map((upload) => ({ key: upload.Key ?? '', uploadId: upload.UploadId ?? '' }))
 }
 
 /**
- * The multipart uploads still open in the bucket: each one listed, confirmed
- * by ListParts. MinIO answers a bucket-wide listing from an in-memory cache
- * (cmd/erasure-server-pool.go, mpCache) that keeps an upload whose Complete
- * failed after committing — its connection cut — although nothing of it is
- * left: ListParts and a listing by its key say it does not exist, and the
- * cache drops it after the stale-upload expiry (24 h).
+ * The listed uploads that still exist, as ListParts confirms them. For tests
+ * that cut Complete requests on purpose: MinIO answers a bucket-wide listing
+ * from an in-memory cache (cmd/erasure-server-pool.go, mpCache) that keeps an
+ * upload whose Complete was cancelled by its connection dying, although
+ * nothing of it is left — ListParts and a listing by its key say it does not
+ * exist — until its stale-upload expiry (24 h). Everywhere else the plain
+ * listing must be empty.
  */
-export async function pendingUploads (client: S3Client, bucket: string): Promise<Array<{ key: string, uploadId: string }>> {
+export async function openUploads (client: S3Client, bucket: string): Promise<Array<{ key: string, uploadId: string }>> {
   const open: Array<{ key: string, uploadId: string }> = []
-  for (const upload of await listedUploads(client, bucket)) {
+  for (const upload of await pendingUploads(client, bucket)) {
     try {
       await client.send(new ListPartsCommand({ Bucket: bucket, Key: upload.key, UploadId: upload.uploadId, MaxParts: 1 }))
       open.push(upload)
