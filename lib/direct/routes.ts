@@ -16,7 +16,7 @@ import type { DirectConfig, DirectUser, S3ChunkConfig } from '../options.js'
 import { objectUrl } from '../s3-client.js'
 import type { S3File } from '../types.js'
 import { describeS3Error, s3Call, storageFailure } from '../upload/s3-failure.js'
-import { completedAs } from '../upload/multipart-calls.js'
+import { completedAs, isNoSuchUpload } from '../upload/multipart-calls.js'
 import { assertOwnKey, makeDirectKey } from './keys.js'
 import { ORIGINAL_NAME_META, verifyUpload } from './verify.js'
 
@@ -60,9 +60,8 @@ export async function directRoutes (
       const listed = await client.send(new ListPartsCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumberMarker: options.marker, MaxParts: options.maxParts }))
       return { parts: listed.Parts ?? [], ...(listed.IsTruncated === true ? { next: listed.NextPartNumberMarker } : {}) }
     } catch (error) {
-      const info = describeS3Error('ListParts', error)
-      if (info.code === 'NoSuchUpload' || info.status === 404) throw new ForbiddenError('that upload does not belong to that key')
-      throw storageFailure(info)
+      if (isNoSuchUpload(error)) throw new ForbiddenError('that upload does not belong to that key')
+      throw storageFailure(describeS3Error('ListParts', error))
     }
   }
 

@@ -7,6 +7,7 @@ import {
   HeadObjectCommand,
   ListPartsCommand,
   type CompletedPart,
+  type HeadObjectCommandOutput,
   type S3Client
 } from '@aws-sdk/client-s3'
 import type { FastifyBaseLogger } from 'fastify'
@@ -60,67 +61,76 @@ export async function createMultipartUpload (scope: MultipartScope): Promise<str
 
 /**
  * Completes the upload, and tells the truth when the answer goes missing. A
- * Complete whose connection dies may have been carried out by S3, or may
- * still be running there — and a second Complete racing the first can fail
- * (MinIO answers InvalidPart). So after a failed attempt the object is looked
- * for (its ETag is known in advance) before trying again; when the Complete
- * is given up, the upload is aborted and the object looked for once more,
- * since a Complete still running in S3 may have won the race.
+ * Complete whose connection dies may have been carried out by S3, may still
+ * be running there, or may have been dropped — and a second Complete racing
+ * the first can fail (MinIO answers InvalidPart). So between attempts the
+ * upload is looked up: gone means a Complete was carried out (or someone
+ * aborted it), and the object says which. A Complete given up is aborted,
+ * and the object looked for once more, by its exact ETag: a Complete still
+ * running in S3 may have committed before the abort took hold.
  */
 export async function completeMultipartUpload (scope: MultipartScope, uploadId: string, parts: CompletedPart[], size: number): Promise<UploadOutcome> {
   const { client, retry, target } = scope
   const expected: Expected = { size, parts: parts.length, etag: multipartEtag(parts.map((part) => part.ETag)) }
+  let gone: UploadState | undefined
   let last: S3FailureInfo
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const result = await client.send(new CompleteMultipartUploadCommand({
-        Bucket: target.bucket,
-        Key: target.key,
-        UploadId: uploadId,
-        MultipartUpload: { Parts: parts }
-      }))
-      return outcomeOf(result, { size, parts: parts.length }, scope.checksum)
-    } catch (error) {
-      last = describeS3Error('CompleteMultipartUpload', error)
-      last.attempts = attempt
-    }
-    if (!last.retryable || attempt >= retry.attempts) break
-    await sleep(backoffDelay(attempt, retry))
-    const stored = await storedObject(scope, expected)
-    if (stored !== null) return stored
+  try {
+    const { value } = await withRetries('CompleteMultipartUpload', retry, async () => await client.send(new CompleteMultipartUploadCommand({
+      Bucket: target.bucket,
+      Key: target.key,
+      UploadId: uploadId,
+      MultipartUpload: { Parts: parts }
+    })), async () => {
+      gone = await uploadState(scope, uploadId)
+      return gone !== 'gone'
+    })
+    return outcomeOf(value, { size, parts: parts.length }, scope.checksum)
+  } catch (error) {
+    last = failureInfo('CompleteMultipartUpload', error)
+  }
+  if (gone !== 'gone') gone = await uploadState(scope, uploadId)
+  if (gone === 'gone') {
+    // Consumed by a Complete of ours (or aborted elsewhere): the object at the key tells which.
+    const stored = await storedObject(scope, expected, { sizeAndPartsSuffice: true })
+    if (stored !== null) return recovered(scope, uploadId, last, stored)
+    throw storageFailure(last)
   }
   await abortMultipartUpload(scope, uploadId)
-  const stored = await storedObject(scope, expected)
-  if (stored !== null) {
-    scope.log?.warn({ key: target.key, uploadId, s3: last }, 'fastify-s3-chunk: CompleteMultipartUpload failed, yet S3 had carried it out; the object is stored')
-    return stored
-  }
+  // Only the exact ETag (the same bytes) can tell a Complete that won the race from an older object.
+  const stored = await storedObject(scope, expected, { sizeAndPartsSuffice: false })
+  if (stored !== null) return recovered(scope, uploadId, last, stored)
   throw storageFailure(last)
+}
+
+function recovered (scope: MultipartScope, uploadId: string, failure: S3FailureInfo, stored: UploadOutcome): UploadOutcome {
+  scope.log?.warn({ key: scope.target.key, uploadId, s3: failure }, 'fastify-s3-chunk: CompleteMultipartUpload failed, yet S3 had carried it out; the object is stored')
+  return stored
 }
 
 /**
  * Aborts the upload and checks that it is gone (ListParts answers
  * NoSuchUpload), as S3 advises: a request still running in S3 can outlive an
- * abort. Best effort, bounded by `retry.attempts` rounds: a failed abort is
- * logged (a lifecycle rule or abortStaleUploads() reclaims it), never thrown
- * over the failure that caused it.
+ * abort (and MinIO answers an abort of an unknown upload with success).
+ * Bounded by `retry.attempts` rounds of one abort each. Best effort: a failed
+ * abort is logged (a lifecycle rule or abortStaleUploads() reclaims it),
+ * never thrown over the failure that caused it.
  */
 export async function abortMultipartUpload (scope: MultipartScope, uploadId: string): Promise<void> {
   const { client, retry, target } = scope
   let last: S3FailureInfo | undefined
-  for (let round = 1; round <= retry.attempts; round++) {
+  for (let round = 1; ; round++) {
+    let aborted = false
     try {
-      await withRetries('AbortMultipartUpload', retry, async () => await client.send(new AbortMultipartUploadCommand({
-        Bucket: target.bucket,
-        Key: target.key,
-        UploadId: uploadId
-      })))
+      await client.send(new AbortMultipartUploadCommand({ Bucket: target.bucket, Key: target.key, UploadId: uploadId }))
+      aborted = true
     } catch (error) {
-      const info = failureInfo('AbortMultipartUpload', error)
-      // Already gone (completed by a Complete whose answer was lost, or aborted): the check below says so.
-      if (info.code !== 'NoSuchUpload') last = info
+      last = describeS3Error('AbortMultipartUpload', error)
+      last.attempts = round
     }
-    if (await uploadGone(scope, uploadId)) return
+    const state = await uploadState(scope, uploadId)
+    // 'unknown' (ListParts not allowed, say): a successful abort is trusted.
+    if (state === 'gone' || (state === 'unknown' && aborted)) return
+    if (round >= retry.attempts) break
     await sleep(backoffDelay(round, retry))
   }
   scope.log?.error({ key: target.key, uploadId, s3: last }, 'fastify-s3-chunk: AbortMultipartUpload did not remove the upload; it remains until a lifecycle rule or abortStaleUploads() reclaims it')
@@ -143,49 +153,63 @@ export function multipartEtag (partEtags: Array<string | undefined>): string | n
 interface Expected {
   size: number
   parts: number
-  /** Null when it cannot be computed: size and part count are then all that is compared. */
+  /** Null when it cannot be computed (non-MD5 part ETags). */
   etag: string | null
 }
 
-/** The object, when it is the one this upload would have stored: same ETag (so the same bytes), same size. */
-async function storedObject (scope: MultipartScope, expected: Expected): Promise<UploadOutcome | null> {
-  const { client, retry, target } = scope
+/**
+ * The object, when it is the one this upload stores: the same multipart ETag
+ * (so the same bytes) and size — or, when the ETag cannot be computed and
+ * `sizeAndPartsSuffice`, the same size and part count.
+ */
+async function storedObject (scope: MultipartScope, expected: Expected, options: { sizeAndPartsSuffice: boolean }): Promise<UploadOutcome | null> {
+  const head = await headOf(scope.client, scope.target.bucket, scope.target.key, scope.checksum)
+  if (head === null || head.ContentLength !== expected.size) return null
+  const same = expected.etag !== null
+    ? etagValue(head.ETag) === expected.etag
+    : options.sizeAndPartsSuffice && etagParts(head.ETag) === expected.parts
+  return same ? outcomeOf(head, { size: expected.size, parts: expected.parts }, scope.checksum) : null
+}
+
+/**
+ * True when the object at `key` is what completing these parts stores (the
+ * same multipart ETag, so the same bytes): for the direct route, whose
+ * Complete the SDK retries — an answer lost after S3 completed the upload
+ * then meets NoSuchUpload. False when it is not, or cannot be told.
+ */
+export async function completedAs (client: S3Client, bucket: string, key: string, partEtags: Array<string | undefined>): Promise<boolean> {
+  const expected = multipartEtag(partEtags)
+  if (expected === null) return false
+  const head = await headOf(client, bucket, key, 'none')
+  return head !== null && etagValue(head.ETag) === expected
+}
+
+/** HeadObject, with the object's checksum when one is configured; null when S3 cannot say (missing, refused, unreachable). */
+async function headOf (client: S3Client, bucket: string, key: string, checksum: ChecksumSetting): Promise<HeadObjectCommandOutput | null> {
   try {
-    const { value: head } = await withRetries('HeadObject', retry, async () => await client.send(new HeadObjectCommand({ Bucket: target.bucket, Key: target.key })))
-    if (head.ContentLength !== expected.size) return null
-    if (expected.etag !== null ? etagValue(head.ETag) !== expected.etag : etagParts(head.ETag) !== expected.parts) return null
-    return outcomeOf(head, { size: expected.size, parts: expected.parts }, scope.checksum)
+    return await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key, ...(checksum !== 'none' ? { ChecksumMode: 'ENABLED' } : {}) }))
   } catch {
     return null
   }
 }
 
-/**
- * True when the object at `key` is what completing these parts stores (same
- * multipart ETag, so the same bytes): a Complete whose answer was lost was
- * carried out. False when it is not, cannot be told (non-MD5 part ETags), or
- * S3 cannot be asked. For the direct routes, which retry through the SDK.
- */
-export async function completedAs (client: S3Client, bucket: string, key: string, partEtags: Array<string | undefined>): Promise<boolean> {
-  const expected = multipartEtag(partEtags)
-  if (expected === null) return false
-  try {
-    const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))
-    return etagValue(head.ETag) === expected
-  } catch {
-    return false
-  }
-}
+type UploadState = 'gone' | 'present' | 'unknown'
 
-/** True when S3 says the upload no longer exists; false when it does, or when S3 could not say. */
-async function uploadGone (scope: MultipartScope, uploadId: string): Promise<boolean> {
+/** What ListParts says of the upload: gone (NoSuchUpload), present, or unknown (any other failure). */
+async function uploadState (scope: MultipartScope, uploadId: string): Promise<UploadState> {
   const { client, target } = scope
   try {
     await client.send(new ListPartsCommand({ Bucket: target.bucket, Key: target.key, UploadId: uploadId, MaxParts: 1 }))
-    return false
+    return 'present'
   } catch (error) {
-    return describeS3Error('ListParts', error).code === 'NoSuchUpload'
+    return isNoSuchUpload(error) ? 'gone' : 'unknown'
   }
+}
+
+/** S3's answer for an upload that does not exist (completed, aborted, or never of that key). */
+export function isNoSuchUpload (error: unknown): boolean {
+  const info = describeS3Error('ListParts', error)
+  return info.code === 'NoSuchUpload' || info.status === 404
 }
 
 export function checksumAlgorithm (checksum: ChecksumSetting): { ChecksumAlgorithm?: Exclude<ChecksumSetting, 'none'> } {

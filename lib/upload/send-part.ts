@@ -20,12 +20,18 @@ export function failureInfo (operation: string, error: unknown): S3FailureInfo {
 }
 
 /**
- * Runs one S3 request that carries a buffered body, retrying retryable
- * failures (5xx, throttling, resets, timeouts, a body corrupted in transit)
- * with exponential backoff and full jitter; a 4xx fails at once. Throws a
+ * Runs one S3 request, retrying retryable failures (5xx, throttling, resets,
+ * timeouts, a body corrupted in transit) with exponential backoff and full
+ * jitter; a 4xx fails at once. `beforeRetry`, after each backoff, can call
+ * the retries off (the request may have been carried out). Throws a
  * PartFailure with what is known of the last failure.
  */
-export async function withRetries<T> (operation: string, retry: RetryPolicy, call: () => Promise<T>): Promise<{ value: T, attempts: number }> {
+export async function withRetries<T> (
+  operation: string,
+  retry: RetryPolicy,
+  call: () => Promise<T>,
+  beforeRetry?: () => Promise<boolean>
+): Promise<{ value: T, attempts: number }> {
   for (let attempt = 1; ; attempt++) {
     try {
       return { value: await call(), attempts: attempt }
@@ -34,6 +40,7 @@ export async function withRetries<T> (operation: string, retry: RetryPolicy, cal
       info.attempts = attempt
       if (!info.retryable || attempt >= retry.attempts) throw new PartFailure(info)
       await sleep(backoffDelay(attempt, retry))
+      if (beforeRetry !== undefined && !await beforeRetry()) throw new PartFailure(info)
     }
   }
 }

@@ -17,7 +17,7 @@ export type Fault =
   | { kind: 'status', status: number, code?: string, message?: string }
   /** Wait, then forward normally. */
   | { kind: 'delay', ms: number }
-  /** Forward the whole request, let S3 answer, then reset the client's socket instead of relaying the answer: S3 did it, the client never hears. */
+  /** Forward the whole request, let S3 answer, then reset the client's socket instead of relaying the answer: S3 did it (for a 2xx), the client never hears. */
   | { kind: 'dropAnswer' }
   /** Forward with one body byte XORed with 0xff: at `offset`, else the middle (content-length known), else byte 0. */
   | { kind: 'flip', offset?: number }
@@ -184,9 +184,12 @@ export async function startFaultProxy (options: { target: string, seed?: number 
         return
       }
       if (fault?.kind === 'dropAnswer') {
-        // S3 has answered, so it has carried the request out; read its answer to the end, then drop it.
+        // S3 has answered (for a 2xx: carried the request out). Its answer is read, then dropped.
         response.resume()
-        response.once('end', () => { req.socket.resetAndDestroy() })
+        const drop = (): void => { if (!req.socket.destroyed) req.socket.resetAndDestroy() }
+        response.once('end', drop)
+        response.once('error', drop)
+        response.once('close', drop)
         return
       }
       res.writeHead(response.statusCode ?? 502, response.statusMessage, response.rawHeaders)

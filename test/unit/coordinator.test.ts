@@ -30,11 +30,12 @@ function setup (overrides: Partial<UploadDeps> = {}, retry = noRetry): { s3: Ret
   const s3 = mockClient(client)
   s3.on(CreateMultipartUploadCommand).resolves({ UploadId: 'upload-1' })
   s3.on(UploadPartCommand).callsFake(async (input: { PartNumber: number }) => ({ ETag: `"etag-${input.PartNumber}"` }))
-  s3.on(CompleteMultipartUploadCommand).resolves({ ETag: '"final-3"' })
   s3.on(PutObjectCommand).resolves({ ETag: '"single"' })
-  s3.on(AbortMultipartUploadCommand).resolves({})
-  // After an abort the upload is checked gone; by default it is.
-  s3.on(ListPartsCommand).rejects(noSuchUpload())
+  // The upload exists until it is completed or aborted: ListParts says so.
+  let open = true
+  s3.on(CompleteMultipartUploadCommand).callsFake(async () => { open = false; return { ETag: '"final-3"' } })
+  s3.on(AbortMultipartUploadCommand).callsFake(async () => { open = false; return {} })
+  s3.on(ListPartsCommand).callsFake(async () => { if (open) return { Parts: [] }; throw noSuchUpload() })
   s3.on(HeadObjectCommand).rejects(Object.assign(new Error('Not Found'), { name: 'NotFound', $metadata: { httpStatusCode: 404 } }))
   const deps: UploadDeps = {
     client,
@@ -341,6 +342,7 @@ t.test('a small file whose PutObject is refused fails at once with the S3 detail
 t.test('a Complete whose answer was lost (NoSuchUpload on the retry) is recognised as stored', async (t) => {
   const { s3, deps } = setup()
   s3.on(CompleteMultipartUploadCommand).rejects(noSuchUpload())
+  s3.on(ListPartsCommand).rejects(noSuchUpload())
   // Part ETags that are not MD5s (SSE-KMS): the object is known by its size and part count.
   s3.on(HeadObjectCommand).resolves({ ContentLength: 2 * PART + 1, ETag: '"abc-3"' })
   const outcome = await uploadStream(source(2 * PART + 1), target, deps)
@@ -351,14 +353,18 @@ t.test('a Complete whose answer was lost (NoSuchUpload on the retry) is recognis
 t.test('NoSuchUpload on Complete with no matching object is a failure', async (t) => {
   const { s3, deps } = setup()
   s3.on(CompleteMultipartUploadCommand).rejects(noSuchUpload())
+  s3.on(ListPartsCommand).rejects(noSuchUpload())
   s3.on(HeadObjectCommand).resolves({ ContentLength: 5, ETag: '"old"' })
   await t.rejects(uploadStream(source(2 * PART + 1), target, deps), { code: 'FST_S3CHUNK_STORAGE', s3: { code: 'NoSuchUpload' } })
 })
 
-t.test('a Complete whose connection died is looked for before it is sent again: found, it is not sent twice', async (t) => {
+t.test('a Complete carried out but whose answer was lost is not sent twice: the upload is gone, the object is there', async (t) => {
   const { s3, deps } = setup({}, { attempts: 3, baseDelayMs: 1, maxDelayMs: 2 })
   md5Etags(s3)
-  s3.on(CompleteMultipartUploadCommand).rejects(connectionReset())
+  s3.on(CompleteMultipartUploadCommand).callsFake(async () => {
+    s3.on(ListPartsCommand).rejects(noSuchUpload())
+    throw connectionReset()
+  })
   const head = await storedHead(2 * PART + 1)
   s3.on(HeadObjectCommand).resolves(head)
   const outcome = await uploadStream(source(2 * PART + 1), target, deps)
@@ -384,7 +390,7 @@ t.test('a Complete answered 5xx, and not stored, is sent again', async (t) => {
   const outcome = await uploadStream(source(2 * PART + 1), target, deps)
   t.equal(outcome.etag, 'final-3')
   t.equal(s3.commandCalls(CompleteMultipartUploadCommand).length, 2)
-  t.equal(s3.commandCalls(HeadObjectCommand).length, 1, 'looked for the object before sending it again')
+  t.equal(s3.commandCalls(ListPartsCommand).length, 1, 'looked the upload up before sending it again')
 })
 
 t.test('a Complete that fails for good, yet whose object is there after the abort, is reported stored', async (t) => {
@@ -396,7 +402,8 @@ t.test('a Complete that fails for good, yet whose object is there after the abor
   s3.on(HeadObjectCommand).resolves(await storedHead(3 * PART))
   const outcome = await uploadStream(source(3 * PART), target, deps)
   t.equal(outcome.parts, 3)
-  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 1, 'the abort went out first: nothing can complete after the look')
+  const order = s3.calls().map((call) => (call.args[0] as { constructor: { name: string } }).constructor.name).filter((name) => name === 'AbortMultipartUploadCommand' || name === 'HeadObjectCommand')
+  t.same(order, ['AbortMultipartUploadCommand', 'HeadObjectCommand'], 'the abort went out first: nothing can complete after the look')
 })
 
 t.test('an abort is checked with ListParts, and an upload still listed is aborted again', async (t) => {
@@ -414,11 +421,21 @@ t.test('an abort that S3 keeps refusing is given up after its rounds and logged;
   s3.on(AbortMultipartUploadCommand).rejects(Object.assign(new Error('Service Unavailable'), { name: 'ServiceUnavailable', $metadata: { httpStatusCode: 503 } }))
   s3.on(ListPartsCommand).resolves({ Parts: [] })
   await t.rejects(uploadStream(source(10 * PART, 100, 3 * PART), target, deps), /client went away/)
-  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 4, '2 rounds × 2 attempts, then given up')
+  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 2, 'one abort per round, 2 rounds, then given up')
   t.match(errors, [{ key: 'media/file.bin', uploadId: 'upload-1', s3: { operation: 'AbortMultipartUpload', code: 'ServiceUnavailable' } }])
 })
 
-t.test('create, complete: retried by the plugin, not the SDK', async (t) => {
+t.test('an abort that ListParts cannot check (not allowed) is trusted: one abort, nothing logged', async (t) => {
+  const errors: unknown[] = []
+  const log = { error: (details: unknown) => { errors.push(details) } } as unknown as NonNullable<UploadDeps['log']>
+  const { s3, deps } = setup({ log }, { attempts: 3, baseDelayMs: 1, maxDelayMs: 2 })
+  s3.on(ListPartsCommand).rejects(Object.assign(new Error('Access Denied'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } }))
+  await t.rejects(uploadStream(source(10 * PART, 100, 3 * PART), target, deps), /client went away/)
+  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 1)
+  t.same(errors, [])
+})
+
+t.test('a CreateMultipartUpload answered 503 is retried by the plugin', async (t) => {
   const { s3, deps } = setup({}, { attempts: 3, baseDelayMs: 1, maxDelayMs: 2 })
   s3.on(CreateMultipartUploadCommand)
     .rejectsOnce(Object.assign(new Error('Slow Down'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } }))
