@@ -8,6 +8,7 @@ import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { isAbort, isComplete, isCreateMultipart, isPutObject, isUploadPart, startFaultProxy, type FaultRule } from '../support/fault-proxy.ts'
 import { startPinger } from '../support/health-pinger.ts'
+import { seededRandom } from '../support/seeded-random.ts'
 import { startServerProcess } from '../support/server-process.ts'
 import { expectedSha256, streamUpload, type StreamedUpload } from '../support/stream-upload.ts'
 import { freshBucket, listKeys, needsStrictS3, objectDigest, openUploads, pendingUploads, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
@@ -18,17 +19,6 @@ const CONCURRENCY = 4
 const DEADLINE_MS = 240_000
 const server = await testS3()
 const client = testClient(server)
-
-/** Deterministic randomness (mulberry32), so a failing run can be replayed. */
-function random (seed: number): () => number {
-  let a = seed
-  return () => {
-    a = (a + 0x6D2B79F5) | 0
-    let r = Math.imul(a ^ (a >>> 15), 1 | a)
-    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const rules: FaultRule[] = [
   // Parts: every kind of fault. Retries must absorb most; the rest must abort cleanly.
@@ -63,7 +53,7 @@ t.test(`${UPLOADS} uploads under injected S3 faults and client disconnects`, { s
   })
   proxy.setRules(rules)
 
-  const rand = random(2026)
+  const rand = seededRandom(2026)
   const plans = Array.from({ length: UPLOADS }, (_, i) => {
     const size = i % 5 < 3
       ? Math.floor(rand() * 3 * MiB) + 1 // single PUT

@@ -5,6 +5,7 @@ import { Agent, createServer, request as httpRequest, type ClientRequest, type I
 import type { Socket } from 'node:net'
 import { pipeline } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { seededRandom } from './seeded-random.ts'
 
 export type FaultKind = 'reset' | 'status' | 'delay' | 'flip' | 'resetMidBody' | 'dropAnswer'
 
@@ -91,18 +92,6 @@ const ERRORS: Record<number, [code: string, message: string]> = {
 const FALLBACK_4XX: [string, string] = ['BadRequest', 'Bad Request']
 const FALLBACK_5XX: [string, string] = ['InternalError', 'We encountered an internal error. Please try again.']
 
-/** mulberry32: tiny, seedable, good enough to decide which requests fail, reproducibly. */
-function mulberry32 (seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 const noop = (): void => {}
 
 function emptyStats (): FaultStats {
@@ -117,7 +106,7 @@ function splitUrl (url: string): { path: string, query: URLSearchParams } {
 export async function startFaultProxy (options: { target: string, seed?: number }): Promise<FaultProxy> {
   const target = new URL(options.target)
   if (target.protocol !== 'http:') throw new Error(`fault proxy: only http targets, got ${options.target}`)
-  const random = mulberry32(options.seed ?? 1)
+  const random = seededRandom(options.seed ?? 1)
   // Idle upstream sockets go well before MinIO's 30 s idle timeout, so none is reused as it closes.
   const agent = new Agent({ keepAlive: true, timeout: 15_000 })
   const sockets = new Set<Socket>()
