@@ -64,15 +64,16 @@ export async function createMultipartUpload (scope: MultipartScope): Promise<str
  * Complete whose connection dies may have been carried out by S3, may still
  * be running there, or may have been dropped — and a second Complete racing
  * the first can fail (MinIO answers InvalidPart). So between attempts the
- * upload is looked up: gone means a Complete was carried out (or someone
- * aborted it), and the object says which. A Complete given up is aborted,
- * and the object looked for once more, by its exact ETag: a Complete still
- * running in S3 may have committed before the abort took hold.
+ * upload is looked up, and not completed again once it is gone. A Complete
+ * given up is aborted — which also waits out a Complete still running in S3
+ * (MinIO locks the upload for both; meanwhile ListParts can already say it
+ * is gone, and the upload come back when that Complete fails) — and then
+ * the object at the key says whether this upload was stored.
  */
 export async function completeMultipartUpload (scope: MultipartScope, uploadId: string, parts: CompletedPart[], size: number): Promise<UploadOutcome> {
   const { client, retry, target } = scope
   const expected: Expected = { size, parts: parts.length, etag: multipartEtag(parts.map((part) => part.ETag)) }
-  let gone: UploadState | undefined
+  let consumed = false
   let last: S3FailureInfo
   try {
     const { value } = await withRetries('CompleteMultipartUpload', retry, async () => await client.send(new CompleteMultipartUploadCommand({
@@ -81,23 +82,18 @@ export async function completeMultipartUpload (scope: MultipartScope, uploadId: 
       UploadId: uploadId,
       MultipartUpload: { Parts: parts }
     })), async () => {
-      gone = await uploadState(scope, uploadId)
-      return gone !== 'gone'
+      consumed = await uploadState(scope, uploadId) === 'gone'
+      return !consumed
     })
     return outcomeOf(value, { size, parts: parts.length }, scope.checksum)
   } catch (error) {
     last = failureInfo('CompleteMultipartUpload', error)
   }
-  if (gone !== 'gone') gone = await uploadState(scope, uploadId)
-  if (gone === 'gone') {
-    // Consumed by a Complete of ours (or aborted elsewhere): the object at the key tells which.
-    const stored = await storedObject(scope, expected, { sizeAndPartsSuffice: true })
-    if (stored !== null) return recovered(scope, uploadId, last, stored)
-    throw storageFailure(last)
-  }
+  // Seen gone: a Complete of ours was carried out (or is finishing), so the
+  // object's size and part count are evidence enough when its ETag cannot be computed.
+  consumed ||= await uploadState(scope, uploadId) === 'gone'
   await abortMultipartUpload(scope, uploadId)
-  // Only the exact ETag (the same bytes) can tell a Complete that won the race from an older object.
-  const stored = await storedObject(scope, expected, { sizeAndPartsSuffice: false })
+  const stored = await storedObject(scope, expected, { sizeAndPartsSuffice: consumed })
   if (stored !== null) return recovered(scope, uploadId, last, stored)
   throw storageFailure(last)
 }

@@ -4,43 +4,40 @@
 // happened, the client must get the truth: 200 for an object stored whole,
 // or 502 with nothing stored and no multipart upload left behind.
 import t from 'tap'
-import { isComplete, startFaultProxy } from '../support/fault-proxy.ts'
+import { isComplete, startFaultProxy, type FaultProxy } from '../support/fault-proxy.ts'
 import { startApp } from '../support/app.ts'
+import { seededRandom } from '../support/seeded-random.ts'
 import { expectedSha256, streamUpload } from '../support/stream-upload.ts'
-import { freshBucket, listKeys, needsStrictS3, objectDigest, openUploads, pendingUploads, testClient, testS3 } from '../support/s3.ts'
+import { freshBucket, listKeys, needsStrictS3, objectDigest, openUploads, pendingUploads, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
 
 const MiB = 1024 * 1024
-const UPLOADS = 24
-const CONCURRENCY = 4
+const UPLOADS = 48
+const CONCURRENCY = 8
 const size = (i: number): number => 11 * MiB + i
 
-/** Deterministic randomness (mulberry32). */
-function random (seed: number): () => number {
-  let a = seed
-  return () => {
-    a = (a + 0x6D2B79F5) | 0
-    let r = Math.imul(a ^ (a >>> 15), 1 | a)
-    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296
-  }
-}
 const server = await testS3()
 const client = testClient(server)
 
+/** A fresh bucket, a fault proxy in front of S3 (no rules yet), and a plugin server talking to S3 through it. */
+async function proxiedApp (t: Parameters<typeof freshBucket>[0], mode: 'workers' | 'inline'): Promise<{ bucket: string, proxy: FaultProxy, url: string }> {
+  const bucket = await freshBucket(t, server, client)
+  const proxy = await startFaultProxy({ target: server.endpoint })
+  t.teardown(() => proxy.close())
+  const { url } = await startApp(t, server, {
+    bucket,
+    mode,
+    appendTimestamp: false,
+    s3: { ...pluginS3Options(server), endpoint: proxy.endpoint },
+    retry: { attempts: 3, baseDelayMs: 20, maxDelayMs: 100 }
+  })
+  return { bucket, proxy, url }
+}
+
 for (const mode of ['workers', 'inline'] as const) {
   t.test(`mode ${mode}: Completes cut after S3 received them end in a whole object or in nothing`, { skip: needsStrictS3(server) }, async (t) => {
-    const bucket = await freshBucket(t, server, client)
-    const proxy = await startFaultProxy({ target: server.endpoint, seed: 11 })
-    t.teardown(() => proxy.close())
-    const { url } = await startApp(t, server, {
-      bucket,
-      mode,
-      appendTimestamp: false,
-      s3: { region: server.region, endpoint: proxy.endpoint, forcePathStyle: true, credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey } },
-      retry: { attempts: 3, baseDelayMs: 20, maxDelayMs: 100 }
-    })
+    const { bucket, proxy, url } = await proxiedApp(t, mode)
     // The dice are thrown here (seeded) so the cut requests' keys are known.
-    const dice = random(11)
+    const dice = seededRandom(11)
     const cutKeys = new Set<string>()
     proxy.setRules([{
       match: (request) => {
@@ -86,16 +83,7 @@ for (const mode of ['workers', 'inline'] as const) {
 
 for (const mode of ['workers', 'inline'] as const) {
   t.test(`mode ${mode}: a Complete that S3 carried out but whose answer was lost is answered 200, without a second Complete`, { skip: needsStrictS3(server) }, async (t) => {
-    const bucket = await freshBucket(t, server, client)
-    const proxy = await startFaultProxy({ target: server.endpoint })
-    t.teardown(() => proxy.close())
-    const { url } = await startApp(t, server, {
-      bucket,
-      mode,
-      appendTimestamp: false,
-      s3: { region: server.region, endpoint: proxy.endpoint, forcePathStyle: true, credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey } },
-      retry: { attempts: 3, baseDelayMs: 20, maxDelayMs: 100 }
-    })
+    const { bucket, proxy, url } = await proxiedApp(t, mode)
     let completes = 0
     const counted = (request: Parameters<typeof isComplete>[0]): boolean => {
       if (isComplete(request)) completes++

@@ -370,7 +370,8 @@ t.test('a Complete carried out but whose answer was lost is not sent twice: the 
   const outcome = await uploadStream(source(2 * PART + 1), target, deps)
   t.same(outcome, { size: 2 * PART + 1, parts: 3, etag: head.ETag.replaceAll('"', '') })
   t.equal(s3.commandCalls(CompleteMultipartUploadCommand).length, 1, 'S3 had carried it out: no second Complete to race it')
-  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 0)
+  // Aborted all the same: on MinIO a gone upload can come back when a Complete still running fails; the abort waits it out.
+  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 1)
 })
 
 t.test('an object of the same size but other bytes is not mistaken for the upload', async (t) => {
