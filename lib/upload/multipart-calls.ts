@@ -43,6 +43,9 @@ export interface MultipartScope {
   log?: FastifyBaseLogger | undefined
 }
 
+/** What aborting (and looking up) an upload needs. */
+export type AbortScope = Pick<MultipartScope, 'client' | 'retry' | 'log'> & { target: Pick<UploadTarget, 'bucket' | 'key'> }
+
 export async function createMultipartUpload (scope: MultipartScope): Promise<string> {
   const { client, retry, target } = scope
   try {
@@ -111,7 +114,7 @@ function recovered (scope: MultipartScope, uploadId: string, failure: S3FailureI
  * abort is logged (a lifecycle rule or abortStaleUploads() reclaims it),
  * never thrown over the failure that caused it.
  */
-export async function abortMultipartUpload (scope: MultipartScope, uploadId: string): Promise<void> {
+export async function abortMultipartUpload (scope: AbortScope, uploadId: string): Promise<void> {
   const { client, retry, target } = scope
   let last: S3FailureInfo | undefined
   for (let round = 1; ; round++) {
@@ -192,7 +195,7 @@ async function headOf (client: S3Client, bucket: string, key: string, checksum: 
 type UploadState = 'gone' | 'present' | 'unknown'
 
 /** What ListParts says of the upload: gone (NoSuchUpload), present, or unknown (any other failure). */
-async function uploadState (scope: MultipartScope, uploadId: string): Promise<UploadState> {
+async function uploadState (scope: AbortScope, uploadId: string): Promise<UploadState> {
   const { client, target } = scope
   try {
     await client.send(new ListPartsCommand({ Bucket: target.bucket, Key: target.key, UploadId: uploadId, MaxParts: 1 }))
