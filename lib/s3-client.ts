@@ -26,7 +26,7 @@ export function createS3Client (settings: S3Settings, overrides: { maxAttempts?:
   return new S3Client(config)
 }
 
-/** Client for UploadPart: one attempt per call, since parts are retried by `sendPartWithRetries`. */
+/** Client for a streamed upload's calls (parts, single PUTs, create, complete, abort): one attempt per call, since the plugin retries each itself (`withRetries`). */
 export function createPartClient (settings: S3Settings): S3Client {
   return createS3Client(settings, { maxAttempts: 1 })
 }
