@@ -4,7 +4,7 @@
 // be byte-identical to the bytes the page made.
 import t from 'tap'
 import { build } from 'esbuild'
-import { tmpdir } from 'node:os'
+import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { S3File } from 'fastify-s3-chunk'
@@ -100,7 +100,10 @@ t.test('Uppy in Chromium uploads 64 MiB with multipart through the direct routes
   const finished = await tab.waitForFunction('window.uppyOutcome?.done === true', undefined, { timeout: UPLOAD_TIMEOUT_MS, polling: 250 }).then(() => true, () => false)
   t.ok(finished, `Uppy's complete event within ${UPLOAD_TIMEOUT_MS / 1000} s`)
   const outcome = (await tab.evaluate('window.uppyOutcome ?? null') ?? { errors: ['the page never ran'], parts: [] }) as Outcome
-  const screenshot = join(tmpdir(), `fastify-s3-chunk-uppy-multipart-${Date.now()}.png`)
+  // Beside the demo test's, overwritten each run (test/browser/output/ is not committed).
+  const outputDir = fileURLToPath(new URL('./output/', import.meta.url))
+  mkdirSync(outputDir, { recursive: true })
+  const screenshot = join(outputDir, 'uppy-multipart.png')
   await tab.screenshot({ path: screenshot })
   t.comment(`screenshot: ${screenshot}`)
   if (logs.length > 0) t.comment(`browser console:\n${logs.slice(0, 50).join('\n')}`)
