@@ -16,7 +16,7 @@ import type { DirectConfig, DirectUser, S3ChunkConfig } from '../options.js'
 import { objectUrl } from '../s3-client.js'
 import type { S3File } from '../types.js'
 import { describeS3Error, s3Call, storageFailure } from '../upload/s3-failure.js'
-import { abortMultipartUpload, completedAs, isNoSuchUpload } from '../upload/multipart-calls.js'
+import { abortMultipartUpload, completedDespiteFailure, isNoSuchUpload } from '../upload/multipart-calls.js'
 import { assertOwnKey, makeDirectKey } from './keys.js'
 import { ORIGINAL_NAME_META, verifyUpload } from './verify.js'
 
@@ -183,11 +183,12 @@ export async function directRoutes (
         MultipartUpload: { Parts: parts }
       })))
     } catch (error) {
-      // S3 may have completed it and the answer been lost (the SDK's retry then
-      // meets NoSuchUpload): the object says so, and is checked like any other.
-      if (!await completedAs(client, bucket, key, parts.map((part) => part.ETag))) throw error
+      // S3 may have completed it with the answer lost: the object says so, and is
+      // then checked like any other. Otherwise the upload stays for the client to retry.
+      const scope = { client, retry: config.retry, target: { bucket, key }, log: request.log }
+      if (!await completedDespiteFailure(scope, uploadId, parts.map((part) => part.ETag))) throw error
       // Stored. An identical older object would match too: leave no upload open either way.
-      await abortMultipartUpload({ client, retry: config.retry, target: { bucket, key }, log: request.log }, uploadId)
+      await abortMultipartUpload(scope, uploadId)
     }
     const file = await verifyUpload(client, config, key, request.log)
     return { location: objectUrl(config.s3, bucket, key), key, file: await stored(file, request) }

@@ -118,17 +118,22 @@ export async function abortMultipartUpload (scope: AbortScope, uploadId: string)
   const { client, retry, target } = scope
   let last: S3FailureInfo | undefined
   for (let round = 1; ; round++) {
-    let aborted = false
+    // Answered: S3 took the abort in (NoSuchUpload included: already gone). An abort
+    // that got no answer proves nothing, and on MinIO ListParts can say 'gone' while
+    // a Complete is still running — the upload comes back if that Complete fails.
+    let answered = false
     try {
       await client.send(new AbortMultipartUploadCommand({ Bucket: target.bucket, Key: target.key, UploadId: uploadId }))
-      aborted = true
+      answered = true
     } catch (error) {
-      last = describeS3Error('AbortMultipartUpload', error)
-      last.attempts = round
+      answered = isNoSuchUpload(error)
+      if (!answered) {
+        last = describeS3Error('AbortMultipartUpload', error)
+        last.attempts = round
+      }
     }
-    const state = await uploadState(scope, uploadId)
-    // 'unknown' (ListParts not allowed, say): a successful abort is trusted.
-    if (state === 'gone' || (state === 'unknown' && aborted)) return
+    // 'unknown' (ListParts not allowed, say): an answered abort is trusted.
+    if (answered && await uploadState(scope, uploadId) !== 'present') return
     if (round >= retry.attempts) break
     await sleep(backoffDelay(round, retry))
   }
@@ -162,7 +167,7 @@ interface Expected {
  * `sizeAndPartsSuffice`, the same size and part count.
  */
 async function storedObject (scope: MultipartScope, expected: Expected, options: { sizeAndPartsSuffice: boolean }): Promise<UploadOutcome | null> {
-  const head = await headOf(scope.client, scope.target.bucket, scope.target.key, scope.checksum)
+  const head = await headOf(scope.client, scope.target, scope.checksum, scope.retry)
   if (head === null || head.ContentLength !== expected.size) return null
   const same = expected.etag !== null
     ? etagValue(head.ETag) === expected.etag
@@ -171,22 +176,39 @@ async function storedObject (scope: MultipartScope, expected: Expected, options:
 }
 
 /**
- * True when the object at `key` is what completing these parts stores (the
- * same multipart ETag, so the same bytes): for the direct route, whose
- * Complete the SDK retries — an answer lost after S3 completed the upload
- * then meets NoSuchUpload. False when it is not, or cannot be told.
+ * After a Complete that failed, possibly with its answer lost (the direct
+ * route's, retried by the SDK: a retry then meets NoSuchUpload, or on MinIO
+ * InvalidPart while the first is still running): true once the object of
+ * these parts (the same multipart ETag, so the same bytes) is at the key.
+ * False at once while the upload is still there (it awaits a retry), or when
+ * the ETag cannot be computed; a gone upload without the object yet is looked
+ * at again for up to `retry.attempts` rounds, waiting out a running Complete.
  */
-export async function completedAs (client: S3Client, bucket: string, key: string, partEtags: Array<string | undefined>): Promise<boolean> {
+export async function completedDespiteFailure (scope: AbortScope, uploadId: string, partEtags: Array<string | undefined>): Promise<boolean> {
   const expected = multipartEtag(partEtags)
   if (expected === null) return false
-  const head = await headOf(client, bucket, key, 'none')
-  return head !== null && etagValue(head.ETag) === expected
+  const { retry } = scope
+  for (let round = 1; ; round++) {
+    const head = await headOf(scope.client, scope.target, 'none', retry)
+    if (head !== null && etagValue(head.ETag) === expected) return true
+    if (await uploadState(scope, uploadId) === 'present' || round >= retry.attempts) return false
+    await sleep(Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (round - 1)))
+  }
 }
 
-/** HeadObject, with the object's checksum when one is configured; null when S3 cannot say (missing, refused, unreachable). */
-async function headOf (client: S3Client, bucket: string, key: string, checksum: ChecksumSetting): Promise<HeadObjectCommandOutput | null> {
+/**
+ * HeadObject, retried like any call of an upload (a missing object, 404, is
+ * not retried), with the object's checksum when one is configured; null
+ * when S3 cannot say (missing, refused, unreachable).
+ */
+async function headOf (client: S3Client, target: Pick<UploadTarget, 'bucket' | 'key'>, checksum: ChecksumSetting, retry: RetryPolicy): Promise<HeadObjectCommandOutput | null> {
   try {
-    return await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key, ...(checksum !== 'none' ? { ChecksumMode: 'ENABLED' } : {}) }))
+    const { value } = await withRetries('HeadObject', retry, async () => await client.send(new HeadObjectCommand({
+      Bucket: target.bucket,
+      Key: target.key,
+      ...(checksum !== 'none' ? { ChecksumMode: 'ENABLED' } : {})
+    })))
+    return value
   } catch {
     return null
   }

@@ -7,7 +7,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import s3Chunk, { ForbiddenError, type S3ChunkOptions, type S3File } from 'fastify-s3-chunk'
-import { isComplete, startFaultProxy } from '../support/fault-proxy.ts'
+import { isAbort, isComplete, startFaultProxy } from '../support/fault-proxy.ts'
 import { pngBytes } from '../support/samples.ts'
 import { expectNoPendingUploads, freshBucket, listKeys, needsStrictS3, objectDigest, objectExists, pluginS3Options, sha256, testClient, testS3 } from '../support/s3.ts'
 
@@ -214,10 +214,16 @@ t.test('a multipart Complete that S3 carried out but whose answer was lost: 200,
     parts.push({ PartNumber: i + 1, ETag: response.headers.get('etag') as string })
   }
   // S3 completes the upload; its answer never reaches the plugin, whose SDK retry then meets NoSuchUpload.
-  proxy.setRules([{ match: isComplete, fault: { kind: 'dropAnswer' }, times: 1 }])
+  let aborts = 0
+  const countAborts = (request: Parameters<typeof isAbort>[0]): boolean => {
+    if (isAbort(request)) aborts++
+    return false
+  }
+  proxy.setRules([{ match: countAborts, fault: { kind: 'delay', ms: 0 } }, { match: isComplete, fault: { kind: 'dropAnswer' }, times: 1 }])
   const done = await api(`${url}/s3/multipart/${created.uploadId}/complete?${q}`, 'token-alice', 'POST', { parts })
   t.equal(done.status, 200, JSON.stringify(done.json))
   t.equal(proxy.stats().faults.dropAnswer, 1, 'the answer was dropped')
+  t.equal(aborts, 1, 'and an abort made sure no upload stays open (an identical older object would have matched too)')
   t.equal(stored.length, 1, 'onUploadComplete fired once')
   t.equal((await objectDigest(client, bucket, created.key)).sha256, sha256(data))
   await expectNoPendingUploads(t, server, client, bucket)

@@ -407,6 +407,24 @@ t.test('a Complete that fails for good, yet whose object is there after the abor
   t.same(order, ['AbortMultipartUploadCommand', 'HeadObjectCommand'], 'the abort went out first: nothing can complete after the look')
 })
 
+t.test('after a failed Complete, an object of the same size and part count is not taken for the upload while it was still open (non-MD5 ETags)', async (t) => {
+  const { s3, deps } = setup()
+  s3.on(CompleteMultipartUploadCommand).rejects(Object.assign(new Error('One or more of the specified parts could not be found'), { name: 'InvalidPart', $metadata: { httpStatusCode: 400 } }))
+  // An older object at the key: same size, same part count, other bytes (ETags that are not MD5s cannot tell).
+  s3.on(HeadObjectCommand).resolves({ ContentLength: 2 * PART + 1, ETag: '"older-3"' })
+  await t.rejects(uploadStream(source(2 * PART + 1), target, deps), { code: 'FST_S3CHUNK_STORAGE', s3: { code: 'InvalidPart' } })
+  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 1)
+})
+
+t.test('an abort that got no answer is sent again even when ListParts already says gone', async (t) => {
+  // On MinIO, ListParts says gone while a Complete still runs; the upload comes back if it fails.
+  const { s3, deps } = setup({}, { attempts: 3, baseDelayMs: 1, maxDelayMs: 2 })
+  s3.on(AbortMultipartUploadCommand).rejectsOnce(connectionReset()).resolves({})
+  s3.on(ListPartsCommand).rejects(noSuchUpload())
+  await t.rejects(uploadStream(source(10 * PART, 100, 3 * PART), target, deps), /client went away/)
+  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 2)
+})
+
 t.test('an abort is checked with ListParts, and an upload still listed is aborted again', async (t) => {
   const { s3, deps } = setup({}, { attempts: 3, baseDelayMs: 1, maxDelayMs: 2 })
   s3.on(ListPartsCommand).resolvesOnce({ Parts: [{ PartNumber: 1 }] }).rejects(noSuchUpload())
