@@ -13,7 +13,7 @@ import { PART_CONCURRENCY, PART_SIZE, type Contender, type S3Access } from './co
 import { directUpload } from './direct-upload.ts'
 import { cpuSeconds, hostCpu, peakRss } from './proc-stats.ts'
 import type { Scenario } from './scenarios.ts'
-import { startBenchServer, type BenchServer } from './server-process.ts'
+import { startNodeServer, type NodeServer } from '../test/support/server-process.ts'
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
@@ -81,7 +81,7 @@ export async function runOnce (contender: Contender, scenario: Scenario, repetit
     clientCpuSecondsPerGiB: 0,
     hostBusy: null
   }
-  let server: BenchServer | null = null
+  let server: NodeServer | null = null
   let forgetServer = (): void => {}
   const stopRun = new AbortController()
   // (d) hands the run's signal to every S3 request it has in flight (8 files × 4 parts).
@@ -91,7 +91,7 @@ export async function runOnce (contender: Contender, scenario: Scenario, repetit
     if (contender.server !== null) {
       const { script, env } = contender.server(context.bucket, context.s3)
       const profile = context.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', join(context.profileDir, `${scenario.id}-${contender.id}-run${repetition + 1}`)]
-      server = await startBenchServer(script, env, profile)
+      server = await startNodeServer(script, env, profile)
       const started = server
       forgetServer = onCleanup(async () => { await started.stop() })
       // A run that times out is ended by killing its server: the uploads then fail at once.
