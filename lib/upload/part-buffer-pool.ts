@@ -15,6 +15,11 @@
  * budget is let through when nothing is in use, so it can never wait forever.
  * Free buffers are dropped when nothing has been in use for `idleMs`.
  */
+/** A new part buffer: unpooled and unzeroed, its ArrayBuffer its own, so moving it to a thread detaches nothing else. */
+export function allocatePartBuffer (size: number): ArrayBuffer {
+  return Buffer.allocUnsafeSlow(size).buffer as ArrayBuffer
+}
+
 export class PartBufferPool {
   readonly limit: number
   readonly #idleMs: number
@@ -101,9 +106,7 @@ export class PartBufferPool {
     }
     // Make room among free buffers of other sizes so the total stays within the budget.
     this.#dropFree(this.#used + this.#freeBytes - this.limit)
-    // Unpooled and unzeroed: its ArrayBuffer is its own, so moving it to a thread detaches nothing else.
-    const buffer = Buffer.allocUnsafeSlow(size)
-    return buffer.buffer as ArrayBuffer
+    return allocatePartBuffer(size)
   }
 
   #dropFree (bytes: number): void {

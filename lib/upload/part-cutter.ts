@@ -1,3 +1,5 @@
+import { allocatePartBuffer } from './part-buffer-pool.js'
+
 /** One S3 part: its number and its bytes, in a buffer of its own. */
 export interface Part {
   /** 1-based part number. */
@@ -44,7 +46,7 @@ export async function * cutParts (source: AsyncIterable<Uint8Array>, options: Cu
       if (current === null) {
         number += 1
         const size = options.partSize(number)
-        current = new Uint8Array(await (options.allocate ?? allocate)(size), 0, size)
+        current = new Uint8Array(options.allocate !== undefined ? await options.allocate(size) : allocatePartBuffer(size), 0, size)
         filled = 0
       }
       const take = Math.min(current.byteLength - filled, chunk.byteLength - offset)
@@ -65,10 +67,4 @@ export async function * cutParts (source: AsyncIterable<Uint8Array>, options: Cu
   } else {
     yield { number: 1, bytes: new Uint8Array(0), last: true }
   }
-}
-
-// allocUnsafeSlow: an unpooled, unzeroed buffer whose ArrayBuffer is its own,
-// so transferring it detaches nothing else.
-async function allocate (size: number): Promise<ArrayBuffer> {
-  return Buffer.allocUnsafeSlow(size).buffer as ArrayBuffer
 }
