@@ -3,7 +3,9 @@ import { InvalidKeyError } from './errors.js'
 
 // S3 allows 1024 bytes per key; a segment this long leaves room for prefixes.
 const MAX_FILENAME_BYTES = 200
-const MAX_KEY_BYTES = 1024
+export const MAX_KEY_BYTES = 1024
+/** A client filename longer than this is abuse, not a file; the bound also keeps originalName (echoed to clients) small. */
+export const MAX_ORIGINAL_NAME_BYTES = 4096
 const FALLBACK_NAME = 'file'
 
 /**

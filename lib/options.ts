@@ -12,6 +12,8 @@ export const MIN_PART_SIZE = 5 * MiB
 export const MAX_PART_SIZE = 5 * GiB
 /** S3's ceiling for one object. */
 export const MAX_OBJECT_SIZE = 5 * TiB
+/** S3's ceiling for the parts of one upload. */
+export const MAX_PARTS = 10_000
 
 /** What a `key()` option receives to name an object. */
 export interface KeyContext {
@@ -141,14 +143,14 @@ export const optionsSchema = z.strictObject({
   /** Largest accepted file in bytes; beyond it the upload is aborted with 413. */
   maxFileSize: int(0, MAX_OBJECT_SIZE).default(MAX_OBJECT_SIZE),
   /** Most parts the store allows in one upload (S3: 10,000; some stores fewer). Part sizes grow to fit. */
-  maxParts: int(1, 10_000).default(10_000),
+  maxParts: int(1, MAX_PARTS).default(MAX_PARTS),
   /** Every part but the last the same size (stores such as R2 require it); part sizes then never grow mid-upload. */
   equalParts: z.boolean().default(false),
   /** Bytes held in part buffers by all uploads of the process at once; a new part waits for room. */
   maxBufferedBytes: int(MIN_PART_SIZE, 64 * GiB).default(256 * MiB),
   /** Checksum computed per part in the worker and verified by S3; 'none' for stores that reject checksum headers. */
   checksum: z.enum(['none', 'CRC32', 'CRC32C', 'SHA256']).default('none'),
-  /** Retries of a failed part (the buffered bytes are re-sent). */
+  /** Retries of every S3 call of a streamed upload: parts and single PUTs (their buffered bytes re-sent), create, complete, abort. */
   retry: retrySchema.default({ attempts: 4, baseDelayMs: 200, maxDelayMs: 10_000 }),
   /** Most files accepted in one request. */
   maxFiles: int(1, 10_000).default(100),
@@ -180,7 +182,7 @@ export type S3ChunkConfig = Readonly<z.output<typeof optionsSchema>>
 export type S3Settings = z.output<typeof s3Schema>
 /** Direct-upload settings after validation. */
 export type DirectConfig = z.output<typeof directSchema>
-/** Part retry policy. */
+/** Retry policy of a streamed upload's S3 calls. */
 export type RetryPolicy = z.output<typeof retrySchema>
 /** Checksum algorithm, or 'none'. */
 export type ChecksumSetting = z.output<typeof optionsSchema>['checksum']

@@ -11,7 +11,7 @@ import {
   TypeNotAllowedError
 } from './errors.js'
 import { SNIFF_BYTES, sniffType, typeAllowed } from './content-types.js'
-import { makeKey, sanitiseFilename } from './keys.js'
+import { MAX_ORIGINAL_NAME_BYTES, makeKey, sanitiseFilename } from './keys.js'
 import type { S3ChunkConfig } from './options.js'
 import { objectUrl } from './s3-client.js'
 import type { S3Fields, S3File } from './types.js'
@@ -39,9 +39,6 @@ interface RequestState {
   consumed: boolean
   fields: S3Fields
 }
-
-// Longer names are abuse, not files; the bound also keeps originalName (echoed to clients) small.
-const MAX_ORIGINAL_NAME_BYTES = 4096
 
 const states = new WeakMap<FastifyRequest, RequestState>()
 
@@ -257,7 +254,7 @@ async function drain (stream: NodeJS.ReadableStream): Promise<void> {
   for await (const _ of stream) { /* discard */ }
 }
 
-const busboyMessages = /Unexpected end of (multipart data|form)|Boundary not found|Malformed|terminated early|Unsupported content type|Missing Content-Type|Unexpected end of/i
+const busboyMessages = /Unexpected end of|Boundary not found|Malformed|terminated early|Unsupported content type|Missing Content-Type/i
 
 /** Maps @fastify/multipart and busboy errors onto this plugin's errors. */
 function translateError (error: unknown, config: S3ChunkConfig): unknown {

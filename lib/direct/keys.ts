@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import { ForbiddenError, InvalidKeyError } from '../errors.js'
-import { joinKey, sanitiseFilename, sanitisePrefix } from '../keys.js'
+import { MAX_KEY_BYTES, joinKey, sanitiseFilename, sanitisePrefix } from '../keys.js'
 import type { DirectConfig, DirectUser, S3ChunkConfig } from '../options.js'
 
 /** Every key of a user lives under this prefix; the user id is sanitised like a filename. */
@@ -32,7 +32,7 @@ export async function makeDirectKey (config: S3ChunkConfig, direct: DirectConfig
 export function assertOwnKey (config: S3ChunkConfig, user: DirectUser, key: unknown): string {
   if (typeof key !== 'string' || key === '') throw new ForbiddenError('a key is required')
   const own = `${userPrefix(config, user)}/`
-  if (!key.startsWith(own) || sanitisePrefix(key) !== key || Buffer.byteLength(key) > 1024) {
+  if (!key.startsWith(own) || sanitisePrefix(key) !== key || Buffer.byteLength(key) > MAX_KEY_BYTES) {
     throw new ForbiddenError('that key is not yours')
   }
   return key

@@ -12,15 +12,13 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { typeAllowed } from '../content-types.js'
 import { BadRequestError, ForbiddenError, TypeNotAllowedError, UnauthorizedError } from '../errors.js'
-import type { DirectConfig, DirectUser, S3ChunkConfig } from '../options.js'
-import { objectUrl } from '../s3-client.js'
+import { MAX_PARTS, type DirectConfig, type DirectUser, type S3ChunkConfig } from '../options.js'
+import { MAX_ORIGINAL_NAME_BYTES } from '../keys.js'
 import type { S3File } from '../types.js'
 import { describeS3Error, s3Call, storageFailure } from '../upload/s3-failure.js'
 import { abortMultipartUpload, completedDespiteFailure, isNoSuchUpload } from '../upload/multipart-calls.js'
 import { assertOwnKey, makeDirectKey } from './keys.js'
 import { ORIGINAL_NAME_META, verifyUpload } from './verify.js'
-
-const MAX_PARTS = 10_000
 
 interface Query { filename?: string, type?: string, key?: string, partNumbers?: string }
 
@@ -48,7 +46,7 @@ export async function directRoutes (
 
   function declared (filename: unknown, type: unknown): { filename: string, type: string } {
     if (typeof filename !== 'string' || filename === '') throw new BadRequestError('filename is required')
-    if (Buffer.byteLength(filename) > 4096) throw new BadRequestError('filename is longer than 4096 bytes')
+    if (Buffer.byteLength(filename) > MAX_ORIGINAL_NAME_BYTES) throw new BadRequestError(`filename is longer than ${MAX_ORIGINAL_NAME_BYTES} bytes`)
     const contentType = typeof type === 'string' && type !== '' ? type : 'application/octet-stream'
     if (!typeAllowed(contentType, config.allowedTypes)) throw new TypeNotAllowedError(contentType)
     return { filename, type: contentType }
@@ -85,7 +83,7 @@ export async function directRoutes (
 
   function partNumber (value: unknown): number {
     const number = Number(value)
-    if (!Number.isInteger(number) || number < 1 || number > MAX_PARTS) throw new BadRequestError(`part numbers are integers from 1 to ${MAX_PARTS}`)
+    if (!isPartNumber(number)) throw new BadRequestError(`part numbers are integers from 1 to ${MAX_PARTS}`)
     return number
   }
 
@@ -191,7 +189,7 @@ export async function directRoutes (
       await abortMultipartUpload(scope, uploadId)
     }
     const file = await verifyUpload(client, config, key, request.log)
-    return { location: objectUrl(config.s3, bucket, key), key, file: await stored(file, request) }
+    return { location: file.location, key, file: await stored(file, request) }
   })
 
   fastify.delete<{ Params: { '*': string }, Querystring: Query }>('/s3/multipart/*', async (request) => {
@@ -213,13 +211,17 @@ function multipartPath (rest: string): [string, string | undefined] {
   return [uploadId, segments[1]]
 }
 
+function isPartNumber (value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= MAX_PARTS
+}
+
 function completedParts (value: unknown): Array<{ PartNumber: number, ETag: string }> {
   if (!Array.isArray(value) || value.length === 0 || value.length > MAX_PARTS) throw new BadRequestError('parts must list 1 to 10000 { PartNumber, ETag }')
   return value.map((part: unknown) => {
     const { PartNumber, ETag } = (part ?? {}) as { PartNumber?: unknown, ETag?: unknown }
-    if (!Number.isInteger(PartNumber) || (PartNumber as number) < 1 || (PartNumber as number) > MAX_PARTS || typeof ETag !== 'string' || ETag === '') {
+    if (!isPartNumber(PartNumber) || typeof ETag !== 'string' || ETag === '') {
       throw new BadRequestError('each part needs a PartNumber (1-10000) and an ETag')
     }
-    return { PartNumber: PartNumber as number, ETag }
+    return { PartNumber, ETag }
   }).sort((a, b) => a.PartNumber - b.PartNumber)
 }

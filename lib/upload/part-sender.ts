@@ -5,8 +5,8 @@ import { storageFailure } from './s3-failure.js'
 
 /**
  * Sends one part to S3, retries included. Resolves with the part's buffer
- * handed back for reuse; rejects with a StorageFailure whose `body`, when
- * set, is the buffer handed back.
+ * handed back for reuse (`body`); rejects with a StorageFailure whose
+ * `partBuffer`, when set, is the buffer handed back.
  */
 export interface PartSender {
   send: (task: PartTask) => Promise<PartDone>
