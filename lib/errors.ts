@@ -121,3 +121,45 @@ export const BadRequestError = createError<'FST_S3CHUNK_BAD_REQUEST', 400, [stri
   'Bad request: %s',
   400
 )
+
+/** A declared Content-Type is not exactly one `type/subtype`. `%s` says what was wrong. */
+export const BadContentTypeError = createError<'FST_S3CHUNK_BAD_CONTENT_TYPE', 400, [string]>(
+  'FST_S3CHUNK_BAD_CONTENT_TYPE',
+  'Bad Content-Type: %s',
+  400
+)
+
+/** An object already exists at the upload's key and `overwrite` is off; nothing was replaced. `%s` is the key. */
+export const KeyExistsError = createError<'FST_S3CHUNK_KEY_EXISTS', 409, [string]>(
+  'FST_S3CHUNK_KEY_EXISTS',
+  'An object already exists at %s; nothing was replaced (set overwrite: true to replace objects)',
+  409
+)
+
+/** The client sent nothing for `bodyTimeout` ms; the upload was aborted. `%d` is the timeout. */
+export const BodyTimeoutError = createError<'FST_S3CHUNK_BODY_TIMEOUT', 408, [number]>(
+  'FST_S3CHUNK_BODY_TIMEOUT',
+  'The request body stalled: nothing arrived for %d ms; the upload was aborted and nothing was stored',
+  408
+)
+
+/** The app's onUploadComplete hook threw; the stored object was deleted so storage and the app's records agree. */
+export const UploadHookError = createError<'FST_S3CHUNK_HOOK_FAILED', 500, []>(
+  'FST_S3CHUNK_HOOK_FAILED',
+  'The upload could not be recorded; the stored file was deleted',
+  500
+)
+
+/** A request failed after some of its files were stored (s3Files()); `%s` lists the keys kept. */
+export const PartiallyStoredError = createError<'FST_S3CHUNK_PARTIALLY_STORED', 400, [string]>(
+  'FST_S3CHUNK_PARTIALLY_STORED',
+  'The request failed after some files were stored; these stay stored: %s',
+  400
+)
+
+/** A bucket-level call of a maintenance helper (lifecycle, CORS, sweep) failed. `%s` is the S3 operation. */
+export const BucketCallError = createError<'FST_S3CHUNK_BUCKET_CALL', 502, [string]>(
+  'FST_S3CHUNK_BUCKET_CALL',
+  'The storage backend failed a bucket request (%s); see the log for details',
+  502
+)

@@ -72,7 +72,10 @@ const s3Schema = z.strictObject({
   region: z.string().min(1).default('us-east-1'),
   endpoint: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
   forcePathStyle: z.boolean().default(false),
-  credentials: z.strictObject({
+  // Not strict: the SDK adds bookkeeping keys (`$source`) to a credentials object it was
+  // given, and the same object is often passed to an S3Client of the app's too. Parsing
+  // copies the known keys; the app's object is never changed.
+  credentials: z.object({
     accessKeyId: z.string().min(1),
     secretAccessKey: z.string().min(1),
     sessionToken: z.string().min(1).optional()
@@ -134,6 +137,19 @@ export const optionsSchema = z.strictObject({
   appendTimestamp: z.boolean().default(true),
   /** Query parameter naming a sub-prefix below keyPrefix; `true` means `__prefix`. Off by default. */
   prefixQueryParam: z.union([z.boolean(), z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be a query parameter name')]).default(false),
+  /**
+   * Replace an object that already exists at a key. Off by default: every write is
+   * conditional (`If-None-Match: *`), so an upload whose key is taken fails with 409
+   * FST_S3CHUNK_KEY_EXISTS and nothing is replaced. Turn it on for stores without
+   * conditional writes, or where replacing is the point.
+   */
+  overwrite: z.boolean().default(false),
+  /**
+   * Milliseconds an upload may wait for the client's next bytes; past it the upload is
+   * aborted with 408 FST_S3CHUNK_BODY_TIMEOUT. Time the plugin itself spends not reading
+   * (parts in flight, memory budget) does not count.
+   */
+  bodyTimeout: int(1000, 24 * 3600 * 1000).default(30_000),
   /** Custom key naming; its result is sanitised per segment and placed below keyPrefix. */
   key: keyFunction.optional(),
   /** Bytes per S3 part (S3 needs ≥ 5 MiB for every part but the last). */
