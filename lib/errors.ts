@@ -163,3 +163,10 @@ export const BucketCallError = createError<'FST_S3CHUNK_BUCKET_CALL', 502, [stri
   'The storage backend failed a bucket request (%s); see the log for details',
   502
 )
+
+/** Every byte of the memory budget is held by uploads that are all waiting for more; this one was failed so the others can go on. Retry later. */
+export const ServerBusyError = createError<'FST_S3CHUNK_BUSY', 503, []>(
+  'FST_S3CHUNK_BUSY',
+  'The server has no memory for this upload right now; nothing was stored. Retry later',
+  503
+)

@@ -3,7 +3,7 @@ import fp from 'fastify-plugin'
 import fastifyMultipart from '@fastify/multipart'
 import { AlreadyRegisteredError, ClosingError } from './errors.js'
 import { parseOptions, type S3ChunkOptions } from './options.js'
-import { bodyConsumed, createRequestApi, type Runtime } from './request-api.js'
+import { bodyConsumed, createRequestApi, maxPartSize, type Runtime } from './request-api.js'
 import { directRoutes } from './direct/routes.js'
 import { abortStaleUploads, ensureCors, ensureLifecycleRule } from './maintenance.js'
 import { createPartClient, createS3Client } from './s3-client.js'
@@ -11,6 +11,7 @@ import type { S3ChunkDecorator } from './types.js'
 import { PartBufferPool } from './upload/part-buffer-pool.js'
 import { scheduleCapacity } from './upload/part-schedule.js'
 import { createInlineSender } from './upload/part-sender.js'
+import { Shutdown } from './upload/shutdown.js'
 import { createWorkerPoolSender } from './upload/worker-pool-sender.js'
 
 const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fastify: FastifyInstance, options: S3ChunkOptions) {
@@ -20,9 +21,10 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
   // @fastify/multipart parses the body; reuse it when the app registered it already.
   if (!fastify.hasRequestDecorator('parts')) await fastify.register(fastifyMultipart)
 
-  const capacity = scheduleCapacity(config)
-  if (capacity < config.maxFileSize) {
-    fastify.log.warn(`fastify-s3-chunk: ${config.maxParts} parts hold at most ${capacity} bytes at these part sizes; larger files fail with FST_S3CHUNK_PART_LIMIT (raise partSize or lower maxFileSize)`)
+  // Only when the app asked for more: the default maxFileSize is S3's own ceiling.
+  const capacity = scheduleCapacity({ ...config, maxPartSize: maxPartSize(config) })
+  if (options.maxFileSize !== undefined && capacity < config.maxFileSize) {
+    fastify.log.warn(`fastify-s3-chunk: ${config.maxParts} parts of at most ${maxPartSize(config)} bytes (a quarter of maxBufferedBytes) hold at most ${capacity} bytes; larger files fail with FST_S3CHUNK_PART_LIMIT (raise maxBufferedBytes or lower maxFileSize)`)
   }
 
   const client = createS3Client(config.s3)
@@ -30,14 +32,14 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
   const uploadClient = createPartClient(config.s3)
   const policy = { checksum: config.checksum, retry: config.retry }
   const sender = config.mode === 'workers' ? createWorkerPoolSender(config) : createInlineSender(uploadClient, policy)
-  const closing = new AbortController()
+  const shutdown = new Shutdown()
   const runtime: Runtime = {
     config,
     uploadClient,
     sender,
     buffers: new PartBufferPool(config.maxBufferedBytes),
     counters: { uploadsInFlight: 0, partsInFlight: 0 },
-    closing: closing.signal,
+    shutdown,
     // One hook for both paths: where the app records the file.
     onStored: async (file, request) => { await config.onUploadComplete?.(file, request) }
   }
@@ -88,7 +90,7 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
   // Uploads still running at shutdown are aborted (never committed half-done),
   // so close() does not wait on clients that may take hours.
   fastify.addHook('preClose', async () => {
-    closing.abort(new ClosingError())
+    shutdown.close(new ClosingError())
   })
   fastify.addHook('onClose', async () => {
     await sender.close()

@@ -1,5 +1,6 @@
+import { randomBytes } from 'node:crypto'
 import type { S3ChunkConfig, KeyContext } from './options.js'
-import { InvalidKeyError } from './errors.js'
+import { BadRequestError, InvalidKeyError } from './errors.js'
 
 // S3 allows 1024 bytes per key; a segment this long leaves room for prefixes.
 const MAX_FILENAME_BYTES = 200
@@ -28,20 +29,31 @@ export function sanitiseFilename (name: string): string {
   return clean === '' || clean === '.' ? FALLBACK_NAME : clean
 }
 
-/** Sanitises each segment of a client-given sub-path; `..`, `.` and empty segments vanish. */
+/** Most segments a client may name with the prefix query parameter. */
+export const MAX_QUERY_PREFIX_SEGMENTS = 8
+
+/**
+ * Sanitises each segment of a sub-path; `..`, `.` and empty segments vanish.
+ * Nothing is cut: a caller that bounds the depth refuses a deeper path
+ * rather than dropping segments (dropping the filename made files share a key).
+ */
 export function sanitisePrefix (value: string): string {
   return value
     .split(/[/\\]/)
     .map((segment) => segment.normalize('NFC').replace(/[\p{Cc}\p{Cf}]/gu, '').trim())
     .filter((segment) => segment !== '' && !/^\.+$/.test(segment))
     .map((segment) => sanitiseFilename(segment))
-    .slice(0, 8)
     .join('/')
 }
 
-/** `photo.final.jpg` at 2026-11-21T05:21:46.123Z → `photo.final_20261121T052146123Z.jpg`. */
-export function withTimestamp (filename: string, now: Date): string {
-  const stamp = now.toISOString().replace(/[-:.]/g, '')
+/**
+ * `photo.final.jpg` at 2026-11-21T05:21:46.123Z → `photo.final_20261121T052146123Z-3f9a0c5e1b2d.jpg`:
+ * a timestamp for people, and 48 random bits so that uploads of one name in the
+ * same millisecond still get keys of their own (a timestamp alone gave 100
+ * concurrent uploads 40 keys). Conditional writes catch what randomness cannot.
+ */
+export function withTimestamp (filename: string, now: Date, random = randomBytes(6).toString('hex')): string {
+  const stamp = `${now.toISOString().replace(/[-:.]/g, '')}-${random}`
   const dot = filename.lastIndexOf('.')
   if (dot <= 0) return `${filename}_${stamp}`
   return `${filename.slice(0, dot)}_${stamp}${filename.slice(dot)}`
@@ -74,7 +86,12 @@ function queryPrefix (config: S3ChunkConfig, context: KeyContext): string {
   const param = config.prefixQueryParam === true ? '__prefix' : config.prefixQueryParam
   const query = context.request.query as Record<string, unknown> | undefined
   const value = query?.[param]
-  return typeof value === 'string' ? sanitisePrefix(value) : ''
+  if (typeof value !== 'string') return ''
+  const prefix = sanitisePrefix(value)
+  if (prefix.split('/').length > MAX_QUERY_PREFIX_SEGMENTS) {
+    throw new BadRequestError(`the ${param} query parameter names more than ${MAX_QUERY_PREFIX_SEGMENTS} segments`)
+  }
+  return prefix
 }
 
 function truncateKeepingExtension (name: string, maxBytes: number): string {

@@ -1,6 +1,6 @@
-import type { FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { Multipart, MultipartFile } from '@fastify/multipart'
-import type { S3Client } from '@aws-sdk/client-s3'
+import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import {
   AlreadyConsumedError,
   BadMultipartError,
@@ -8,18 +8,21 @@ import {
   NoFileError,
   NotMultipartError,
   TooManyPartsError,
-  TypeNotAllowedError
+  UploadHookError
 } from './errors.js'
-import { SNIFF_BYTES, sniffType, typeAllowed } from './content-types.js'
+import { SNIFF_BYTES, checkDeclaredType, decideType, sniffType } from './content-types.js'
 import { MAX_ORIGINAL_NAME_BYTES, makeKey, sanitiseFilename } from './keys.js'
 import type { S3ChunkConfig } from './options.js'
 import { objectUrl } from './s3-client.js'
 import type { S3Fields, S3File } from './types.js'
-import { uploadStream } from './upload/coordinator.js'
+import { uploadStream, type UploadTarget } from './upload/coordinator.js'
+import { IdleWatch } from './upload/idle-watch.js'
 import type { PartBufferPool } from './upload/part-buffer-pool.js'
 import { partSchedule } from './upload/part-schedule.js'
 import type { PartSender } from './upload/part-sender.js'
 import { isStorageFailure } from './upload/s3-failure.js'
+import { failureInfo, withRetries } from './upload/send-part.js'
+import type { Shutdown } from './upload/shutdown.js'
 
 /** What the request methods need from the plugin instance. */
 export interface Runtime {
@@ -29,8 +32,8 @@ export interface Runtime {
   sender: PartSender
   buffers: PartBufferPool
   counters: { uploadsInFlight: number, partsInFlight: number }
-  /** Aborted when the server closes: uploads in flight are aborted, not committed. */
-  closing: AbortSignal
+  /** Closed when the server closes: uploads in flight are aborted, not committed. */
+  shutdown: Shutdown
   /** Runs the app's onUploadComplete hook for a stored file. */
   onStored: (file: S3File, request: FastifyRequest) => Promise<void>
 }
@@ -91,27 +94,31 @@ export function createRequestApi (runtime: Runtime): {
     }
   }
 
-  async function storeFile (request: FastifyRequest, part: MultipartFile): Promise<S3File> {
+  /** Streams one file into S3; resolves once it is committed (the app's hook has not run yet). */
+  async function storeFile (request: FastifyRequest, part: MultipartFile, watch: IdleWatch): Promise<S3File> {
     const originalName = part.filename
     if (Buffer.byteLength(originalName) > MAX_ORIGINAL_NAME_BYTES) {
       throw new BadMultipartError(`a filename is longer than ${MAX_ORIGINAL_NAME_BYTES} bytes`)
     }
-    const contentType = part.mimetype !== '' ? part.mimetype : 'application/octet-stream'
-    if (!typeAllowed(contentType, config.allowedTypes)) throw new TypeNotAllowedError(contentType)
+    // 400 for a malformed declaration, 415 for a specific one not allowed, before any byte is read.
+    const declared = checkDeclaredType(part.mimetype === '' ? undefined : part.mimetype, config.allowedTypes)
     const key = await makeKey(config, {
       filename: sanitiseFilename(originalName),
       originalName,
       fieldName: part.fieldname,
-      mimetype: contentType,
+      mimetype: declared ?? 'application/octet-stream',
       request
     })
+    // The type is final once the first bytes are sniffed, before any of them reach S3.
+    const target: UploadTarget = { bucket: config.bucket, key, contentType: declared ?? 'application/octet-stream', overwrite: config.overwrite }
     try {
-      const outcome = await uploadStream(checkedSource(part, config), { bucket: config.bucket, key, contentType }, {
+      const outcome = await uploadStream(checkedSource(part, target, declared, config, watch), target, {
         client: runtime.uploadClient,
         retry: config.retry,
         sender: runtime.sender,
         partSize: partSchedule({
           partSize: config.partSize,
+          maxPartSize: maxPartSize(config),
           maxParts: config.maxParts,
           maxFileSize: config.maxFileSize,
           equalParts: config.equalParts,
@@ -124,7 +131,7 @@ export function createRequestApi (runtime: Runtime): {
         checksum: config.checksum,
         buffers: runtime.buffers,
         counters: runtime.counters,
-        signal: runtime.closing,
+        shutdown: runtime.shutdown,
         log: request.log
       })
       const file: S3File = {
@@ -133,14 +140,13 @@ export function createRequestApi (runtime: Runtime): {
         key,
         bucket: config.bucket,
         size: outcome.size,
-        contentType,
+        contentType: target.contentType,
         etag: outcome.etag,
         location: objectUrl(config.s3, config.bucket, key),
         parts: outcome.parts
       }
       if (outcome.versionId !== undefined) file.versionId = outcome.versionId
       if (outcome.checksum !== undefined) file.checksum = outcome.checksum
-      await runtime.onStored(file, request)
       return file
     } catch (error) {
       if (isStorageFailure(error)) {
@@ -152,41 +158,80 @@ export function createRequestApi (runtime: Runtime): {
     }
   }
 
+  /** The app's hook for a stored file; when it throws, the object is deleted so storage and the app's records agree. */
+  async function record (request: FastifyRequest, file: S3File): Promise<void> {
+    try {
+      await runtime.onStored(file, request)
+    } catch (error) {
+      request.log.error({ key: file.key, err: error }, 'fastify-s3-chunk: onUploadComplete threw; deleting the stored object')
+      await discard(runtime.uploadClient, config, file, request.log)
+      throw new UploadHookError()
+    }
+  }
+
+  /**
+   * Each file is stored, recorded (onUploadComplete) and yielded as it
+   * arrives; a file yielded stays stored whatever happens later in the body.
+   * When a later part fails, the error's message lists the keys that stay.
+   */
   async function * s3Files (this: FastifyRequest): AsyncGenerator<S3File, void, undefined> {
     const request = this
     const parts = openParts(request)
     const { fields } = stateOf(request)
+    const watch = new IdleWatch(config.bodyTimeout)
+    const stored: S3File[] = []
     try {
-      for await (const part of parts) {
-        if (part.type === 'field') addField(fields, part.fieldname, part.value)
-        else yield await storeFile(request, part)
+      for await (const part of watch.iterate(parts)) {
+        if (part.type === 'field') {
+          addField(fields, part, config)
+          continue
+        }
+        const file = await storeFile(request, part, watch)
+        await record(request, file)
+        stored.push(file)
+        yield file
       }
     } catch (error) {
-      throw translateError(error, config)
+      throw withStoredKeys(translateError(error, config), stored)
+    } finally {
+      watch.stop()
     }
   }
 
+  /**
+   * The first file, stored and then recorded only once the whole body was
+   * read: when anything after the file fails (a bad field, a limit, the
+   * client leaving), the object is deleted and the hook never runs.
+   */
   async function s3File (this: FastifyRequest): Promise<S3File> {
     const request = this
     const parts = openParts(request)
     const { fields } = stateOf(request)
+    const watch = new IdleWatch(config.bodyTimeout)
     let first: S3File | undefined
     try {
-      for await (const part of parts) {
+      for await (const part of watch.iterate(parts)) {
         if (part.type === 'field') {
-          addField(fields, part.fieldname, part.value)
+          addField(fields, part, config)
         } else if (first === undefined) {
-          first = await storeFile(request, part)
+          first = await storeFile(request, part, watch)
         } else {
           // Only the first file is stored; later ones are read through so the fields after them arrive.
           request.log.debug({ field: part.fieldname }, 'fastify-s3-chunk: s3File() ignores files after the first')
-          await drain(part.file)
+          await drain(part.file, watch)
         }
       }
     } catch (error) {
+      if (first !== undefined) {
+        request.log.info({ key: first.key, err: error }, 'fastify-s3-chunk: the request failed after its file was stored; deleting it')
+        await discard(runtime.uploadClient, config, first, request.log)
+      }
       throw translateError(error, config)
+    } finally {
+      watch.stop()
     }
     if (first === undefined) throw new NoFileError()
+    await record(request, first)
     return first
   }
 
@@ -197,61 +242,99 @@ export function createRequestApi (runtime: Runtime): {
   return { s3File, s3Files, s3Fields }
 }
 
+/**
+ * The largest part the plugin makes: a quarter of the memory budget (or the
+ * configured part size, when larger), so one upload's part can never take the
+ * whole budget, whatever size a client declares.
+ */
+export function maxPartSize (config: Pick<S3ChunkConfig, 'partSize' | 'maxBufferedBytes'>): number {
+  return Math.max(config.partSize, Math.floor(config.maxBufferedBytes / 4))
+}
+
+/** Deletes a stored object (that exact version, when the bucket keeps versions); a failure is logged, never thrown over the cause. */
+async function discard (client: S3Client, config: S3ChunkConfig, file: S3File, log: FastifyBaseLogger): Promise<void> {
+  try {
+    await withRetries('DeleteObject', config.retry, async () => await client.send(new DeleteObjectCommand({
+      Bucket: file.bucket,
+      Key: file.key,
+      ...(file.versionId !== undefined ? { VersionId: file.versionId } : {})
+    })))
+  } catch (error) {
+    log.error({ key: file.key, s3: failureInfo('DeleteObject', error) }, 'fastify-s3-chunk: could not delete an object whose request failed; it stays in the bucket')
+  }
+}
+
+/** Names, in the error a client gets, the files that stay stored although the request failed. */
+function withStoredKeys (error: unknown, stored: S3File[]): unknown {
+  if (stored.length === 0 || typeof error !== 'object' || error === null) return error
+  const keys = stored.map((file) => file.key)
+  const described = error as { message?: unknown, storedKeys?: string[] }
+  described.storedKeys = keys
+  if (typeof described.message === 'string') described.message += ` (files stored before the failure stay stored: ${keys.join(', ')})`
+  return error
+}
+
 function declaredLength (request: FastifyRequest): number | undefined {
   const header = request.headers['content-length']
   if (header === undefined || !/^\d+$/.test(header)) return undefined
   return Number(header)
 }
 
-function addField (fields: S3Fields, name: string, value: unknown): void {
-  const text = typeof value === 'string' ? value : JSON.stringify(value)
-  const existing = fields[name]
-  if (existing === undefined) fields[name] = text
+function addField (fields: S3Fields, part: { fieldname: string, value: unknown, valueTruncated?: boolean, fieldnameTruncated?: boolean }, config: S3ChunkConfig): void {
+  // busboy cuts an over-long value (or name) and carries on; a cut value is not what the client sent.
+  if (part.valueTruncated === true) throw new TooManyPartsError(`a field is larger than ${config.maxFieldSize} bytes`)
+  if (part.fieldnameTruncated === true) throw new TooManyPartsError('a field name is longer than 100 bytes')
+  const text = typeof part.value === 'string' ? part.value : JSON.stringify(part.value)
+  const existing = fields[part.fieldname]
+  if (existing === undefined) fields[part.fieldname] = text
   else if (Array.isArray(existing)) existing.push(text)
-  else fields[name] = [existing, text]
+  else fields[part.fieldname] = [existing, text]
 }
 
 /**
  * The file stream, checked on the way:
- * - with allowedTypes, its first bytes are held back and sniffed before any
- *   reach S3, so a file of another type fails before anything is stored;
+ * - its first bytes are held back and sniffed before any reach S3, and the
+ *   type the object is stored with decided from them (`decideType`): with
+ *   allowedTypes a file of another type fails before anything is stored;
+ * - a client that sends nothing for `bodyTimeout` fails it (IdleWatch);
  * - it fails with FileTooLargeError when busboy's fileSize limit cut it short,
  *   so a truncated file is aborted, never committed.
  * `destroy` lets the coordinator stop reading at once.
  */
-function checkedSource (part: MultipartFile, config: S3ChunkConfig): AsyncIterable<Uint8Array> & { destroy: (error?: Error) => void } {
+function checkedSource (part: MultipartFile, target: UploadTarget, declared: string | undefined, config: S3ChunkConfig, watch: IdleWatch): AsyncIterable<Uint8Array> & { destroy: (error?: Error) => void } {
   const file = part.file
-  const allowed = config.allowedTypes
   return {
     async * [Symbol.asyncIterator] () {
-      let head: Buffer[] | null = allowed === undefined ? null : []
+      let head: Buffer[] | null = []
       let headBytes = 0
-      const checkHead = async (): Promise<Buffer> => {
+      const decide = async (): Promise<Buffer> => {
         const bytes = Buffer.concat(head ?? [])
-        const sniffed = await sniffType(bytes)
-        if (sniffed === undefined || !typeAllowed(sniffed, allowed)) throw new TypeNotAllowedError(sniffed ?? 'unrecognised content')
+        target.contentType = decideType(declared, await sniffType(bytes), config.allowedTypes)
         head = null
         return bytes
       }
-      for await (const chunk of file) {
+      for await (const chunk of watch.iterate(file as AsyncIterable<Buffer>)) {
         if (head === null) {
-          yield chunk as Uint8Array
+          yield chunk
           continue
         }
-        head.push(chunk as Buffer)
-        headBytes += (chunk as Buffer).byteLength
-        if (headBytes >= SNIFF_BYTES) yield await checkHead()
+        head.push(chunk)
+        headBytes += chunk.byteLength
+        if (headBytes >= SNIFF_BYTES) yield await decide()
       }
-      if (head !== null) yield await checkHead()
+      if (head !== null) {
+        const bytes = await decide()
+        if (bytes.byteLength > 0) yield bytes
+      }
       if (file.truncated) throw new FileTooLargeError(config.maxFileSize)
     },
     destroy: (error?: Error) => { file.destroy(error) }
   }
 }
 
-async function drain (stream: NodeJS.ReadableStream): Promise<void> {
+async function drain (stream: NodeJS.ReadableStream, watch: IdleWatch): Promise<void> {
   // eslint-disable-next-line @typescript-eslint/no-unused-vars
-  for await (const _ of stream) { /* discard */ }
+  for await (const _ of watch.iterate(stream as AsyncIterable<unknown>)) { /* discard */ }
 }
 
 const busboyMessages = /Unexpected end of|Boundary not found|Malformed|terminated early|Unsupported content type|Missing Content-Type/i

@@ -1,18 +1,21 @@
 import { PutObjectCommand, type CompletedPart, type S3Client } from '@aws-sdk/client-s3'
 import type { FastifyBaseLogger } from 'fastify'
-import { FileTooLargeError, PartLimitError } from '../errors.js'
+import { FileTooLargeError, KeyExistsError, PartLimitError } from '../errors.js'
 import type { ChecksumSetting, RetryPolicy } from '../options.js'
 import { cutParts, type Part } from './part-cutter.js'
 import type { PartBufferPool } from './part-buffer-pool.js'
 import type { PartSizeFn } from './part-schedule.js'
 import type { PartSender } from './part-sender.js'
+import type { Shutdown } from './shutdown.js'
 import { failureInfo, withRetries } from './send-part.js'
 import { storageFailure } from './s3-failure.js'
 import {
   abortMultipartUpload,
   checksumAlgorithm,
   completeMultipartUpload,
+  conditionalWrite,
   createMultipartUpload,
+  isKeyTaken,
   outcomeOf,
   type MultipartScope,
   type UploadOutcome,
@@ -37,8 +40,8 @@ export interface UploadDeps {
   /** The process-wide part buffers; a part waits for room in the budget before it starts filling. */
   buffers: PartBufferPool
   counters: { uploadsInFlight: number, partsInFlight: number }
-  /** Aborting it fails the upload with `signal.reason` (used on shutdown). */
-  signal?: AbortSignal
+  /** Closing it fails the upload with its reason (the server is shutting down). */
+  shutdown?: Shutdown
   log?: FastifyBaseLogger
 }
 
@@ -71,7 +74,7 @@ class FileUpload {
   readonly #deps: UploadDeps
   #uploadId: string | undefined
   #size = 0
-  /** Bytes of pool buffers this upload holds (filling, queued or being sent). */
+  /** Bytes of pool buffers of sealed parts this upload holds (queued or being sent). */
   #held = 0
   readonly #completed: CompletedPart[] = []
   readonly #inFlight = new Set<Promise<void>>()
@@ -79,7 +82,7 @@ class FileUpload {
   /** Aborted at the first failure: wakes every wait of this upload (a slot, the budget, the client). */
   readonly #stop = new AbortController()
   readonly #failed: Promise<null>
-  readonly #onShutdown = (): void => { this.#fail(this.#deps.signal?.reason) }
+  readonly #unsubscribe: () => void
   /** What the create, complete and abort calls share. */
   readonly #scope: MultipartScope
 
@@ -91,8 +94,7 @@ class FileUpload {
     this.#failed = new Promise((resolve) => {
       this.#stop.signal.addEventListener('abort', () => resolve(null), { once: true })
     })
-    if (deps.signal?.aborted === true) this.#onShutdown()
-    deps.signal?.addEventListener('abort', this.#onShutdown, { once: true })
+    this.#unsubscribe = deps.shutdown?.subscribe((reason) => { this.#fail(reason) }) ?? (() => {})
   }
 
   async run (): Promise<UploadOutcome> {
@@ -116,8 +118,8 @@ class FileUpload {
   }
 
   dispose (): void {
-    this.#deps.signal?.removeEventListener('abort', this.#onShutdown)
-    // Buffers still held were dropped with the part cutter (a failed upload): they are not coming back.
+    this.#unsubscribe()
+    // Buffers still held did not come back (a thread died with them): they are written off.
     if (this.#held > 0) this.#forget(this.#held)
   }
 
@@ -125,11 +127,9 @@ class FileUpload {
   async #readParts (): Promise<UploadOutcome | null> {
     const parts = cutParts(this.#source, {
       partSize: this.#deps.partSize,
-      allocate: async (size) => {
-        const buffer = await this.#deps.buffers.acquire(size, this.#stop.signal)
-        this.#held += size
-        return buffer
-      }
+      // Memory is reserved as the client's bytes arrive (see PartBufferPool).
+      open: async (size) => await this.#deps.buffers.open(size, this.#stop.signal),
+      release: (buffer) => { this.#deps.buffers.release(buffer) }
     })[Symbol.asyncIterator]()
 
     while (this.#failure === null) {
@@ -142,6 +142,8 @@ class FileUpload {
       }
       if (step.done === true) return null
       const part = step.value
+      // From here the part's buffer is this upload's to send and give back.
+      this.#held += part.bytes.buffer.byteLength
       this.#size += part.bytes.byteLength
       if (this.#size > this.#deps.maxFileSize) throw new FileTooLargeError(this.#deps.maxFileSize)
       if (part.number > this.#deps.maxParts) throw new PartLimitError(this.#deps.maxParts)
@@ -199,11 +201,14 @@ class FileUpload {
         ContentType: this.#target.contentType,
         Body: bytes,
         ContentLength: bytes.byteLength,
-        ...checksumAlgorithm(this.#deps.checksum)
+        ...checksumAlgorithm(this.#deps.checksum),
+        ...conditionalWrite(this.#target)
       })))
       return outcomeOf(value, { size: this.#size, parts: 0 }, this.#deps.checksum)
     } catch (error) {
-      throw storageFailure(failureInfo('PutObject', error))
+      const info = failureInfo('PutObject', error)
+      if (isKeyTaken(info)) throw new KeyExistsError(this.#target.key)
+      throw storageFailure(info)
     }
   }
 

@@ -11,6 +11,7 @@ import {
   type S3Client
 } from '@aws-sdk/client-s3'
 import type { FastifyBaseLogger } from 'fastify'
+import { KeyExistsError } from '../errors.js'
 import type { ChecksumSetting, RetryPolicy } from '../options.js'
 import { etagParts, etagValue } from '../s3-client.js'
 import { backoffDelay, checksumOf, failureInfo, withRetries } from './send-part.js'
@@ -20,6 +21,8 @@ export interface UploadTarget {
   bucket: string
   key: string
   contentType: string
+  /** Replace an existing object; false: every write is conditional (`If-None-Match: *`). */
+  overwrite: boolean
 }
 
 export interface UploadOutcome {
@@ -48,6 +51,9 @@ export type AbortScope = Pick<MultipartScope, 'client' | 'retry' | 'log'> & { ta
 
 export async function createMultipartUpload (scope: MultipartScope): Promise<string> {
   const { client, retry, target } = scope
+  // The conditional Complete is what guarantees nothing is replaced; looking first
+  // spares a client sending gigabytes only to meet a 409 at the end.
+  if (!target.overwrite && await headOf(client, target, 'none', retry) !== null) throw new KeyExistsError(target.key)
   try {
     const { value } = await withRetries('CreateMultipartUpload', retry, async () => await client.send(new CreateMultipartUploadCommand({
       Bucket: target.bucket,
@@ -83,7 +89,8 @@ export async function completeMultipartUpload (scope: MultipartScope, uploadId: 
       Bucket: target.bucket,
       Key: target.key,
       UploadId: uploadId,
-      MultipartUpload: { Parts: parts }
+      MultipartUpload: { Parts: parts },
+      ...conditionalWrite(target)
     })), async () => {
       consumed = await uploadState(scope, uploadId) === 'gone'
       return !consumed
@@ -98,7 +105,22 @@ export async function completeMultipartUpload (scope: MultipartScope, uploadId: 
   await abortMultipartUpload(scope, uploadId)
   const stored = await storedObject(scope, expected, { sizeAndPartsSuffice: consumed })
   if (stored !== null) return recovered(scope, uploadId, last, stored)
+  if (isKeyTaken(last)) throw new KeyExistsError(target.key)
   throw storageFailure(last)
+}
+
+/** `If-None-Match: *` unless the target may replace an object. */
+export function conditionalWrite (target: Pick<UploadTarget, 'overwrite'>): { IfNoneMatch?: string } {
+  return target.overwrite ? {} : { IfNoneMatch: '*' }
+}
+
+/**
+ * S3's answers to a conditional write whose key is taken: 412 once an object
+ * exists, 409 ConditionalRequestConflict while another write of the key is
+ * under way (which then wins or fails on its own).
+ */
+export function isKeyTaken (info: S3FailureInfo): boolean {
+  return info.status === 412 || info.code === 'PreconditionFailed' || info.code === 'ConditionalRequestConflict'
 }
 
 function recovered (scope: MultipartScope, uploadId: string, failure: S3FailureInfo, stored: UploadOutcome): UploadOutcome {

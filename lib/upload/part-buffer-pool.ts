@@ -1,38 +1,64 @@
+import { ServerBusyError } from '../errors.js'
+
 /**
  * The part buffers of every upload of one plugin instance, within one budget
  * (`maxBufferedBytes`).
  *
+ * Memory is reserved as a client's bytes arrive, never for what it only
+ * declares:
+ * - a part starts in a small head buffer (HEAD_BYTES); only once the head is
+ *   full does the part reserve its whole size — so a client that sends a
+ *   few bytes and then trickles holds a head, not a part;
+ * - a part that then fills slowly (less than HEAD_BYTES in SLOW_AFTER_MS)
+ *   while others wait for room is parked: its buffer shrinks to what it
+ *   holds (resizable ArrayBuffers give the pages back) and it must wait for
+ *   room again before it takes more bytes;
+ * - when every byte is held by parts that all wait for more — nothing in
+ *   flight to S3, nothing filling — the longest waiter that holds memory is
+ *   failed (503, retry later) so the others can go on.
+ * A part whose whole size is reserved and that keeps filling never waits, so
+ * healthy uploads always finish their parts.
+ *
  * A buffer is in use from the moment a part starts filling until S3 has
  * answered for it; then it comes back (from a worker thread too: it is
  * transferred back) and is reused for the next part of the same size. Reuse
- * keeps resident memory at what the budget says: freshly allocated 5 MiB
- * buffers, freed whenever each thread's GC gets round to it, would let RSS
- * run far past the budget under load.
- *
- * A request for a buffer waits while the buffers in use fill the budget,
- * first come first served — and while it waits its upload does not read its
- * socket, so TCP pushes back on the client. A buffer larger than the whole
- * budget is let through when nothing is in use, so it can never wait forever.
- * Free buffers are dropped when nothing has been in use for `idleMs`.
+ * keeps resident memory at what the budget says and spares the page faults
+ * of fresh memory. Free buffers are dropped when nothing has been in use for
+ * `idleMs`.
  */
-/** A new part buffer: unpooled and unzeroed, its ArrayBuffer its own, so moving it to a thread detaches nothing else. */
+
+/** Bytes a part may hold before it reserves its whole size. */
+export const HEAD_BYTES = 64 * 1024
+/** A part that gained less than HEAD_BYTES in this long is slow (under 64 KiB/s). */
+export const SLOW_AFTER_MS = 1000
+/** How often waiting requests look for slow parts to park. */
+const RELIEF_INTERVAL_MS = 250
+
+/** A new part buffer of `size` bytes: unpooled and unzeroed memory of its own, so moving it to a thread detaches nothing else. */
 export function allocatePartBuffer (size: number): ArrayBuffer {
-  return Buffer.allocUnsafeSlow(size).buffer as ArrayBuffer
+  return new ArrayBuffer(size, { maxByteLength: size })
 }
 
 export class PartBufferPool {
   readonly limit: number
   readonly #idleMs: number
+  readonly #now: () => number
   #used = 0
   #peak = 0
   #freeBytes = 0
+  /** Free buffers by their full size (maxByteLength). */
   readonly #free = new Map<number, ArrayBuffer[]>()
   readonly #waiters: Waiter[] = []
+  readonly #filling = new Set<FillingPart>()
+  /** Bytes reserved by parts still filling (the rest of `used` is parts on their way to S3). */
+  #fillingBytes = 0
   #idleTimer: NodeJS.Timeout | undefined
+  #reliefTimer: NodeJS.Timeout | undefined
 
-  constructor (limit: number, options: { idleMs?: number } = {}) {
+  constructor (limit: number, options: { idleMs?: number, now?: () => number } = {}) {
     this.limit = limit
     this.#idleMs = options.idleMs ?? 30_000
+    this.#now = options.now ?? Date.now
   }
 
   /** Bytes of buffers in use (filling, queued or being sent). */
@@ -41,37 +67,32 @@ export class PartBufferPool {
   /** Bytes of free buffers kept for reuse. */
   get free (): number { return this.#freeBytes }
   get waiting (): number { return this.#waiters.length }
+  /** Parts parked for filling slowly while others waited. */
+  get parked (): number { return [...this.#filling].filter((part) => part.stage === 'parked').length }
 
-  /** A buffer of exactly `size` bytes, once the budget has room; rejects with `signal.reason` if aborted first. */
+  /**
+   * A part of `size` bytes to fill. Reserves a head at once (waiting for room
+   * first come first served); the part reserves more as its bytes arrive.
+   */
+  async open (size: number, signal?: AbortSignal): Promise<FillingPart> {
+    const head = Math.min(size, HEAD_BYTES)
+    await this.#reserve(head, signal, null)
+    const part = new FillingPart(this, size, this.#reuse(head) ?? allocatePartBuffer(head), signal, this.#now())
+    this.#filling.add(part)
+    this.#fillingBytes += head
+    return part
+  }
+
+  /** A whole buffer of exactly `size` bytes, once the budget has room; rejects with `signal.reason` if aborted first. */
   async acquire (size: number, signal?: AbortSignal): Promise<ArrayBuffer> {
-    signal?.throwIfAborted()
-    if (this.#waiters.length === 0 && this.#fits(size)) return this.#take(size)
-    return await new Promise<ArrayBuffer>((resolve, reject) => {
-      const waiter: Waiter = { size, resolve, reject }
-      if (signal !== undefined) {
-        waiter.signal = signal
-        waiter.onAbort = () => {
-          const index = this.#waiters.indexOf(waiter)
-          if (index >= 0) this.#waiters.splice(index, 1)
-          reject(signal.reason)
-          // It may have been blocking smaller requests behind it.
-          this.#wake()
-        }
-        signal.addEventListener('abort', waiter.onAbort, { once: true })
-      }
-      this.#waiters.push(waiter)
-    })
+    await this.#reserve(size, signal, null)
+    return this.#reuse(size) ?? allocatePartBuffer(size)
   }
 
   /** Gives back a buffer whose part is done; it is kept for reuse. */
   release (buffer: ArrayBuffer): void {
     this.#used -= buffer.byteLength
-    if (buffer.byteLength > 0 && this.#used + this.#freeBytes + buffer.byteLength <= this.limit) {
-      const list = this.#free.get(buffer.byteLength) ?? []
-      list.push(buffer)
-      this.#free.set(buffer.byteLength, list)
-      this.#freeBytes += buffer.byteLength
-    }
+    this.#keep(buffer)
     this.#afterRelease()
   }
 
@@ -79,6 +100,90 @@ export class PartBufferPool {
   forget (bytes: number): void {
     this.#used -= bytes
     this.#afterRelease()
+  }
+
+  /** @internal FillingPart: reserve `bytes` more for `part`, waiting for room. */
+  async reserveFor (part: FillingPart, bytes: number): Promise<void> {
+    await this.#reserve(bytes, part.signal, part)
+    this.#fillingBytes += bytes
+  }
+
+  /** @internal FillingPart: a full buffer for a part leaving its head, and the head given back. */
+  swapHead (head: ArrayBuffer, size: number): ArrayBuffer {
+    // The head's reservation becomes part of the whole part's.
+    const buffer = this.#reuse(size) ?? allocatePartBuffer(size)
+    this.#keep(head)
+    return buffer
+  }
+
+  /** @internal FillingPart: `bytes` of a parked part's reservation given back. */
+  unreserve (bytes: number): void {
+    this.#fillingBytes -= bytes
+    this.#used -= bytes
+    this.#afterRelease()
+  }
+
+  /** @internal FillingPart: the part stopped filling (sealed or abandoned). */
+  done (part: FillingPart): void {
+    if (this.#filling.delete(part)) this.#fillingBytes -= part.reserved
+  }
+
+  async #reserve (bytes: number, signal: AbortSignal | undefined, part: FillingPart | null): Promise<void> {
+    signal?.throwIfAborted()
+    if (this.#waiters.length === 0 && this.#fits(bytes)) {
+      this.#account(bytes)
+      return
+    }
+    await new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = { bytes, resolve, reject, part }
+      if (signal !== undefined) {
+        waiter.signal = signal
+        waiter.onAbort = () => {
+          this.#dropWaiter(waiter)
+          reject(signal.reason)
+          // It may have been blocking smaller requests behind it.
+          this.#wake()
+        }
+        signal.addEventListener('abort', waiter.onAbort, { once: true })
+      }
+      this.#waiters.push(waiter)
+      this.#relieve()
+    })
+  }
+
+  #fits (bytes: number): boolean {
+    return this.#used + bytes <= this.limit || this.#used === 0
+  }
+
+  #account (bytes: number): void {
+    this.#used += bytes
+    if (this.#used > this.#peak) this.#peak = this.#used
+    // Make room among free buffers so in use + free stays within the budget.
+    this.#dropFree(this.#used + this.#freeBytes - this.limit)
+  }
+
+  #reuse (size: number): ArrayBuffer | undefined {
+    const list = this.#free.get(size)
+    const buffer = list?.pop()
+    if (buffer === undefined) return undefined
+    if (list?.length === 0) this.#free.delete(size)
+    this.#freeBytes -= buffer.byteLength
+    // A parked part's buffer came back shrunk: it is whole again within the reservation just made.
+    if (buffer.byteLength < size) buffer.resize(size)
+    return buffer
+  }
+
+  #keep (buffer: ArrayBuffer): void {
+    const size = buffer.maxByteLength
+    if (buffer.byteLength === 0 || buffer.detached) return
+    if (this.#used + this.#freeBytes + buffer.byteLength > this.limit) {
+      release(buffer)
+      return
+    }
+    const list = this.#free.get(size) ?? []
+    list.push(buffer)
+    this.#free.set(size, list)
+    this.#freeBytes += buffer.byteLength
   }
 
   #afterRelease (): void {
@@ -92,47 +197,172 @@ export class PartBufferPool {
     }
   }
 
-  #fits (size: number): boolean {
-    return this.#used + size <= this.limit || this.#used === 0
-  }
-
-  #take (size: number): ArrayBuffer {
-    this.#used += size
-    if (this.#used > this.#peak) this.#peak = this.#used
-    const reused = this.#free.get(size)?.pop()
-    if (reused !== undefined) {
-      this.#freeBytes -= size
-      return reused
-    }
-    // Make room among free buffers of other sizes so the total stays within the budget.
-    this.#dropFree(this.#used + this.#freeBytes - this.limit)
-    return allocatePartBuffer(size)
-  }
-
   #dropFree (bytes: number): void {
     for (const [size, list] of this.#free) {
       while (bytes > 0 && list.length > 0) {
-        list.pop()
-        this.#freeBytes -= size
-        bytes -= size
+        const buffer = list.pop() as ArrayBuffer
+        this.#freeBytes -= buffer.byteLength
+        bytes -= buffer.byteLength
+        release(buffer)
       }
       if (list.length === 0) this.#free.delete(size)
     }
   }
 
+  #dropWaiter (waiter: Waiter): void {
+    const index = this.#waiters.indexOf(waiter)
+    if (index >= 0) this.#waiters.splice(index, 1)
+    if (waiter.onAbort !== undefined) waiter.signal?.removeEventListener('abort', waiter.onAbort)
+  }
+
   #wake (): void {
-    while (this.#waiters.length > 0 && this.#fits((this.#waiters[0] as Waiter).size)) {
-      const waiter = this.#waiters.shift() as Waiter
-      if (waiter.onAbort !== undefined) waiter.signal?.removeEventListener('abort', waiter.onAbort)
-      waiter.resolve(this.#take(waiter.size))
+    while (this.#waiters.length > 0 && this.#fits((this.#waiters[0] as Waiter).bytes)) {
+      const waiter = this.#waiters[0] as Waiter
+      this.#dropWaiter(waiter)
+      this.#account(waiter.bytes)
+      waiter.resolve()
     }
+    if (this.#waiters.length === 0 && this.#reliefTimer !== undefined) {
+      clearInterval(this.#reliefTimer)
+      this.#reliefTimer = undefined
+    }
+  }
+
+  /**
+   * Someone waits: park the slow parts, and if every byte is then held by
+   * parts that all wait for more, fail the one that has waited longest.
+   * Runs again every RELIEF_INTERVAL_MS while anyone waits, since slowness
+   * shows over time.
+   */
+  #relieve (): void {
+    const now = this.#now()
+    for (const part of this.#filling) {
+      if (part.stage === 'whole' && !part.waiting && now - part.markedAt > SLOW_AFTER_MS) part.park()
+    }
+    this.#wake()
+    if (this.#waiters.length === 0) return
+    this.#reliefTimer ??= setInterval(() => { this.#relieve() }, RELIEF_INTERVAL_MS)
+    this.#reliefTimer.unref()
+    const inFlight = this.#used - this.#fillingBytes
+    const filling = [...this.#filling].some((part) => !part.waiting && part.stage === 'whole')
+    if (inFlight > 0 || filling) return
+    // Deadlock: nothing will give memory back by itself.
+    const victim = this.#waiters.find((waiter) => waiter.part !== null && waiter.part.reserved > 0)
+    if (victim === undefined) return
+    this.#dropWaiter(victim)
+    victim.reject(new ServerBusyError())
+  }
+}
+
+/** The state of one part while its bytes arrive: head, whole (its size reserved), parked (shrunk while slow). */
+export type FillingStage = 'head' | 'whole' | 'parked'
+
+/**
+ * One part being filled, its memory reserved as bytes arrive (see the pool).
+ * `room()` says how many bytes can be written now; when it is 0, `grow()`
+ * reserves more (and may wait). `seal()` ends the filling and hands over the
+ * bytes; `abandon()` gives the memory back.
+ */
+export class FillingPart {
+  readonly size: number
+  readonly signal: AbortSignal | undefined
+  stage: FillingStage
+  buffer: ArrayBuffer
+  written = 0
+  /** Bytes of the budget this part holds. */
+  reserved: number
+  /** When the part last gained HEAD_BYTES (or started). */
+  markedAt: number
+  /** True while grow() waits for room. */
+  waiting = false
+  #markAt = HEAD_BYTES
+  readonly #pool: PartBufferPool
+
+  constructor (pool: PartBufferPool, size: number, head: ArrayBuffer, signal: AbortSignal | undefined, now: number) {
+    this.#pool = pool
+    this.size = size
+    this.signal = signal
+    this.buffer = head
+    this.reserved = head.byteLength
+    this.stage = size <= HEAD_BYTES ? 'whole' : 'head'
+    this.markedAt = now
+  }
+
+  /** Bytes that can be written without waiting. */
+  room (): number {
+    return Math.min(this.reserved, this.buffer.byteLength) - this.written
+  }
+
+  /** Copies `bytes` in (at most room()). */
+  write (bytes: Uint8Array, now: () => number = Date.now): void {
+    new Uint8Array(this.buffer, this.written, bytes.byteLength).set(bytes)
+    this.written += bytes.byteLength
+    if (this.written >= this.#markAt) {
+      this.#markAt = this.written + HEAD_BYTES
+      this.markedAt = now()
+    }
+  }
+
+  /** Reserves the rest of the part (waiting for room), so it can fill to its size. */
+  async grow (): Promise<void> {
+    const more = this.size - this.reserved
+    if (more <= 0) return
+    this.waiting = true
+    try {
+      await this.#pool.reserveFor(this, more)
+    } finally {
+      this.waiting = false
+    }
+    this.reserved = this.size
+    this.markedAt = Date.now()
+    if (this.stage === 'head') {
+      const whole = this.#pool.swapHead(this.buffer, this.size)
+      new Uint8Array(whole, 0, this.written).set(new Uint8Array(this.buffer, 0, this.written))
+      this.buffer = whole
+    } else if (this.buffer.byteLength < this.size) {
+      this.buffer.resize(this.size)
+    }
+    this.stage = 'whole'
+  }
+
+  /** Gives back the reserved room this slow part has not used: its buffer shrinks to its bytes. */
+  park (): void {
+    const keep = Math.min(this.size, Math.ceil(Math.max(this.written, 1) / HEAD_BYTES) * HEAD_BYTES)
+    if (keep >= this.reserved) return
+    this.buffer.resize(keep)
+    const freed = this.reserved - keep
+    this.reserved = keep
+    this.stage = 'parked'
+    this.#pool.unreserve(freed)
+  }
+
+  /** Ends the filling: the part's bytes, in a buffer whose byteLength is exactly what it holds of the budget. */
+  seal (): Uint8Array {
+    this.#pool.done(this)
+    if (this.buffer.byteLength > this.reserved) this.buffer.resize(this.reserved)
+    return new Uint8Array(this.buffer, 0, this.written)
+  }
+
+  /** Gives the part's memory back (its upload failed). */
+  abandon (): void {
+    this.#pool.done(this)
+    const buffer = this.buffer
+    if (buffer.byteLength > this.reserved) buffer.resize(this.reserved)
+    this.#pool.release(buffer)
   }
 }
 
 interface Waiter {
-  size: number
-  resolve: (buffer: ArrayBuffer) => void
+  bytes: number
+  resolve: () => void
   reject: (error: unknown) => void
+  /** The filling part this reservation grows; null for a new part or a whole buffer. */
+  part: FillingPart | null
   signal?: AbortSignal
   onAbort?: () => void
+}
+
+/** Gives a dropped buffer's pages back now rather than whenever the GC collects it. */
+function release (buffer: ArrayBuffer): void {
+  if (buffer.resizable && !buffer.detached) buffer.resize(0)
 }

@@ -35,7 +35,7 @@ t.test('a worker thread that dies mid-upload fails the upload, which is aborted'
       yield randomBytes(MiB)
     }
   }
-  await t.rejects(uploadStream(source(), { bucket, key: 'crash.bin', contentType: 'application/octet-stream' }, {
+  await t.rejects(uploadStream(source(), { bucket, key: 'crash.bin', contentType: 'application/octet-stream', overwrite: false }, {
     client: s3,
     retry: config.retry,
     sender,

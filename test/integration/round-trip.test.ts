@@ -43,7 +43,7 @@ for (const mode of ['workers', 'inline'] as const) {
         // s3rver does not form multipart ETags like S3 does.
         etag: parts === 0 || !server.strict ? /^[0-9a-f]{32}/ : new RegExp(`^[0-9a-f]{32}-${parts}$`)
       }, `${size} bytes: the S3File`)
-      t.match(file.key, /^media\/data-\d+_\d{8}T\d{9}Z\.bin$/, 'key under keyPrefix with a timestamp')
+      t.match(file.key, /^media\/data-\d+_\d{8}T\d{9}Z-[0-9a-f]{12}\.bin$/, 'key under keyPrefix with a timestamp')
       t.equal(file.location, `${server.endpoint}/${bucket}/${file.key}`)
       const stored = await objectDigest(client, bucket, file.key)
       t.equal(stored.size, size, `${size} bytes: stored size`)

@@ -19,9 +19,10 @@ import { multipartEtag } from '../../lib/upload/multipart-calls.ts'
 import { PartBufferPool } from '../../lib/upload/part-buffer-pool.ts'
 import { createInlineSender } from '../../lib/upload/part-sender.ts'
 import { ClosingError } from '../../lib/errors.ts'
+import { Shutdown } from '../../lib/upload/shutdown.ts'
 
 const PART = 1024
-const target = { bucket: 'uploads', key: 'media/file.bin', contentType: 'application/octet-stream' }
+const target = { bucket: 'uploads', key: 'media/file.bin', contentType: 'application/octet-stream', overwrite: true }
 
 const noRetry = { attempts: 1, baseDelayMs: 0, maxDelayMs: 0 }
 
@@ -211,16 +212,16 @@ t.test('backpressure: at most partConcurrency parts in flight, and the source is
   t.equal(maxInFlight, 2, 'never more than partConcurrency parts in flight')
 })
 
-t.test('an aborted signal (server closing) aborts the upload in flight', async (t) => {
-  const controller = new AbortController()
-  const { s3, deps } = setup({ signal: controller.signal })
+t.test('closing the server aborts the upload in flight', async (t) => {
+  const shutdown = new Shutdown()
+  const { s3, deps } = setup({ shutdown })
   async function * slow (): AsyncGenerator<Uint8Array> {
     yield new Uint8Array(2 * PART)
     await sleep(10_000, undefined, { ref: false }) // a client that stalls: the abort must not wait for it
     yield new Uint8Array(1)
   }
   const upload = uploadStream(slow(), target, deps)
-  setTimeout(() => controller.abort(new ClosingError()), 50)
+  setTimeout(() => { shutdown.close(new ClosingError()) }, 50)
   const started = Date.now()
   await t.rejects(upload, { code: 'FST_S3CHUNK_CLOSING', statusCode: 503 })
   t.ok(Date.now() - started < 5000, 'did not wait for the stalled client')

@@ -36,8 +36,9 @@ t.test('sanitisePrefix keeps sub-paths but never climbs', async (t) => {
 
 t.test('withTimestamp puts a UTC timestamp before the extension', async (t) => {
   const now = new Date('2026-11-21T05:21:46.123Z')
-  t.equal(withTimestamp('photo.final.jpg', now), 'photo.final_20261121T052146123Z.jpg')
-  t.equal(withTimestamp('README', now), 'README_20261121T052146123Z')
+  t.equal(withTimestamp('photo.final.jpg', now, '3f9a0c5e1b2d'), 'photo.final_20261121T052146123Z-3f9a0c5e1b2d.jpg')
+  t.equal(withTimestamp('README', now, '3f9a0c5e1b2d'), 'README_20261121T052146123Z-3f9a0c5e1b2d')
+  t.not(withTimestamp('a.jpg', now), withTimestamp('a.jpg', now), 'two names in the same millisecond differ')
 })
 
 function context (overrides: Partial<KeyContext> & { query?: Record<string, string> } = {}): KeyContext {
@@ -55,7 +56,7 @@ function context (overrides: Partial<KeyContext> & { query?: Record<string, stri
 const now = new Date('2026-11-21T05:21:46.123Z')
 
 t.test('makeKey: keyPrefix and timestamp', async (t) => {
-  t.equal(await makeKey(parseOptions({ bucket: 'uploads', keyPrefix: '/media/' }), context(), now), 'media/clip_20261121T052146123Z.mp4')
+  t.match(await makeKey(parseOptions({ bucket: 'uploads', keyPrefix: '/media/' }), context(), now), /^media\/clip_20261121T052146123Z-[0-9a-f]{12}\.mp4$/)
   t.equal(await makeKey(parseOptions({ bucket: 'uploads', appendTimestamp: false }), context(), now), 'clip.mp4')
 })
 

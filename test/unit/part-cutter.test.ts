@@ -1,4 +1,5 @@
 import t from 'tap'
+import { PartBufferPool } from '../../lib/upload/part-buffer-pool.ts'
 import { cutParts, type Part } from '../../lib/upload/part-cutter.ts'
 
 async function * chunked (data: Uint8Array, sizes: number[]): AsyncGenerator<Uint8Array> {
@@ -71,13 +72,29 @@ t.test('each part owns its ArrayBuffer, never a view of a source chunk', async (
   }
 })
 
-t.test('the part size is asked per part number and each buffer comes from allocate()', async (t) => {
-  const allocated: number[] = []
+t.test('the part size is asked per part number and each part is opened from the pool', async (t) => {
+  const pool = new PartBufferPool(1024)
+  const opened: number[] = []
   const parts: Part[] = []
   const sizes = new Map([[1, 10], [2, 20], [3, 40]])
-  for await (const part of cutParts(chunked(bytes(65), [3]), { partSize: (n) => sizes.get(n) ?? 80, allocate: async (size) => { allocated.push(size); return new ArrayBuffer(size) } })) parts.push(part)
+  for await (const part of cutParts(chunked(bytes(65), [3]), { partSize: (n) => sizes.get(n) ?? 80, open: async (size) => { opened.push(size); return await pool.open(size) } })) parts.push(part)
   t.same(parts.map((p) => p.bytes.byteLength), [10, 20, 35])
-  t.same(allocated, [10, 20, 40])
+  t.same(opened, [10, 20, 40])
+  t.equal(pool.used, 10 + 20 + 40, 'each sealed part holds its buffer until given back')
+})
+
+t.test('a part being filled when the source fails gives its memory back', async (t) => {
+  const pool = new PartBufferPool(1024)
+  async function * failing (): AsyncGenerator<Uint8Array> {
+    yield bytes(100)
+    throw new Error('socket hang up')
+  }
+  const seen: Part[] = []
+  await t.rejects(async () => {
+    for await (const part of cutParts(failing(), { partSize: () => 64, open: async (size) => await pool.open(size), release: (buffer) => { pool.release(buffer) } })) seen.push(part)
+  }, /socket hang up/)
+  for (const part of seen) pool.release(part.bytes.buffer as ArrayBuffer)
+  t.equal(pool.used, 0, 'nothing left reserved')
 })
 
 t.test('a full part is held back until the stream says whether more follows', async (t) => {

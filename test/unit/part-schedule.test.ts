@@ -61,10 +61,11 @@ t.test('a store allowing 1,000 parts takes as much as 1,000 parts of ≤ 5 GiB c
 t.test('size known: one part size for all, the smallest that fits, in whole MiB', async (t) => {
   t.equal(partSchedule({ ...defaults, expectedSize: 100 * MiB })(1), MIN_PART_SIZE, 'small files keep partSize')
   const sizeOf = partSchedule({ ...defaults, maxParts: 20, expectedSize: 256 * MiB })
-  t.equal(sizeOf(1), 13 * MiB, '256 MiB in ≤ 20 parts → 13 MiB parts')
-  t.equal(sizeOf(20), 13 * MiB)
+  t.same([1, 2, 3, 4, 20].map(sizeOf), [5 * MiB, 5 * MiB, 10 * MiB, 14 * MiB, 14 * MiB], '256 MiB in ≤ 20 parts → 14 MiB parts, the first ones earning their size')
+  t.ok(partsFor({ ...defaults, maxParts: 20, expectedSize: 256 * MiB }, 256 * MiB).length <= 20, 'the ramp still fits the file in 20 parts')
   t.ok(partsFor({ ...defaults, expectedSize: MAX_OBJECT_SIZE }, MAX_OBJECT_SIZE).length <= 10_000)
-  t.equal(partSchedule({ ...defaults, expectedSize: 10 * MAX_OBJECT_SIZE })(1), Math.ceil(MAX_OBJECT_SIZE / 10_000 / MiB) * MiB, 'a declared size beyond maxFileSize is capped')
+  const declaredHuge = partSchedule({ ...defaults, expectedSize: 10 * MAX_OBJECT_SIZE })(100)
+  t.ok(declaredHuge >= Math.ceil(MAX_OBJECT_SIZE / 10_000 / MiB) * MiB && declaredHuge <= Math.ceil(MAX_OBJECT_SIZE / 10_000 / MiB) * MiB + 2 * MiB, `a declared size beyond maxFileSize is capped (${declaredHuge / MiB} MiB: a MiB or two more make up for the ramp)`)
 })
 
 t.test('equalParts with the size unknown keeps partSize throughout', async (t) => {
@@ -73,4 +74,13 @@ t.test('equalParts with the size unknown keeps partSize throughout', async (t) =
   t.equal(sizeOf(1), 8 * MiB)
   t.equal(sizeOf(1000), 8 * MiB)
   t.equal(scheduleCapacity(options), 8000 * MiB)
+})
+
+t.test('a part is never larger than the parts before it together: a declared size earns nothing by itself', async (t) => {
+  const sizeOf = partSchedule({ ...defaults, expectedSize: MAX_OBJECT_SIZE })
+  t.same([1, 2, 3, 4, 5].map((n) => sizeOf(n) / MiB), [5, 5, 10, 20, 40])
+  const capped = partSchedule({ ...defaults, maxPartSize: 64 * MiB, expectedSize: MAX_OBJECT_SIZE })
+  t.same([1, 2, 3, 4, 5, 6, 7].map((n) => capped(n) / MiB), [5, 5, 10, 20, 40, 64, 64], 'and never larger than maxPartSize')
+  const equal = partSchedule({ ...defaults, equalParts: true, maxPartSize: 64 * MiB, expectedSize: MAX_OBJECT_SIZE })
+  t.equal(equal(1), equal(2), 'equalParts keeps every part the same size')
 })
