@@ -8,10 +8,38 @@ import {
   type LifecycleRule,
   type S3Client
 } from '@aws-sdk/client-s3'
-import { describeS3Error, s3Call, storageFailure } from './upload/s3-failure.js'
+import { createHash } from 'node:crypto'
+import { BucketCallError } from './errors.js'
+import { describeS3Error, type S3FailureInfo } from './upload/s3-failure.js'
 
-/** The id of the lifecycle rule ensureLifecycleRule() owns. */
-export const LIFECYCLE_RULE_ID = 'fastify-s3-chunk-abort-incomplete-multipart-uploads'
+/**
+ * The id of the lifecycle rule ensureLifecycleRule() owns for `prefix`: one
+ * per prefix, so registrations under different prefixes (or two apps on one
+ * bucket) keep each other's rules.
+ */
+export function lifecycleRuleId (prefix: string): string {
+  const readable = prefix.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 48)
+  const digest = createHash('sha256').update(prefix).digest('hex').slice(0, 12)
+  return `fastify-s3-chunk-abort-mpu-${readable === '' ? 'bucket' : readable}-${digest}`
+}
+
+/** A bucket-level S3 error, with the S3 details for the log and a message that names the operation. */
+export type BucketCallFailure = InstanceType<typeof BucketCallError> & { s3: S3FailureInfo }
+
+/** Runs one bucket-level call of a maintenance helper; any failure becomes a BucketCallError. */
+async function bucketCall<T> (operation: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call()
+  } catch (error) {
+    throw bucketFailure(describeS3Error(operation, error))
+  }
+}
+
+function bucketFailure (info: S3FailureInfo): BucketCallFailure {
+  const error = new BucketCallError(`${info.operation}: ${info.code ?? info.name}`) as BucketCallFailure
+  error.s3 = info
+  return error
+}
 
 export interface StaleUpload {
   key: string
@@ -31,7 +59,7 @@ export async function abortStaleUploads (client: S3Client, bucket: string, prefi
   // Bounded: 1,000 pages of 1,000 uploads.
   for (let page = 0; page < 1000; page++) {
     // No Prefix in the request: MinIO lists nothing for a prefix that is not a whole key. Filtered here instead.
-    const listed = await s3Call('ListMultipartUploads', () => client.send(new ListMultipartUploadsCommand({
+    const listed = await bucketCall('ListMultipartUploads', () => client.send(new ListMultipartUploadsCommand({
       Bucket: bucket,
       KeyMarker: keyMarker,
       UploadIdMarker: uploadIdMarker
@@ -41,7 +69,7 @@ export async function abortStaleUploads (client: S3Client, bucket: string, prefi
       if (prefix !== '' && !upload.Key.startsWith(`${prefix}/`)) continue
       const initiated = upload.Initiated
       if (initiated !== undefined && initiated.getTime() > cutoff) continue
-      await s3Call('AbortMultipartUpload', () => client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: upload.Key, UploadId: upload.UploadId })))
+      await bucketCall('AbortMultipartUpload', () => client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: upload.Key, UploadId: upload.UploadId })))
       aborted.push({ key: upload.Key, uploadId: upload.UploadId, initiated })
     }
     if (listed.IsTruncated !== true) break
@@ -63,17 +91,18 @@ export async function ensureLifecycleRule (client: S3Client, bucket: string, pre
     rules = current.Rules ?? []
   } catch (error) {
     if ((error as { name?: string }).name !== 'NoSuchLifecycleConfiguration') {
-      throw storageFailure(describeS3Error('GetBucketLifecycleConfiguration', error))
+      throw bucketFailure(describeS3Error('GetBucketLifecycleConfiguration', error))
     }
   }
+  const id = lifecycleRuleId(prefix)
   const rule: LifecycleRule = {
-    ID: LIFECYCLE_RULE_ID,
+    ID: id,
     Status: 'Enabled',
     Filter: { Prefix: prefix === '' ? '' : `${prefix}/` },
     AbortIncompleteMultipartUpload: { DaysAfterInitiation: days }
   }
-  const others = rules.filter((existing) => existing.ID !== LIFECYCLE_RULE_ID)
-  await s3Call('PutBucketLifecycleConfiguration', () => client.send(new PutBucketLifecycleConfigurationCommand({
+  const others = rules.filter((existing) => existing.ID !== id)
+  await bucketCall('PutBucketLifecycleConfiguration', () => client.send(new PutBucketLifecycleConfigurationCommand({
     Bucket: bucket,
     LifecycleConfiguration: { Rules: [...others, rule] }
   })))
@@ -94,6 +123,6 @@ export async function ensureCors (client: S3Client, bucket: string, origins: str
     ExposeHeaders: ['ETag', 'Location'],
     MaxAgeSeconds: 3000
   }
-  await s3Call('PutBucketCors', () => client.send(new PutBucketCorsCommand({ Bucket: bucket, CORSConfiguration: { CORSRules: [rule] } })))
+  await bucketCall('PutBucketCors', () => client.send(new PutBucketCorsCommand({ Bucket: bucket, CORSConfiguration: { CORSRules: [rule] } })))
   return rule
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { PutObjectCommand, type CompletedPart, type S3Client } from '@aws-sdk/client-s3'
 import type { FastifyBaseLogger } from 'fastify'
 import { FileTooLargeError, KeyExistsError, PartLimitError } from '../errors.js'
@@ -6,6 +7,7 @@ import { cutParts, type Part } from './part-cutter.js'
 import type { PartBufferPool } from './part-buffer-pool.js'
 import type { PartSizeFn } from './part-schedule.js'
 import type { PartSender } from './part-sender.js'
+import { etagValue } from '../s3-client.js'
 import type { Shutdown } from './shutdown.js'
 import { failureInfo, withRetries } from './send-part.js'
 import { storageFailure } from './s3-failure.js'
@@ -15,6 +17,7 @@ import {
   completeMultipartUpload,
   conditionalWrite,
   createMultipartUpload,
+  headOf,
   isKeyTaken,
   outcomeOf,
   type MultipartScope,
@@ -207,9 +210,22 @@ class FileUpload {
       return outcomeOf(value, { size: this.#size, parts: 0 }, this.#deps.checksum)
     } catch (error) {
       const info = failureInfo('PutObject', error)
-      if (isKeyTaken(info)) throw new KeyExistsError(this.#target.key)
+      if (isKeyTaken(info)) {
+        // A retry meeting our own first attempt, whose answer was lost: the object is ours when it holds these bytes.
+        const ours = (info.attempts ?? 1) > 1 ? await this.#storedAlready(bytes) : null
+        if (ours !== null) return ours
+        throw new KeyExistsError(this.#target.key)
+      }
       throw storageFailure(info)
     }
+  }
+
+  /** The object at the key, when it is these bytes (a single PUT's ETag is their MD5), else null. */
+  async #storedAlready (bytes: Uint8Array): Promise<UploadOutcome | null> {
+    const head = await headOf(this.#deps.client, this.#target, this.#deps.checksum, this.#deps.retry)
+    if (head === null || head.ContentLength !== bytes.byteLength) return null
+    if (etagValue(head.ETag) !== createHash('md5').update(bytes).digest('hex')) return null
+    return outcomeOf(head, { size: this.#size, parts: 0 }, this.#deps.checksum)
   }
 
   #fail (error: unknown): void {

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
+  DeleteObjectCommand,
   CreateMultipartUploadCommand,
   HeadObjectCommand,
   ListPartsCommand,
@@ -95,7 +96,7 @@ export async function completeMultipartUpload (scope: MultipartScope, uploadId: 
       consumed = await uploadState(scope, uploadId) === 'gone'
       return !consumed
     })
-    return outcomeOf(value, { size, parts: parts.length }, scope.checksum)
+    return await withChecksum(scope, outcomeOf(value, { size, parts: parts.length }, scope.checksum))
   } catch (error) {
     last = failureInfo('CompleteMultipartUpload', error)
   }
@@ -121,6 +122,25 @@ export function conditionalWrite (target: Pick<UploadTarget, 'overwrite'>): { If
  */
 export function isKeyTaken (info: S3FailureInfo): boolean {
   return info.status === 412 || info.code === 'PreconditionFailed' || info.code === 'ConditionalRequestConflict'
+}
+
+/**
+ * Some stores (SeaweedFS, moto) leave the checksum out of the Complete answer;
+ * HeadObject has it. A store that reports none at all fails the upload
+ * (S3File.checksum was asked for and is never silently missing): the object
+ * is deleted.
+ */
+async function withChecksum (scope: MultipartScope, outcome: UploadOutcome): Promise<UploadOutcome> {
+  if (scope.checksum === 'none' || outcome.checksum !== undefined) return outcome
+  const head = await headOf(scope.client, scope.target, scope.checksum, scope.retry)
+  const checksum = head !== null && etagValue(head.ETag) === outcome.etag ? checksumOf(head, scope.checksum) : undefined
+  if (checksum !== undefined) return { ...outcome, checksum }
+  try {
+    await scope.client.send(new DeleteObjectCommand({ Bucket: scope.target.bucket, Key: scope.target.key, ...(outcome.versionId !== undefined ? { VersionId: outcome.versionId } : {}) }))
+  } catch (error) {
+    scope.log?.error({ key: scope.target.key, s3: describeS3Error('DeleteObject', error) }, 'fastify-s3-chunk: could not delete an object stored without its checksum')
+  }
+  throw storageFailure({ operation: 'CompleteMultipartUpload', name: 'MissingChecksum', code: 'MissingChecksum', message: `the store reported no ${scope.checksum} checksum for the object (Complete answer and HeadObject); set checksum: 'none' for this store`, retryable: false })
 }
 
 function recovered (scope: MultipartScope, uploadId: string, failure: S3FailureInfo, stored: UploadOutcome): UploadOutcome {
@@ -223,7 +243,7 @@ export async function completedDespiteFailure (scope: AbortScope, uploadId: stri
  * not retried), with the object's checksum when one is configured; null
  * when S3 cannot say (missing, refused, unreachable).
  */
-async function headOf (client: S3Client, target: Pick<UploadTarget, 'bucket' | 'key'>, checksum: ChecksumSetting, retry: RetryPolicy): Promise<HeadObjectCommandOutput | null> {
+export async function headOf (client: S3Client, target: Pick<UploadTarget, 'bucket' | 'key'>, checksum: ChecksumSetting, retry: RetryPolicy): Promise<HeadObjectCommandOutput | null> {
   try {
     const { value } = await withRetries('HeadObject', retry, async () => await client.send(new HeadObjectCommand({
       Bucket: target.bucket,

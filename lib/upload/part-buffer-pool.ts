@@ -108,10 +108,11 @@ export class PartBufferPool {
     this.#fillingBytes += bytes
   }
 
-  /** @internal FillingPart: a full buffer for a part leaving its head, and the head given back. */
-  swapHead (head: ArrayBuffer, size: number): ArrayBuffer {
-    // The head's reservation becomes part of the whole part's.
+  /** @internal FillingPart: a whole buffer for a part leaving its head; its head bytes copied over and the head kept for reuse. */
+  swapHead (head: ArrayBuffer, written: number, size: number): ArrayBuffer {
     const buffer = this.#reuse(size) ?? allocatePartBuffer(size)
+    new Uint8Array(buffer, 0, written).set(new Uint8Array(head, 0, written))
+    // The head's reservation is now part of the whole part's.
     this.#keep(head)
     return buffer
   }
@@ -130,7 +131,7 @@ export class PartBufferPool {
 
   async #reserve (bytes: number, signal: AbortSignal | undefined, part: FillingPart | null): Promise<void> {
     signal?.throwIfAborted()
-    if (this.#waiters.length === 0 && this.#fits(bytes)) {
+    if (this.#waiters.length === 0 && this.#fits(bytes, part)) {
       this.#account(bytes)
       return
     }
@@ -151,8 +152,9 @@ export class PartBufferPool {
     })
   }
 
-  #fits (bytes: number): boolean {
-    return this.#used + bytes <= this.limit || this.#used === 0
+  /** Room for `bytes` more; or nothing else in use (a buffer larger than the whole budget then goes through alone rather than never). */
+  #fits (bytes: number, part: FillingPart | null = null): boolean {
+    return this.#used + bytes <= this.limit || this.#used === (part?.reserved ?? 0)
   }
 
   #account (bytes: number): void {
@@ -216,7 +218,7 @@ export class PartBufferPool {
   }
 
   #wake (): void {
-    while (this.#waiters.length > 0 && this.#fits((this.#waiters[0] as Waiter).bytes)) {
+    while (this.#waiters.length > 0 && this.#fits((this.#waiters[0] as Waiter).bytes, (this.#waiters[0] as Waiter).part)) {
       const waiter = this.#waiters[0] as Waiter
       this.#dropWaiter(waiter)
       this.#account(waiter.bytes)
@@ -316,9 +318,7 @@ export class FillingPart {
     this.reserved = this.size
     this.markedAt = Date.now()
     if (this.stage === 'head') {
-      const whole = this.#pool.swapHead(this.buffer, this.size)
-      new Uint8Array(whole, 0, this.written).set(new Uint8Array(this.buffer, 0, this.written))
-      this.buffer = whole
+      this.buffer = this.#pool.swapHead(this.buffer, this.written, this.size)
     } else if (this.buffer.byteLength < this.size) {
       this.buffer.resize(this.size)
     }

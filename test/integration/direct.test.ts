@@ -262,7 +262,7 @@ t.test('ensureCors exposes ETag for browser multipart', { skip }, async (t) => {
     t.same(cors.CORSRules?.[0]?.ExposeHeaders, ['ETag', 'Location'])
   } catch (error) {
     // MinIO has no per-bucket CORS (it allows every origin by default): the call must fail clearly.
-    t.match(error, { code: 'FST_S3CHUNK_STORAGE', s3: { operation: 'PutBucketCors', code: /NotImplemented/ } })
+    t.match(error, { code: 'FST_S3CHUNK_BUCKET_CALL', s3: { operation: 'PutBucketCors', code: /NotImplemented/ } })
     t.comment(`PutBucketCors on this server: ${(error as { s3?: { code?: string } }).s3?.code}`)
   }
 })

@@ -45,14 +45,14 @@ t.test('abortStaleUploads aborts old uploads under keyPrefix only', { skip }, as
 // (it wants an Expiration or Transition too) and cleans stale multipart uploads by
 // itself (`api stale_uploads_expiry`, 24 h). The rule's shape and the merging are
 // unit-tested against a mock (test/unit/maintenance.test.ts); here: a store that
-// refuses it gives a clear StorageError and the bucket's rules are left as they were.
+// refuses it gives a clear BucketCallError and the bucket's rules are left as they were.
 t.test('ensureLifecycleRule on a store that refuses the rule fails clearly and changes nothing', { skip }, async (t) => {
   const bucket = await freshBucket(t, server, client)
   const app = await appFor(t, bucket)
   const existing = [{ ID: 'keep-me', Status: 'Enabled' as const, Filter: { Prefix: 'logs/' }, Expiration: { Days: 30 } }]
   await client.send(new PutBucketLifecycleConfigurationCommand({ Bucket: bucket, LifecycleConfiguration: { Rules: existing } }))
   await t.rejects(app.s3Chunk.ensureLifecycleRule({ days: 2 }), {
-    code: 'FST_S3CHUNK_STORAGE',
+    code: 'FST_S3CHUNK_BUCKET_CALL',
     s3: { operation: 'PutBucketLifecycleConfiguration', code: 'InvalidArgument', status: 400 }
   })
   const { Rules } = await client.send(new GetBucketLifecycleConfigurationCommand({ Bucket: bucket }))

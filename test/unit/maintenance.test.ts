@@ -8,7 +8,7 @@ import {
   PutBucketLifecycleConfigurationCommand,
   S3Client
 } from '@aws-sdk/client-s3'
-import { abortStaleUploads, ensureLifecycleRule, LIFECYCLE_RULE_ID } from '../../lib/maintenance.ts'
+import { abortStaleUploads, ensureLifecycleRule, lifecycleRuleId } from '../../lib/maintenance.ts'
 
 function setup (): { client: S3Client, s3: ReturnType<typeof mockClient> } {
   const client = new S3Client({ region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } })
@@ -52,15 +52,18 @@ t.test('ensureLifecycleRule: adds the rule, keeps others, replaces its own', asy
   s3.on(GetBucketLifecycleConfigurationCommand).resolves({
     Rules: [
       { ID: 'keep-me', Status: 'Enabled', Filter: { Prefix: 'logs/' }, Expiration: { Days: 30 } },
-      { ID: LIFECYCLE_RULE_ID, Status: 'Enabled', Filter: { Prefix: 'media/' }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 7 } }
+      { ID: lifecycleRuleId('media'), Status: 'Enabled', Filter: { Prefix: 'media/' }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 7 } },
+      { ID: lifecycleRuleId('other'), Status: 'Enabled', Filter: { Prefix: 'other/' }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 3 } }
     ]
   })
   s3.on(PutBucketLifecycleConfigurationCommand).resolves({})
   const rule = await ensureLifecycleRule(client, 'uploads', 'media', 2)
-  t.same(rule, { ID: LIFECYCLE_RULE_ID, Status: 'Enabled', Filter: { Prefix: 'media/' }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 2 } })
+  t.same(rule, { ID: lifecycleRuleId('media'), Status: 'Enabled', Filter: { Prefix: 'media/' }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 2 } })
   const put = s3.commandCalls(PutBucketLifecycleConfigurationCommand)[0]?.args[0].input
-  t.same(put?.LifecycleConfiguration?.Rules?.map((r) => r.ID), ['keep-me', LIFECYCLE_RULE_ID])
-  t.equal(put?.LifecycleConfiguration?.Rules?.[1]?.AbortIncompleteMultipartUpload?.DaysAfterInitiation, 2)
+  t.same(put?.LifecycleConfiguration?.Rules?.map((r) => r.ID), ['keep-me', lifecycleRuleId('other'), lifecycleRuleId('media')], "another prefix's rule is kept")
+  t.equal(put?.LifecycleConfiguration?.Rules?.[2]?.AbortIncompleteMultipartUpload?.DaysAfterInitiation, 2)
+  t.not(lifecycleRuleId('media'), lifecycleRuleId('media/'), 'ids differ per prefix')
+  t.ok(lifecycleRuleId('x'.repeat(600)).length <= 255, 'an id fits S3 (255 characters)')
 })
 
 t.test('ensureLifecycleRule: a bucket with no configuration yet', async (t) => {
@@ -69,12 +72,12 @@ t.test('ensureLifecycleRule: a bucket with no configuration yet', async (t) => {
   s3.on(PutBucketLifecycleConfigurationCommand).resolves({})
   await ensureLifecycleRule(client, 'uploads', '', 1)
   const put = s3.commandCalls(PutBucketLifecycleConfigurationCommand)[0]?.args[0].input
-  t.same(put?.LifecycleConfiguration?.Rules, [{ ID: LIFECYCLE_RULE_ID, Status: 'Enabled', Filter: { Prefix: '' }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } }])
+  t.same(put?.LifecycleConfiguration?.Rules, [{ ID: lifecycleRuleId(''), Status: 'Enabled', Filter: { Prefix: '' }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } }])
 })
 
-t.test('ensureLifecycleRule: a failing read is a StorageError, nothing written', async (t) => {
+t.test('ensureLifecycleRule: a failing read is a bucket-call error naming the operation, nothing written', async (t) => {
   const { client, s3 } = setup()
   s3.on(GetBucketLifecycleConfigurationCommand).rejects(Object.assign(new Error('denied'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } }))
-  await t.rejects(ensureLifecycleRule(client, 'uploads', 'media', 1), { code: 'FST_S3CHUNK_STORAGE', s3: { operation: 'GetBucketLifecycleConfiguration', code: 'AccessDenied' } })
+  await t.rejects(ensureLifecycleRule(client, 'uploads', 'media', 1), { code: 'FST_S3CHUNK_BUCKET_CALL', statusCode: 502, message: /GetBucketLifecycleConfiguration/, s3: { operation: 'GetBucketLifecycleConfiguration', code: 'AccessDenied' } })
   t.equal(s3.commandCalls(PutBucketLifecycleConfigurationCommand).length, 0)
 })

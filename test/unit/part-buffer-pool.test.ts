@@ -1,6 +1,8 @@
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { PartBufferPool } from '../../lib/upload/part-buffer-pool.ts'
+import { HEAD_BYTES, PartBufferPool, SLOW_AFTER_MS } from '../../lib/upload/part-buffer-pool.ts'
+
+const MiB = 1024 * 1024
 
 t.test('buffers within the budget come at once, of exactly the size asked', async (t) => {
   const pool = new PartBufferPool(100)
@@ -81,4 +83,82 @@ t.test('free buffers are dropped after the pool has been idle', async (t) => {
   t.equal(pool.free, 50)
   await sleep(60)
   t.equal(pool.free, 0)
+})
+
+// Memory reserved as bytes arrive (issue: one request could pin the budget).
+
+t.test('a new part reserves a 64 KiB head, not its whole size, until the head is full', async (t) => {
+  const pool = new PartBufferPool(16 * MiB)
+  const part = await pool.open(5 * MiB)
+  t.equal(pool.used, HEAD_BYTES, 'a head at the first byte')
+  part.write(new Uint8Array(1000))
+  t.equal(part.room(), HEAD_BYTES - 1000)
+  part.write(new Uint8Array(part.room()).fill(7))
+  t.equal(part.room(), 0, 'the head is full')
+  await part.grow()
+  t.equal(pool.used, 5 * MiB, 'the whole part once the head is full (the head buffer kept for reuse)')
+  t.equal(part.room(), 5 * MiB - HEAD_BYTES)
+  part.write(new Uint8Array(part.room()))
+  const bytes = part.seal()
+  t.equal(bytes.byteLength, 5 * MiB)
+  t.equal(bytes[1000], 7, 'the head bytes came along')
+  pool.release(bytes.buffer as ArrayBuffer)
+  t.equal(pool.used, 0)
+})
+
+t.test('64 trickling parts hold 64 heads; a healthy part still gets its whole size at once', async (t) => {
+  const pool = new PartBufferPool(32 * MiB)
+  const slow = await Promise.all(Array.from({ length: 64 }, async () => await pool.open(5 * MiB)))
+  for (const part of slow) part.write(new Uint8Array(1024))
+  t.equal(pool.used, 64 * HEAD_BYTES)
+  const healthy = await pool.open(5 * MiB)
+  healthy.write(new Uint8Array(HEAD_BYTES))
+  await healthy.grow()
+  t.equal(pool.used, 64 * HEAD_BYTES + 5 * MiB)
+  for (const part of slow) part.abandon()
+  healthy.abandon()
+  t.equal(pool.used, 0)
+})
+
+t.test('a whole part that fills slowly is parked while another waits: its buffer shrinks to its bytes', async (t) => {
+  let clock = 0
+  const pool = new PartBufferPool(8 * MiB, { now: () => clock })
+  const slow = await pool.open(5 * MiB)
+  slow.write(new Uint8Array(HEAD_BYTES))
+  await slow.grow()
+  slow.write(new Uint8Array(100 * 1024), () => clock)
+  const other = await pool.open(5 * MiB)
+  other.write(new Uint8Array(HEAD_BYTES), () => clock)
+  clock += SLOW_AFTER_MS + 1
+  await other.grow()
+  t.equal(slow.stage, 'parked')
+  t.equal(slow.buffer.byteLength, 3 * HEAD_BYTES, 'shrunk to its 164 KiB, in 64 KiB steps')
+  t.equal(pool.used, 3 * HEAD_BYTES + 5 * MiB)
+  t.equal(pool.parked, 1)
+  // More bytes for the parked part: it waits for room again before taking them.
+  slow.write(new Uint8Array(slow.room()))
+  let grown = false
+  const growing = slow.grow().then(() => { grown = true })
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(grown, false, 'waits while the budget is taken')
+  other.abandon()
+  await growing
+  t.equal(slow.buffer.byteLength, 5 * MiB)
+  slow.abandon()
+  t.equal(pool.used, 0)
+})
+
+t.test('a budget held entirely by parts that all wait fails the waiter (503); then the rest go on', async (t) => {
+  const pool = new PartBufferPool(2 * HEAD_BYTES)
+  const a = await pool.open(5 * MiB)
+  const b = await pool.open(5 * MiB)
+  a.write(new Uint8Array(HEAD_BYTES))
+  b.write(new Uint8Array(HEAD_BYTES))
+  await t.rejects(a.grow(), { code: 'FST_S3CHUNK_BUSY', statusCode: 503 }, 'nothing could ever free room for a')
+  a.abandon()
+  // b is now alone: a part larger than the budget goes through when nothing else is in use.
+  await b.grow()
+  t.equal(b.room(), 5 * MiB - HEAD_BYTES)
+  b.abandon()
+  t.equal(pool.used, 0)
 })
