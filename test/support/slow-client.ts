@@ -11,6 +11,8 @@ export interface SlowClient {
   sent: () => number
   /** The raw answer so far ('' while none came). */
   answer: () => string
+  /** The answer's body parsed as JSON, or undefined while it is incomplete. */
+  answerJson: () => any
   /** HTTP status of the answer, or null while none came. */
   status: () => number | null
   /** True once the server closed the connection or it failed. */
@@ -85,6 +87,11 @@ export async function openSlowClient (baseUrl: string, options: SlowClientOption
     sent: () => sent,
     answer: () => answer,
     status: statusOf,
+    answerJson: () => {
+      const at = answer.indexOf('\r\n\r\n')
+      if (at < 0) return undefined
+      try { return JSON.parse(answer.slice(at + 4)) } catch { return undefined }
+    },
     closed: () => closed,
     answered,
     write,
