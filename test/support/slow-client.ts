@@ -7,6 +7,8 @@ import { randomBytes } from 'node:crypto'
 
 export interface SlowClient {
   socket: Socket
+  /** The multipart boundary of the body (to write its delimiters by hand). */
+  separator: string
   /** Bytes of the body written so far (head of the part included). */
   sent: () => number
   /** The raw answer so far ('' while none came). */
@@ -84,6 +86,7 @@ export async function openSlowClient (baseUrl: string, options: SlowClientOption
   }
   return {
     socket,
+    separator,
     sent: () => sent,
     answer: () => answer,
     status: statusOf,
