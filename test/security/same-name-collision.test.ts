@@ -7,11 +7,10 @@
 // `overwrite: true`: a taken key is 409 FST_S3CHUNK_KEY_EXISTS, aborted.
 import t from 'tap'
 import { randomBytes, randomInt } from 'node:crypto'
-import { request as httpRequest } from 'node:http'
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { S3File } from 'fastify-s3-chunk'
 import { startApp } from '../support/app.ts'
-import { boundary, multipartChunks, postMultipart } from '../support/multipart.ts'
+import { gatedUploads, type GatedAnswer } from '../support/gated-uploads.ts'
+import { postMultipart } from '../support/multipart.ts'
 import { expectNoPendingUploads, freshBucket, listKeys, needsStrictS3, objectDigest, sha256, testClient, testS3 } from '../support/s3.ts'
 
 const KiB = 1024
@@ -21,44 +20,13 @@ const client = testClient(server)
 // Conditional writes (If-None-Match: *) and ListMultipartUploads need a strict S3.
 const skip = needsStrictS3(server)
 
-interface Sent { data: Buffer, response: { status: number, body: string, json: () => any } }
+interface Sent { data: Buffer, response: GatedAnswer }
 
-/**
- * `count` uploads of `filename` made to overlap as much as one process can: every
- * request's head is sent first and the route is left waiting for the body; only
- * once all are connected are the bodies written, in one loop, so the server meets
- * every file's part header within a few milliseconds.
- */
+/** `count` uploads of `filename`, overlapping as much as one process can make them (see gatedUploads). */
 async function uploadAll (url: string, filename: string, count: number, size: () => number): Promise<Sent[]> {
-  const pending = Array.from({ length: count }, () => {
-    const data = randomBytes(size())
-    const separator = boundary()
-    const body = Buffer.concat(multipartChunks([{ name: 'file', filename, contentType: 'image/jpeg', data }], separator))
-    const req = httpRequest(`${url}/upload`, {
-      method: 'POST',
-      agent: false,
-      headers: { 'content-type': `multipart/form-data; boundary=${separator}`, 'content-length': String(body.byteLength) }
-    })
-    const response = new Promise<Sent['response']>((resolve, reject) => {
-      const timer = setTimeout(() => { req.destroy(new Error('no answer within 60 s')) }, 60_000)
-      req.on('response', (res) => {
-        const parts: Buffer[] = []
-        res.on('data', (chunk: Buffer) => parts.push(chunk))
-        res.on('end', () => {
-          clearTimeout(timer)
-          const text = Buffer.concat(parts).toString('utf8')
-          resolve({ status: res.statusCode ?? 0, body: text, json: () => JSON.parse(text) })
-        })
-      })
-      req.on('error', (error) => { clearTimeout(timer); reject(error) })
-    })
-    req.flushHeaders()
-    return { data, body, req, response }
-  })
-  // Let every request head reach the server and its handler start waiting for the file.
-  await sleep(1000)
-  for (const upload of pending) upload.req.end(upload.body)
-  return await Promise.all(pending.map(async (upload) => ({ data: upload.data, response: await upload.response })))
+  const bodies = Array.from({ length: count }, () => randomBytes(size()))
+  const answers = await gatedUploads(`${url}/upload`, bodies.map((data) => ({ filename, contentType: 'image/jpeg', data })))
+  return bodies.map((data, i) => ({ data, response: answers[i] as GatedAnswer }))
 }
 
 t.test('default options: 100 concurrent uploads of photo.jpg — every 200 names a key holding that client\'s bytes', { skip }, async (t) => {
