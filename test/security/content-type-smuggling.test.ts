@@ -1,0 +1,159 @@
+// Attack: stored XSS through the declared Content-Type (issue 9). A PNG/HTML
+// polyglot declared `image/png, text/html` passed `allowedTypes: ['image/*']`
+// (only the major type was compared), was stored with that Content-Type, and a
+// browser opening the object's URL rendered it as HTML and ran its script.
+// A declaration must be exactly one `type/subtype` (else 400), the bytes decide
+// the type (a generic declaration takes the sniffed one, a disagreeing one is
+// refused), the object is stored with the normalised type, and a wildcard never
+// admits active content. Last, a real Chromium opens every object this file
+// stored: none may render as HTML.
+import t, { type Test } from 'tap'
+import { randomBytes } from 'node:crypto'
+import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3'
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
+import type { S3File } from 'fastify-s3-chunk'
+import { startApp } from '../support/app.ts'
+import { launchChromium, needsChromium } from '../support/browser.ts'
+import { postMultipart } from '../support/multipart.ts'
+import { expectNoPendingUploads, freshBucket, listKeys, testClient, testS3 } from '../support/s3.ts'
+import { pngBytes } from '../support/samples.ts'
+
+const server = await testS3()
+const client = testClient(server)
+const bucket = await freshBucket(t, server, client)
+
+const SCRIPT = '<html><head><title>safe</title></head><body><script>document.title=\'pwned\'</script></body></html>'
+
+function crc32 (bytes: Uint8Array): number {
+  let crc = 0xffffffff
+  for (const byte of bytes) {
+    crc ^= byte
+    for (let k = 0; k < 8; k++) crc = (crc >>> 1) ^ (0xedb88320 & -(crc & 1))
+  }
+  return (crc ^ 0xffffffff) >>> 0
+}
+
+function pngChunk (type: string, data: Buffer): Buffer {
+  const head = Buffer.alloc(8)
+  head.writeUInt32BE(data.length, 0)
+  head.write(type, 4, 'ascii')
+  const crc = Buffer.alloc(4)
+  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])), 0)
+  return Buffer.concat([head, data, crc])
+}
+
+/** A valid PNG (signature, IHDR, IDAT, IEND) carrying an HTML page in a tEXt chunk and again after IEND. */
+function polyglot (): Buffer {
+  const png = pngBytes(600)
+  const iend = png.length - 12
+  const text = pngChunk('tEXt', Buffer.from(`Comment\0${SCRIPT}`, 'latin1'))
+  return Buffer.concat([png.subarray(0, iend), text, png.subarray(iend), Buffer.from(SCRIPT)])
+}
+
+function mp4Box (type: string, data: Buffer): Buffer {
+  const head = Buffer.alloc(8)
+  head.writeUInt32BE(8 + data.length, 0)
+  head.write(type, 4, 'latin1')
+  return Buffer.concat([head, data])
+}
+
+/** The start of an MP4 as a phone or ffmpeg writes it: ftyp (isom), then mdat. */
+function mp4 (): Buffer {
+  const ftyp = mp4Box('ftyp', Buffer.concat([Buffer.from('isom'), Buffer.from([0, 0, 2, 0]), Buffer.from('isomiso2avc1mp41')]))
+  return Buffer.concat([ftyp, mp4Box('free', Buffer.alloc(0)), mp4Box('mdat', randomBytes(4000))])
+}
+
+async function storedType (key: string): Promise<string | undefined> {
+  return (await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).ContentType
+}
+
+interface Refused { label: string, declared: string, data: Buffer, status: number, code: string }
+
+const images = await startApp(t, server, { bucket, mode: 'inline', keyPrefix: 'images', allowedTypes: ['image/*'] })
+
+async function expectRefused (t: Test, c: Refused): Promise<void> {
+  const before = await listKeys(client, bucket)
+  const response = await postMultipart(`${images.url}/upload`, [{ name: 'file', filename: 'avatar.png', contentType: c.declared, data: c.data }])
+  t.equal(response.status, c.status, `${c.label}: ${c.status} (got ${response.status}: ${response.body.slice(0, 200)})`)
+  t.match(response.json(), { statusCode: c.status, code: c.code }, `${c.label}: ${c.code}`)
+  t.same(await listKeys(client, bucket), before, `${c.label}: nothing stored`)
+}
+
+const refused: Refused[] = [
+  { label: 'a PNG/HTML polyglot declared "image/png, text/html"', declared: 'image/png, text/html', data: polyglot(), status: 400, code: 'FST_S3CHUNK_BAD_CONTENT_TYPE' },
+  { label: 'declared "image/<script>"', declared: 'image/<script>', data: polyglot(), status: 400, code: 'FST_S3CHUNK_BAD_CONTENT_TYPE' },
+  { label: 'declared "image" (no subtype)', declared: 'image', data: pngBytes(500), status: 400, code: 'FST_S3CHUNK_BAD_CONTENT_TYPE' },
+  { label: 'declared "image/" (empty subtype)', declared: 'image/', data: pngBytes(500), status: 400, code: 'FST_S3CHUNK_BAD_CONTENT_TYPE' },
+  // A CRLF followed by a space is header folding: busboy joins the lines and hands over "image/png text/html".
+  { label: 'declared "image/png<CRLF SP>text/html" (folded)', declared: 'image/png\r\n text/html', data: polyglot(), status: 400, code: 'FST_S3CHUNK_BAD_CONTENT_TYPE' },
+  { label: 'declared "text/html" (well-formed, not allowed)', declared: 'text/html', data: polyglot(), status: 415, code: 'FST_S3CHUNK_TYPE_NOT_ALLOWED' },
+  { label: 'declared "image/svg+xml" with PNG bytes (active content; never via image/*)', declared: 'image/svg+xml', data: pngBytes(500), status: 415, code: 'FST_S3CHUNK_TYPE_NOT_ALLOWED' }
+]
+
+t.test('allowedTypes [image/*]: malformed, listed, or active-content declarations are refused and nothing is stored', async (t) => {
+  for (const c of refused) await expectRefused(t, c)
+})
+
+// A bare CR or LF inside the value ends busboy's header line: the type is lost and
+// busboy falls back to RFC 7578's text/plain, which image/* does not allow. Nothing
+// with a CR/LF in it ever reaches the plugin, let alone S3.
+t.test('a bare CR or LF inside the declared type never gets through: 4xx, nothing stored', async (t) => {
+  for (const declared of ['image/png\rtext/html', 'image/png\ntext/html']) {
+    const before = await listKeys(client, bucket)
+    const response = await postMultipart(`${images.url}/upload`, [{ name: 'file', filename: 'crlf.png', contentType: declared, data: polyglot() }])
+    t.ok(response.status >= 400 && response.status < 500, `${JSON.stringify(declared)}: a 4xx (got ${response.status}: ${response.body.slice(0, 200)})`)
+    t.same(await listKeys(client, bucket), before, `${JSON.stringify(declared)}: nothing stored`)
+  }
+})
+
+async function expectStored (t: Test, url: string, label: string, declared: string, data: Buffer, type: string): Promise<void> {
+  const response = await postMultipart(`${url}/upload`, [{ name: 'file', filename: 'upload.bin', contentType: declared, data }])
+  t.equal(response.status, 200, `${label}: 200 (got ${response.status}: ${response.body.slice(0, 200)})`)
+  if (response.status !== 200) return
+  const file = response.json() as S3File
+  t.equal(file.contentType, type, `${label}: S3File.contentType is ${type}`)
+  t.equal(await storedType(file.key), type, `${label}: stored with Content-Type ${type} (HeadObject)`)
+}
+
+t.test('allowedTypes [image/*]: the bytes decide the stored type', async (t) => {
+  await expectStored(t, images.url, 'PNG bytes declared application/octet-stream (curl\'s default)', 'application/octet-stream', pngBytes(800), 'image/png')
+  await expectStored(t, images.url, 'a genuine PNG declared image/png', 'image/png', pngBytes(800), 'image/png')
+  await expectStored(t, images.url, 'PNG declared "image/png; charset=x" (parameters dropped)', 'image/png; charset=x', pngBytes(800), 'image/png')
+  await expectStored(t, images.url, 'the polyglot declared image/png is a PNG, stored as one', 'image/png', polyglot(), 'image/png')
+})
+
+t.test('allowedTypes [video/*]: a real MP4 sent as curl -F sends it (application/octet-stream) is stored as video/mp4', async (t) => {
+  const videos = await startApp(t, server, { bucket, mode: 'inline', keyPrefix: 'videos', allowedTypes: ['video/*'] })
+  await expectStored(t, videos.url, 'MP4 declared application/octet-stream', 'application/octet-stream', mp4(), 'video/mp4')
+})
+
+t.test('Chromium never renders a stored object as HTML', { skip: needsChromium() }, async (t) => {
+  const keys = await listKeys(client, bucket)
+  t.ok(keys.length > 0, `objects to open: ${keys.length}`)
+  const browser = await launchChromium()
+  t.teardown(browser.close)
+  const page = await browser.context.newPage()
+  for (const key of keys) {
+    const url = await getSignedUrl(client, new GetObjectCommand({ Bucket: bucket, Key: key }), { expiresIn: 300 })
+    const header = await storedType(key)
+    try {
+      await page.goto(url, { waitUntil: 'load', timeout: 30_000 })
+    } catch (error) {
+      // A download (no rendering at all) is safe; anything else is a failure of the check itself.
+      if (!/download is starting/i.test(String(error))) throw error
+      // The page still shows the previous document: nothing of this object to look at.
+      t.pass(`${key} (Content-Type ${String(header)}): downloaded, not rendered`)
+      continue
+    }
+    // Give an inline script every chance to run.
+    await page.waitForTimeout(300)
+    const title = await page.title()
+    const contentType = await page.evaluate('document.contentType') as string
+    t.not(title, 'pwned', `${key} (Content-Type ${String(header)}): no script ran (title ${JSON.stringify(title)})`)
+    t.not(contentType, 'text/html', `${key} (Content-Type ${String(header)}): not rendered as HTML (document.contentType ${contentType})`)
+  }
+})
+
+t.test('nothing left pending', async (t) => {
+  await expectNoPendingUploads(t, server, client, bucket)
+})
