@@ -42,10 +42,11 @@ t.test(`${SLOW} clients dripping 1 byte/s and one declaring 5 TiB cannot hold ba
   t.teardown(buffered.stop)
 
   // The 5 TiB declaration first: it is the one that would take a part larger than the budget.
-  slow.push(await openSlowClient(url, { declaredLength: 5 * TiB, filename: 'five-tib.bin', initialBytes: KiB, dripMs: 1000 }))
+  slow.push(await openSlowClient(url, { declaredLength: 5 * TiB, filename: 'five-tib.bin', initialBytes: 8 * KiB, dripMs: 1000 }))
   for (let i = 0; i < SLOW; i++) {
-    slow.push(await openSlowClient(url, { declaredLength: 100 * MiB, filename: `slow-${i}.bin`, initialBytes: KiB, dripMs: 1000 }))
+    slow.push(await openSlowClient(url, { declaredLength: 100 * MiB, filename: `slow-${i}.bin`, initialBytes: 8 * KiB, dripMs: 1000 }))
   }
+  // 8 KiB each: past the 4,100 bytes held back for sniffing, so every one has opened a part.
   // Hold on while only the slow clients are connected.
   await sleep(10_000)
   const slowOnly = buffered.max()

@@ -125,11 +125,16 @@ t.test('s3File(): a failure after the file leaves nothing stored and the hook un
     })
   }
 
-  t.test('a key() result with more than 8 segments → 500 INVALID_KEY, never cut', async (t) => {
-    const c = await setUp(t, { key: () => 'a/b/c/d/e/f/g/h/i/j.bin' })
-    const response = await postMultipart(`${c.url}/upload`, [file('deep.bin')])
+  t.test('a key() result is never cut: ten segments are kept whole; a segment sanitising would cut → 500 INVALID_KEY', async (t) => {
+    // It used to be cut to 8 segments — dropping the filename, so different files shared a key.
+    const deep = await setUp(t, { key: () => 'a/b/c/d/e/f/g/h/i/j.bin' })
+    const stored = await postMultipart(`${deep.url}/upload`, [file('deep.bin')])
+    t.equal(stored.status, 200, stored.body.slice(0, 200))
+    t.equal(stored.json().key, 'a/b/c/d/e/f/g/h/i/j.bin', 'every segment kept')
+    const long = await setUp(t, { key: () => `users/${'x'.repeat(201)}.bin` })
+    const response = await postMultipart(`${long.url}/upload`, [file('long.bin')])
     expectError(t, response, 500, 'FST_S3CHUNK_INVALID_KEY')
-    await expectNothingStored(t, c)
+    await expectNothingStored(t, long)
   })
 
   t.test('onUploadComplete throws → 500 HOOK_FAILED and the object is deleted', async (t) => {

@@ -23,7 +23,7 @@ import { createInlineSender } from '../../lib/upload/part-sender.ts'
 
 const PART = 1024
 const SIZE = 2 * PART + 100
-const target = { bucket: 'uploads', key: 'media/file.bin', contentType: 'application/octet-stream' }
+const target = { bucket: 'uploads', key: 'media/file.bin', contentType: 'application/octet-stream', overwrite: true }
 const noRetry = { attempts: 1, baseDelayMs: 0, maxDelayMs: 0 }
 
 function setup (): { s3: ReturnType<typeof mockClient>, deps: UploadDeps } {
