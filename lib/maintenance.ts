@@ -1,5 +1,7 @@
 import {
   AbortMultipartUploadCommand,
+  DeleteObjectsCommand,
+  ListObjectsV2Command,
   GetBucketLifecycleConfigurationCommand,
   ListMultipartUploadsCommand,
   PutBucketCorsCommand,
@@ -8,10 +10,13 @@ import {
   type LifecycleRule,
   type S3Client
 } from '@aws-sdk/client-s3'
+import { stagingPrefix } from './direct/keys.js'
 import { describeS3Error, s3Call, storageFailure } from './upload/s3-failure.js'
 
 /** The id of the lifecycle rule ensureLifecycleRule() owns. */
 export const LIFECYCLE_RULE_ID = 'fastify-s3-chunk-abort-incomplete-multipart-uploads'
+/** The id of the rule that expires staged direct uploads (`<keyPrefix>/.staging/`) never completed. */
+export const STAGING_RULE_ID = 'fastify-s3-chunk-expire-staged-uploads'
 
 export interface StaleUpload {
   key: string
@@ -19,11 +24,18 @@ export interface StaleUpload {
   initiated: Date | undefined
 }
 
+export interface StaleObject {
+  key: string
+  lastModified: Date | undefined
+}
+
 /**
  * Aborts the multipart uploads under `prefix` that were started more than
  * `olderThan` ms ago: what a crashed process (or a killed one) could not abort.
+ * Also deletes the staged direct uploads (`<prefix>/.staging/`) posted more
+ * than `olderThan` ms ago and never completed: never checked, never recorded.
  */
-export async function abortStaleUploads (client: S3Client, bucket: string, prefix: string, olderThan: number, now = Date.now()): Promise<{ aborted: StaleUpload[] }> {
+export async function abortStaleUploads (client: S3Client, bucket: string, prefix: string, olderThan: number, now = Date.now()): Promise<{ aborted: StaleUpload[], deleted: StaleObject[] }> {
   const aborted: StaleUpload[] = []
   const cutoff = now - olderThan
   let keyMarker: string | undefined
@@ -48,13 +60,43 @@ export async function abortStaleUploads (client: S3Client, bucket: string, prefi
     keyMarker = listed.NextKeyMarker
     uploadIdMarker = listed.NextUploadIdMarker
   }
-  return { aborted }
+  return { aborted, deleted: await deleteStaleStaged(client, bucket, prefix, cutoff) }
+}
+
+async function deleteStaleStaged (client: S3Client, bucket: string, prefix: string, cutoff: number): Promise<StaleObject[]> {
+  const deleted: StaleObject[] = []
+  let token: string | undefined
+  // Bounded: 1,000 pages of 1,000 objects.
+  for (let page = 0; page < 1000; page++) {
+    const listed = await s3Call('ListObjectsV2', () => client.send(new ListObjectsV2Command({
+      Bucket: bucket,
+      Prefix: `${stagingPrefix(prefix)}/`,
+      ContinuationToken: token
+    })))
+    const stale = (listed.Contents ?? []).filter((object) => object.Key !== undefined && (object.LastModified === undefined || object.LastModified.getTime() <= cutoff))
+    if (stale.length > 0) {
+      const answer = await s3Call('DeleteObjects', () => client.send(new DeleteObjectsCommand({
+        Bucket: bucket,
+        Delete: { Objects: stale.map((object) => ({ Key: object.Key as string })), Quiet: true }
+      })))
+      const failed = new Set((answer.Errors ?? []).map((error) => error.Key))
+      for (const object of stale) {
+        if (!failed.has(object.Key)) deleted.push({ key: object.Key as string, lastModified: object.LastModified })
+      }
+    }
+    if (listed.IsTruncated !== true || listed.NextContinuationToken === undefined) break
+    token = listed.NextContinuationToken
+  }
+  return deleted
 }
 
 /**
  * Adds (or updates) one lifecycle rule that makes S3 itself abort incomplete
  * multipart uploads under `prefix` after `days`: the safety net for uploads
- * no process was left to abort. Other rules on the bucket are kept.
+ * no process was left to abort. A second rule expires staged direct uploads
+ * (`<prefix>/.staging/`) after `days`: a POST never completed is never
+ * checked, so it is deleted. Other rules on the bucket are kept. Returns the
+ * first rule (the staging rule has the id STAGING_RULE_ID).
  */
 export async function ensureLifecycleRule (client: S3Client, bucket: string, prefix: string, days: number): Promise<LifecycleRule> {
   let rules: LifecycleRule[] = []
@@ -72,10 +114,16 @@ export async function ensureLifecycleRule (client: S3Client, bucket: string, pre
     Filter: { Prefix: prefix === '' ? '' : `${prefix}/` },
     AbortIncompleteMultipartUpload: { DaysAfterInitiation: days }
   }
-  const others = rules.filter((existing) => existing.ID !== LIFECYCLE_RULE_ID)
+  const staging: LifecycleRule = {
+    ID: STAGING_RULE_ID,
+    Status: 'Enabled',
+    Filter: { Prefix: `${stagingPrefix(prefix)}/` },
+    Expiration: { Days: days }
+  }
+  const others = rules.filter((existing) => existing.ID !== LIFECYCLE_RULE_ID && existing.ID !== STAGING_RULE_ID)
   await s3Call('PutBucketLifecycleConfiguration', () => client.send(new PutBucketLifecycleConfigurationCommand({
     Bucket: bucket,
-    LifecycleConfiguration: { Rules: [...others, rule] }
+    LifecycleConfiguration: { Rules: [...others, rule, staging] }
   })))
   return rule
 }
