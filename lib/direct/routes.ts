@@ -205,7 +205,10 @@ export async function directRoutes (
       // A condition failed: the final key was taken meanwhile, or the staged object was replaced after its check.
       copied = await refuse(await exists(final) ? new KeyExistsError(final) : new UploadRejectedError('it changed while it was checked'))
     }
-    await deleteObject(client, bucket, staging)
+    // Promoted: a staged copy left behind (a failed delete) is reclaimed by the sweep or the lifecycle rule.
+    await deleteObject(client, bucket, staging).catch((error: unknown) => {
+      request.log.warn({ key: staging, err: error }, 'fastify-s3-chunk: a promoted upload\'s staged object could not be deleted')
+    })
     const file = describe(final, checked, metadata, copied)
     return { location: file.location, key: file.key, file: await stored(file, request) }
   })
@@ -284,10 +287,11 @@ export async function directRoutes (
     const metadata = keptMetadata(direct, checked.metadata)
     let copied: { etag?: string | undefined, versionId?: string | undefined, parts: number } = { parts: etagParts(checked.etag) }
     if (checked.storedType !== checked.type) {
+      // Rewritten in place (pinned to the checked ETag): S3 cannot change an object's type otherwise.
       const rewritten = await copyChecked({
         bucket, source: key, sourceEtag: checked.etag, size: checked.size, key, contentType: checked.type, metadata, acl: direct.acl, ifNoneMatch: false
       }, { client, retry: config.retry, log: request.log })
-      copied = rewritten.parts === 0 ? { ...rewritten, parts: etagParts(checked.etag) } : rewritten
+      copied = { ...rewritten, parts: rewritten.etag !== undefined ? etagParts(rewritten.etag) : rewritten.parts }
     }
     const file = describe(key, checked, metadata, copied)
     return { location: file.location, key, file: await stored(file, request) }

@@ -58,11 +58,8 @@ export async function checkObject (client: S3Client, config: S3ChunkConfig, key:
     type = decideType(declared, sniffed, config.allowedTypes)
   } catch (error) {
     if (!(error instanceof TypeNotAllowedError)) throw error
-    await reject(sniffed === undefined
-      ? 'its content is not of a recognisable allowed type'
-      : declared !== undefined && declared !== sniffed && !(config.allowedTypes === undefined)
-        ? `its content is ${sniffed}, which is not allowed as ${declared}`
-        : `its content is ${sniffed}, which is not allowed`)
+    // (decideType refuses only with allowedTypes: unrecognised bytes, a type not allowed, or a declaration the bytes contradict.)
+    await reject(sniffed === undefined ? 'its content is not of a recognisable allowed type' : `its content is ${sniffed}, which is not allowed as declared (${declared ?? 'nothing'})`)
   }
   const checked: CheckedObject = { key, size, etag, storedType: head.ContentType, type, metadata: head.Metadata ?? {} }
   if (head.VersionId !== undefined) checked.versionId = head.VersionId
