@@ -2,6 +2,7 @@
 // object to its final key) takes on MinIO: one CopyObject up to 5 GiB, a
 // parallel multipart copy above. Not part of `npm test` or `npm run bench`:
 //   npx tsx bench/direct-promotion.ts 64MiB 6GiB
+// (COPY_PART_MIB and COPY_CONCURRENCY override the multipart copy's part size and parallelism.)
 // Starts its own MinIO (or uses S3_ENDPOINT), writes each staged object with a
 // multipart upload of one repeated random part, copies it, prints the time.
 import { CompleteMultipartUploadCommand, CreateBucketCommand, CreateMultipartUploadCommand, DeleteBucketCommand, DeleteObjectCommand, HeadObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3'
@@ -46,7 +47,12 @@ try {
     const started = process.hrtime.bigint()
     const copied = await copyChecked({
       bucket, source: staging, sourceEtag: head.ETag ?? '', size, key: final, contentType: 'application/octet-stream', metadata: { 'original-name': 'big.bin' }, ifNoneMatch: true
-    }, { client, retry })
+    }, {
+      client,
+      retry,
+      ...(process.env.COPY_PART_MIB !== undefined ? { partSize: Number(process.env.COPY_PART_MIB) * MiB } : {}),
+      ...(process.env.COPY_CONCURRENCY !== undefined ? { concurrency: Number(process.env.COPY_CONCURRENCY) } : {})
+    })
     await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: staging }))
     const ms = Number(process.hrtime.bigint() - started) / 1e6
     const check = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: final }))
