@@ -2,6 +2,7 @@ import {
   CompleteMultipartUploadCommand,
   CopyObjectCommand,
   CreateMultipartUploadCommand,
+  HeadObjectCommand,
   UploadPartCopyCommand,
   type ObjectCannedACL,
   type S3Client
@@ -61,7 +62,7 @@ export async function copyChecked (job: CopyJob, options: CopyOptions): Promise<
   return job.size <= limit ? await singleCopy(job, options) : await multipartCopy(job, options)
 }
 
-async function singleCopy (job: CopyJob, { client }: CopyOptions): Promise<Copied> {
+async function singleCopy (job: CopyJob, { client, log }: CopyOptions): Promise<Copied> {
   try {
     const copied = await client.send(new CopyObjectCommand({
       Bucket: job.bucket,
@@ -76,8 +77,36 @@ async function singleCopy (job: CopyJob, { client }: CopyOptions): Promise<Copie
     }))
     return { etag: copied.CopyObjectResult?.ETag, versionId: copied.VersionId, parts: 0 }
   } catch (error) {
-    throw storageFailure(describeS3Error('CopyObject', error))
+    const failure = describeS3Error('CopyObject', error)
+    // The SDK retried a copy whose answer was lost, and the retry met the copy's own
+    // object (If-None-Match: 412): the object at the key, the source's bytes with the
+    // type given, says so. Only after a retry — a first attempt's 412 is another object.
+    const attempts = (error as { $metadata?: { attempts?: number } }).$metadata?.attempts ?? 1
+    if (failure.status === 412 && job.ifNoneMatch && attempts > 1) {
+      const landed = await ownCopy(client, job)
+      if (landed !== null) {
+        log?.warn({ key: job.key, s3: failure }, 'fastify-s3-chunk: CopyObject failed after a retry, yet the first attempt had copied the object')
+        return landed
+      }
+    }
+    throw storageFailure(failure)
   }
+}
+
+/** The object at the job's key when it is the job's copy: the source's ETag (a single-part copy keeps the MD5), its type and metadata. */
+async function ownCopy (client: S3Client, job: CopyJob): Promise<Copied | null> {
+  try {
+    const head = await client.send(new HeadObjectCommand({ Bucket: job.bucket, Key: job.key }))
+    const same = head.ETag === job.sourceEtag && head.ContentType === job.contentType &&
+      JSON.stringify(sorted(head.Metadata ?? {})) === JSON.stringify(sorted(job.metadata))
+    return same ? { etag: head.ETag, versionId: head.VersionId, parts: 0 } : null
+  } catch {
+    return null
+  }
+}
+
+function sorted (record: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(record).sort(([a], [b]) => a.localeCompare(b)))
 }
 
 async function multipartCopy (job: CopyJob, options: CopyOptions): Promise<Copied> {
