@@ -12,7 +12,7 @@ import { createPresignedPost } from '@aws-sdk/s3-presigned-post'
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { checkDeclaredType } from '../content-types.js'
-import { BadRequestError, ForbiddenError, InvalidPartsError, KeyExistsError, UnauthorizedError, UploadGoneError, UploadRejectedError } from '../errors.js'
+import { BadRequestError, ForbiddenError, InvalidPartsError, KeyExistsError, UnauthorizedError, UploadGoneError, UploadHookError, UploadRejectedError } from '../errors.js'
 import { MAX_PARTS, type DirectConfig, type DirectUser, type S3ChunkConfig } from '../options.js'
 import { MAX_ORIGINAL_NAME_BYTES } from '../keys.js'
 import { etagParts, etagValue, objectUrl } from '../s3-client.js'
@@ -139,8 +139,22 @@ export async function directRoutes (
     return await getSignedUrl(client, new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: number }), { expiresIn: direct.expiresIn })
   }
 
+  /**
+   * Fires onUploadComplete. When it throws, the object is deleted so that
+   * storage and the app's records agree (as for a streamed file), and the
+   * client gets 500 FST_S3CHUNK_HOOK_FAILED.
+   */
   async function stored (file: S3File, request: FastifyRequest): Promise<S3File> {
-    await onStored(file, request)
+    try {
+      await onStored(file, request)
+    } catch (error) {
+      if (error instanceof UploadHookError) throw error
+      request.log.error({ key: file.key, err: error }, 'fastify-s3-chunk: onUploadComplete threw; the direct upload\'s object is deleted')
+      await deleteObject(client, bucket, file.key).catch((failure: unknown) => {
+        request.log.error({ key: file.key, err: failure }, 'fastify-s3-chunk: the object of a failed onUploadComplete could not be deleted')
+      })
+      throw new UploadHookError()
+    }
     return file
   }
 

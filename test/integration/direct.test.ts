@@ -303,3 +303,16 @@ t.test('streamed uploads honour allowedTypes by their bytes too', { skip }, asyn
   t.same(stored.map((f) => f.key), ['ok.png'], 'onUploadComplete fired for the stored file only')
   await expectNoPendingUploads(t, server, client, bucket)
 })
+
+t.test('onUploadComplete throws: the checked object is deleted (storage and records agree), 500 FST_S3CHUNK_HOOK_FAILED', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const { url } = await startDirect(t, bucket, { onUploadComplete: () => { throw new Error('database down') } })
+  const params = (await api(`${url}/s3/params?filename=a.png&type=image/png`, 'token-alice')).json
+  t.equal((await postToS3(params, pngBytes(3000), 'image/png')).status, 204)
+  const done = await api(`${url}/s3/complete`, 'token-alice', 'POST', { key: params.key })
+  t.equal(done.status, 500)
+  t.match(done.json, { code: 'FST_S3CHUNK_HOOK_FAILED' })
+  t.notMatch(JSON.stringify(done.json), /database down/, 'the hook\'s own message stays in the log')
+  t.same(await listKeys(client, bucket), [], 'neither the staged nor the promoted object is left')
+  await expectNoPendingUploads(t, server, client, bucket)
+})
