@@ -92,5 +92,27 @@ t.test('the multipart copy (over 5 GiB in production) promotes byte-identical, w
   await object.Body?.transformToByteArray()
   t.equal((await objectDigest(client, bucket, final)).sha256, sha256(data), 'byte-identical')
   await t.rejects(copyChecked(job, options), { code: 'FST_S3CHUNK_STORAGE', s3: { operation: 'CompleteMultipartUpload', status: 412 } }, 'a second copy to the taken key fails (If-None-Match on Complete)')
+  // In place (a multipart upload's type rewritten after its check): the same bytes, the new type.
+  const finalEtag = (await client.send(new HeadObjectCommand({ Bucket: bucket, Key: final }))).ETag as string
+  const rewritten = await copyChecked({ ...job, source: final, sourceEtag: finalEtag, key: final, contentType: 'application/octet-stream', ifNoneMatch: false }, options)
+  t.equal(rewritten.parts, 3)
+  t.equal((await client.send(new HeadObjectCommand({ Bucket: bucket, Key: final }))).ContentType, 'application/octet-stream')
+  t.equal((await objectDigest(client, bucket, final)).sha256, sha256(data), 'byte-identical after an in-place multipart copy')
   await expectNoPendingUploads(t, server, client, bucket)
+})
+
+t.test('overwrite: true drops the condition: a re-completed policy replaces the object with another checked one, never unchecked bytes', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const { url, stored } = await startDirect(t, server, bucket, { allowedTypes: ['image/*'], overwrite: true })
+  const post = (await params(url, 'alice', 'cat.png', 'image/png')).json
+  await postToS3(post, pngBytes(5000))
+  t.equal((await api(`${url}/s3/complete`, 'alice', 'POST', { key: post.key })).status, 200)
+  const second = pngBytes(7000)
+  await postToS3(post, second)
+  t.equal((await api(`${url}/s3/complete`, 'alice', 'POST', { key: post.key })).status, 200, 'replaced: what overwrite means')
+  t.equal((await objectDigest(client, bucket, finalOf(post.key))).sha256, sha256(second))
+  await postToS3(post, html)
+  t.equal((await api(`${url}/s3/complete`, 'alice', 'POST', { key: post.key })).status, 422, 'unchecked bytes never reach the final key')
+  t.equal((await objectDigest(client, bucket, finalOf(post.key))).sha256, sha256(second))
+  t.equal(stored.length, 2, 'the hook fired for each checked object')
 })
