@@ -170,3 +170,17 @@ export const ServerBusyError = createError<'FST_S3CHUNK_BUSY', 503, []>(
   'The server has no memory for this upload right now; nothing was stored. Retry later',
   503
 )
+
+/** A direct multipart Complete named parts S3 does not have, out of order, or too small. `%s` says which. */
+export const InvalidPartsError = createError<'FST_S3CHUNK_INVALID_PARTS', 400, [string]>(
+  'FST_S3CHUNK_INVALID_PARTS',
+  'The parts do not make a complete upload: %s',
+  400
+)
+
+/** A direct upload was completed or aborted by another request meanwhile. */
+export const UploadGoneError = createError<'FST_S3CHUNK_UPLOAD_GONE', 409, []>(
+  'FST_S3CHUNK_UPLOAD_GONE',
+  'That upload no longer exists: it was completed or aborted meanwhile',
+  409
+)

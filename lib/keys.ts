@@ -70,6 +70,10 @@ export async function makeKey (config: S3ChunkConfig, context: KeyContext, now =
     const custom = await config.key(context)
     if (typeof custom !== 'string') throw new InvalidKeyError('it did not return a string')
     // A custom key may hold sub-paths; each segment is sanitised so it can never climb out of keyPrefix.
+    // Sanitising would cut an over-long segment, and two keys could then meet: refuse it instead.
+    if (custom.split(/[/\\]/).some((segment) => Buffer.byteLength(segment.normalize('NFC')) > MAX_FILENAME_BYTES)) {
+      throw new InvalidKeyError(`a segment is longer than ${MAX_FILENAME_BYTES} bytes`)
+    }
     const safe = sanitisePrefix(custom)
     if (safe === '') throw new InvalidKeyError(`"${custom}" has no usable segment`)
     key = joinKey(config.keyPrefix, safe)

@@ -33,7 +33,12 @@ export type KeyFunction = (context: KeyContext) => string | Promise<string>
 
 /** Who is uploading, as `direct.authorize` says. */
 export interface DirectUser {
-  /** Becomes a key segment (sanitised): every key of this user lives under `<keyPrefix>/<userId>/`. */
+  /**
+   * Becomes a key segment one-to-one: every key of this user lives under
+   * `<keyPrefix>/<segment>/`, where the segment is the id itself for plain ids
+   * (ASCII letters and digits, single `-`/`_` between them, ≤ 64 characters)
+   * and `-<hex of its UTF-8>` for any other (≤ 255 bytes).
+   */
   userId: string
 }
 
@@ -56,7 +61,7 @@ export interface DirectKeyContext {
   request: FastifyRequest
 }
 
-/** Names a direct upload's object, below `<keyPrefix>/<userId>/` (enforced). */
+/** Names a direct upload's object, below `<keyPrefix>/<user segment>/` (enforced). */
 export type DirectKeyFunction = (context: DirectKeyContext) => string | Promise<string>
 
 /** Called once a file is stored and checked, streamed or direct: where an app records it. */
@@ -116,12 +121,25 @@ const directSchema = z.strictObject({
   authorize: z.custom<AuthorizeFunction>((value) => typeof value === 'function', 'must be a function (request) => { userId } | null'),
   /** Route prefix for the direct routes (`<prefix>/s3/...`). */
   prefix: z.string().regex(/^(\/[A-Za-z0-9._~-]+)*$/, 'must be empty or like /api/uploads').default(''),
-  /** Custom naming below `<keyPrefix>/<userId>/`; default `<random id>/<sanitised filename>`. */
+  /** Custom naming below `<keyPrefix>/<user segment>/`; default `<random id>/<sanitised filename>`. */
   key: z.custom<DirectKeyFunction>((value) => typeof value === 'function', 'must be a function (context) => string').optional(),
   /** Seconds a presigned POST policy or part URL stays valid. */
   expiresIn: int(1, 7 * 24 * 3600).default(900),
-  /** Canned ACL pinned by presigned POST policies. */
-  acl: z.enum(['private', 'public-read', 'authenticated-read', 'bucket-owner-read', 'bucket-owner-full-control']).default('private')
+  /**
+   * Canned ACL for direct uploads: pinned by presigned POST policies, set on the
+   * promoted object, and on multipart uploads at create. Unset (the default): no
+   * ACL is sent, which is what a new AWS bucket (ACLs disabled, "bucket owner
+   * enforced") requires; the object is then as private as the bucket.
+   */
+  acl: z.enum(['private', 'public-read', 'authenticated-read', 'bucket-owner-read', 'bucket-owner-full-control']).optional(),
+  /**
+   * Uppy `metadata` fields stored as S3 user metadata (`x-amz-meta-<name>`),
+   * e.g. `['caption']`; any other field is dropped. Values are percent-encoded
+   * (S3 metadata is ASCII), pinned in the POST policy, and with the filename
+   * bounded to S3's 2 KiB of user metadata (400 beyond it).
+   */
+  metadataFields: z.array(z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be lowercase letters, digits and "-" (S3 lowercases metadata names)')
+    .refine((name) => name !== 'original-name', 'original-name is the plugin\'s own')).max(32).default([])
 })
 
 const keyFunction = z.custom<KeyFunction>((value) => typeof value === 'function', 'must be a function (context) => string')

@@ -23,6 +23,8 @@ export interface S3File {
   checksum?: string
   /** Number of multipart parts; 0 when the file went out as a single PutObject. */
   parts: number
+  /** Direct uploads: the Uppy metadata fields kept (`direct.metadataFields`), decoded. */
+  metadata?: Record<string, string>
 }
 
 /** Non-file form fields seen so far; a repeated name becomes an array. */
@@ -57,12 +59,19 @@ export interface S3ChunkDecorator {
   stats: () => S3ChunkStats
   /**
    * Aborts multipart uploads under keyPrefix started more than `olderThan` ms
-   * ago (default 24 h): what a crashed process could not abort.
+   * ago (default 24 h): what a crashed process could not abort. Also deletes
+   * staged direct uploads (`<keyPrefix>/.staging/`) posted more than `olderThan`
+   * ms ago and never completed (`deleted`).
    */
-  abortStaleUploads: (options?: { olderThan?: number }) => Promise<{ aborted: Array<{ key: string, uploadId: string, initiated: Date | undefined }> }>
+  abortStaleUploads: (options?: { olderThan?: number }) => Promise<{
+    aborted: Array<{ key: string, uploadId: string, initiated: Date | undefined }>
+    deleted: Array<{ key: string, lastModified: Date | undefined }>
+  }>
   /**
    * Adds or updates a bucket lifecycle rule that makes S3 abort incomplete
-   * multipart uploads under keyPrefix after `days` (default 1). Other rules are kept.
+   * multipart uploads under keyPrefix after `days` (default 1), and one that
+   * expires staged direct uploads (`<keyPrefix>/.staging/`) after `days`.
+   * Other rules are kept. Returns the first rule.
    */
   ensureLifecycleRule: (options?: { days?: number }) => Promise<LifecycleRule>
   /**

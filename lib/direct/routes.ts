@@ -2,6 +2,7 @@ import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
+  HeadObjectCommand,
   ListPartsCommand,
   UploadPartCommand,
   type Part,
@@ -10,17 +11,20 @@ import {
 import { createPresignedPost } from '@aws-sdk/s3-presigned-post'
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { typeAllowed } from '../content-types.js'
-import { BadRequestError, ForbiddenError, TypeNotAllowedError, UnauthorizedError } from '../errors.js'
+import { checkDeclaredType } from '../content-types.js'
+import { BadRequestError, ForbiddenError, InvalidPartsError, KeyExistsError, UnauthorizedError, UploadGoneError, UploadHookError, UploadRejectedError } from '../errors.js'
 import { MAX_PARTS, type DirectConfig, type DirectUser, type S3ChunkConfig } from '../options.js'
 import { MAX_ORIGINAL_NAME_BYTES } from '../keys.js'
+import { etagParts, etagValue, objectUrl } from '../s3-client.js'
 import type { S3File } from '../types.js'
-import { describeS3Error, s3Call, storageFailure } from '../upload/s3-failure.js'
+import { describeS3Error, isStorageFailure, s3Call, storageFailure } from '../upload/s3-failure.js'
 import { abortMultipartUpload, completedDespiteFailure, isNoSuchUpload } from '../upload/multipart-calls.js'
-import { assertOwnKey, makeDirectKey } from './keys.js'
-import { ORIGINAL_NAME_META, verifyUpload } from './verify.js'
+import { assertOwnKey, assertOwnStagingKey, isWellFormed, makeDirectKey, stagingKeyOf } from './keys.js'
+import { ORIGINAL_NAME_META, decodedFields, directMetadata, keptMetadata, metadataFromQuery, safeDecode } from './metadata.js'
+import { copyChecked } from './promote.js'
+import { checkObject, deleteObject, httpStatus, type CheckedObject } from './verify.js'
 
-interface Query { filename?: string, type?: string, key?: string, partNumbers?: string }
+interface Query { filename?: string, type?: string, key?: string, partNumbers?: string, [field: string]: unknown }
 
 /**
  * The direct-upload routes, speaking the Companion S3 API so @uppy/aws-s3
@@ -38,18 +42,62 @@ export async function directRoutes (
   const bucket = config.bucket
 
   async function userOf (request: FastifyRequest): Promise<DirectUser> {
-    const user = await direct.authorize(request)
-    if (user === null || user === undefined) throw new UnauthorizedError()
+    const user: DirectUser | null | undefined = await direct.authorize(request)
+    // Any falsy answer (null, undefined, false, '', 0) means "not signed in".
+    if (user === null || user === undefined || !(user as unknown)) throw new UnauthorizedError()
     if (typeof user.userId !== 'string' || user.userId === '') throw new Error('direct.authorize() must return { userId: string } or null')
     return user
   }
 
+  /** The declared filename and type, parsed: 400 for anything malformed, 415 for a type not allowed. */
   function declared (filename: unknown, type: unknown): { filename: string, type: string } {
     if (typeof filename !== 'string' || filename === '') throw new BadRequestError('filename is required')
     if (Buffer.byteLength(filename) > MAX_ORIGINAL_NAME_BYTES) throw new BadRequestError(`filename is longer than ${MAX_ORIGINAL_NAME_BYTES} bytes`)
-    const contentType = typeof type === 'string' && type !== '' ? type : 'application/octet-stream'
-    if (!typeAllowed(contentType, config.allowedTypes)) throw new TypeNotAllowedError(contentType)
-    return { filename, type: contentType }
+    if (!isWellFormed(filename)) throw new BadRequestError('filename is not well-formed Unicode')
+    const parsed = checkDeclaredType(type === '' ? undefined : type, config.allowedTypes)
+    return { filename, type: parsed ?? 'application/octet-stream' }
+  }
+
+  /** A plain object of Uppy metadata, or 400. */
+  function metadataObject (value: unknown): Record<string, unknown> {
+    if (value === undefined || value === null) return {}
+    if (typeof value !== 'object' || Array.isArray(value)) throw new BadRequestError('metadata must be an object')
+    return value as Record<string, unknown>
+  }
+
+  const aclFields: Record<string, string> = direct.acl !== undefined ? { acl: direct.acl } : {}
+
+  /** The S3File of a checked object at `key`. */
+  function describe (key: string, checked: CheckedObject, metadata: Record<string, string>, copied: { etag?: string | undefined, versionId?: string | undefined, parts: number }): S3File {
+    const encodedName = metadata[ORIGINAL_NAME_META]
+    const etag = copied.etag ?? checked.etag
+    const file: S3File = {
+      fieldName: 'file',
+      originalName: encodedName !== undefined ? safeDecode(encodedName) : key.split('/').pop() ?? key,
+      key,
+      bucket,
+      size: checked.size,
+      contentType: checked.type,
+      etag: etagValue(etag),
+      location: objectUrl(config.s3, bucket, key),
+      parts: copied.parts
+    }
+    const versionId = copied.versionId ?? checked.versionId
+    if (versionId !== undefined) file.versionId = versionId
+    const fields = decodedFields(direct, metadata)
+    if (Object.keys(fields).length > 0) file.metadata = fields
+    return file
+  }
+
+  /** True when an object is at `key` (a store that ignores If-None-Match on copies is caught here). */
+  async function exists (key: string): Promise<boolean> {
+    try {
+      await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))
+      return true
+    } catch (error) {
+      if (httpStatus(error) === 404) return false
+      throw storageFailure(describeS3Error('HeadObject', error))
+    }
   }
 
   /** One page of an upload's parts; refuses (403) an uploadId that is not an upload of this key (S3 knows; nothing is kept here). */
@@ -91,21 +139,37 @@ export async function directRoutes (
     return await getSignedUrl(client, new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: number }), { expiresIn: direct.expiresIn })
   }
 
+  /**
+   * Fires onUploadComplete. When it throws, the object is deleted so that
+   * storage and the app's records agree (as for a streamed file), and the
+   * client gets 500 FST_S3CHUNK_HOOK_FAILED.
+   */
   async function stored (file: S3File, request: FastifyRequest): Promise<S3File> {
-    await onStored(file, request)
+    try {
+      await onStored(file, request)
+    } catch (error) {
+      if (error instanceof UploadHookError) throw error
+      request.log.error({ key: file.key, err: error }, 'fastify-s3-chunk: onUploadComplete threw; the direct upload\'s object is deleted')
+      await deleteObject(client, bucket, file.key).catch((failure: unknown) => {
+        request.log.error({ key: file.key, err: failure }, 'fastify-s3-chunk: the object of a failed onUploadComplete could not be deleted')
+      })
+      throw new UploadHookError()
+    }
     return file
   }
 
-  // Presigned POST (SigV4): the policy pins the bucket, the exact key, the size range, the type, the ACL and the expiry.
+  // Presigned POST (SigV4): the policy pins the bucket, the exact staging key, the
+  // size range, the type, the metadata, the ACL (when one is set) and the expiry.
+  // It can only ever write to staging: /s3/complete checks the staged object and
+  // copies it to its final key, so posting the policy again changes nothing recorded.
   fastify.get<{ Querystring: Query }>('/s3/params', async (request) => {
     const user = await userOf(request)
     const { filename, type } = declared(request.query.filename, request.query.type)
-    const key = await makeDirectKey(config, direct, user, filename, type, request)
-    const fields = {
-      'Content-Type': type,
-      acl: direct.acl,
-      [`x-amz-meta-${ORIGINAL_NAME_META}`]: encodeURIComponent(filename)
-    }
+    const metadata = directMetadata(direct, filename, metadataFromQuery(request.query))
+    const final = await makeDirectKey(config, direct, user, filename, type, request)
+    const key = stagingKeyOf(config, final)
+    const metaFields = Object.fromEntries(Object.entries(metadata).map(([name, value]) => [`x-amz-meta-${name}`, value]))
+    const fields: Record<string, string> = { 'Content-Type': type, ...aclFields, ...metaFields }
     const post = await s3Call('PresignPost', async () => await createPresignedPost(client, {
       Bucket: bucket,
       Key: key,
@@ -115,32 +179,66 @@ export async function directRoutes (
         ['eq', '$key', key],
         ['content-length-range', 0, config.maxFileSize],
         ['eq', '$Content-Type', type],
-        { acl: direct.acl },
-        ['eq', `$x-amz-meta-${ORIGINAL_NAME_META}`, fields[`x-amz-meta-${ORIGINAL_NAME_META}`]]
+        ...(direct.acl !== undefined ? [{ acl: direct.acl }] : []),
+        ...Object.entries(metaFields).map(([name, value]) => ['eq', `$${name}`, value] as ['eq', string, string])
       ],
       Expires: direct.expiresIn
     }))
+    // `key` (also fields.key, which Uppy hands back as response.body.key) is the staging key: send it to /s3/complete.
     return { method: 'POST', url: post.url, fields: post.fields, expires: direct.expiresIn, key }
   })
 
-  // A POST upload is done: check the object, then it counts as stored.
+  // A POST upload is done: check the staged object, copy it to its final key
+  // (conditional, with the checked type), delete the staged one, then record it.
   fastify.post<{ Body: { key?: unknown } | undefined }>('/s3/complete', async (request) => {
     const user = await userOf(request)
-    const key = assertOwnKey(config, user, request.body?.key)
-    const file = await verifyUpload(client, config, key, request.log)
-    return { location: file.location, file: await stored(file, request) }
+    const { staging, final } = assertOwnStagingKey(config, user, request.body?.key)
+    const checked = await checkObject(client, config, staging, request.log)
+    const conditional = !config.overwrite
+    const refuse = async (error: Error): Promise<never> => {
+      await deleteObject(client, bucket, staging)
+      throw error
+    }
+    if (conditional && await exists(final)) await refuse(new KeyExistsError(final))
+    const metadata = keptMetadata(direct, checked.metadata)
+    let copied
+    try {
+      copied = await copyChecked({
+        bucket,
+        source: staging,
+        sourceEtag: checked.etag,
+        size: checked.size,
+        key: final,
+        contentType: checked.type,
+        metadata,
+        acl: direct.acl,
+        ifNoneMatch: conditional
+      }, { client, retry: config.retry, log: request.log })
+    } catch (error) {
+      if (!isStorageFailure(error) || error.s3.status !== 412) throw error
+      // A condition failed: the final key was taken meanwhile, or the staged object was replaced after its check.
+      copied = await refuse(await exists(final) ? new KeyExistsError(final) : new UploadRejectedError('it changed while it was checked'))
+    }
+    // Promoted: a staged copy left behind (a failed delete) is reclaimed by the sweep or the lifecycle rule.
+    await deleteObject(client, bucket, staging).catch((error: unknown) => {
+      request.log.warn({ key: staging, err: error }, 'fastify-s3-chunk: a promoted upload\'s staged object could not be deleted')
+    })
+    const file = describe(final, checked, metadata, copied)
+    return { location: file.location, key: file.key, file: await stored(file, request) }
   })
 
-  fastify.post<{ Body: { filename?: unknown, type?: unknown, metadata?: Record<string, unknown> } | undefined }>('/s3/multipart', async (request) => {
+  fastify.post<{ Body: { filename?: unknown, type?: unknown, metadata?: unknown } | undefined }>('/s3/multipart', async (request) => {
     const user = await userOf(request)
-    const metadata = request.body?.metadata ?? {}
+    const metadata = metadataObject(request.body?.metadata)
     const { filename, type } = declared(request.body?.filename ?? metadata.name, request.body?.type ?? metadata.type)
+    const objectMetadata = directMetadata(direct, filename, metadata)
     const key = await makeDirectKey(config, direct, user, filename, type, request)
     const created = await s3Call('CreateMultipartUpload', () => client.send(new CreateMultipartUploadCommand({
       Bucket: bucket,
       Key: key,
       ContentType: type,
-      Metadata: { [ORIGINAL_NAME_META]: encodeURIComponent(filename) }
+      Metadata: objectMetadata,
+      ...(direct.acl !== undefined ? { ACL: direct.acl } : {})
     })))
     return { key, uploadId: created.UploadId }
   })
@@ -173,22 +271,43 @@ export async function directRoutes (
     if (action !== 'complete') throw new BadRequestError('POST /s3/multipart/<uploadId>/complete is the only POST here')
     const parts = completedParts(request.body?.parts)
     await assertUploadOfKey(key, uploadId)
+    const scope = { client, retry: config.retry, target: { bucket, key }, log: request.log }
     try {
       await s3Call('CompleteMultipartUpload', () => client.send(new CompleteMultipartUploadCommand({
         Bucket: bucket,
         Key: key,
         UploadId: uploadId,
-        MultipartUpload: { Parts: parts }
+        MultipartUpload: { Parts: parts },
+        ...(config.overwrite ? {} : { IfNoneMatch: '*' })
       })))
     } catch (error) {
       // S3 may have completed it with the answer lost: the object says so, and is
       // then checked like any other. Otherwise the upload stays for the client to retry.
-      const scope = { client, retry: config.retry, target: { bucket, key }, log: request.log }
-      if (!await completedDespiteFailure(scope, uploadId, parts.map((part) => part.ETag))) throw error
+      // (With If-None-Match, the SDK's retry of a Complete whose answer was lost meets 412.)
+      const code = isStorageFailure(error) ? error.s3.code : undefined
+      const status = isStorageFailure(error) ? error.s3.status : undefined
+      if (!await completedDespiteFailure(scope, uploadId, parts.map((part) => part.ETag))) {
+        if (status !== 412) throw clientFault(code) ?? error
+        // The key is taken (a custom direct.key() made a name twice): this upload can never complete.
+        await abortMultipartUpload(scope, uploadId)
+        throw new KeyExistsError(key)
+      }
       // Stored. An identical older object would match too: leave no upload open either way.
       await abortMultipartUpload(scope, uploadId)
     }
-    const file = await verifyUpload(client, config, key, request.log)
+    // The server's own Complete made the final object: checked before it counts,
+    // and given the type its bytes were checked against when that differs.
+    const checked = await checkObject(client, config, key, request.log)
+    const metadata = keptMetadata(direct, checked.metadata)
+    let copied: { etag?: string | undefined, versionId?: string | undefined, parts: number } = { parts: etagParts(checked.etag) }
+    if (checked.storedType !== checked.type) {
+      // Rewritten in place (pinned to the checked ETag): S3 cannot change an object's type otherwise.
+      const rewritten = await copyChecked({
+        bucket, source: key, sourceEtag: checked.etag, size: checked.size, key, contentType: checked.type, metadata, acl: direct.acl, ifNoneMatch: false
+      }, { client, retry: config.retry, log: request.log })
+      copied = { ...rewritten, parts: rewritten.etag !== undefined ? etagParts(rewritten.etag) : rewritten.parts }
+    }
+    const file = describe(key, checked, metadata, copied)
     return { location: file.location, key, file: await stored(file, request) }
   })
 
@@ -209,6 +328,20 @@ function multipartPath (rest: string): [string, string | undefined] {
   const uploadId = segments[0] ?? ''
   if (uploadId === '' || segments.length > 2 || uploadId.length > 1024) throw new BadRequestError('expected /s3/multipart/<uploadId>[/<action>]')
   return [uploadId, segments[1]]
+}
+
+/**
+ * The client's fault, said safely: parts S3 does not have (a forged ETag, a
+ * part never uploaded), out of order, or too small; an upload gone meanwhile.
+ */
+function clientFault (code: string | undefined): Error | undefined {
+  switch (code) {
+    case 'InvalidPart': return new InvalidPartsError('a part was never uploaded, or its ETag does not match')
+    case 'InvalidPartOrder': return new InvalidPartsError('the parts are not in ascending order')
+    case 'EntityTooSmall': return new InvalidPartsError('every part but the last must be at least 5 MiB')
+    case 'NoSuchUpload': return new UploadGoneError()
+    default: return undefined
+  }
 }
 
 function isPartNumber (value: unknown): value is number {

@@ -1,66 +1,87 @@
 import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import type { FastifyBaseLogger } from 'fastify'
-import { SNIFF_BYTES, sniffType, typeAllowed } from '../content-types.js'
-import { UploadRejectedError } from '../errors.js'
+import { SNIFF_BYTES, decideType, parseMediaType, sniffType } from '../content-types.js'
+import { TypeNotAllowedError, UploadRejectedError } from '../errors.js'
 import type { S3ChunkConfig } from '../options.js'
-import { etagParts, etagValue, objectUrl } from '../s3-client.js'
-import type { S3File } from '../types.js'
 import { describeS3Error, s3Call, storageFailure } from '../upload/s3-failure.js'
 
-/** Metadata key that carries the client's filename (percent-encoded: S3 metadata is ASCII). */
-export const ORIGINAL_NAME_META = 'original-name'
+/** What the server found in S3 for a direct upload, once checked. */
+export interface CheckedObject {
+  key: string
+  /** Bytes as S3 counted them, not as the client declared them. */
+  size: number
+  /** The ETag as S3 sent it (quoted): copies and reads are pinned to it. */
+  etag: string
+  versionId?: string
+  /** The type the object carries now. */
+  storedType: string | undefined
+  /** The type the bytes were checked against: what the object must be served as. */
+  type: string
+  /** User metadata as stored (encoded). */
+  metadata: Record<string, string>
+}
 
 /**
- * Checks an object a browser uploaded straight to S3 — it exists, its size
- * (as S3 counted it, not as the client declared it) is within maxFileSize,
- * and its first bytes are of an allowed type — and describes it. An object
- * that breaks a rule is deleted, and the call fails with 422.
+ * Checks an object a browser uploaded straight to S3: it exists, its size
+ * (as S3 counted it) is within maxFileSize, and its first bytes decide its
+ * type like a streamed file's (`decideType`: with allowedTypes the bytes
+ * must be of an allowed type and agree with the declaration). The bytes read
+ * are pinned to the ETag seen, so a replacement in between is caught. An
+ * object that breaks a rule is deleted, and the call fails with 422.
  */
-export async function verifyUpload (client: S3Client, config: S3ChunkConfig, key: string, log: FastifyBaseLogger): Promise<S3File> {
+export async function checkObject (client: S3Client, config: S3ChunkConfig, key: string, log: FastifyBaseLogger): Promise<CheckedObject> {
   let head
   try {
     head = await client.send(new HeadObjectCommand({ Bucket: config.bucket, Key: key }))
   } catch (error) {
-    if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) {
-      throw new UploadRejectedError('there is no object at that key')
-    }
+    if (httpStatus(error) === 404) throw new UploadRejectedError('there is no object at that key')
     throw storageFailure(describeS3Error('HeadObject', error))
   }
-  const size = head.ContentLength ?? 0
-  const declared = head.ContentType ?? 'application/octet-stream'
   const reject = async (reason: string): Promise<never> => {
-    await s3Call('DeleteObject', () => client.send(new DeleteObjectCommand({ Bucket: config.bucket, Key: key })))
+    await deleteObject(client, config.bucket, key)
     log.info({ key, reason }, 'fastify-s3-chunk: direct upload rejected and deleted')
     throw new UploadRejectedError(reason)
   }
+  const size = head.ContentLength ?? 0
+  const etag = head.ETag ?? ''
   if (size > config.maxFileSize) await reject(`it is ${size} bytes, more than the ${config.maxFileSize} allowed`)
-  if (config.allowedTypes !== undefined) {
-    if (!typeAllowed(declared, config.allowedTypes)) await reject(`its declared type ${declared} is not allowed`)
-    const sniffed = size === 0 ? undefined : await sniffType(await firstBytes(client, config.bucket, key))
-    if (sniffed === undefined) await reject('its content is not of a recognisable allowed type')
-    else if (!typeAllowed(sniffed, config.allowedTypes)) await reject(`its content is ${sniffed}, which is not allowed`)
+  let declared: string | undefined
+  try { declared = parseMediaType(head.ContentType) } catch { declared = undefined }
+  let sniffed: string | undefined
+  if (size > 0) {
+    const bytes = await firstBytes(client, config.bucket, key, etag)
+    if (bytes === null) await reject('it changed while it was checked')
+    else sniffed = await sniffType(bytes)
   }
-  const encodedName = head.Metadata?.[ORIGINAL_NAME_META]
-  const file: S3File = {
-    fieldName: 'file',
-    originalName: encodedName !== undefined ? safeDecode(encodedName) : key.split('/').pop() ?? key,
-    key,
-    bucket: config.bucket,
-    size,
-    contentType: declared,
-    etag: etagValue(head.ETag),
-    location: objectUrl(config.s3, config.bucket, key),
-    parts: etagParts(head.ETag)
+  let type = ''
+  try {
+    type = decideType(declared, sniffed, config.allowedTypes)
+  } catch (error) {
+    if (!(error instanceof TypeNotAllowedError)) throw error
+    // (decideType refuses only with allowedTypes: unrecognised bytes, a type not allowed, or a declaration the bytes contradict.)
+    await reject(sniffed === undefined ? 'its content is not of a recognisable allowed type' : `its content is ${sniffed}, which is not allowed as declared (${declared ?? 'nothing'})`)
   }
-  if (head.VersionId !== undefined) file.versionId = head.VersionId
-  return file
+  const checked: CheckedObject = { key, size, etag, storedType: head.ContentType, type, metadata: head.Metadata ?? {} }
+  if (head.VersionId !== undefined) checked.versionId = head.VersionId
+  return checked
 }
 
-async function firstBytes (client: S3Client, bucket: string, key: string): Promise<Uint8Array> {
-  const object = await s3Call('GetObject', () => client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=0-${SNIFF_BYTES - 1}` })))
-  return await (object.Body as { transformToByteArray: () => Promise<Uint8Array> }).transformToByteArray()
+export async function deleteObject (client: S3Client, bucket: string, key: string): Promise<void> {
+  await s3Call('DeleteObject', () => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })))
 }
 
-function safeDecode (value: string): string {
-  try { return decodeURIComponent(value) } catch { return value }
+/** The object's first bytes, or null when it is no longer the object of that ETag. */
+async function firstBytes (client: S3Client, bucket: string, key: string, etag: string): Promise<Uint8Array | null> {
+  try {
+    const object = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=0-${SNIFF_BYTES - 1}`, ...(etag !== '' ? { IfMatch: etag } : {}) }))
+    return await (object.Body as { transformToByteArray: () => Promise<Uint8Array> }).transformToByteArray()
+  } catch (error) {
+    const status = httpStatus(error)
+    if (status === 412 || status === 404) return null
+    throw storageFailure(describeS3Error('GetObject', error))
+  }
+}
+
+export function httpStatus (error: unknown): number | undefined {
+  return (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode
 }

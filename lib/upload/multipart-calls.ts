@@ -84,7 +84,7 @@ export async function completeMultipartUpload (scope: MultipartScope, uploadId: 
   const { client, retry, target } = scope
   const expected: Expected = { size, parts: parts.length, etag: multipartEtag(parts.map((part) => part.ETag)) }
   let consumed = false
-  let last: S3FailureInfo
+  let completed: UploadOutcome
   try {
     const { value } = await withRetries('CompleteMultipartUpload', retry, async () => await client.send(new CompleteMultipartUploadCommand({
       Bucket: target.bucket,
@@ -96,17 +96,22 @@ export async function completeMultipartUpload (scope: MultipartScope, uploadId: 
       consumed = await uploadState(scope, uploadId) === 'gone'
       return !consumed
     })
-    return await withChecksum(scope, outcomeOf(value, { size, parts: parts.length }, scope.checksum))
+    completed = outcomeOf(value, { size, parts: parts.length }, scope.checksum)
   } catch (error) {
-    last = failureInfo('CompleteMultipartUpload', error)
+    return await recoverComplete(scope, uploadId, expected, consumed, failureInfo('CompleteMultipartUpload', error))
   }
+  return await withChecksum(scope, completed)
+}
+
+/** After a Complete that failed: abort, then the object at the key says whether it was this upload's (see completeMultipartUpload). */
+async function recoverComplete (scope: MultipartScope, uploadId: string, expected: Expected, seenGone: boolean, last: S3FailureInfo): Promise<UploadOutcome> {
   // Seen gone: a Complete of ours was carried out (or is finishing), so the
   // object's size and part count are evidence enough when its ETag cannot be computed.
-  consumed ||= await uploadState(scope, uploadId) === 'gone'
+  const consumed = seenGone || await uploadState(scope, uploadId) === 'gone'
   await abortMultipartUpload(scope, uploadId)
   const stored = await storedObject(scope, expected, { sizeAndPartsSuffice: consumed })
   if (stored !== null) return recovered(scope, uploadId, last, stored)
-  if (isKeyTaken(last)) throw new KeyExistsError(target.key)
+  if (isKeyTaken(last)) throw new KeyExistsError(scope.target.key)
   throw storageFailure(last)
 }
 

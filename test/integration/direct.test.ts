@@ -71,17 +71,20 @@ t.test('presigned POST: upload, complete, checked and recorded', { skip }, async
   const params = await api(`${url}/s3/params?filename=${encodeURIComponent('../holiday pic.png')}&type=image/png`, 'token-alice')
   t.equal(params.status, 200)
   t.match(params.json, { method: 'POST', url: /^http:\/\/127\.0\.0\.1:\d+\//, expires: 900 })
-  t.match(params.json.key, /^media\/alice\/[0-9a-f]{24}\/holiday_pic\.png$/, 'the server made the key, under the user\'s prefix')
-  t.match(params.json.fields, { key: params.json.key, 'Content-Type': 'image/png', acl: 'private', 'X-Amz-Algorithm': 'AWS4-HMAC-SHA256' })
+  t.match(params.json.key, /^media\/\.staging\/alice\/[0-9a-f]{24}\/holiday_pic\.png$/, 'the server made the key, in staging under the user\'s prefix')
+  t.match(params.json.fields, { key: params.json.key, 'Content-Type': 'image/png', 'X-Amz-Algorithm': 'AWS4-HMAC-SHA256' })
+  t.notOk('acl' in params.json.fields, 'no ACL unless direct.acl is set (a new AWS bucket refuses one)')
+  const finalKey = params.json.key.replace('media/.staging/', 'media/')
   const policy = JSON.parse(Buffer.from(params.json.fields.Policy, 'base64').toString('utf8'))
   t.same(policy.conditions.filter((c: unknown) => Array.isArray(c) && c[0] === 'content-length-range'), [['content-length-range', 0, 20 * MiB]])
   const posted = await postToS3(params.json, data, 'image/png')
   t.equal(posted.status, 204, posted.body)
   const done = await api(`${url}/s3/complete`, 'token-alice', 'POST', { key: params.json.key })
   t.equal(done.status, 200)
-  t.match(done.json.file, { key: params.json.key, size: data.byteLength, contentType: 'image/png', originalName: '../holiday pic.png', parts: 0 })
-  t.same(stored.map((f) => f.key), [params.json.key], 'onUploadComplete fired once')
-  t.equal((await objectDigest(client, bucket, params.json.key)).sha256, sha256(data))
+  t.match(done.json.file, { key: finalKey, size: data.byteLength, contentType: 'image/png', originalName: '../holiday pic.png', parts: 0 })
+  t.same(stored.map((f) => f.key), [finalKey], 'onUploadComplete fired once, for the final key')
+  t.equal((await objectDigest(client, bucket, finalKey)).sha256, sha256(data))
+  t.same(await listKeys(client, bucket), [finalKey], 'the staged object was deleted')
 })
 
 t.test('S3 refuses what the policy does not allow', { skip }, async (t) => {
@@ -126,7 +129,7 @@ t.test('no credentials: 401 on every route; a refused user: 403', { skip }, asyn
   const { url } = await startDirect(t, bucket)
   const routes: Array<[string, string, unknown?]> = [
     ['GET', '/s3/params?filename=a.png&type=image/png'],
-    ['POST', '/s3/complete', { key: 'media/alice/x/a.png' }],
+    ['POST', '/s3/complete', { key: 'media/.staging/alice/x/a.png' }],
     ['POST', '/s3/multipart', { filename: 'a.png', type: 'image/png' }],
     ['GET', '/s3/multipart/u1?key=media/alice/x/a.png'],
     ['GET', '/s3/multipart/u1/batch?key=media/alice/x/a.png&partNumbers=1,2'],
@@ -241,15 +244,19 @@ t.test('allowedTypes: a declared type outside it is refused; bytes of another ty
   const done = await api(`${url}/s3/complete`, 'token-alice', 'POST', { key: params.key })
   t.equal(done.status, 422)
   t.match(done.json, { code: 'FST_S3CHUNK_UPLOAD_REJECTED', message: /not of a recognisable allowed type|not allowed/ })
-  t.notOk(await objectExists(client, bucket, params.key), 'the object was deleted')
+  t.notOk(await objectExists(client, bucket, params.key), 'the staged object was deleted')
+  t.same(await listKeys(client, bucket), [], 'and nothing reached a final key')
   t.same(stored, [], 'onUploadComplete did not fire')
   // A real PNG passes.
   const good = (await api(`${url}/s3/params?filename=real.png&type=image/png`, 'token-alice')).json
   await postToS3(good, pngBytes(5000), 'image/png')
   t.equal((await api(`${url}/s3/complete`, 'token-alice', 'POST', { key: good.key })).status, 200)
   // Completing a key that has no object.
-  const missing = await api(`${url}/s3/complete`, 'token-alice', 'POST', { key: 'media/alice/none/none.png' })
+  const missing = await api(`${url}/s3/complete`, 'token-alice', 'POST', { key: 'media/.staging/alice/none/none.png' })
   t.equal(missing.status, 422)
+  // A final key is not a staging key: completing one is refused before S3 is asked.
+  const final = await api(`${url}/s3/complete`, 'token-alice', 'POST', { key: good.key.replace('media/.staging/', 'media/') })
+  t.equal(final.status, 403)
 })
 
 t.test('ensureCors exposes ETag for browser multipart', { skip }, async (t) => {
@@ -294,5 +301,18 @@ t.test('streamed uploads honour allowedTypes by their bytes too', { skip }, asyn
   t.equal(declared.status, 415, 'a declared type outside the list is refused before any byte is stored')
   t.same(await listKeys(client, bucket), ['ok.png'])
   t.same(stored.map((f) => f.key), ['ok.png'], 'onUploadComplete fired for the stored file only')
+  await expectNoPendingUploads(t, server, client, bucket)
+})
+
+t.test('onUploadComplete throws: the checked object is deleted (storage and records agree), 500 FST_S3CHUNK_HOOK_FAILED', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const { url } = await startDirect(t, bucket, { onUploadComplete: () => { throw new Error('database down') } })
+  const params = (await api(`${url}/s3/params?filename=a.png&type=image/png`, 'token-alice')).json
+  t.equal((await postToS3(params, pngBytes(3000), 'image/png')).status, 204)
+  const done = await api(`${url}/s3/complete`, 'token-alice', 'POST', { key: params.key })
+  t.equal(done.status, 500)
+  t.match(done.json, { code: 'FST_S3CHUNK_HOOK_FAILED' })
+  t.notMatch(JSON.stringify(done.json), /database down/, 'the hook\'s own message stays in the log')
+  t.same(await listKeys(client, bucket), [], 'neither the staged nor the promoted object is left')
   await expectNoPendingUploads(t, server, client, bucket)
 })

@@ -3,12 +3,14 @@ import t from 'tap'
 import { mockClient } from 'aws-sdk-client-mock'
 import {
   AbortMultipartUploadCommand,
+  DeleteObjectsCommand,
   GetBucketLifecycleConfigurationCommand,
   ListMultipartUploadsCommand,
+  ListObjectsV2Command,
   PutBucketLifecycleConfigurationCommand,
   S3Client
 } from '@aws-sdk/client-s3'
-import { abortStaleUploads, ensureLifecycleRule, lifecycleRuleId } from '../../lib/maintenance.ts'
+import { abortStaleUploads, ensureLifecycleRule, lifecycleRuleId, stagingRuleId } from '../../lib/maintenance.ts'
 
 function setup (): { client: S3Client, s3: ReturnType<typeof mockClient> } {
   const client = new S3Client({ region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } })
@@ -38,6 +40,7 @@ t.test('abortStaleUploads: old uploads under the prefix, every page, nothing els
     ]
   })
   s3.on(AbortMultipartUploadCommand).resolves({})
+  s3.on(ListObjectsV2Command).resolves({ IsTruncated: false, Contents: [] })
   const { aborted } = await abortStaleUploads(client, 'uploads', 'media', 24 * 3600_000, now)
   t.same(aborted.map((upload) => upload.uploadId), ['u1', 'u3'])
   t.same(s3.commandCalls(AbortMultipartUploadCommand).map((c) => c.args[0].input), [
@@ -60,9 +63,11 @@ t.test('ensureLifecycleRule: adds the rule, keeps others, replaces its own', asy
   const rule = await ensureLifecycleRule(client, 'uploads', 'media', 2)
   t.same(rule, { ID: lifecycleRuleId('media'), Status: 'Enabled', Filter: { Prefix: 'media/' }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 2 } })
   const put = s3.commandCalls(PutBucketLifecycleConfigurationCommand)[0]?.args[0].input
-  t.same(put?.LifecycleConfiguration?.Rules?.map((r) => r.ID), ['keep-me', lifecycleRuleId('other'), lifecycleRuleId('media')], "another prefix's rule is kept")
+  t.same(put?.LifecycleConfiguration?.Rules?.map((r) => r.ID), ['keep-me', lifecycleRuleId('other'), lifecycleRuleId('media'), stagingRuleId('media')], "another prefix's rule is kept")
+  t.same(put?.LifecycleConfiguration?.Rules?.[3], { ID: stagingRuleId('media'), Status: 'Enabled', Filter: { Prefix: 'media/.staging/' }, Expiration: { Days: 2 } }, 'staged uploads never completed expire')
   t.equal(put?.LifecycleConfiguration?.Rules?.[2]?.AbortIncompleteMultipartUpload?.DaysAfterInitiation, 2)
   t.not(lifecycleRuleId('media'), lifecycleRuleId('media/'), 'ids differ per prefix')
+  t.not(lifecycleRuleId('media'), stagingRuleId('media'), 'and per rule')
   t.ok(lifecycleRuleId('x'.repeat(600)).length <= 255, 'an id fits S3 (255 characters)')
 })
 
@@ -72,7 +77,10 @@ t.test('ensureLifecycleRule: a bucket with no configuration yet', async (t) => {
   s3.on(PutBucketLifecycleConfigurationCommand).resolves({})
   await ensureLifecycleRule(client, 'uploads', '', 1)
   const put = s3.commandCalls(PutBucketLifecycleConfigurationCommand)[0]?.args[0].input
-  t.same(put?.LifecycleConfiguration?.Rules, [{ ID: lifecycleRuleId(''), Status: 'Enabled', Filter: { Prefix: '' }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } }])
+  t.same(put?.LifecycleConfiguration?.Rules, [
+    { ID: lifecycleRuleId(''), Status: 'Enabled', Filter: { Prefix: '' }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } },
+    { ID: stagingRuleId(''), Status: 'Enabled', Filter: { Prefix: '.staging/' }, Expiration: { Days: 1 } }
+  ])
 })
 
 t.test('ensureLifecycleRule: a failing read is a bucket-call error naming the operation, nothing written', async (t) => {
@@ -80,4 +88,20 @@ t.test('ensureLifecycleRule: a failing read is a bucket-call error naming the op
   s3.on(GetBucketLifecycleConfigurationCommand).rejects(Object.assign(new Error('denied'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } }))
   await t.rejects(ensureLifecycleRule(client, 'uploads', 'media', 1), { code: 'FST_S3CHUNK_BUCKET_CALL', statusCode: 502, message: /GetBucketLifecycleConfiguration/, s3: { operation: 'GetBucketLifecycleConfiguration', code: 'AccessDenied' } })
   t.equal(s3.commandCalls(PutBucketLifecycleConfigurationCommand).length, 0)
+})
+
+t.test('abortStaleUploads: staged direct uploads older than olderThan are deleted, every page', async (t) => {
+  const { client, s3 } = setup()
+  s3.on(ListMultipartUploadsCommand).resolves({ IsTruncated: false, Uploads: [] })
+  s3.on(ListObjectsV2Command, { ContinuationToken: undefined }).resolves({
+    IsTruncated: true,
+    NextContinuationToken: 'next',
+    Contents: [{ Key: 'media/.staging/alice/1/a.png', LastModified: hoursAgo(48) }, { Key: 'media/.staging/alice/2/b.png', LastModified: hoursAgo(1) }]
+  })
+  s3.on(ListObjectsV2Command, { ContinuationToken: 'next' }).resolves({ IsTruncated: false, Contents: [{ Key: 'media/.staging/bob/3/c.png', LastModified: hoursAgo(25) }] })
+  s3.on(DeleteObjectsCommand).resolves({})
+  const { deleted } = await abortStaleUploads(client, 'uploads', 'media', 24 * 3600_000, now)
+  t.same(deleted.map((object) => object.key), ['media/.staging/alice/1/a.png', 'media/.staging/bob/3/c.png'])
+  t.equal(s3.commandCalls(ListObjectsV2Command)[0]?.args[0].input.Prefix, 'media/.staging/', 'only the staging prefix is listed')
+  t.same(s3.commandCalls(DeleteObjectsCommand).map((c) => c.args[0].input.Delete?.Objects?.map((o) => o.Key)), [['media/.staging/alice/1/a.png'], ['media/.staging/bob/3/c.png']])
 })

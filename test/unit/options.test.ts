@@ -37,3 +37,14 @@ t.test('a bad option names its path and the rule', async (t) => {
 t.test('keyPrefix is normalised to clean segments', async (t) => {
   t.equal(parseOptions({ bucket: 'uploads', keyPrefix: '/media//./x/../' }).keyPrefix, 'media/x')
 })
+
+t.test('direct: no ACL by default (new AWS buckets refuse one); metadataFields names checked', async (t) => {
+  const config = parseOptions({ bucket: 'uploads', direct: { authorize: () => null } })
+  t.equal(config.direct?.acl, undefined)
+  t.same(config.direct?.metadataFields, [])
+  t.equal(parseOptions({ bucket: 'uploads', direct: { authorize: () => null, acl: 'bucket-owner-full-control' } }).direct?.acl, 'bucket-owner-full-control')
+  for (const name of ['Caption', 'x_y', '', 'original-name', 'a'.repeat(64)]) {
+    t.throws(() => parseOptions({ bucket: 'uploads', direct: { authorize: () => null, metadataFields: [name] } }), { code: 'FST_S3CHUNK_INVALID_OPTION', message: /direct\.metadataFields\.0/ }, JSON.stringify(name))
+  }
+  t.same(parseOptions({ bucket: 'uploads', direct: { authorize: () => null, metadataFields: ['caption', 'alt-text'] } }).direct?.metadataFields, ['caption', 'alt-text'])
+})
