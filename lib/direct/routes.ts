@@ -3,12 +3,10 @@ import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   ListPartsCommand,
-  UploadPartCommand,
   type Part,
   type S3Client
 } from '@aws-sdk/client-s3'
 import { createPresignedPost } from '@aws-sdk/s3-presigned-post'
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { typeAllowed } from '../content-types.js'
 import { BadRequestError, ForbiddenError, TypeNotAllowedError, UnauthorizedError } from '../errors.js'
@@ -18,6 +16,8 @@ import type { S3File } from '../types.js'
 import { describeS3Error, s3Call, storageFailure } from '../upload/s3-failure.js'
 import { abortMultipartUpload, completedDespiteFailure, isNoSuchUpload } from '../upload/multipart-calls.js'
 import { assertOwnKey, makeDirectKey } from './keys.js'
+import { UploadHandles, assertInPlan, declaredPlan, partLength } from './part-plan.js'
+import { PartSigner } from './signing.js'
 import { ORIGINAL_NAME_META, verifyUpload } from './verify.js'
 
 interface Query { filename?: string, type?: string, key?: string, partNumbers?: string }
@@ -36,6 +36,8 @@ export async function directRoutes (
 ): Promise<void> {
   const { config, direct, client, onStored } = options
   const bucket = config.bucket
+  const signer = new PartSigner(config.s3, bucket, client)
+  const handles = new UploadHandles(config, direct)
 
   async function userOf (request: FastifyRequest): Promise<DirectUser> {
     const user = await direct.authorize(request)
@@ -87,10 +89,6 @@ export async function directRoutes (
     return number
   }
 
-  async function signPart (key: string, uploadId: string, number: number): Promise<string> {
-    return await getSignedUrl(client, new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: number }), { expiresIn: direct.expiresIn })
-  }
-
   async function stored (file: S3File, request: FastifyRequest): Promise<S3File> {
     await onStored(file, request)
     return file
@@ -131,10 +129,12 @@ export async function directRoutes (
     return { location: file.location, file: await stored(file, request) }
   })
 
-  fastify.post<{ Body: { filename?: unknown, type?: unknown, metadata?: Record<string, unknown> } | undefined }>('/s3/multipart', async (request) => {
+  fastify.post<{ Body: { filename?: unknown, type?: unknown, size?: unknown, partSize?: unknown, metadata?: Record<string, unknown> } | undefined }>('/s3/multipart', async (request) => {
     const user = await userOf(request)
     const metadata = request.body?.metadata ?? {}
     const { filename, type } = declared(request.body?.filename ?? metadata.name, request.body?.type ?? metadata.type)
+    // Top-level, or in Uppy's metadata (set from file.size on the page: the README shows how).
+    const plan = declaredPlan(config, direct, { size: request.body?.size ?? metadata.size, partSize: request.body?.partSize ?? metadata.partSize })
     const key = await makeDirectKey(config, direct, user, filename, type, request)
     const created = await s3Call('CreateMultipartUpload', () => client.send(new CreateMultipartUploadCommand({
       Bucket: bucket,
@@ -142,7 +142,7 @@ export async function directRoutes (
       ContentType: type,
       Metadata: { [ORIGINAL_NAME_META]: encodeURIComponent(filename) }
     })))
-    return { key, uploadId: created.UploadId }
+    return { key, uploadId: handles.issue(key, created.UploadId ?? '', plan) }
   })
 
   // S3 upload ids can be long (MinIO's are ~130 characters) and Fastify refuses
@@ -151,19 +151,27 @@ export async function directRoutes (
   fastify.get<{ Params: { '*': string }, Querystring: Query }>('/s3/multipart/*', async (request) => {
     const user = await userOf(request)
     const key = assertOwnKey(config, user, request.query.key)
-    const [uploadId, action] = multipartPath(request.params['*'])
+    const [uploadId, action, handle] = multipartPath(request.params['*'])
     if (action === undefined) return await partsOf(key, uploadId)
-    if (action === 'batch') {
-      const numbers = (request.query.partNumbers ?? '').split(',').filter((n) => n !== '').map(partNumber)
-      if (numbers.length === 0 || numbers.length > 1000) throw new BadRequestError('partNumbers lists 1 to 1000 part numbers')
-      await assertUploadOfKey(key, uploadId)
-      const presignedUrls: Record<string, string> = {}
-      for (const number of numbers) presignedUrls[number] = await signPart(key, uploadId, number)
-      return { presignedUrls }
+    // Each part URL signs its exact length from the plan sealed into the upload id.
+    const { plan } = handles.open(key, handle)
+    const signable = (number: number): { number: number, contentLength?: number } => {
+      if (plan === undefined) return { number }
+      assertInPlan(plan, number)
+      return { number, contentLength: partLength(plan, number) }
     }
-    const number = partNumber(action)
+    if (action === 'batch') {
+      const raw = request.query.partNumbers ?? ''
+      if (raw.length > direct.maxBatchParts * 6) throw new BadRequestError(`partNumbers lists 1 to ${direct.maxBatchParts} part numbers`)
+      const numbers = raw.split(',').filter((n) => n !== '').map(partNumber)
+      if (numbers.length === 0 || numbers.length > direct.maxBatchParts) throw new BadRequestError(`partNumbers lists 1 to ${direct.maxBatchParts} part numbers`)
+      const parts = numbers.map(signable)
+      await assertUploadOfKey(key, uploadId)
+      return { presignedUrls: await signer.signMany(key, uploadId, parts, direct.expiresIn) }
+    }
+    const part = signable(partNumber(action))
     await assertUploadOfKey(key, uploadId)
-    return { url: await signPart(key, uploadId, number), expires: direct.expiresIn }
+    return { url: await signer.sign(key, uploadId, part.number, direct.expiresIn, part.contentLength), expires: direct.expiresIn }
   })
 
   fastify.post<{ Params: { '*': string }, Querystring: Query, Body: { parts?: unknown } | undefined }>('/s3/multipart/*', async (request) => {
@@ -203,12 +211,12 @@ export async function directRoutes (
   })
 }
 
-/** `<uploadId>` or `<uploadId>/<action>` from the wildcard part of the path. */
-function multipartPath (rest: string): [string, string | undefined] {
+/** S3's upload id, the action and the id as the client sent it (the create route's handle) from `<uploadId>[/<action>]`. */
+function multipartPath (rest: string): [string, string | undefined, string] {
   const segments = rest.split('/')
-  const uploadId = segments[0] ?? ''
-  if (uploadId === '' || segments.length > 2 || uploadId.length > 1024) throw new BadRequestError('expected /s3/multipart/<uploadId>[/<action>]')
-  return [uploadId, segments[1]]
+  const handle = segments[0] ?? ''
+  if (handle === '' || segments.length > 2 || handle.length > 1024) throw new BadRequestError('expected /s3/multipart/<uploadId>[/<action>]')
+  return [UploadHandles.uploadIdOf(handle), segments[1], handle]
 }
 
 function isPartNumber (value: unknown): value is number {

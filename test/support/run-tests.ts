@@ -29,7 +29,7 @@ const tapBin = join(root, 'node_modules', 'tap', 'dist', 'esm', 'run.mjs')
 const named = process.argv.slice(2)
 const phases = named.length > 0
   ? [named]
-  : [[...testFiles('test/unit'), ...testFiles('test/integration'), ...testFiles('test/browser')], ['--jobs=1', ...testFiles('test/load')]]
+  : [[...testFiles('test/unit'), ...testFiles('test/integration'), ...testFiles('test/security'), ...testFiles('test/browser')], ['--jobs=1', ...testFiles('test/load')]]
 
 let running: ReturnType<typeof spawn> | null = null
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

@@ -1,0 +1,55 @@
+// The part plan the direct routes sign lengths from must be the plan
+// @uppy/aws-s3 cuts files by: checked against Uppy's own MultipartUploader,
+// loaded from node_modules and fed a stand-in Blob, for sizes at every boundary.
+import t from 'tap'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { partLength, partPlan } from '../../lib/direct/part-plan.ts'
+
+const MiB = 1024 * 1024
+const require = createRequire(import.meta.url)
+// Not in the package's exports: loaded by path, as the bundler sees it.
+const uploaderPath = join(dirname(require.resolve('@uppy/aws-s3/package.json')), 'lib', 'MultipartUploader.js')
+const { default: MultipartUploader } = await import(pathToFileURL(uploaderPath).href) as { default: new (data: unknown, options: unknown) => { start: () => void } }
+
+/** The byte length of every chunk Uppy would PUT for a file of `size` bytes. */
+function uppyChunks (size: number, getChunkSize?: (file: { size: number }) => number): number[] {
+  let chunks: Array<{ getData: () => { size: number } }> = []
+  const data = { size, slice: (start: number, end: number) => ({ size: end - start }) }
+  const uploader = new MultipartUploader(data, {
+    file: { id: 'f' },
+    shouldUseMultipart: true,
+    ...(getChunkSize === undefined ? {} : { getChunkSize }),
+    log: () => {},
+    companionComm: { uploadFile: (_file: unknown, given: typeof chunks) => { chunks = given; return new Promise(() => {}) } }
+  })
+  uploader.start()
+  return chunks.map((chunk) => chunk.getData().size)
+}
+
+function ourChunks (size: number, partSize?: number): number[] {
+  const plan = partPlan(size, partSize)
+  return Array.from({ length: plan.count }, (_, i) => partLength(plan, i + 1))
+}
+
+t.test("Uppy's default plan, part for part", async (t) => {
+  const sizes = [0, 1, 5 * MiB - 1, 5 * MiB, 5 * MiB + 1, 10 * MiB, 64 * MiB + 12_345, 10_000 * 5 * MiB, 10_000 * 5 * MiB + 1, 60 * 1024 * MiB + 7, 5 * 1024 * 1024 * MiB]
+  let seed = 42
+  for (let i = 0; i < 20; i++) {
+    seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31
+    sizes.push(Math.floor((seed / 2 ** 31) * 200 * 1024 * MiB))
+  }
+  for (const size of sizes) {
+    const uppy = uppyChunks(size)
+    const ours = ourChunks(size)
+    t.equal(ours.length, uppy.length, `${size} bytes: ${uppy.length} parts`)
+    t.ok(ours.every((length, i) => length === uppy[i]), `${size} bytes: every part's length`)
+  }
+})
+
+t.test('a declared partSize follows a custom getChunkSize', async (t) => {
+  for (const [size, chunk] of [[20 * MiB, 8 * MiB], [64 * MiB + 1, 8 * MiB], [100 * MiB, 5 * MiB], [3 * MiB, 8 * MiB]] as const) {
+    t.same(ourChunks(size, chunk), uppyChunks(size, () => chunk), `${size} bytes in ${chunk}-byte parts`)
+  }
+})
