@@ -17,7 +17,7 @@ import { describeS3Error, s3Call, storageFailure } from '../upload/s3-failure.js
 import { abortMultipartUpload, completedDespiteFailure, isNoSuchUpload } from '../upload/multipart-calls.js'
 import { assertOwnKey, makeDirectKey } from './keys.js'
 import { UploadHandles, assertInPlan, declaredPlan, partLength } from './part-plan.js'
-import { PartSigner } from './signing.js'
+import { PartSigner, type PartToSign } from './signing.js'
 import { ORIGINAL_NAME_META, verifyUpload } from './verify.js'
 
 interface Query { filename?: string, type?: string, key?: string, partNumbers?: string }
@@ -155,7 +155,7 @@ export async function directRoutes (
     if (action === undefined) return await partsOf(key, uploadId)
     // Each part URL signs its exact length from the plan sealed into the upload id.
     const { plan } = handles.open(key, handle)
-    const signable = (number: number): { number: number, contentLength?: number } => {
+    const signable = (number: number): PartToSign => {
       if (plan === undefined) return { number }
       assertInPlan(plan, number)
       return { number, contentLength: partLength(plan, number) }
@@ -171,7 +171,7 @@ export async function directRoutes (
     }
     const part = signable(partNumber(action))
     await assertUploadOfKey(key, uploadId)
-    return { url: await signer.sign(key, uploadId, part.number, direct.expiresIn, part.contentLength), expires: direct.expiresIn }
+    return { url: await signer.sign(key, uploadId, part, direct.expiresIn), expires: direct.expiresIn }
   })
 
   fastify.post<{ Params: { '*': string }, Querystring: Query, Body: { parts?: unknown } | undefined }>('/s3/multipart/*', async (request) => {
