@@ -126,6 +126,21 @@ const directSchema = z.strictObject({
   /** Seconds a presigned POST policy or part URL stays valid. */
   expiresIn: int(1, 7 * 24 * 3600).default(900),
   /**
+   * A direct multipart create must declare the file's `size` (400 without it; 413 over
+   * maxFileSize), and each part URL then signs that part's exact Content-Length, so S3
+   * refuses any other body. `false` lets a create go without a size: its parts are then
+   * unbounded until the complete route checks the object, the only bound left.
+   */
+  requireSize: z.boolean().default(true),
+  /**
+   * Seals the declared size into the upload ids the create route returns, so any
+   * instance can sign a part's length without shared state. The same on every
+   * instance; default: derived from `s3.credentials.secretAccessKey`, required without it.
+   */
+  secret: z.string().min(32, 'must be at least 32 characters').optional(),
+  /** Most part URLs one `GET /s3/multipart/<uploadId>/batch` signs; more is refused with 400. (@uppy/aws-s3 v5 signs one part a call.) */
+  maxBatchParts: int(1, 1000).default(100),
+  /**
    * Canned ACL for direct uploads: pinned by presigned POST policies, set on the
    * promoted object, and on multipart uploads at create. Unset (the default): no
    * ACL is sent, which is what a new AWS bucket (ACLs disabled, "bucket owner

@@ -4,12 +4,10 @@ import {
   CreateMultipartUploadCommand,
   HeadObjectCommand,
   ListPartsCommand,
-  UploadPartCommand,
   type Part,
   type S3Client
 } from '@aws-sdk/client-s3'
 import { createPresignedPost } from '@aws-sdk/s3-presigned-post'
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { checkDeclaredType } from '../content-types.js'
 import { BadRequestError, ForbiddenError, InvalidPartsError, KeyExistsError, UnauthorizedError, UploadGoneError, UploadHookError, UploadRejectedError } from '../errors.js'
@@ -21,7 +19,9 @@ import { describeS3Error, isStorageFailure, s3Call, storageFailure } from '../up
 import { abortMultipartUpload, completedDespiteFailure, isNoSuchUpload } from '../upload/multipart-calls.js'
 import { assertOwnKey, assertOwnStagingKey, isWellFormed, makeDirectKey, stagingKeyOf } from './keys.js'
 import { ORIGINAL_NAME_META, decodedFields, directMetadata, keptMetadata, metadataFromQuery, safeDecode } from './metadata.js'
+import { UploadHandles, assertInPlan, declaredPlan, partLength } from './part-plan.js'
 import { copyChecked } from './promote.js'
+import { PartSigner, type PartToSign } from './signing.js'
 import { checkObject, deleteObject, httpStatus, type CheckedObject } from './verify.js'
 
 interface Query { filename?: string, type?: string, key?: string, partNumbers?: string, [field: string]: unknown }
@@ -40,6 +40,8 @@ export async function directRoutes (
 ): Promise<void> {
   const { config, direct, client, onStored } = options
   const bucket = config.bucket
+  const signer = new PartSigner(config.s3, bucket, client)
+  const handles = new UploadHandles(config, direct)
 
   async function userOf (request: FastifyRequest): Promise<DirectUser> {
     const user: DirectUser | null | undefined = await direct.authorize(request)
@@ -135,10 +137,6 @@ export async function directRoutes (
     return number
   }
 
-  async function signPart (key: string, uploadId: string, number: number): Promise<string> {
-    return await getSignedUrl(client, new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: number }), { expiresIn: direct.expiresIn })
-  }
-
   /**
    * Fires onUploadComplete. When it throws, the object is deleted so that
    * storage and the app's records agree (as for a streamed file), and the
@@ -227,11 +225,13 @@ export async function directRoutes (
     return { location: file.location, key: file.key, file: await stored(file, request) }
   })
 
-  fastify.post<{ Body: { filename?: unknown, type?: unknown, metadata?: unknown } | undefined }>('/s3/multipart', async (request) => {
+  fastify.post<{ Body: { filename?: unknown, type?: unknown, size?: unknown, partSize?: unknown, metadata?: unknown } | undefined }>('/s3/multipart', async (request) => {
     const user = await userOf(request)
     const metadata = metadataObject(request.body?.metadata)
     const { filename, type } = declared(request.body?.filename ?? metadata.name, request.body?.type ?? metadata.type)
     const objectMetadata = directMetadata(direct, filename, metadata)
+    // Top-level, or in Uppy's metadata (set from file.size on the page: the README shows how).
+    const plan = declaredPlan(config, direct, { size: request.body?.size ?? metadata.size, partSize: request.body?.partSize ?? metadata.partSize })
     const key = await makeDirectKey(config, direct, user, filename, type, request)
     const created = await s3Call('CreateMultipartUpload', () => client.send(new CreateMultipartUploadCommand({
       Bucket: bucket,
@@ -240,7 +240,7 @@ export async function directRoutes (
       Metadata: objectMetadata,
       ...(direct.acl !== undefined ? { ACL: direct.acl } : {})
     })))
-    return { key, uploadId: created.UploadId }
+    return { key, uploadId: handles.issue(key, created.UploadId ?? '', plan) }
   })
 
   // S3 upload ids can be long (MinIO's are ~130 characters) and Fastify refuses
@@ -249,19 +249,27 @@ export async function directRoutes (
   fastify.get<{ Params: { '*': string }, Querystring: Query }>('/s3/multipart/*', async (request) => {
     const user = await userOf(request)
     const key = assertOwnKey(config, user, request.query.key)
-    const [uploadId, action] = multipartPath(request.params['*'])
+    const [uploadId, action, handle] = multipartPath(request.params['*'])
     if (action === undefined) return await partsOf(key, uploadId)
-    if (action === 'batch') {
-      const numbers = (request.query.partNumbers ?? '').split(',').filter((n) => n !== '').map(partNumber)
-      if (numbers.length === 0 || numbers.length > 1000) throw new BadRequestError('partNumbers lists 1 to 1000 part numbers')
-      await assertUploadOfKey(key, uploadId)
-      const presignedUrls: Record<string, string> = {}
-      for (const number of numbers) presignedUrls[number] = await signPart(key, uploadId, number)
-      return { presignedUrls }
+    // Each part URL signs its exact length from the plan sealed into the upload id.
+    const { plan } = handles.open(key, handle)
+    const signable = (number: number): PartToSign => {
+      if (plan === undefined) return { number }
+      assertInPlan(plan, number)
+      return { number, contentLength: partLength(plan, number) }
     }
-    const number = partNumber(action)
+    if (action === 'batch') {
+      const raw = request.query.partNumbers ?? ''
+      if (raw.length > direct.maxBatchParts * 6) throw new BadRequestError(`partNumbers lists 1 to ${direct.maxBatchParts} part numbers`)
+      const numbers = raw.split(',').filter((n) => n !== '').map(partNumber)
+      if (numbers.length === 0 || numbers.length > direct.maxBatchParts) throw new BadRequestError(`partNumbers lists 1 to ${direct.maxBatchParts} part numbers`)
+      const parts = numbers.map(signable)
+      await assertUploadOfKey(key, uploadId)
+      return { presignedUrls: await signer.signMany(key, uploadId, parts, direct.expiresIn) }
+    }
+    const part = signable(partNumber(action))
     await assertUploadOfKey(key, uploadId)
-    return { url: await signPart(key, uploadId, number), expires: direct.expiresIn }
+    return { url: await signer.sign(key, uploadId, part, direct.expiresIn), expires: direct.expiresIn }
   })
 
   fastify.post<{ Params: { '*': string }, Querystring: Query, Body: { parts?: unknown } | undefined }>('/s3/multipart/*', async (request) => {
@@ -322,12 +330,12 @@ export async function directRoutes (
   })
 }
 
-/** `<uploadId>` or `<uploadId>/<action>` from the wildcard part of the path. */
-function multipartPath (rest: string): [string, string | undefined] {
+/** S3's upload id, the action and the id as the client sent it (the create route's handle) from `<uploadId>[/<action>]`. */
+function multipartPath (rest: string): [string, string | undefined, string] {
   const segments = rest.split('/')
-  const uploadId = segments[0] ?? ''
-  if (uploadId === '' || segments.length > 2 || uploadId.length > 1024) throw new BadRequestError('expected /s3/multipart/<uploadId>[/<action>]')
-  return [uploadId, segments[1]]
+  const handle = segments[0] ?? ''
+  if (handle === '' || segments.length > 2 || handle.length > 1024) throw new BadRequestError('expected /s3/multipart/<uploadId>[/<action>]')
+  return [UploadHandles.uploadIdOf(handle), segments[1], handle]
 }
 
 /**

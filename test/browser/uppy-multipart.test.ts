@@ -1,7 +1,8 @@
-// A real client: Uppy (@uppy/core + @uppy/aws-s3, unchanged) in headless
-// Chromium uploads a 64 MiB file through the direct multipart routes, the parts
-// going from the page straight to S3 (another origin). The stored object must
-// be byte-identical to the bytes the page made.
+// A real client: Uppy (@uppy/core + @uppy/aws-s3, unchanged, its default part
+// plan) in headless Chromium uploads a 64 MiB file through the direct multipart
+// routes, the parts going from the page straight to S3 (another origin), each
+// to a URL that signs its exact length. The stored object must be
+// byte-identical to the bytes the page made.
 import t from 'tap'
 import { build } from 'esbuild'
 import { mkdirSync } from 'node:fs'
@@ -21,7 +22,8 @@ const skip = needsStrictS3(server) || needsChromium()
 
 // Not a whole number of parts, so the last part is a short one.
 const SIZE = 64 * MiB + 12_345
-const CHUNK_SIZE = 8 * MiB
+// @uppy/aws-s3's default plan: max(ceil(size / 10000), 5 MiB) per part.
+const CHUNK_SIZE = Math.max(Math.ceil(SIZE / 10_000), 5 * MiB)
 const PARTS = Math.ceil(SIZE / CHUNK_SIZE)
 const SEED = 0x5eed_f00d
 const TOKEN = 'Bearer browser-token'
@@ -75,7 +77,7 @@ t.test('Uppy in Chromium uploads 64 MiB with multipart through the direct routes
     direct: { authorize: (request) => request.headers.authorization === TOKEN ? { userId: 'browser' } : null }
   }, (app) => {
     app.get('/', async (_request, reply) => await reply.type('text/html; charset=utf-8').send(page({
-      token: TOKEN, filename: 'uppy-64mib.bin', type: 'application/octet-stream', size: SIZE, seed: SEED, chunkSize: CHUNK_SIZE
+      token: TOKEN, filename: 'uppy-64mib.bin', type: 'application/octet-stream', size: SIZE, seed: SEED
     })))
     app.get('/app.js', async (_request, reply) => await reply.type('text/javascript; charset=utf-8').send(script))
   })
@@ -116,6 +118,7 @@ t.test('Uppy in Chromium uploads 64 MiB with multipart through the direct routes
   const s3Origin = new URL(server.endpoint).origin
   const toS3 = requests.filter((request) => request.origin === s3Origin)
   t.same(toS3.map((request) => request.method), Array(PARTS).fill('PUT'), 'the page PUT the parts straight to S3, another origin, and nothing else')
+  t.ok(toS3.every((request) => (request.query.get('X-Amz-SignedHeaders') ?? '').split(';').includes('content-length')), 'every part URL signed its Content-Length')
   const key = outcome.response?.key ?? ''
   const toApp = requests.filter((request) => request.origin === url && request.path.startsWith('/s3/'))
   t.same(toApp.map((request) => `${request.method} ${route(request.path)}`).sort(), [

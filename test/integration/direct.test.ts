@@ -149,7 +149,7 @@ t.test('no credentials: 401 on every route; a refused user: 403', { skip }, asyn
 t.test('presigned multipart: another user can sign, list, complete or abort nothing of it', { skip }, async (t) => {
   const bucket = await freshBucket(t, server, client)
   const { url } = await startDirect(t, bucket)
-  const created = await api(`${url}/s3/multipart`, 'token-alice', 'POST', { filename: 'big.bin', type: 'application/octet-stream', metadata: {} })
+  const created = await api(`${url}/s3/multipart`, 'token-alice', 'POST', { filename: 'big.bin', type: 'application/octet-stream', size: 12 * MiB, metadata: {} })
   t.equal(created.status, 200)
   const { key, uploadId } = created.json
   const q = `key=${encodeURIComponent(key)}`
@@ -166,7 +166,7 @@ t.test('presigned multipart: another user can sign, list, complete or abort noth
     t.match(response.json, { code: 'FST_S3CHUNK_FORBIDDEN' })
   }
   // Bob's own key, Alice's uploadId: the uploadId does not belong to that key.
-  const bobs = await api(`${url}/s3/multipart`, 'token-bob', 'POST', { filename: 'mine.bin', type: 'application/octet-stream' })
+  const bobs = await api(`${url}/s3/multipart`, 'token-bob', 'POST', { filename: 'mine.bin', type: 'application/octet-stream', size: 12 * MiB })
   const mixed = await api(`${url}/s3/multipart/${uploadId}/1?key=${encodeURIComponent(bobs.json.key)}`, 'token-bob')
   t.equal(mixed.status, 403, 'an uploadId that is not of that key')
   for (const [name, k] of [['traversal', 'media/alice/../bob/x.bin'], ['prefix trick', 'media/alicex/y.bin'], ['outside keyPrefix', 'other/alice/x.bin']]) {
@@ -183,7 +183,7 @@ t.test('stateless: create on instance A, sign parts on B, complete on A; bytes i
   const a = await startDirect(t, bucket)
   const b = await startDirect(t, bucket)
   const data = randomBytes(12 * MiB)
-  const created = (await api(`${a.url}/s3/multipart`, 'token-alice', 'POST', { filename: 'film.bin', type: 'application/octet-stream', metadata: { name: 'film.bin' } })).json
+  const created = (await api(`${a.url}/s3/multipart`, 'token-alice', 'POST', { filename: 'film.bin', type: 'application/octet-stream', size: data.byteLength, metadata: { name: 'film.bin' } })).json
   const q = `key=${encodeURIComponent(created.key)}`
   const batch = (await api(`${b.url}/s3/multipart/${created.uploadId}/batch?${q}&partNumbers=1,2,3`, 'token-alice')).json
   const parts = []
@@ -208,7 +208,7 @@ t.test('a multipart Complete that S3 carried out but whose answer was lost: 200,
   t.teardown(() => proxy.close())
   const { url, stored } = await startDirect(t, bucket, { s3: { ...pluginS3Options(server), endpoint: proxy.endpoint } })
   const data = randomBytes(12 * MiB)
-  const created = (await api(`${url}/s3/multipart`, 'token-alice', 'POST', { filename: 'clip.bin', type: 'application/octet-stream' })).json
+  const created = (await api(`${url}/s3/multipart`, 'token-alice', 'POST', { filename: 'clip.bin', type: 'application/octet-stream', size: data.byteLength })).json
   const q = `key=${encodeURIComponent(created.key)}`
   const batch = (await api(`${url}/s3/multipart/${created.uploadId}/batch?${q}&partNumbers=1,2,3`, 'token-alice')).json
   const parts = []

@@ -113,6 +113,9 @@ const uppy = new Uppy({ autoProceed: false })
     headers: auth(),
     shouldUseMultipart: (file) => (file.size ?? 0) > 20 * 1024 * 1024
   })
+// The multipart create route needs the file's size (each part URL signs its exact
+// length from it): Uppy sends the file's meta as `metadata`, so the size goes there.
+uppy.on('file-added', (file) => { uppy.setFileMeta(file.id, { size: file.size }) })
 
 uppy.on('upload-success', (file, response) => {
   if (file === undefined) return
