@@ -46,7 +46,7 @@ for (const acl of [undefined, 'private'] as const) {
     }
     t.equal((await postToS3(post, pngBytes(2000))).status, 204)
     t.equal((await api(`${url}/s3/complete`, 'alice', 'POST', { key: post.key })).status, 200)
-    const created = (await api(`${url}/s3/multipart`, 'alice', 'POST', { filename: 'big.bin', type: 'application/octet-stream' })).json
+    const created = (await api(`${url}/s3/multipart`, 'alice', 'POST', { filename: 'big.bin', type: 'application/octet-stream', size: 1024 })).json
     t.equal((await api(`${url}/s3/multipart/${created.uploadId}?key=${encodeURIComponent(created.key)}`, 'alice', 'DELETE')).status, 200)
 
     const copy = seen.filter((request) => request.copy)
@@ -77,7 +77,7 @@ t.test('Uppy metadata: allowlisted fields stored percent-encoded and pinned in t
   const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: done.json.file.key }))
   t.same(head.Metadata, { 'original-name': 'cat.png', caption: encodeURIComponent(caption) }, 'the final object: the filename and the caption only')
 
-  const multipart = await api(`${url}/s3/multipart`, 'alice', 'POST', { filename: 'big.bin', type: 'application/octet-stream', metadata: { caption: 'hi', other: 'x' } })
+  const multipart = await api(`${url}/s3/multipart`, 'alice', 'POST', { filename: 'big.bin', type: 'application/octet-stream', size: 1024, metadata: { caption: 'hi', other: 'x' } })
   t.equal(multipart.status, 200)
   const q = `key=${encodeURIComponent(multipart.json.key)}`
   t.equal((await api(`${url}/s3/multipart/${multipart.json.uploadId}?${q}`, 'alice', 'DELETE')).status, 200)
@@ -85,6 +85,6 @@ t.test('Uppy metadata: allowlisted fields stored percent-encoded and pinned in t
   const big = await params(url, 'alice', 'cat.png', 'image/png', { caption: 'x'.repeat(2100) })
   t.equal(big.status, 400, 'over S3\'s 2 KiB of user metadata')
   t.match(big.json, { code: 'FST_S3CHUNK_BAD_REQUEST', message: /2048/ })
-  t.equal((await api(`${url}/s3/multipart`, 'alice', 'POST', { filename: 'a.bin', metadata: { caption: { nested: true } } })).status, 400, 'a value that is not a string')
+  t.equal((await api(`${url}/s3/multipart`, 'alice', 'POST', { filename: 'a.bin', size: 1024, metadata: { caption: { nested: true } } })).status, 400, 'a value that is not a string')
   await expectNoPendingUploads(t, server, client, bucket)
 })

@@ -23,7 +23,9 @@ async function putParts (url: string, user: string, key: string, uploadId: strin
 
 t.test('Complete with parts S3 refuses: 400 with a safe message, the upload left for a retry', { skip }, async (t) => {
   const bucket = await freshBucket(t, server, client)
-  const { url, stored } = await startDirect(t, server, bucket)
+  // Parts of any length, to meet each of S3's refusals: without a declared size
+  // (direct-part-size tests that parts must then match the plan).
+  const { url, stored } = await startDirect(t, server, bucket, {}, { requireSize: false })
   const created = (await api(`${url}/s3/multipart`, 'alice', 'POST', { filename: 'f.bin', type: 'application/octet-stream', metadata: {} })).json
   const q = `key=${encodeURIComponent(created.key)}`
   const complete = async (parts: unknown): Promise<{ status: number, json: any }> => await api(`${url}/s3/multipart/${created.uploadId}/complete?${q}`, 'alice', 'POST', { parts })
@@ -57,14 +59,14 @@ t.test('a malformed type or filename is 400 on every route that takes one', { sk
   const { url } = await startDirect(t, server, bucket)
   // (A trailing newline alone is trimmed away: the parsed type is what S3 gets.)
   for (const type of ['image/png\r\nx: y', 'text/plain\nx', 'a/b/c']) {
-    t.equal((await api(`${url}/s3/multipart`, 'alice', 'POST', { filename: 'a.png', type })).status, 400, `multipart type ${JSON.stringify(type)}`)
+    t.equal((await api(`${url}/s3/multipart`, 'alice', 'POST', { filename: 'a.png', type, size: 1024 })).status, 400, `multipart type ${JSON.stringify(type)}`)
     t.equal((await params(url, 'alice', 'a.png', type)).status, 400, `params type ${JSON.stringify(type)}`)
   }
   for (const filename of ['a\uD800.png', 42, '', 'x'.repeat(5000)]) {
-    const body = `{"filename":${typeof filename === 'string' ? JSON.stringify(filename) : filename},"type":"image/png"}`
+    const body = `{"filename":${typeof filename === 'string' ? JSON.stringify(filename) : filename},"type":"image/png","size":1024}`
     t.equal((await api(`${url}/s3/multipart`, 'alice', 'POST', body)).status, 400, `multipart filename ${JSON.stringify(filename).slice(0, 20)}`)
   }
-  t.equal((await api(`${url}/s3/multipart`, 'alice', 'POST', { filename: 'a.png', type: 'image/png', metadata: 'x' })).status, 400, 'metadata not an object')
+  t.equal((await api(`${url}/s3/multipart`, 'alice', 'POST', { filename: 'a.png', type: 'image/png', size: 1024, metadata: 'x' })).status, 400, 'metadata not an object')
   await expectNoPendingUploads(t, server, client, bucket)
 })
 

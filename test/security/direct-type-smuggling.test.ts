@@ -23,7 +23,7 @@ t.test('declared types that are not exactly one type/subtype are 400, active con
     const post = await params(url, 'alice', 'a.png', type)
     t.equal(post.status, 400, `/s3/params: ${JSON.stringify(type)}`)
     t.match(post.json, { code: 'FST_S3CHUNK_BAD_CONTENT_TYPE' })
-    const multipart = await api(`${url}/s3/multipart`, 'alice', 'POST', { filename: 'a.png', type, metadata: {} })
+    const multipart = await api(`${url}/s3/multipart`, 'alice', 'POST', { filename: 'a.png', type, size: 1024, metadata: {} })
     t.equal(multipart.status, 400, `/s3/multipart: ${JSON.stringify(type)}`)
     t.match(multipart.json, { code: 'FST_S3CHUNK_BAD_CONTENT_TYPE' })
   }
@@ -76,7 +76,7 @@ t.test('multipart: the server\'s Complete makes the object, which then carries t
   const bucket = await freshBucket(t, server, client)
   const { url, stored } = await startDirect(t, server, bucket, { allowedTypes: ['image/*'] })
   const data = polyglot(pngBytes(3000), 'polyglotRan')
-  const created = (await api(`${url}/s3/multipart`, 'alice', 'POST', { filename: 'cat.png', type: 'application/octet-stream', metadata: {} })).json
+  const created = (await api(`${url}/s3/multipart`, 'alice', 'POST', { filename: 'cat.png', type: 'application/octet-stream', size: data.byteLength, metadata: {} })).json
   const q = `key=${encodeURIComponent(created.key)}`
   const signed = (await api(`${url}/s3/multipart/${created.uploadId}/1?${q}`, 'alice')).json
   const put = await fetch(signed.url, { method: 'PUT', body: data })
@@ -86,10 +86,11 @@ t.test('multipart: the server\'s Complete makes the object, which then carries t
   t.equal((await client.send(new HeadObjectCommand({ Bucket: bucket, Key: created.key }))).ContentType, 'image/png', 'rewritten from the declared application/octet-stream')
   t.equal(stored.length, 1)
   // Bytes of no allowed type: deleted before any hook.
-  const bad = (await api(`${url}/s3/multipart`, 'alice', 'POST', { filename: 'page.png', type: 'image/png', metadata: {} })).json
+  const page = '<!doctype html><script>alert(1)</script>'
+  const bad = (await api(`${url}/s3/multipart`, 'alice', 'POST', { filename: 'page.png', type: 'image/png', size: page.length, metadata: {} })).json
   const bq = `key=${encodeURIComponent(bad.key)}`
   const badUrl = (await api(`${url}/s3/multipart/${bad.uploadId}/1?${bq}`, 'alice')).json.url
-  const badPut = await fetch(badUrl, { method: 'PUT', body: '<!doctype html><script>alert(1)</script>' })
+  const badPut = await fetch(badUrl, { method: 'PUT', body: page })
   const refused = await api(`${url}/s3/multipart/${bad.uploadId}/complete?${bq}`, 'alice', 'POST', { parts: [{ PartNumber: 1, ETag: badPut.headers.get('etag') }] })
   t.equal(refused.status, 422)
   t.same(await listKeys(client, bucket), [created.key], 'the refused object was deleted')

@@ -29,7 +29,7 @@ t.test('each pair of users that used to share a prefix: 403 against each other\'
       const label = `${owner.slice(0, 24)} vs ${other.slice(0, 24)}`
       const post = (await params(url, owner, 'a.bin', 'application/octet-stream')).json
       t.equal((await postToS3(post, Buffer.from('x'))).status, 204)
-      const created = (await api(`${url}/s3/multipart`, owner, 'POST', { filename: 'b.bin', type: 'application/octet-stream', metadata: {} })).json
+      const created = (await api(`${url}/s3/multipart`, owner, 'POST', { filename: 'b.bin', type: 'application/octet-stream', size: 1024, metadata: {} })).json
       const q = `key=${encodeURIComponent(created.key)}`
       const attempts: Array<[string, string, unknown?]> = [
         ['POST', '/s3/complete', { key: post.key }],
