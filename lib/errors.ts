@@ -184,3 +184,24 @@ export const UploadGoneError = createError<'FST_S3CHUNK_UPLOAD_GONE', 409, []>(
   'That upload no longer exists: it was completed or aborted meanwhile',
   409
 )
+
+/** s3File()/s3Files() was called in a scope where the plugin is not registered. */
+export const NotRegisteredError = createError<'FST_S3CHUNK_NOT_REGISTERED', 500, []>(
+  'FST_S3CHUNK_NOT_REGISTERED',
+  'fastify-s3-chunk is not registered in this route\'s scope: register it in the scope (or an outer one) before its routes',
+  500
+)
+
+/** The body was read before s3File()/s3Files() could stream it (@fastify/multipart's attachFieldsToBody). */
+export const BodyAlreadyReadError = createError<'FST_S3CHUNK_BODY_ALREADY_READ', 500, []>(
+  'FST_S3CHUNK_BODY_ALREADY_READ',
+  'The multipart body was already read into memory before s3File()/s3Files() (@fastify/multipart was registered with attachFieldsToBody): register @fastify/multipart without it, or let fastify-s3-chunk register it',
+  500
+)
+
+/** The app aborted an upload in flight (the `signal` option); nothing was stored. */
+export const UploadCancelledError = createError<'FST_S3CHUNK_CANCELLED', 499, []>(
+  'FST_S3CHUNK_CANCELLED',
+  'The upload was cancelled; nothing was stored',
+  499
+)

@@ -1,109 +1,154 @@
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import fastifyMultipart from '@fastify/multipart'
-import { AlreadyRegisteredError, ClosingError } from './errors.js'
-import { parseOptions, type S3ChunkOptions } from './options.js'
-import { bodyConsumed, createRequestApi, maxPartSize, type Runtime } from './request-api.js'
+import { AlreadyRegisteredError, ClosingError, InvalidOptionError } from './errors.js'
+import { engineFor, forgetEngine } from './engine.js'
+import { checkCombination, layerRules, parseOptions, RULE_OPTIONS, type S3ChunkConfig, type S3ChunkOptions } from './options.js'
+import { bodyConsumed, createRequestApi, kScope, maxPartSize, type Scope } from './request-api.js'
 import { directRoutes } from './direct/routes.js'
 import { abortStaleUploads, ensureCors, ensureLifecycleRule } from './maintenance.js'
-import { createPartClient, createS3Client } from './s3-client.js'
 import type { S3ChunkDecorator } from './types.js'
-import { PartBufferPool } from './upload/part-buffer-pool.js'
 import { scheduleCapacity } from './upload/part-schedule.js'
-import { createInlineSender } from './upload/part-sender.js'
-import { Shutdown } from './upload/shutdown.js'
-import { createWorkerPoolSender } from './upload/worker-pool-sender.js'
 
+type Scoped = FastifyInstance & { [kScope]?: Scope }
+
+/**
+ * One registration of the plugin. The first in an app makes the engine (the
+ * worker pool, the memory budget, the S3 clients: `engine.ts`); every other
+ * registration — in a child scope, or a sibling — shares it and adds its own
+ * rules: a child's rules are layered over its parent's.
+ */
 const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fastify: FastifyInstance, options: S3ChunkOptions) {
-  if (fastify.hasDecorator('s3Chunk')) throw new AlreadyRegisteredError()
-  const config = parseOptions(options)
+  const instance = fastify as Scoped
+  if (Object.prototype.hasOwnProperty.call(instance, kScope)) throw new AlreadyRegisteredError()
+  const parsed = parseOptions(options)
+  const outer = instance[kScope]
+  const { engine, created } = engineFor(fastify, parsed.config, parsed.given)
+
+  // This registration's rules: the defaults (first registration), or the outer registration's with what this one gives.
+  let config: S3ChunkConfig
+  if (outer === undefined) {
+    if (parsed.config.bucket === undefined) throw new InvalidOptionError('"bucket": required (where objects go)')
+    config = { ...parsed.config, ...engine.config, bucket: parsed.config.bucket }
+    checkCombination(config, '')
+  } else {
+    const given = Object.fromEntries(RULE_OPTIONS.filter((name) => parsed.given.has(name)).map((name) => [name, options[name]]))
+    config = layerRules(outer.config, given, 'registration')
+  }
+  if (parsed.config.direct !== undefined || outer === undefined) config = { ...config, direct: parsed.config.direct }
+  const rules: Record<string, S3ChunkConfig> = { ...outer?.rules }
+  for (const [name, set] of Object.entries(parsed.rules)) rules[name] = layerRules(config, set, `rules.${name}`)
+  const scope: Scope = { engine, config: Object.freeze(config), rules: Object.freeze(rules) }
+  instance[kScope] = scope
+
+  warnOfCapacity(fastify, options, config)
 
   // @fastify/multipart parses the body; reuse it when the app registered it already.
   if (!fastify.hasRequestDecorator('parts')) await fastify.register(fastifyMultipart)
 
-  // Only when the app asked for more: the default maxFileSize is S3's own ceiling.
-  const capacity = scheduleCapacity({ ...config, maxPartSize: maxPartSize(config) })
-  if (options.maxFileSize !== undefined && capacity < config.maxFileSize) {
-    fastify.log.warn(`fastify-s3-chunk: ${config.maxParts} parts of at most ${maxPartSize(config)} bytes (a quarter of maxBufferedBytes) hold at most ${capacity} bytes; larger files fail with FST_S3CHUNK_PART_LIMIT (raise maxBufferedBytes or lower maxFileSize)`)
+  const decorator = scopeDecorator(scope)
+  // An outer registration decorated the app already: this scope gets its own view.
+  if (fastify.hasDecorator('s3Chunk')) Object.defineProperty(fastify, 's3Chunk', { value: decorator, enumerable: true, configurable: true })
+  else fastify.decorate('s3Chunk', decorator)
+
+  const direct = config.direct
+  if (direct !== undefined && (outer === undefined || parsed.given.has('direct'))) {
+    const directConfig = direct.rules === undefined ? config : rules[direct.rules]
+    if (directConfig === undefined) throw new InvalidOptionError(`"direct.rules": no rule set named "${direct.rules ?? ''}"`)
+    await fastify.register(directRoutes, {
+      prefix: direct.prefix,
+      config: directConfig,
+      direct,
+      client: engine.client,
+      onStored: async (file, request) => { await directConfig.onUploadComplete?.(file, request) }
+    })
   }
 
-  const client = createS3Client(config.s3)
-  // One attempt per call: a streamed upload's calls (parts, PUTs, create, complete, abort) are retried by the plugin's own policy.
-  const uploadClient = createPartClient(config.s3)
-  const policy = { checksum: config.checksum, retry: config.retry }
-  const sender = config.mode === 'workers' ? createWorkerPoolSender(config) : createInlineSender(uploadClient, policy)
-  const shutdown = new Shutdown()
-  const runtime: Runtime = {
-    config,
-    uploadClient,
-    sender,
-    buffers: new PartBufferPool(config.maxBufferedBytes),
-    counters: { uploadsInFlight: 0, partsInFlight: 0 },
-    shutdown,
-    // One hook for both paths: where the app records the file.
-    onStored: async (file, request) => { await config.onUploadComplete?.(file, request) }
+  // Request methods and hooks once per scope tree: an inner registration's routes inherit them.
+  if (!fastify.hasRequestDecorator('s3File')) {
+    const api = createRequestApi()
+    fastify.decorateRequest('s3File', api.s3File)
+    fastify.decorateRequest('s3Files', api.s3Files)
+    fastify.decorateRequest('s3Fields', api.s3Fields)
+
+    // An upload that failed mid-body leaves the rest of it unread: close the
+    // connection after the reply instead of reading gigabytes only to discard them.
+    fastify.addHook('onSend', async (request, reply) => {
+      if (bodyConsumed(request) && !request.raw.complete) reply.header('connection', 'close')
+    })
+
+    // A reply sent while the body is still arriving (the handler threw, or an
+    // upload failed) leaves the request paused mid-body; Node then never ends
+    // or closes it, and the upload would wait for bytes forever. Destroying it
+    // fails the upload, which is then aborted.
+    fastify.addHook('onResponse', async (request) => {
+      if (bodyConsumed(request) && !request.raw.complete && !request.raw.destroyed) request.raw.destroy()
+    })
   }
 
-  const decorator: S3ChunkDecorator = {
+  if (created) {
+    // Uploads still running at shutdown are aborted (never committed half-done),
+    // so close() does not wait on clients that may take hours.
+    fastify.addHook('preClose', async () => {
+      engine.shutdown.close(new ClosingError())
+    })
+    fastify.addHook('onClose', async () => {
+      await engine.close()
+      forgetEngine(fastify)
+    })
+  }
+}
+
+/** `fastify.s3Chunk` for one registration scope: the shared engine, this scope's bucket and prefix. */
+function scopeDecorator (scope: Scope): S3ChunkDecorator {
+  const { engine, config } = scope
+  const client = engine.client
+  return {
     client,
     bucket: config.bucket,
-    stats: () => ({
-      mode: config.mode,
-      uploadsInFlight: runtime.counters.uploadsInFlight,
-      partsInFlight: runtime.counters.partsInFlight,
-      bufferedBytes: runtime.buffers.used,
-      peakBufferedBytes: runtime.buffers.peak,
-      freeBufferBytes: runtime.buffers.free,
-      maxBufferedBytes: runtime.buffers.limit,
-      partsWaitingForMemory: runtime.buffers.waiting,
-      pool: sender.stats()
-    }),
+    stats: () => engine.stats(),
     abortStaleUploads: async ({ olderThan = 24 * 3600 * 1000 } = {}) => await abortStaleUploads(client, config.bucket, config.keyPrefix, olderThan),
     ensureLifecycleRule: async ({ days = 1 } = {}) => await ensureLifecycleRule(client, config.bucket, config.keyPrefix, days),
     ensureCors: async ({ origins }) => await ensureCors(client, config.bucket, origins)
   }
-  fastify.decorate('s3Chunk', decorator)
+}
 
-  const api = createRequestApi(runtime)
-
-  if (config.direct !== undefined) {
-    await fastify.register(directRoutes, { prefix: config.direct.prefix, config, direct: config.direct, client, onStored: runtime.onStored })
+/** Only when the app asked for more: the default maxFileSize is S3's own ceiling. */
+function warnOfCapacity (fastify: FastifyInstance, options: S3ChunkOptions, config: S3ChunkConfig): void {
+  const capacity = scheduleCapacity({ ...config, maxPartSize: maxPartSize(config) })
+  if (options.maxFileSize !== undefined && capacity < config.maxFileSize) {
+    fastify.log.warn(`fastify-s3-chunk: ${config.maxParts} parts of at most ${maxPartSize(config)} bytes (a quarter of maxBufferedBytes) hold at most ${capacity} bytes; larger files fail with FST_S3CHUNK_PART_LIMIT (raise maxBufferedBytes or lower maxFileSize)`)
   }
-  fastify.decorateRequest('s3File', api.s3File)
-  fastify.decorateRequest('s3Files', api.s3Files)
-  fastify.decorateRequest('s3Fields', api.s3Fields)
-
-  // An upload that failed mid-body leaves the rest of it unread: close the
-  // connection after the reply instead of reading gigabytes only to discard them.
-  fastify.addHook('onSend', async (request, reply) => {
-    if (bodyConsumed(request) && !request.raw.complete) reply.header('connection', 'close')
-  })
-
-  // A reply sent while the body is still arriving (the handler threw, or an
-  // upload failed) leaves the request paused mid-body; Node then never ends
-  // or closes it, and the upload would wait for bytes forever. Destroying it
-  // fails the upload, which is then aborted.
-  fastify.addHook('onResponse', async (request) => {
-    if (bodyConsumed(request) && !request.raw.complete && !request.raw.destroyed) request.raw.destroy()
-  })
-
-  // Uploads still running at shutdown are aborted (never committed half-done),
-  // so close() does not wait on clients that may take hours.
-  fastify.addHook('preClose', async () => {
-    shutdown.close(new ClosingError())
-  })
-  fastify.addHook('onClose', async () => {
-    await sender.close()
-    client.destroy()
-    uploadClient.destroy()
-  })
 }
 
 export default fp(s3Chunk, { fastify: '5.x', name: 'fastify-s3-chunk' })
 export { s3Chunk }
 
 export * from './errors.js'
-export type { S3ChunkOptions, S3ChunkConfig, KeyContext, KeyFunction } from './options.js'
+export type {
+  AuthorizeFunction,
+  ChecksumSetting,
+  CredentialProvider,
+  DirectKeyContext,
+  DirectKeyFunction,
+  DirectUser,
+  FileContext,
+  FileOverrides,
+  KeyContext,
+  KeyFunction,
+  ObjectParams,
+  ObjectParamsFunction,
+  OnFileHook,
+  ProgressHook,
+  RouteRules,
+  RuleOptions,
+  S3ChunkConfig,
+  S3ChunkOptions,
+  UploadCompleteHook,
+  UploadOptions,
+  UploadProgress
+} from './options.js'
 export { MIN_PART_SIZE, MAX_PART_SIZE, MAX_OBJECT_SIZE } from './options.js'
 export type { S3File, S3Fields, S3ChunkStats, S3ChunkDecorator } from './types.js'
 export { sanitiseFilename } from './keys.js'
+export { attachment } from './object-params.js'

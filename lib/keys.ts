@@ -65,22 +65,31 @@ export function joinKey (...segments: string[]): string {
 
 /** Names the object for one incoming file, following the configured naming rules. */
 export async function makeKey (config: S3ChunkConfig, context: KeyContext, now = new Date()): Promise<string> {
-  let key: string
   if (config.key !== undefined) {
     const custom = await config.key(context)
     if (typeof custom !== 'string') throw new InvalidKeyError('it did not return a string')
-    // A custom key may hold sub-paths; each segment is sanitised so it can never climb out of keyPrefix.
-    // Sanitising would cut an over-long segment, and two keys could then meet: refuse it instead.
-    if (custom.split(/[/\\]/).some((segment) => Buffer.byteLength(segment.normalize('NFC')) > MAX_FILENAME_BYTES)) {
-      throw new InvalidKeyError(`a segment is longer than ${MAX_FILENAME_BYTES} bytes`)
-    }
-    const safe = sanitisePrefix(custom)
-    if (safe === '') throw new InvalidKeyError(`"${custom}" has no usable segment`)
-    key = joinKey(config.keyPrefix, safe)
-  } else {
-    const name = config.appendTimestamp ? withTimestamp(context.filename, now) : context.filename
-    key = joinKey(config.keyPrefix, queryPrefix(config, context), name)
+    return customKey(config, custom)
   }
+  const name = config.appendTimestamp ? withTimestamp(context.filename, now) : context.filename
+  return checkedLength(joinKey(config.keyPrefix, queryPrefix(config, context), name))
+}
+
+/**
+ * An app-given key (from `key()` or `onFile`), below keyPrefix. It may hold
+ * sub-paths; each segment is sanitised so it can never climb out of keyPrefix.
+ * Sanitising would cut an over-long segment, and two keys could then meet:
+ * that is refused instead.
+ */
+export function customKey (config: Pick<S3ChunkConfig, 'keyPrefix'>, custom: string): string {
+  if (custom.split(/[/\\]/).some((segment) => Buffer.byteLength(segment.normalize('NFC')) > MAX_FILENAME_BYTES)) {
+    throw new InvalidKeyError(`a segment is longer than ${MAX_FILENAME_BYTES} bytes`)
+  }
+  const safe = sanitisePrefix(custom)
+  if (safe === '') throw new InvalidKeyError(`"${custom}" has no usable segment`)
+  return checkedLength(joinKey(config.keyPrefix, safe))
+}
+
+function checkedLength (key: string): string {
   if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new InvalidKeyError(`it is longer than ${MAX_KEY_BYTES} bytes`)
   return key
 }

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os'
 import { z } from 'zod'
 import type { FastifyRequest } from 'fastify'
+import type { PutObjectCommandInput } from '@aws-sdk/client-s3'
 import { InvalidOptionError } from './errors.js'
 
 export const MiB = 1024 * 1024
@@ -64,8 +65,77 @@ export interface DirectKeyContext {
 /** Names a direct upload's object, below `<keyPrefix>/<user segment>/` (enforced). */
 export type DirectKeyFunction = (context: DirectKeyContext) => string | Promise<string>
 
+/** Credentials for S3, or a provider of them; the SDK's `AwsCredentialIdentityProvider` fits. */
+export type CredentialProvider = () => Promise<{ accessKeyId: string, secretAccessKey: string, sessionToken?: string | undefined, expiration?: Date | undefined }>
+
 /** Called once a file is stored and checked, streamed or direct: where an app records it. */
 export type UploadCompleteHook = (file: import('./types.js').S3File, request: FastifyRequest) => void | Promise<void>
+
+/**
+ * S3 object settings, by the AWS SDK's own names (its documentation applies):
+ * applied alike to the single PutObject of a small file and to
+ * CreateMultipartUpload (SSE-C also to every UploadPart), and pinned in
+ * direct mode's POST policies and multipart creates.
+ */
+export type ObjectParams = Pick<PutObjectCommandInput,
+| 'Metadata' | 'CacheControl' | 'ContentDisposition' | 'ContentEncoding' | 'ContentLanguage' | 'Expires'
+| 'StorageClass' | 'Tagging' | 'ServerSideEncryption' | 'SSEKMSKeyId' | 'SSEKMSEncryptionContext' | 'BucketKeyEnabled'
+| 'SSECustomerAlgorithm' | 'SSECustomerKey' | 'SSECustomerKeyMD5' | 'ACL'>
+
+/** What the per-file hooks (`onFile`, `objectParams` as a function) receive. */
+export interface FileContext {
+  /** The multipart field the file came in. */
+  fieldName: string
+  /** The filename exactly as the client sent it (untrusted). */
+  originalName: string
+  /** The client's filename after sanitising (safe as a key segment). */
+  filename: string
+  /** The declared type, parsed (one `type/subtype`), or undefined when none was declared. */
+  declaredType: string | undefined
+  /** The type the object is stored with, once the first bytes were sniffed (`objectParams` only; the declaration's in `onFile`). */
+  contentType: string
+  /** The form's non-file fields read so far (those sent before the file). */
+  fields: Record<string, string | string[]>
+  request: FastifyRequest
+}
+
+/** Object settings per file, computed from its context. */
+export type ObjectParamsFunction = (file: FileContext) => ObjectParams | Promise<ObjectParams>
+
+/** What `onFile` may change for one file. */
+export interface FileOverrides {
+  /** The object key (below keyPrefix, sanitised per segment like `key()`'s). */
+  key?: string
+  /** Object settings, merged over the rule's (Metadata merged name by name). */
+  objectParams?: ObjectParams
+}
+
+/**
+ * Called for each file before anything of it is stored, with the fields read
+ * so far: throw to refuse it (the error is the reply: give it a statusCode),
+ * or return overrides for this file.
+ */
+export type OnFileHook = (file: Omit<FileContext, 'contentType'>) => void | FileOverrides | Promise<void | FileOverrides>
+
+/** One upload's progress, as `onProgress` receives it. */
+export interface UploadProgress {
+  fieldName: string
+  originalName: string
+  key: string
+  /** File bytes read from the client so far. */
+  bytesReceived: number
+  /** File bytes S3 has acknowledged so far. */
+  bytesStored: number
+  /** Parts S3 has acknowledged (0 until the end for a single PutObject). */
+  partsDone: number
+  /** The request body's declared length: an upper bound of the file's (it includes the form's other parts); undefined for a chunked body. */
+  total: number | undefined
+  /** True for the last call: the file is stored. */
+  done: boolean
+}
+
+/** Called as an upload goes, at most every 250 ms, and once when the file is stored. */
+export type ProgressHook = (progress: UploadProgress) => void
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max)
 
@@ -80,11 +150,30 @@ const s3Schema = z.strictObject({
   // Not strict: the SDK adds bookkeeping keys (`$source`) to a credentials object it was
   // given, and the same object is often passed to an S3Client of the app's too. Parsing
   // copies the known keys; the app's object is never changed.
-  credentials: z.object({
-    accessKeyId: z.string().min(1),
-    secretAccessKey: z.string().min(1),
-    sessionToken: z.string().min(1).optional()
-  }).optional(),
+  credentials: z.union([
+    z.object({
+      accessKeyId: z.string().min(1),
+      secretAccessKey: z.string().min(1),
+      sessionToken: z.string().min(1).optional()
+    }),
+    // A provider (SSO, assumed roles, container credentials refreshed by the app): resolved
+    // on the main thread; worker threads are handed the resolved credentials with each part.
+    z.custom<CredentialProvider>((value) => typeof value === 'function', 'must be { accessKeyId, secretAccessKey, sessionToken? } or a provider function')
+  ]).optional(),
+  /** The SDK's dual-stack (IPv6) endpoints. */
+  useDualstackEndpoint: z.boolean().optional(),
+  /** The SDK's FIPS endpoints. */
+  useFipsEndpoint: z.boolean().optional(),
+  /** S3 Transfer Acceleration endpoints. */
+  useAccelerateEndpoint: z.boolean().optional(),
+  /** The SDK's retry mode for `fastify.s3Chunk.client` (streamed uploads use `retry`). */
+  retryMode: z.enum(['standard', 'adaptive']).optional(),
+  /** Sockets per client (the main thread's and each worker thread's) to S3. */
+  maxSockets: int(1, 10_000).optional(),
+  /** Keep connections to S3 open between requests (default true). */
+  keepAlive: z.boolean().optional(),
+  /** Appended to the SDK's user agent, e.g. `my-app/1.2`. */
+  userAgent: z.string().regex(/^[\x21-\x7e]+( [\x21-\x7e]+)*$/, 'must be printable ASCII words').max(256).optional(),
   /** Attempts per request of `fastify.s3Chunk.client` (direct routes, maintenance helpers) by the AWS SDK's retry strategy. Streamed uploads use `retry`. */
   maxAttempts: int(1, 20).default(3),
   /** Milliseconds a TCP connection to S3 may take to open. */
@@ -119,6 +208,8 @@ const retrySchema = z.strictObject({
 const directSchema = z.strictObject({
   /** Every direct route calls it first: the user, null → 401, or throw → that error (403). */
   authorize: z.custom<AuthorizeFunction>((value) => typeof value === 'function', 'must be a function (request) => { userId } | null'),
+  /** A named rule set (`rules`) the direct routes run by, instead of the registration's own rules. */
+  rules: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must name a rule set').optional(),
   /** Route prefix for the direct routes (`<prefix>/s3/...`). */
   prefix: z.string().regex(/^(\/[A-Za-z0-9._~-]+)*$/, 'must be empty or like /api/uploads').default(''),
   /** Custom naming below `<keyPrefix>/<user segment>/`; default `<random id>/<sanitised filename>`. */
@@ -158,15 +249,38 @@ const directSchema = z.strictObject({
 })
 
 const keyFunction = z.custom<KeyFunction>((value) => typeof value === 'function', 'must be a function (context) => string')
+const fn = <T>(message: string) => z.custom<T>((value) => typeof value === 'function', message)
 
-export const optionsSchema = z.strictObject({
+const objectParamsSchema = z.strictObject({
+  Metadata: z.record(z.string().regex(/^[a-z0-9][a-z0-9-]{0,127}$/i, 'metadata names are letters, digits and "-"'), z.string()).optional(),
+  CacheControl: z.string().optional(),
+  ContentDisposition: z.string().optional(),
+  ContentEncoding: z.string().optional(),
+  ContentLanguage: z.string().optional(),
+  Expires: z.date().optional(),
+  StorageClass: z.string().optional(),
+  Tagging: z.string().optional(),
+  ServerSideEncryption: z.enum(['AES256', 'aws:kms', 'aws:kms:dsse', 'aws:fsx']).optional(),
+  SSEKMSKeyId: z.string().optional(),
+  SSEKMSEncryptionContext: z.string().optional(),
+  BucketKeyEnabled: z.boolean().optional(),
+  SSECustomerAlgorithm: z.string().optional(),
+  SSECustomerKey: z.string().optional(),
+  SSECustomerKeyMD5: z.string().optional(),
+  ACL: z.enum(['private', 'public-read', 'public-read-write', 'authenticated-read', 'aws-exec-read', 'bucket-owner-read', 'bucket-owner-full-control']).optional()
+}) as unknown as z.ZodType<ObjectParams>
+
+/**
+ * The rule options: what may differ from one route to another (per
+ * registration, per named rule set, per route, per call). Every upload draws
+ * on the one engine below them.
+ */
+const ruleShape = {
   /** Bucket every object goes to. */
-  bucket: bucketName,
-  /** S3 client settings; credentials omitted → the AWS default provider chain. */
-  s3: s3Schema.default({ region: 'us-east-1', forcePathStyle: false, maxAttempts: 3, connectionTimeout: 10_000, requestTimeout: 120_000 }),
+  bucket: bucketName.optional(),
   /** Key prefix every object lives under (the "document root"). */
   keyPrefix: z.string().max(512).default(''),
-  /** Put a UTC timestamp before the file extension, so re-uploads of a name never collide. */
+  /** Put a UTC timestamp (and random bits) before the file extension, so uploads of a name never collide. */
   appendTimestamp: z.boolean().default(true),
   /** Query parameter naming a sub-prefix below keyPrefix; `true` means `__prefix`. Off by default. */
   prefixQueryParam: z.union([z.boolean(), z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be a query parameter name')]).default(false),
@@ -195,12 +309,6 @@ export const optionsSchema = z.strictObject({
   maxParts: int(1, MAX_PARTS).default(MAX_PARTS),
   /** Every part but the last the same size (stores such as R2 require it); part sizes then never grow mid-upload. */
   equalParts: z.boolean().default(false),
-  /** Bytes held in part buffers by all uploads of the process at once; a new part waits for room. */
-  maxBufferedBytes: int(MIN_PART_SIZE, 64 * GiB).default(256 * MiB),
-  /** Checksum computed per part in the worker and verified by S3; 'none' for stores that reject checksum headers. */
-  checksum: z.enum(['none', 'CRC32', 'CRC32C', 'SHA256']).default('none'),
-  /** Retries of every S3 call of a streamed upload: parts and single PUTs (their buffered bytes re-sent), create, complete, abort. */
-  retry: retrySchema.default({ attempts: 4, baseDelayMs: 200, maxDelayMs: 10_000 }),
   /** Most files accepted in one request. */
   maxFiles: int(1, 10_000).default(100),
   /** Most non-file fields accepted in one request. */
@@ -213,20 +321,74 @@ export const optionsSchema = z.strictObject({
    * another type is refused (streamed) or deleted (direct). Unset: any type.
    */
   allowedTypes: z.array(z.string().regex(/^[a-z0-9!#$&^_.+-]+\/([a-z0-9!#$&^_.+-]+|\*)$/i, 'must be a type like image/png or image/*')).min(1).optional(),
-  /** Direct browser-to-S3 uploads (presigned POST and multipart, Uppy-compatible). Off unless set. */
-  direct: directSchema.optional(),
+  /** S3 object settings (the SDK's names), or a function of the file that returns them. */
+  objectParams: z.union([objectParamsSchema, fn<ObjectParamsFunction>('must be object settings or a function (file) => object settings')]).optional(),
+  /** Called for each file before anything is stored: throw to refuse it, or return overrides (key, objectParams). */
+  onFile: fn<OnFileHook>('must be a function (file) => void | { key?, objectParams? }').optional(),
   /** Called for every stored file, streamed or direct, once it is committed and checked. */
-  onUploadComplete: z.custom<UploadCompleteHook>((value) => typeof value === 'function', 'must be a function (file, request) => void').optional(),
+  onUploadComplete: fn<UploadCompleteHook>('must be a function (file, request) => void').optional(),
+  /** Called as each upload goes (throttled), and once when its file is stored. */
+  onProgress: fn<ProgressHook>('must be a function (progress) => void').optional()
+}
+
+/**
+ * The engine options: one worker pool, one memory budget and one set of S3
+ * clients per app, shared by every route and every registration. The first
+ * registration sets them; a later one may leave them out or repeat them
+ * unchanged.
+ */
+const engineShape = {
+  /** S3 client settings; credentials omitted → the AWS default provider chain. */
+  s3: s3Schema.default({ region: 'us-east-1', forcePathStyle: false, maxAttempts: 3, connectionTimeout: 10_000, requestTimeout: 120_000 }),
+  /** Bytes held in part buffers by all uploads of the process at once; a new part waits for room. */
+  maxBufferedBytes: int(MIN_PART_SIZE, 64 * GiB).default(256 * MiB),
+  /** Checksum computed per part in the worker and verified by S3; 'none' for stores that reject checksum headers. */
+  checksum: z.enum(['none', 'CRC32', 'CRC32C', 'SHA256']).default('none'),
+  /** Retries of every S3 call of a streamed upload: parts and single PUTs (their buffered bytes re-sent), create, complete, abort. */
+  retry: retrySchema.default({ attempts: 4, baseDelayMs: 200, maxDelayMs: 10_000 }),
   /** `workers`: parts sent from a Piscina thread pool; `inline`: from the main thread. */
   mode: z.enum(['workers', 'inline']).default('workers'),
   /** Worker pool sizing (mode `workers`). */
   workers: workersSchema.default({ maxThreads: defaultThreads, concurrentTasksPerWorker: 16, idleTimeout: 60_000 })
+}
+
+/** Names of the engine options (set once per app). */
+export const ENGINE_OPTIONS = Object.keys(engineShape) as Array<keyof typeof engineShape>
+/** Names of the rule options (per registration, rule set, route or call). */
+export const RULE_OPTIONS = Object.keys(ruleShape) as Array<keyof typeof ruleShape>
+
+// The same rule options with no defaults: an override says only what it changes.
+const ruleOverridesSchema = z.strictObject(Object.fromEntries(Object.entries(ruleShape).map(([name, schema]) =>
+  [name, (schema instanceof z.ZodDefault ? schema.unwrap() : schema).optional()])) as unknown as { [K in keyof typeof ruleShape]: z.ZodOptional<z.ZodType<z.output<typeof ruleShape[K]>>> })
+
+const ruleSetName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be a name of letters, digits, "_" and "-"')
+
+export const optionsSchema = z.strictObject({
+  ...engineShape,
+  ...ruleShape,
+  /** Named rule sets, layered over this registration's rules: `request.s3File({ rules: 'avatars' })`, `config: { s3Chunk: 'avatars' }`, `direct.rules`. */
+  rules: z.record(ruleSetName, ruleOverridesSchema).optional(),
+  /** Direct browser-to-S3 uploads (presigned POST and multipart, Uppy-compatible). Off unless set. */
+  direct: directSchema.optional()
 })
 
 /** Options accepted by `app.register(s3Chunk, options)`. */
 export type S3ChunkOptions = z.input<typeof optionsSchema>
-/** Options after validation and defaults; frozen. */
-export type S3ChunkConfig = Readonly<z.output<typeof optionsSchema>>
+/** Rule options as an override says them: any subset, by their register names. */
+export type RuleOptions = z.input<typeof ruleOverridesSchema>
+/** Options of `request.s3File(options)` / `request.s3Files(options)`. */
+export interface UploadOptions extends RuleOptions {
+  /** A named rule set declared at register (`rules`), layered under these options. */
+  rules?: string
+  /** Aborting it aborts the upload in flight, as a client disconnect does: nothing is left open. */
+  signal?: AbortSignal
+}
+/** A route's `config.s3Chunk`: a rule set's name, or rule options (with `rules` naming a set to layer them over). */
+export type RouteRules = string | (RuleOptions & { rules?: string })
+/** Options after validation and defaults, with a bucket; frozen. The view every upload reads: engine and rules together. */
+export type S3ChunkConfig = Readonly<Omit<z.output<typeof optionsSchema>, 'bucket' | 'rules'> & { bucket: string }>
+/** The engine options after validation. */
+export type EngineConfig = Pick<S3ChunkConfig, typeof ENGINE_OPTIONS[number]>
 /** Plain-data S3 settings (shared with worker threads). */
 export type S3Settings = z.output<typeof s3Schema>
 /** Direct-upload settings after validation. */
@@ -236,22 +398,69 @@ export type RetryPolicy = z.output<typeof retrySchema>
 /** Checksum algorithm, or 'none'. */
 export type ChecksumSetting = z.output<typeof optionsSchema>['checksum']
 
-/** Validates options once, at register time; throws InvalidOptionError naming the option path and rule. */
-export function parseOptions (input: S3ChunkOptions): S3ChunkConfig {
-  const result = optionsSchema.safeParse(input ?? {})
-  if (!result.success) {
-    const problems = result.error.issues.map((issue) => {
-      const path = issue.path.length > 0 ? issue.path.join('.') : '(options)'
-      return `"${path}": ${issue.message}`
-    })
-    throw new InvalidOptionError(problems.join('; '))
-  }
-  const config = result.data
-  if (config.maxBufferedBytes < config.partSize) {
-    throw new InvalidOptionError(`"maxBufferedBytes": must be at least partSize (${config.partSize} bytes)`)
-  }
+/** A registration's options, validated: its resolved config, its named rule sets, and which options it gave. */
+export interface ParsedOptions {
+  /** Engine and rules with defaults filled in (bucket may be missing: inherited from an outer registration). */
+  config: Omit<S3ChunkConfig, 'bucket'> & { bucket?: string | undefined }
+  /** Named rule sets as given (overrides, validated). */
+  rules: Record<string, RuleOptions>
+  /** Option names the registration set itself. */
+  given: Set<string>
+}
+
+/** Validates a registration's options once, at register time; throws InvalidOptionError naming the option path and rule. */
+export function parseOptions (input: S3ChunkOptions): ParsedOptions {
+  const data = check(optionsSchema, input ?? {}, '')
+  const { rules, ...config } = data
   config.keyPrefix = normalisePrefix(config.keyPrefix)
+  for (const set of Object.values(rules ?? {})) {
+    if (set.keyPrefix !== undefined) set.keyPrefix = normalisePrefix(set.keyPrefix)
+  }
+  return {
+    config: deepFreeze(config),
+    rules: deepFreeze(rules ?? {}),
+    given: new Set(Object.keys(input ?? {}).filter((name) => (input as Record<string, unknown>)[name] !== undefined))
+  }
+}
+
+/**
+ * Layers rule options over a config (a route's, a call's): validated by the
+ * same schema as at register, so a bad one names where it came from and the
+ * option; the result is frozen.
+ */
+export function layerRules (base: S3ChunkConfig, overrides: RuleOptions, where: string): S3ChunkConfig {
+  const parsed = check(ruleOverridesSchema, overrides, where)
+  const layered: Record<string, unknown> = { ...base }
+  for (const [name, value] of Object.entries(parsed)) {
+    if (value === undefined) continue
+    layered[name] = name === 'keyPrefix' ? normalisePrefix(value as string) : value
+  }
+  const config = layered as S3ChunkConfig
+  checkCombination(config, where)
   return deepFreeze(config)
+}
+
+/** Rules that hold between options (also when they come from different layers). */
+export function checkCombination (config: Pick<S3ChunkConfig, 'partSize' | 'maxBufferedBytes'>, where: string): void {
+  if (config.maxBufferedBytes < config.partSize) {
+    throw new InvalidOptionError(`${where === '' ? '' : `${where}: `}"maxBufferedBytes": must be at least partSize (${config.partSize} bytes)`)
+  }
+}
+
+function check<T> (schema: z.ZodType<T>, input: unknown, where: string): T {
+  const result = schema.safeParse(input)
+  if (result.success) return result.data
+  const problems = result.error.issues.flatMap((issue) => explain(issue, []))
+  throw new InvalidOptionError(`${where === '' ? '' : `${where}: `}${problems.join('; ')}`)
+}
+
+// A union (credentials: an object or a provider) says only "Invalid input": name what its first form lacks instead.
+function explain (issue: z.core.$ZodIssue, prefix: PropertyKey[]): string[] {
+  const path = [...prefix, ...issue.path]
+  if (issue.code === 'invalid_union' && issue.errors.length > 0 && (issue.errors[0]?.length ?? 0) > 0) {
+    return (issue.errors[0] ?? []).flatMap((inner) => explain(inner, path))
+  }
+  return [`"${path.length > 0 ? path.map(String).join('.') : '(options)'}": ${issue.message}`]
 }
 
 // "/media//photos/" → "media/photos": keys never start with "/" and segments never empty.
@@ -264,4 +473,12 @@ function deepFreeze<T extends object> (value: T): Readonly<T> {
     if (inner !== null && typeof inner === 'object') deepFreeze(inner)
   }
   return Object.freeze(value)
+}
+
+/** A registration's config as the first registration in an app makes it (a bucket required): for tests and tools. */
+export function configOf (input: S3ChunkOptions): S3ChunkConfig {
+  const { config } = parseOptions(input)
+  if (config.bucket === undefined) throw new InvalidOptionError('"bucket": required (where objects go)')
+  checkCombination(config, '')
+  return config as S3ChunkConfig
 }

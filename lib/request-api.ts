@@ -4,39 +4,40 @@ import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import {
   AlreadyConsumedError,
   BadMultipartError,
+  BodyAlreadyReadError,
   FileTooLargeError,
+  InvalidOptionError,
   NoFileError,
   NotMultipartError,
+  NotRegisteredError,
   TooManyPartsError,
   UploadHookError
 } from './errors.js'
 import { SNIFF_BYTES, checkDeclaredType, decideType, sniffType } from './content-types.js'
-import { MAX_ORIGINAL_NAME_BYTES, makeKey, sanitiseFilename } from './keys.js'
-import type { S3ChunkConfig } from './options.js'
+import type { Engine } from './engine.js'
+import { MAX_ORIGINAL_NAME_BYTES, customKey, makeKey, sanitiseFilename } from './keys.js'
+import { objectParamsFor } from './object-params.js'
+import { layerRules, type RetryPolicy, type RouteRules, type S3ChunkConfig, type UploadOptions } from './options.js'
 import { objectUrl } from './s3-client.js'
 import type { S3Fields, S3File } from './types.js'
 import { uploadStream, type UploadTarget } from './upload/coordinator.js'
 import { IdleWatch } from './upload/idle-watch.js'
-import type { PartBufferPool } from './upload/part-buffer-pool.js'
 import { partSchedule } from './upload/part-schedule.js'
-import type { PartSender } from './upload/part-sender.js'
+import { ProgressReporter } from './upload/progress.js'
 import { isStorageFailure } from './upload/s3-failure.js'
 import { failureInfo, withRetries } from './upload/send-part.js'
-import type { Shutdown } from './upload/shutdown.js'
 
-/** What the request methods need from the plugin instance. */
-export interface Runtime {
+/** What the request methods of one registration scope need. */
+export interface Scope {
+  engine: Engine
+  /** This registration's rules (layered over an outer registration's, when there is one). */
   config: S3ChunkConfig
-  /** One attempt per call: every S3 call of a streamed upload is retried by the plugin's `retry` policy. */
-  uploadClient: S3Client
-  sender: PartSender
-  buffers: PartBufferPool
-  counters: { uploadsInFlight: number, partsInFlight: number }
-  /** Closed when the server closes: uploads in flight are aborted, not committed. */
-  shutdown: Shutdown
-  /** Runs the app's onUploadComplete hook for a stored file. */
-  onStored: (file: S3File, request: FastifyRequest) => Promise<void>
+  /** Named rule sets (`rules` at register), each layered over the config it was declared with. */
+  rules: Readonly<Record<string, S3ChunkConfig>>
 }
+
+/** Where a registration keeps its scope on its Fastify instance (inherited by the scopes inside it). */
+export const kScope = Symbol('fastify-s3-chunk.scope')
 
 interface RequestState {
   consumed: boolean
@@ -59,17 +60,61 @@ export function bodyConsumed (request: FastifyRequest): boolean {
   return states.get(request)?.consumed === true
 }
 
-export function createRequestApi (runtime: Runtime): {
-  s3File: (this: FastifyRequest) => Promise<S3File>
-  s3Files: (this: FastifyRequest) => AsyncGenerator<S3File, void, undefined>
+/** The scope of the route's registration. */
+export function scopeOf (request: FastifyRequest): Scope {
+  const scope = (request.server as unknown as { [kScope]?: Scope })[kScope]
+  if (scope === undefined) throw new NotRegisteredError()
+  return scope
+}
+
+// A route's `config.s3Chunk` object, layered once per base config.
+const routeLayers = new WeakMap<object, { base: S3ChunkConfig, config: S3ChunkConfig }>()
+
+/**
+ * The rules one upload runs by: the registration's, then a named rule set
+ * (the call's `rules`, or the route's), then the route's own options
+ * (`config: { s3Chunk }`), then the call's options.
+ */
+export function rulesFor (request: FastifyRequest, options: UploadOptions | undefined): { scope: Scope, config: S3ChunkConfig } {
+  const scope = scopeOf(request)
+  const route = (request.routeOptions.config as { s3Chunk?: RouteRules } | undefined)?.s3Chunk
+  const where = `route ${request.routeOptions.method?.toString() ?? ''} ${request.routeOptions.url ?? ''}`
+  let config = scope.config
+  const setName = options?.rules ?? (typeof route === 'string' ? route : route?.rules)
+  if (setName !== undefined) {
+    const named = scope.rules[setName]
+    if (named === undefined) throw new InvalidOptionError(`${where}: no rule set named "${setName}" (declare it in the plugin's \`rules\` option)`)
+    config = named
+  }
+  if (route !== undefined && typeof route === 'object') {
+    const cached = routeLayers.get(route)
+    if (cached?.base === config) {
+      config = cached.config
+    } else {
+      const { rules: _name, ...overrides } = route
+      const layered = layerRules(config, overrides, `${where} config.s3Chunk`)
+      routeLayers.set(route, { base: config, config: layered })
+      config = layered
+    }
+  }
+  if (options !== undefined) {
+    const { rules: _name, signal: _signal, ...overrides } = options
+    if (Object.keys(overrides).length > 0) config = layerRules(config, overrides, `${where} s3File()/s3Files() options`)
+  }
+  return { scope, config }
+}
+
+export function createRequestApi (): {
+  s3File: (this: FastifyRequest, options?: UploadOptions) => Promise<S3File>
+  s3Files: (this: FastifyRequest, options?: UploadOptions) => AsyncGenerator<S3File, void, undefined>
   s3Fields: (this: FastifyRequest) => S3Fields
 } {
-  const { config } = runtime
-
-  function openParts (request: FastifyRequest): AsyncIterableIterator<Multipart> {
+  function openParts (request: FastifyRequest, config: S3ChunkConfig): AsyncIterableIterator<Multipart> {
     if (!request.isMultipart()) throw new NotMultipartError()
     const state = stateOf(request)
     if (state.consumed) throw new AlreadyConsumedError()
+    // @fastify/multipart's attachFieldsToBody reads the whole body (files in memory) before the handler.
+    if (request.body !== undefined && request.body !== null) throw new BodyAlreadyReadError()
     state.consumed = true
     const options = {
       limits: {
@@ -95,27 +140,42 @@ export function createRequestApi (runtime: Runtime): {
   }
 
   /** Streams one file into S3; resolves once it is committed (the app's hook has not run yet). */
-  async function storeFile (request: FastifyRequest, part: MultipartFile, watch: IdleWatch): Promise<S3File> {
+  async function storeFile (request: FastifyRequest, part: MultipartFile, upload: Upload): Promise<S3File> {
+    const { engine, watch, signal } = upload
     const originalName = part.filename
     if (Buffer.byteLength(originalName) > MAX_ORIGINAL_NAME_BYTES) {
       throw new BadMultipartError(`a filename is longer than ${MAX_ORIGINAL_NAME_BYTES} bytes`)
     }
     // 400 for a malformed declaration, 415 for a specific one not allowed, before any byte is read.
-    const declared = checkDeclaredType(part.mimetype === '' ? undefined : part.mimetype, config.allowedTypes)
-    const key = await makeKey(config, {
-      filename: sanitiseFilename(originalName),
-      originalName,
+    const declared = checkDeclaredType(part.mimetype === '' ? undefined : part.mimetype, upload.config.allowedTypes)
+    const file = {
       fieldName: part.fieldname,
-      mimetype: declared ?? 'application/octet-stream',
+      originalName,
+      filename: sanitiseFilename(originalName),
+      declaredType: declared,
+      fields: { ...stateOf(request).fields },
       request
-    })
-    // The type is final once the first bytes are sniffed, before any of them reach S3.
+    }
+    // The app's say before anything is stored: refuse (throw), or change the key and object settings.
+    const overrides = (await upload.config.onFile?.(file)) ?? undefined
+    const config = upload.config
+    const key = overrides?.key !== undefined
+      ? customKey(config, overrides.key)
+      : await makeKey(config, { filename: file.filename, originalName, fieldName: part.fieldname, mimetype: declared ?? 'application/octet-stream', request })
+    // The type (and the object settings computed from it) are final once the first bytes are sniffed, before any of them reach S3.
     const target: UploadTarget = { bucket: config.bucket, key, contentType: declared ?? 'application/octet-stream', overwrite: config.overwrite }
+    const progress = config.onProgress === undefined
+      ? null
+      : new ProgressReporter(config.onProgress, { fieldName: part.fieldname, originalName, key, total: declaredLength(request) })
+    const settle = async (contentType: string): Promise<void> => {
+      target.contentType = contentType
+      target.objectParams = await objectParamsFor(config, { ...file, contentType }, overrides?.objectParams)
+    }
     try {
-      const outcome = await uploadStream(checkedSource(part, target, declared, config, watch), target, {
-        client: runtime.uploadClient,
-        retry: config.retry,
-        sender: runtime.sender,
+      const outcome = await uploadStream(checkedSource(part, declared, config, watch, settle, progress), target, {
+        client: engine.uploadClient,
+        retry: engine.config.retry,
+        sender: engine.sender,
         partSize: partSchedule({
           partSize: config.partSize,
           maxPartSize: maxPartSize(config),
@@ -128,13 +188,15 @@ export function createRequestApi (runtime: Runtime): {
         partConcurrency: config.partConcurrency,
         maxFileSize: config.maxFileSize,
         maxParts: config.maxParts,
-        checksum: config.checksum,
-        buffers: runtime.buffers,
-        counters: runtime.counters,
-        shutdown: runtime.shutdown,
+        checksum: engine.config.checksum,
+        buffers: engine.buffers,
+        counters: engine.counters,
+        shutdown: engine.shutdown,
+        ...(signal !== undefined ? { signal } : {}),
+        ...(progress !== null ? { onStored: (bytes: number, parts: number) => { progress.stored(bytes, parts) } } : {}),
         log: request.log
       })
-      const file: S3File = {
+      const stored: S3File = {
         fieldName: part.fieldname,
         originalName,
         key,
@@ -142,12 +204,13 @@ export function createRequestApi (runtime: Runtime): {
         size: outcome.size,
         contentType: target.contentType,
         etag: outcome.etag,
-        location: objectUrl(config.s3, config.bucket, key),
+        location: objectUrl(engine.config.s3, config.bucket, key),
         parts: outcome.parts
       }
-      if (outcome.versionId !== undefined) file.versionId = outcome.versionId
-      if (outcome.checksum !== undefined) file.checksum = outcome.checksum
-      return file
+      if (outcome.versionId !== undefined) stored.versionId = outcome.versionId
+      if (outcome.checksum !== undefined) stored.checksum = outcome.checksum
+      progress?.done(outcome.size, outcome.parts)
+      return stored
     } catch (error) {
       if (isStorageFailure(error)) {
         request.log.error({ key, s3: error.s3 }, `fastify-s3-chunk: ${error.s3.operation} failed (${error.s3.code ?? error.s3.name}); upload aborted`)
@@ -159,14 +222,21 @@ export function createRequestApi (runtime: Runtime): {
   }
 
   /** The app's hook for a stored file; when it throws, the object is deleted so storage and the app's records agree. */
-  async function record (request: FastifyRequest, file: S3File): Promise<void> {
+  async function record (request: FastifyRequest, file: S3File, upload: Upload): Promise<void> {
     try {
-      await runtime.onStored(file, request)
+      await upload.config.onUploadComplete?.(file, request)
     } catch (error) {
       request.log.error({ key: file.key, err: error }, 'fastify-s3-chunk: onUploadComplete threw; deleting the stored object')
-      await discard(runtime.uploadClient, config, file, request.log)
+      await discard(upload.engine.uploadClient, upload.engine.config.retry, file, request.log)
       throw new UploadHookError()
     }
+  }
+
+  function begin (request: FastifyRequest, options: UploadOptions | undefined): { upload: Upload, parts: AsyncIterableIterator<Multipart> } {
+    const { scope, config } = rulesFor(request, options)
+    const parts = openParts(request, config)
+    const upload: Upload = { engine: scope.engine, config, watch: new IdleWatch(config.bodyTimeout), signal: options?.signal }
+    return { upload, parts }
   }
 
   /**
@@ -174,27 +244,26 @@ export function createRequestApi (runtime: Runtime): {
    * arrives; a file yielded stays stored whatever happens later in the body.
    * When a later part fails, the error's message lists the keys that stay.
    */
-  async function * s3Files (this: FastifyRequest): AsyncGenerator<S3File, void, undefined> {
+  async function * s3Files (this: FastifyRequest, options?: UploadOptions): AsyncGenerator<S3File, void, undefined> {
     const request = this
-    const parts = openParts(request)
+    const { upload, parts } = begin(request, options)
     const { fields } = stateOf(request)
-    const watch = new IdleWatch(config.bodyTimeout)
     const stored: S3File[] = []
     try {
-      for await (const part of watch.iterate(parts)) {
+      for await (const part of upload.watch.iterate(parts)) {
         if (part.type === 'field') {
-          addField(fields, part, config)
+          addField(fields, part, upload.config)
           continue
         }
-        const file = await storeFile(request, part, watch)
-        await record(request, file)
+        const file = await storeFile(request, part, upload)
+        await record(request, file, upload)
         stored.push(file)
         yield file
       }
     } catch (error) {
-      throw withStoredKeys(translateError(error, config), stored)
+      throw withStoredKeys(translateError(error, upload.config), stored)
     } finally {
-      watch.stop()
+      upload.watch.stop()
     }
   }
 
@@ -203,35 +272,34 @@ export function createRequestApi (runtime: Runtime): {
    * read: when anything after the file fails (a bad field, a limit, the
    * client leaving), the object is deleted and the hook never runs.
    */
-  async function s3File (this: FastifyRequest): Promise<S3File> {
+  async function s3File (this: FastifyRequest, options?: UploadOptions): Promise<S3File> {
     const request = this
-    const parts = openParts(request)
+    const { upload, parts } = begin(request, options)
     const { fields } = stateOf(request)
-    const watch = new IdleWatch(config.bodyTimeout)
     let first: S3File | undefined
     try {
-      for await (const part of watch.iterate(parts)) {
+      for await (const part of upload.watch.iterate(parts)) {
         if (part.type === 'field') {
-          addField(fields, part, config)
+          addField(fields, part, upload.config)
         } else if (first === undefined) {
-          first = await storeFile(request, part, watch)
+          first = await storeFile(request, part, upload)
         } else {
           // Only the first file is stored; later ones are read through so the fields after them arrive.
           request.log.debug({ field: part.fieldname }, 'fastify-s3-chunk: s3File() ignores files after the first')
-          await drain(part.file, watch)
+          await drain(part.file, upload.watch)
         }
       }
     } catch (error) {
       if (first !== undefined) {
         request.log.info({ key: first.key, err: error }, 'fastify-s3-chunk: the request failed after its file was stored; deleting it')
-        await discard(runtime.uploadClient, config, first, request.log)
+        await discard(upload.engine.uploadClient, upload.engine.config.retry, first, request.log)
       }
-      throw translateError(error, config)
+      throw translateError(error, upload.config)
     } finally {
-      watch.stop()
+      upload.watch.stop()
     }
     if (first === undefined) throw new NoFileError()
-    await record(request, first)
+    await record(request, first, upload)
     return first
   }
 
@@ -240,6 +308,14 @@ export function createRequestApi (runtime: Runtime): {
   }
 
   return { s3File, s3Files, s3Fields }
+}
+
+/** One call of s3File()/s3Files(): the rules it runs by and what it draws on. */
+interface Upload {
+  engine: Engine
+  config: S3ChunkConfig
+  watch: IdleWatch
+  signal: AbortSignal | undefined
 }
 
 /**
@@ -252,9 +328,9 @@ export function maxPartSize (config: Pick<S3ChunkConfig, 'partSize' | 'maxBuffer
 }
 
 /** Deletes a stored object (that exact version, when the bucket keeps versions); a failure is logged, never thrown over the cause. */
-async function discard (client: S3Client, config: S3ChunkConfig, file: S3File, log: FastifyBaseLogger): Promise<void> {
+async function discard (client: S3Client, retry: RetryPolicy, file: S3File, log: FastifyBaseLogger): Promise<void> {
   try {
-    await withRetries('DeleteObject', config.retry, async () => await client.send(new DeleteObjectCommand({
+    await withRetries('DeleteObject', retry, async () => await client.send(new DeleteObjectCommand({
       Bucket: file.bucket,
       Key: file.key,
       ...(file.versionId !== undefined ? { VersionId: file.versionId } : {})
@@ -301,7 +377,14 @@ function addField (fields: S3Fields, part: { fieldname: string, value: unknown, 
  *   so a truncated file is aborted, never committed.
  * `destroy` lets the coordinator stop reading at once.
  */
-function checkedSource (part: MultipartFile, target: UploadTarget, declared: string | undefined, config: S3ChunkConfig, watch: IdleWatch): AsyncIterable<Uint8Array> & { destroy: (error?: Error) => void } {
+function checkedSource (
+  part: MultipartFile,
+  declared: string | undefined,
+  config: S3ChunkConfig,
+  watch: IdleWatch,
+  settle: (contentType: string) => Promise<void>,
+  progress: ProgressReporter | null
+): AsyncIterable<Uint8Array> & { destroy: (error?: Error) => void } {
   const file = part.file
   return {
     async * [Symbol.asyncIterator] () {
@@ -309,11 +392,12 @@ function checkedSource (part: MultipartFile, target: UploadTarget, declared: str
       let headBytes = 0
       const decide = async (): Promise<Buffer> => {
         const bytes = Buffer.concat(head ?? [])
-        target.contentType = decideType(declared, await sniffType(bytes), config.allowedTypes)
+        await settle(decideType(declared, await sniffType(bytes), config.allowedTypes))
         head = null
         return bytes
       }
       for await (const chunk of watch.iterate(file as AsyncIterable<Buffer>)) {
+        progress?.received(chunk.byteLength)
         if (head === null) {
           yield chunk
           continue

@@ -5,7 +5,11 @@ import type { S3Settings } from './options.js'
  * One place that turns the plain S3 settings into an S3Client, so the main
  * thread and every worker thread talk to S3 the same way.
  */
-export function createS3Client (settings: S3Settings, overrides: { maxAttempts?: number } = {}): S3Client {
+export function createS3Client (settings: S3Settings | WorkerS3Settings, overrides: { maxAttempts?: number, credentials?: S3ClientConfig['credentials'] } = {}): S3Client {
+  const agent = {
+    ...(settings.maxSockets !== undefined ? { maxSockets: settings.maxSockets } : {}),
+    keepAlive: settings.keepAlive ?? true
+  }
   const config: S3ClientConfig = {
     region: settings.region,
     forcePathStyle: settings.forcePathStyle,
@@ -14,7 +18,9 @@ export function createS3Client (settings: S3Settings, overrides: { maxAttempts?:
       connectionTimeout: settings.connectionTimeout,
       requestTimeout: settings.requestTimeout,
       // A stalled S3 request must fail (and be retried), not hang the upload.
-      throwOnRequestTimeout: true
+      throwOnRequestTimeout: true,
+      httpAgent: agent,
+      httpsAgent: agent
     },
     // Newer SDKs add CRC32 checksums to every upload by default and some
     // S3-compatible stores reject them; checksums are sent only when asked for.
@@ -22,13 +28,36 @@ export function createS3Client (settings: S3Settings, overrides: { maxAttempts?:
     responseChecksumValidation: 'WHEN_REQUIRED'
   }
   if (settings.endpoint !== undefined) config.endpoint = settings.endpoint
-  if (settings.credentials !== undefined) config.credentials = { ...settings.credentials }
+  if (settings.useDualstackEndpoint !== undefined) config.useDualstackEndpoint = settings.useDualstackEndpoint
+  if (settings.useFipsEndpoint !== undefined) config.useFipsEndpoint = settings.useFipsEndpoint
+  if (settings.useAccelerateEndpoint !== undefined) config.useAccelerateEndpoint = settings.useAccelerateEndpoint
+  if (settings.retryMode !== undefined) config.retryMode = settings.retryMode
+  if (settings.userAgent !== undefined) config.customUserAgent = settings.userAgent
+  const credentials = overrides.credentials ?? settings.credentials
+  // A copy of a plain object: the SDK writes bookkeeping into the object it is given.
+  if (credentials !== undefined) config.credentials = typeof credentials === 'function' ? credentials : { ...credentials }
   return new S3Client(config)
 }
 
+/**
+ * The S3 settings as a worker thread gets them: plain data. A credential
+ * provider (a function) cannot cross threads; `credentialsFromParts` says the
+ * main thread resolves it and hands each part its credentials.
+ */
+export type WorkerS3Settings = Omit<S3Settings, 'credentials'> & {
+  credentials?: { accessKeyId: string, secretAccessKey: string, sessionToken?: string | undefined }
+  credentialsFromParts?: boolean
+}
+
+export function workerSettings (settings: S3Settings): WorkerS3Settings {
+  const { credentials, ...rest } = settings
+  if (typeof credentials === 'function') return { ...rest, credentialsFromParts: true }
+  return credentials === undefined ? rest : { ...rest, credentials: { ...credentials } }
+}
+
 /** Client for a streamed upload's calls (parts, single PUTs, create, complete, abort): one attempt per call, since the plugin retries each itself (`withRetries`). */
-export function createPartClient (settings: S3Settings): S3Client {
-  return createS3Client(settings, { maxAttempts: 1 })
+export function createPartClient (settings: S3Settings | WorkerS3Settings, credentials?: S3ClientConfig['credentials']): S3Client {
+  return createS3Client(settings, { maxAttempts: 1, ...(credentials !== undefined ? { credentials } : {}) })
 }
 
 /** An ETag without its quotes, as S3File.etag carries it. */

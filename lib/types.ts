@@ -82,14 +82,23 @@ export interface S3ChunkDecorator {
 }
 
 declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The rules this route's uploads run by: a rule set's name, or rule options layered over the registration's. */
+    s3Chunk?: import('./options.js').RouteRules
+  }
   interface FastifyInstance {
     s3Chunk: S3ChunkDecorator
   }
   interface FastifyRequest {
-    /** Streams the body's first file into S3 and resolves to it; later fields are read, later files discarded. */
-    s3File: () => Promise<S3File>
-    /** Streams each file of the body into S3 as it arrives, yielding each once stored. */
-    s3Files: () => AsyncGenerator<S3File, void, undefined>
+    /**
+     * Streams the body's first file into S3 and resolves to it once the whole body was read;
+     * later fields are read, later files discarded. `options`: rule options by their register
+     * names (`keyPrefix`, `maxFileSize`, `allowedTypes`, `objectParams`, …), a named rule set
+     * (`rules`), and a `signal` that cancels the upload.
+     */
+    s3File: (options?: import('./options.js').UploadOptions) => Promise<S3File>
+    /** Streams each file of the body into S3 as it arrives, yielding each once stored; `options` as for s3File(). */
+    s3Files: (options?: import('./options.js').UploadOptions) => AsyncGenerator<S3File, void, undefined>
     /** The non-file fields read so far (all of them once s3File()/s3Files() is done). */
     s3Fields: () => S3Fields
   }

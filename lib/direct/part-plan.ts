@@ -88,9 +88,10 @@ export class UploadHandles {
   readonly #required: boolean
 
   constructor (config: S3ChunkConfig, direct: DirectConfig) {
-    const base = direct.secret ?? config.s3.credentials?.secretAccessKey
+    const credentials = config.s3.credentials
+    const base = direct.secret ?? (typeof credentials === 'object' ? credentials.secretAccessKey : undefined)
     if (base === undefined && direct.requireSize) {
-      throw new InvalidOptionError('"direct.secret": required when s3.credentials are not given (it seals the declared size into upload ids, and must be the same on every instance); or set direct.requireSize: false')
+      throw new InvalidOptionError('"direct.secret": required when s3.credentials are not given as a plain object (it seals the declared size into upload ids, and must be the same on every instance); or set direct.requireSize: false')
     }
     // A key of its own, derived once: the S3 secret is never used as a MAC key directly.
     this.#required = direct.requireSize

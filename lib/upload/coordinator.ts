@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto'
 import { PutObjectCommand, type CompletedPart, type S3Client } from '@aws-sdk/client-s3'
 import type { FastifyBaseLogger } from 'fastify'
-import { FileTooLargeError, KeyExistsError, PartLimitError } from '../errors.js'
+import { FileTooLargeError, KeyExistsError, PartLimitError, UploadCancelledError } from '../errors.js'
+import { customerKeyOf } from '../object-params.js'
 import type { ChecksumSetting, RetryPolicy } from '../options.js'
 import { cutParts, type Part } from './part-cutter.js'
 import type { PartBufferPool } from './part-buffer-pool.js'
@@ -45,6 +46,10 @@ export interface UploadDeps {
   counters: { uploadsInFlight: number, partsInFlight: number }
   /** Closing it fails the upload with its reason (the server is shutting down). */
   shutdown?: Shutdown
+  /** The app's own: aborting it fails the upload like a client disconnect (UploadCancelledError unless its reason is an Error). */
+  signal?: AbortSignal
+  /** Told of every part (or the single PUT) S3 acknowledged: bytes and parts. */
+  onStored?: (bytes: number, parts: number) => void
   log?: FastifyBaseLogger
 }
 
@@ -86,6 +91,7 @@ class FileUpload {
   readonly #stop = new AbortController()
   readonly #failed: Promise<null>
   readonly #unsubscribe: () => void
+  readonly #onCancel = (): void => { this.#fail(cancelReason(this.#deps.signal?.reason)) }
   /** What the create, complete and abort calls share. */
   readonly #scope: MultipartScope
 
@@ -98,6 +104,8 @@ class FileUpload {
       this.#stop.signal.addEventListener('abort', () => resolve(null), { once: true })
     })
     this.#unsubscribe = deps.shutdown?.subscribe((reason) => { this.#fail(reason) }) ?? (() => {})
+    if (deps.signal?.aborted === true) this.#onCancel()
+    deps.signal?.addEventListener('abort', this.#onCancel, { once: true })
   }
 
   async run (): Promise<UploadOutcome> {
@@ -122,6 +130,7 @@ class FileUpload {
 
   dispose (): void {
     this.#unsubscribe()
+    this.#deps.signal?.removeEventListener('abort', this.#onCancel)
     // Buffers still held did not come back (a thread died with them): they are written off.
     if (this.#held > 0) this.#forget(this.#held)
   }
@@ -171,6 +180,7 @@ class FileUpload {
     const { counters, sender } = this.#deps
     // Read before sending: a transferred ArrayBuffer is detached.
     const capacity = part.bytes.buffer.byteLength
+    const length = part.bytes.byteLength
     counters.partsInFlight += 1
     const sending: Promise<void> = sender.send({
       bucket: this.#target.bucket,
@@ -178,10 +188,12 @@ class FileUpload {
       uploadId,
       partNumber: part.number,
       body: part.bytes.buffer as ArrayBuffer,
-      length: part.bytes.byteLength
+      length: part.bytes.byteLength,
+      ...(this.#target.objectParams?.SSECustomerKey !== undefined ? { sse: customerKeyOf(this.#target.objectParams) } : {})
     }).then(
       (done) => {
         this.#completed.push(completedPart(part.number, done.etag, done.checksum, this.#deps.checksum))
+        this.#deps.onStored?.(length, 1)
         this.#settle(capacity, done.body)
       },
       (error: unknown) => {
@@ -201,6 +213,7 @@ class FileUpload {
       const { value } = await withRetries('PutObject', this.#deps.retry, async () => await this.#deps.client.send(new PutObjectCommand({
         Bucket: this.#target.bucket,
         Key: this.#target.key,
+        ...this.#target.objectParams,
         ContentType: this.#target.contentType,
         Body: bytes,
         ContentLength: bytes.byteLength,
@@ -255,4 +268,9 @@ function completedPart (number: number, etag: string, checksum: string | undefin
   const part: CompletedPart = { PartNumber: number, ETag: etag }
   if (checksum !== undefined && algorithm !== 'none') part[`Checksum${algorithm}`] = checksum
   return part
+}
+
+/** The error an app's abort fails an upload with: its reason when that is an Error, else UploadCancelledError. */
+function cancelReason (reason: unknown): Error {
+  return reason instanceof Error && !(reason instanceof DOMException) ? reason : new UploadCancelledError()
 }

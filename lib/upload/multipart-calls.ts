@@ -13,7 +13,8 @@ import {
 } from '@aws-sdk/client-s3'
 import type { FastifyBaseLogger } from 'fastify'
 import { KeyExistsError } from '../errors.js'
-import type { ChecksumSetting, RetryPolicy } from '../options.js'
+import { customerKeyOf } from '../object-params.js'
+import type { ChecksumSetting, ObjectParams, RetryPolicy } from '../options.js'
 import { etagParts, etagValue } from '../s3-client.js'
 import { backoffDelay, checksumOf, failureInfo, withRetries } from './send-part.js'
 import { describeS3Error, storageFailure, type S3FailureInfo } from './s3-failure.js'
@@ -24,6 +25,8 @@ export interface UploadTarget {
   contentType: string
   /** Replace an existing object; false: every write is conditional (`If-None-Match: *`). */
   overwrite: boolean
+  /** S3 object settings (metadata, cache, encryption, …), set once the first bytes are known. */
+  objectParams?: ObjectParams
 }
 
 export interface UploadOutcome {
@@ -59,6 +62,7 @@ export async function createMultipartUpload (scope: MultipartScope): Promise<str
     const { value } = await withRetries('CreateMultipartUpload', retry, async () => await client.send(new CreateMultipartUploadCommand({
       Bucket: target.bucket,
       Key: target.key,
+      ...target.objectParams,
       ContentType: target.contentType,
       ...checksumAlgorithm(scope.checksum)
     })))
@@ -91,6 +95,7 @@ export async function completeMultipartUpload (scope: MultipartScope, uploadId: 
       Key: target.key,
       UploadId: uploadId,
       MultipartUpload: { Parts: parts },
+      ...customerKeyOf(target.objectParams),
       ...conditionalWrite(target)
     })), async () => {
       consumed = await uploadState(scope, uploadId) === 'gone'
@@ -248,11 +253,13 @@ export async function completedDespiteFailure (scope: AbortScope, uploadId: stri
  * not retried), with the object's checksum when one is configured; null
  * when S3 cannot say (missing, refused, unreachable).
  */
-export async function headOf (client: S3Client, target: Pick<UploadTarget, 'bucket' | 'key'>, checksum: ChecksumSetting, retry: RetryPolicy): Promise<HeadObjectCommandOutput | null> {
+export async function headOf (client: S3Client, target: Pick<UploadTarget, 'bucket' | 'key' | 'objectParams'>, checksum: ChecksumSetting, retry: RetryPolicy): Promise<HeadObjectCommandOutput | null> {
   try {
     const { value } = await withRetries('HeadObject', retry, async () => await client.send(new HeadObjectCommand({
       Bucket: target.bucket,
       Key: target.key,
+      // An SSE-C object answers HeadObject only with its key.
+      ...customerKeyOf(target.objectParams),
       ...(checksum !== 'none' ? { ChecksumMode: 'ENABLED' } : {})
     })))
     return value

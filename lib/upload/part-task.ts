@@ -11,6 +11,17 @@ export interface PartTask {
   body: ArrayBuffer
   /** Bytes of `body` that belong to the part (the last part's buffer is not full). */
   length: number
+  /** SSE-C: the customer key, sent with every part (S3 needs it on each). */
+  sse?: PartEncryption
+  /** Credentials resolved on the main thread, when the app gave a provider (a function cannot cross threads). */
+  credentials?: { accessKeyId: string, secretAccessKey: string, sessionToken?: string | undefined }
+}
+
+/** The SSE-C headers an UploadPart repeats. */
+export interface PartEncryption {
+  SSECustomerAlgorithm?: string | undefined
+  SSECustomerKey?: string | undefined
+  SSECustomerKeyMD5?: string | undefined
 }
 
 /** How parts are sent: the same for every part of a plugin instance. */

@@ -66,6 +66,7 @@ async function sendPart (client: S3Client, task: PartTask, checksum: ChecksumSet
     PartNumber: task.partNumber,
     Body: body,
     ContentLength: task.length,
+    ...task.sse,
     // Set, the SDK computes this checksum over the part here (in the worker) and S3 verifies it.
     ...(checksum !== 'none' ? { ChecksumAlgorithm: checksum } : {})
   }))

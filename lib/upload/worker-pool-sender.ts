@@ -1,5 +1,7 @@
+import type { S3Client } from '@aws-sdk/client-s3'
 import { Piscina } from 'piscina'
-import type { S3ChunkConfig, S3Settings } from '../options.js'
+import type { EngineConfig } from '../options.js'
+import { workerSettings, type WorkerS3Settings } from '../s3-client.js'
 import type { PartEnvelope, PartPolicy, PartTask } from './part-task.js'
 import type { PartSender } from './part-sender.js'
 import { describeS3Error, storageFailure } from './s3-failure.js'
@@ -9,7 +11,7 @@ import { describeS3Error, storageFailure } from './s3-failure.js'
 const extension = import.meta.url.endsWith('.ts') ? '.ts' : '.js'
 /** What each worker thread is started with: plain data, its S3 client is built from it. */
 export interface UploadWorkerData {
-  s3: S3Settings
+  s3: WorkerS3Settings
   policy: PartPolicy
 }
 
@@ -20,11 +22,17 @@ export interface WorkerPoolSender extends PartSender {
   readonly pool: Piscina<PartTask, PartEnvelope>
 }
 
-/** Mode `workers`: parts go to a Piscina pool; each thread has its own long-lived S3 client. */
-export function createWorkerPoolSender (config: S3ChunkConfig): WorkerPoolSender {
+/**
+ * Mode `workers`: parts go to a Piscina pool; each thread has its own
+ * long-lived S3 client. With a credential provider, `client` (the main
+ * thread's, whose SDK caches and refreshes what the provider gives) resolves
+ * the credentials each part is handed.
+ */
+export function createWorkerPoolSender (config: EngineConfig, client?: S3Client): WorkerPoolSender {
+  const s3 = workerSettings(config.s3)
   const pool = new Piscina<PartTask, PartEnvelope>({
     filename: workerFile,
-    workerData: { s3: config.s3, policy: { checksum: config.checksum, retry: config.retry } } satisfies UploadWorkerData,
+    workerData: { s3, policy: { checksum: config.checksum, retry: config.retry } } satisfies UploadWorkerData,
     minThreads: config.workers.minThreads ?? 1,
     maxThreads: config.workers.maxThreads,
     concurrentTasksPerWorker: config.workers.concurrentTasksPerWorker,
@@ -41,6 +49,10 @@ export function createWorkerPoolSender (config: S3ChunkConfig): WorkerPoolSender
     async send (task) {
       let envelope: PartEnvelope
       try {
+        if (s3.credentialsFromParts === true && client !== undefined) {
+          const { accessKeyId, secretAccessKey, sessionToken } = await client.config.credentials()
+          task = { ...task, credentials: { accessKeyId, secretAccessKey, ...(sessionToken !== undefined ? { sessionToken } : {}) } }
+        }
         // The part's ArrayBuffer is moved to the thread, not copied.
         envelope = await pool.run(task, { transferList: [task.body] })
       } catch (error) {

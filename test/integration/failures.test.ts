@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { uploadStream } from '../../dist/lib/upload/coordinator.js'
 import { PartBufferPool } from '../../dist/lib/upload/part-buffer-pool.js'
 import { createWorkerPoolSender } from '../../dist/lib/upload/worker-pool-sender.js'
-import { parseOptions } from '../../dist/lib/options.js'
+import { configOf } from '../../dist/lib/options.js'
 import { createS3Client } from '../../dist/lib/s3-client.js'
 import { startApp } from '../support/app.ts'
 import { postMultipart } from '../support/multipart.ts'
@@ -19,7 +19,7 @@ const skip = needsStrictS3(server)
 
 t.test('a worker thread that dies mid-upload fails the upload, which is aborted', { skip }, async (t) => {
   const bucket = await freshBucket(t, server, client)
-  const config = parseOptions({ bucket, s3: pluginS3Options(server), workers: { minThreads: 1, maxThreads: 1 } })
+  const config = configOf({ bucket, s3: pluginS3Options(server), workers: { minThreads: 1, maxThreads: 1 } })
   const sender = createWorkerPoolSender(config)
   const s3 = createS3Client(config.s3)
   t.teardown(async () => { await sender.close(); s3.destroy() })

@@ -4,7 +4,7 @@ import t from 'tap'
 import { AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand } from '@aws-sdk/client-s3'
 import { randomBytes } from 'node:crypto'
 import { createWorkerPoolSender } from '../../dist/lib/upload/worker-pool-sender.js'
-import { parseOptions } from '../../dist/lib/options.js'
+import { configOf } from '../../dist/lib/options.js'
 import { expectNoPendingUploads, freshBucket, needsStrictS3, objectDigest, pluginS3Options, sha256, testClient, testS3 } from '../support/s3.ts'
 
 const server = await testS3()
@@ -12,7 +12,7 @@ const client = testClient(server)
 
 t.test('a part is transferred to the worker (the ArrayBuffer detaches) and stored', async (t) => {
   const bucket = await freshBucket(t, server, client)
-  const sender = createWorkerPoolSender(parseOptions({ bucket, s3: pluginS3Options(server) }))
+  const sender = createWorkerPoolSender(configOf({ bucket, s3: pluginS3Options(server) }))
   t.teardown(() => sender.close())
   const key = 'moved.bin'
   const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }))
@@ -32,7 +32,7 @@ t.test('a part is transferred to the worker (the ArrayBuffer detaches) and store
 
 t.test('an S3 error in a worker comes back as a StorageFailure with its code', { skip: needsStrictS3(server) }, async (t) => {
   const bucket = await freshBucket(t, server, client)
-  const sender = createWorkerPoolSender(parseOptions({ bucket, s3: pluginS3Options(server) }))
+  const sender = createWorkerPoolSender(configOf({ bucket, s3: pluginS3Options(server) }))
   t.teardown(() => sender.close())
   const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'k' }))
   await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: 'k', UploadId }))

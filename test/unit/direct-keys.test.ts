@@ -2,9 +2,9 @@ import t from 'tap'
 import type { FastifyRequest } from 'fastify'
 import { assertOwnKey, assertOwnStagingKey, makeDirectKey, stagingKeyOf, userPrefix, userSegment } from '../../lib/direct/keys.ts'
 import { sanitisePrefix } from '../../lib/keys.ts'
-import { parseOptions } from '../../lib/options.ts'
+import { configOf } from '../../lib/options.ts'
 
-const config = parseOptions({ bucket: 'uploads', keyPrefix: 'media', direct: { authorize: () => null } })
+const config = configOf({ bucket: 'uploads', keyPrefix: 'media', direct: { authorize: () => null } })
 const direct = config.direct as NonNullable<typeof config.direct>
 const request = {} as FastifyRequest
 const alice = { userId: 'alice' }
@@ -27,7 +27,7 @@ t.test('keys are <keyPrefix>/<userId>/<random>/<sanitised name>', async (t) => {
 })
 
 t.test('a direct.key() result stays under the user\'s prefix', async (t) => {
-  const custom = parseOptions({ bucket: 'uploads', keyPrefix: 'media', direct: { authorize: () => null, key: ({ filename }) => `../../x/${filename}` } })
+  const custom = configOf({ bucket: 'uploads', keyPrefix: 'media', direct: { authorize: () => null, key: ({ filename }) => `../../x/${filename}` } })
   const key = await makeDirectKey(custom, custom.direct as typeof direct, alice, 'a.png', 'image/png', request)
   t.equal(key, 'media/alice/x/a.png')
 })

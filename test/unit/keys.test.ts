@@ -1,6 +1,6 @@
 import t from 'tap'
 import { makeKey, sanitiseFilename, sanitisePrefix, withTimestamp } from '../../lib/keys.ts'
-import { parseOptions, type KeyContext } from '../../lib/options.ts'
+import { configOf, type KeyContext } from '../../lib/options.ts'
 
 t.test('sanitiseFilename strips paths, traversal and control characters', async (t) => {
   t.equal(sanitiseFilename('../../etc/pässwd.bin'), 'pässwd.bin')
@@ -56,29 +56,29 @@ function context (overrides: Partial<KeyContext> & { query?: Record<string, stri
 const now = new Date('2026-11-21T05:21:46.123Z')
 
 t.test('makeKey: keyPrefix and timestamp', async (t) => {
-  t.match(await makeKey(parseOptions({ bucket: 'uploads', keyPrefix: '/media/' }), context(), now), /^media\/clip_20261121T052146123Z-[0-9a-f]{12}\.mp4$/)
-  t.equal(await makeKey(parseOptions({ bucket: 'uploads', appendTimestamp: false }), context(), now), 'clip.mp4')
+  t.match(await makeKey(configOf({ bucket: 'uploads', keyPrefix: '/media/' }), context(), now), /^media\/clip_20261121T052146123Z-[0-9a-f]{12}\.mp4$/)
+  t.equal(await makeKey(configOf({ bucket: 'uploads', appendTimestamp: false }), context(), now), 'clip.mp4')
 })
 
 t.test('makeKey: the prefix query parameter is off by default', async (t) => {
-  const key = await makeKey(parseOptions({ bucket: 'uploads', keyPrefix: 'media', appendTimestamp: false }), context({ query: { __prefix: 'x' } }), now)
+  const key = await makeKey(configOf({ bucket: 'uploads', keyPrefix: 'media', appendTimestamp: false }), context({ query: { __prefix: 'x' } }), now)
   t.equal(key, 'media/clip.mp4')
 })
 
 t.test('makeKey: the prefix query parameter is sanitised and stays under keyPrefix', async (t) => {
-  const config = parseOptions({ bucket: 'uploads', keyPrefix: 'media', appendTimestamp: false, prefixQueryParam: true })
+  const config = configOf({ bucket: 'uploads', keyPrefix: 'media', appendTimestamp: false, prefixQueryParam: true })
   t.equal(await makeKey(config, context({ query: { __prefix: 'albums/2026' } }), now), 'media/albums/2026/clip.mp4')
   t.equal(await makeKey(config, context({ query: { __prefix: '../../../etc' } }), now), 'media/etc/clip.mp4')
   t.equal(await makeKey(config, context({ query: { __prefix: '/' } }), now), 'media/clip.mp4')
-  const named = parseOptions({ bucket: 'uploads', appendTimestamp: false, prefixQueryParam: 'folder' })
+  const named = configOf({ bucket: 'uploads', appendTimestamp: false, prefixQueryParam: 'folder' })
   t.equal(await makeKey(named, context({ query: { folder: 'a' } }), now), 'a/clip.mp4')
 })
 
 t.test('makeKey: a key() function names the object, below keyPrefix, sanitised', async (t) => {
-  const config = parseOptions({ bucket: 'uploads', keyPrefix: 'media', key: async ({ fieldName, filename }) => `by-field/${fieldName}/${filename}` })
+  const config = configOf({ bucket: 'uploads', keyPrefix: 'media', key: async ({ fieldName, filename }) => `by-field/${fieldName}/${filename}` })
   t.equal(await makeKey(config, context(), now), 'media/by-field/file/clip.mp4')
-  const escaping = parseOptions({ bucket: 'uploads', keyPrefix: 'media', key: () => '../../../root' })
+  const escaping = configOf({ bucket: 'uploads', keyPrefix: 'media', key: () => '../../../root' })
   t.equal(await makeKey(escaping, context(), now), 'media/root')
-  const empty = parseOptions({ bucket: 'uploads', key: () => '../..' })
+  const empty = configOf({ bucket: 'uploads', key: () => '../..' })
   await t.rejects(makeKey(empty, context(), now), { code: 'FST_S3CHUNK_INVALID_KEY' })
 })

@@ -1,11 +1,11 @@
 import t from 'tap'
-import { parseOptions as parse, MIN_PART_SIZE, type S3ChunkOptions } from '../../lib/options.ts'
+import { configOf as parse, MIN_PART_SIZE, type S3ChunkOptions } from '../../lib/options.ts'
 
 // Bad input on purpose: the runtime check, not the type, is under test.
-const parseOptions = (input: unknown) => parse(input as S3ChunkOptions)
+const configOf = (input: unknown) => parse(input as S3ChunkOptions)
 
 t.test('defaults', async (t) => {
-  const config = parseOptions({ bucket: 'uploads' })
+  const config = configOf({ bucket: 'uploads' })
   t.equal(config.partSize, MIN_PART_SIZE)
   t.equal(config.partConcurrency, 4)
   t.equal(config.mode, 'workers')
@@ -30,21 +30,21 @@ t.test('a bad option names its path and the rule', async (t) => {
     [{ bucket: 'uploads', maxFileSize: 6 * 1024 ** 4 }, /"maxFileSize"/]
   ]
   for (const [input, message] of cases) {
-    t.throws(() => parseOptions(input), { code: 'FST_S3CHUNK_INVALID_OPTION', message }, JSON.stringify(input))
+    t.throws(() => configOf(input), { code: 'FST_S3CHUNK_INVALID_OPTION', message }, JSON.stringify(input))
   }
 })
 
 t.test('keyPrefix is normalised to clean segments', async (t) => {
-  t.equal(parseOptions({ bucket: 'uploads', keyPrefix: '/media//./x/../' }).keyPrefix, 'media/x')
+  t.equal(configOf({ bucket: 'uploads', keyPrefix: '/media//./x/../' }).keyPrefix, 'media/x')
 })
 
 t.test('direct: no ACL by default (new AWS buckets refuse one); metadataFields names checked', async (t) => {
-  const config = parseOptions({ bucket: 'uploads', direct: { authorize: () => null } })
+  const config = configOf({ bucket: 'uploads', direct: { authorize: () => null } })
   t.equal(config.direct?.acl, undefined)
   t.same(config.direct?.metadataFields, [])
-  t.equal(parseOptions({ bucket: 'uploads', direct: { authorize: () => null, acl: 'bucket-owner-full-control' } }).direct?.acl, 'bucket-owner-full-control')
+  t.equal(configOf({ bucket: 'uploads', direct: { authorize: () => null, acl: 'bucket-owner-full-control' } }).direct?.acl, 'bucket-owner-full-control')
   for (const name of ['Caption', 'x_y', '', 'original-name', 'a'.repeat(64)]) {
-    t.throws(() => parseOptions({ bucket: 'uploads', direct: { authorize: () => null, metadataFields: [name] } }), { code: 'FST_S3CHUNK_INVALID_OPTION', message: /direct\.metadataFields\.0/ }, JSON.stringify(name))
+    t.throws(() => configOf({ bucket: 'uploads', direct: { authorize: () => null, metadataFields: [name] } }), { code: 'FST_S3CHUNK_INVALID_OPTION', message: /direct\.metadataFields\.0/ }, JSON.stringify(name))
   }
-  t.same(parseOptions({ bucket: 'uploads', direct: { authorize: () => null, metadataFields: ['caption', 'alt-text'] } }).direct?.metadataFields, ['caption', 'alt-text'])
+  t.same(configOf({ bucket: 'uploads', direct: { authorize: () => null, metadataFields: ['caption', 'alt-text'] } }).direct?.metadataFields, ['caption', 'alt-text'])
 })

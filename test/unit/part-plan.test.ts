@@ -6,7 +6,7 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { UploadHandles, partLength, partPlan } from '../../lib/direct/part-plan.ts'
-import { parseOptions } from '../../lib/options.ts'
+import { configOf } from '../../lib/options.ts'
 
 const MiB = 1024 * 1024
 const require = createRequire(import.meta.url)
@@ -57,7 +57,7 @@ t.test('a declared partSize follows a custom getChunkSize', async (t) => {
 
 t.test('the seal: bound to key and plan; a secret is needed without static credentials', async (t) => {
   const authorize = (): null => null
-  const withCredentials = parseOptions({ bucket: 'uploads', s3: { credentials: { accessKeyId: 'a', secretAccessKey: 'b'.repeat(40) } }, direct: { authorize } })
+  const withCredentials = configOf({ bucket: 'uploads', s3: { credentials: { accessKeyId: 'a', secretAccessKey: 'b'.repeat(40) } }, direct: { authorize } })
   const handles = new UploadHandles(withCredentials, withCredentials.direct as NonNullable<typeof withCredentials.direct>)
   const plan = partPlan(12 * MiB)
   const handle = handles.issue('media/u/k.bin', 'S3-ID.x_y-z', plan)
@@ -66,12 +66,12 @@ t.test('the seal: bound to key and plan; a secret is needed without static crede
   t.throws(() => handles.open('media/u/other.bin', handle), { code: 'FST_S3CHUNK_FORBIDDEN' }, 'another key')
   t.throws(() => handles.open('media/u/k.bin', 'S3-ID.x_y-z'), { code: 'FST_S3CHUNK_FORBIDDEN' }, 'no seal')
 
-  const chain = parseOptions({ bucket: 'uploads', direct: { authorize } })
+  const chain = configOf({ bucket: 'uploads', direct: { authorize } })
   t.throws(() => new UploadHandles(chain, chain.direct as NonNullable<typeof chain.direct>), { code: 'FST_S3CHUNK_INVALID_OPTION', message: /direct\.secret/ }, 'no credentials, no secret: refused at register')
-  const secret = parseOptions({ bucket: 'uploads', direct: { authorize, secret: 's'.repeat(32) } })
+  const secret = configOf({ bucket: 'uploads', direct: { authorize, secret: 's'.repeat(32) } })
   const sealed = new UploadHandles(secret, secret.direct as NonNullable<typeof secret.direct>)
   t.not(sealed.issue('k', 'id', plan), handles.issue('k', 'id', plan), 'the secret, not the credentials, seals')
-  const optOut = parseOptions({ bucket: 'uploads', direct: { authorize, requireSize: false } })
+  const optOut = configOf({ bucket: 'uploads', direct: { authorize, requireSize: false } })
   const open = new UploadHandles(optOut, optOut.direct as NonNullable<typeof optOut.direct>)
   t.equal(open.issue('k', 'id', plan), 'id', 'opted out without a secret: nothing sealed')
   t.same(open.open('k', 'id'), { uploadId: 'id' })

@@ -4,9 +4,9 @@
 // Complete sent blind).
 import t from 'tap'
 import { createPartClient, createS3Client } from '../../lib/s3-client.ts'
-import { parseOptions } from '../../lib/options.ts'
+import { configOf } from '../../lib/options.ts'
 
-const { s3 } = parseOptions({ bucket: 'uploads', s3: { region: 'eu-west-1', maxAttempts: 5 } })
+const { s3 } = configOf({ bucket: 'uploads', s3: { region: 'eu-west-1', maxAttempts: 5 } })
 
 t.test('the upload client makes one attempt per call', async (t) => {
   const client = createPartClient(s3)

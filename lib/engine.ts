@@ -1,0 +1,90 @@
+import { isDeepStrictEqual } from 'node:util'
+import type { S3Client } from '@aws-sdk/client-s3'
+import { InvalidOptionError } from './errors.js'
+import { ENGINE_OPTIONS, type EngineConfig } from './options.js'
+import { createPartClient, createS3Client } from './s3-client.js'
+import type { S3ChunkStats } from './types.js'
+import { PartBufferPool } from './upload/part-buffer-pool.js'
+import { createInlineSender, type PartSender } from './upload/part-sender.js'
+import { Shutdown } from './upload/shutdown.js'
+import { createWorkerPoolSender } from './upload/worker-pool-sender.js'
+
+/**
+ * What every upload of an app draws on, made once: the worker pool, the
+ * memory budget, the S3 clients. Every registration of the plugin in the app
+ * (the root's, a child scope's, a sibling's) shares it, so the budget's
+ * promise holds app-wide; closing the app closes it once.
+ */
+export class Engine {
+  readonly config: EngineConfig
+  /** The main thread's S3 client (direct routes, maintenance helpers, your own calls). */
+  readonly client: S3Client
+  /** One attempt per call: every S3 call of a streamed upload is retried by the plugin's `retry` policy. */
+  readonly uploadClient: S3Client
+  readonly sender: PartSender
+  readonly buffers: PartBufferPool
+  readonly counters = { uploadsInFlight: 0, partsInFlight: 0 }
+  /** Closed when the app closes: uploads in flight are aborted, not committed. */
+  readonly shutdown = new Shutdown()
+  #closed = false
+
+  constructor (config: EngineConfig) {
+    // Only the engine's own options: the registration's rules are not the engine's.
+    this.config = Object.freeze(Object.fromEntries(ENGINE_OPTIONS.map((name) => [name, config[name]]))) as EngineConfig
+    this.client = createS3Client(config.s3)
+    this.uploadClient = createPartClient(config.s3)
+    this.sender = config.mode === 'workers'
+      ? createWorkerPoolSender(config, this.uploadClient)
+      : createInlineSender(this.uploadClient, { checksum: config.checksum, retry: config.retry })
+    this.buffers = new PartBufferPool(config.maxBufferedBytes)
+  }
+
+  stats (): S3ChunkStats {
+    return {
+      mode: this.config.mode,
+      uploadsInFlight: this.counters.uploadsInFlight,
+      partsInFlight: this.counters.partsInFlight,
+      bufferedBytes: this.buffers.used,
+      peakBufferedBytes: this.buffers.peak,
+      freeBufferBytes: this.buffers.free,
+      maxBufferedBytes: this.buffers.limit,
+      partsWaitingForMemory: this.buffers.waiting,
+      pool: this.sender.stats()
+    }
+  }
+
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await this.sender.close()
+    this.client.destroy()
+    this.uploadClient.destroy()
+  }
+}
+
+// One engine per app. Every encapsulated scope of a Fastify app shares its
+// HTTP server: the key that finds the app's engine from any scope.
+const engines = new WeakMap<object, Engine>()
+
+/**
+ * The app's engine: made by the first registration; a later registration
+ * may leave the engine options out or repeat them, but not change them.
+ */
+export function engineFor (app: { server: object }, config: EngineConfig, given: Set<string>): { engine: Engine, created: boolean } {
+  const existing = engines.get(app.server)
+  if (existing === undefined) {
+    const engine = new Engine(config)
+    engines.set(app.server, engine)
+    return { engine, created: true }
+  }
+  const differing = ENGINE_OPTIONS.filter((name) => given.has(name) && !isDeepStrictEqual(config[name], existing.config[name]))
+  if (differing.length > 0) {
+    throw new InvalidOptionError(`${differing.map((name) => `"${name}"`).join(', ')}: engine options are set once per app, by the first registration of the plugin (one worker pool, one memory budget, one set of S3 clients); leave them out here or give the same values`)
+  }
+  return { engine: existing, created: false }
+}
+
+/** Forgets the app's engine once it is closed (a new app on the same server object is unlikely, but tests make many apps). */
+export function forgetEngine (app: { server: object }): void {
+  engines.delete(app.server)
+}
