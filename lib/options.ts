@@ -268,7 +268,7 @@ const objectParamsSchema = z.strictObject({
   SSECustomerKey: z.string().optional(),
   SSECustomerKeyMD5: z.string().optional(),
   ACL: z.enum(['private', 'public-read', 'public-read-write', 'authenticated-read', 'aws-exec-read', 'bucket-owner-read', 'bucket-owner-full-control']).optional()
-}) as unknown as z.ZodType<ObjectParams>
+}) as unknown as z.ZodType<ObjectParams, ObjectParams>
 
 /**
  * The rule options: what may differ from one route to another (per
@@ -359,7 +359,7 @@ export const RULE_OPTIONS = Object.keys(ruleShape) as Array<keyof typeof ruleSha
 
 // The same rule options with no defaults: an override says only what it changes.
 const ruleOverridesSchema = z.strictObject(Object.fromEntries(Object.entries(ruleShape).map(([name, schema]) =>
-  [name, (schema instanceof z.ZodDefault ? schema.unwrap() : schema).optional()])) as unknown as { [K in keyof typeof ruleShape]: z.ZodOptional<z.ZodType<z.output<typeof ruleShape[K]>>> })
+  [name, (schema instanceof z.ZodDefault ? schema.unwrap() : schema).optional()])) as unknown as { [K in keyof typeof ruleShape]: z.ZodOptional<z.ZodType<z.output<typeof ruleShape[K]>, z.input<typeof ruleShape[K]>>> })
 
 const ruleSetName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be a name of letters, digits, "_" and "-"')
 

@@ -16,7 +16,7 @@ import { startApp } from '../support/app.ts'
 import { launchChromium, needsChromium } from '../support/browser.ts'
 import { postMultipart } from '../support/multipart.ts'
 import { expectNoPendingUploads, freshBucket, listKeys, testClient, testS3 } from '../support/s3.ts'
-import { pngBytes } from '../support/samples.ts'
+import { mp4Bytes as mp4, pngBytes } from '../support/samples.ts'
 
 const server = await testS3()
 const client = testClient(server)
@@ -48,19 +48,6 @@ function polyglot (): Buffer {
   const iend = png.length - 12
   const text = pngChunk('tEXt', Buffer.from(`Comment\0${SCRIPT}`, 'latin1'))
   return Buffer.concat([png.subarray(0, iend), text, png.subarray(iend), Buffer.from(SCRIPT)])
-}
-
-function mp4Box (type: string, data: Buffer): Buffer {
-  const head = Buffer.alloc(8)
-  head.writeUInt32BE(8 + data.length, 0)
-  head.write(type, 4, 'latin1')
-  return Buffer.concat([head, data])
-}
-
-/** The start of an MP4 as a phone or ffmpeg writes it: ftyp (isom), then mdat. */
-function mp4 (): Buffer {
-  const ftyp = mp4Box('ftyp', Buffer.concat([Buffer.from('isom'), Buffer.from([0, 0, 2, 0]), Buffer.from('isomiso2avc1mp41')]))
-  return Buffer.concat([ftyp, mp4Box('free', Buffer.alloc(0)), mp4Box('mdat', randomBytes(4000))])
 }
 
 async function storedType (key: string): Promise<string | undefined> {

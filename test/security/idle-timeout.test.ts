@@ -42,7 +42,7 @@ for (const mode of ['workers', 'inline'] as const) {
       t.teardown(stalled.close)
       if (beforeWaiting !== undefined) await beforeWaiting()
       const started = Date.now()
-      const status = await Promise.race([stalled.answered, sleep(ANSWER_BOUND_MS, 'no answer' as const)])
+      const status = await Promise.race([stalled.answered, sleep(ANSWER_BOUND_MS, 'no answer' as const, { ref: false })])
       const took = Date.now() - started
       t.equal(status, 408, `answered 408 within ${ANSWER_BOUND_MS / 1000} s (${String(status)} after ${(took / 1000).toFixed(1)} s)`)
       for (let i = 0; i < 20 && stalled.answerJson() === undefined && !stalled.closed(); i++) await sleep(100)

@@ -26,7 +26,8 @@ const client = testClient(server)
 /** streamUpload, or null when no answer came within `ms` (the request is left to the server's close). */
 async function within (ms: number, upload: Promise<StreamedUpload>): Promise<{ result: StreamedUpload | null, ms: number }> {
   const started = Date.now()
-  const result = await Promise.race([upload, sleep(ms, null)])
+  // Unref'd: the bound must not keep the test process alive once the upload has answered.
+  const result = await Promise.race([upload, sleep(ms, null, { ref: false })])
   return { result, ms: Date.now() - started }
 }
 

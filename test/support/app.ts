@@ -30,7 +30,7 @@ export async function startApp (
   })
   if (setup !== undefined) await setup(app)
   await app.listen({ port: 0, host: '127.0.0.1' })
-  t.teardown(async () => { const s = Date.now(); await app.close(); if (process.env.DEBUG_CLOSE) console.error("close took", Date.now() - s) })
+  t.teardown(async () => { await app.close() })
   const address = app.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : 0
   return { app, url: `http://127.0.0.1:${port}` }

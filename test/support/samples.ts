@@ -34,3 +34,16 @@ export function pngBytes (size = 1000, w = 4, h = 4): Buffer {
   body.push(chunk('IEND', Buffer.alloc(0)))
   return Buffer.concat(body)
 }
+
+function mp4Box (type: string, data: Buffer): Buffer {
+  const head = Buffer.alloc(8)
+  head.writeUInt32BE(8 + data.length, 0)
+  head.write(type, 4, 'latin1')
+  return Buffer.concat([head, data])
+}
+
+/** The start of an MP4 as a phone or ffmpeg writes it: ftyp (isom), then an mdat of `mediaBytes` random bytes. */
+export function mp4Bytes (mediaBytes = 4000): Buffer {
+  const ftyp = mp4Box('ftyp', Buffer.concat([Buffer.from('isom'), Buffer.from([0, 0, 2, 0]), Buffer.from('isomiso2avc1mp41')]))
+  return Buffer.concat([ftyp, mp4Box('free', Buffer.alloc(0)), mp4Box('mdat', randomBytes(mediaBytes))])
+}
