@@ -107,3 +107,16 @@ export type { S3ChunkOptions, S3ChunkConfig, KeyContext, KeyFunction } from './o
 export { MIN_PART_SIZE, MAX_PART_SIZE, MAX_OBJECT_SIZE } from './options.js'
 export type { S3File, S3Fields, S3ChunkStats, S3ChunkDecorator } from './types.js'
 export { sanitiseFilename } from './keys.js'
+export type {
+  AuthorizeFunction,
+  ChecksumSetting,
+  DirectConfig,
+  DirectKeyContext,
+  DirectKeyFunction,
+  DirectUser,
+  RetryPolicy,
+  S3Settings,
+  UploadCompleteHook
+} from './options.js'
+export type { S3FailureInfo, StorageFailure } from './upload/s3-failure.js'
+export type { BucketCallFailure, StaleObject, StaleUpload } from './maintenance.js'

@@ -2,18 +2,29 @@ import { Piscina } from 'piscina'
 import type { S3ChunkConfig, S3Settings } from '../options.js'
 import type { PartEnvelope, PartPolicy, PartTask } from './part-task.js'
 import type { PartSender } from './part-sender.js'
+import { InvalidOptionError } from '../errors.js'
 import { describeS3Error, storageFailure } from './s3-failure.js'
 
-// Compiled, this file is dist/lib/upload/*.js and the worker dist/workers/*.js;
-// run from source (tsx) both are .ts.
-const extension = import.meta.url.endsWith('.ts') ? '.ts' : '.js'
 /** What each worker thread is started with: plain data, its S3 client is built from it. */
 export interface UploadWorkerData {
   s3: S3Settings
   policy: PartPolicy
 }
 
-export const workerFile = new URL(`../../workers/upload-part${extension}`, import.meta.url).href
+/**
+ * The worker file beside the package: compiled, this file is dist/lib/upload/*.js
+ * and the worker dist/workers/*.js; run from source (tsx) both are .ts. Computed
+ * on first use, not at import: inside an app bundled to CommonJS `import.meta.url`
+ * is undefined, and such an app names its own copy with `workers.filename`.
+ */
+export function defaultWorkerFile (): string {
+  const here = (import.meta as { url?: string }).url
+  if (typeof here !== 'string') {
+    throw new InvalidOptionError('"workers.filename": required when the plugin runs from a bundle (it cannot locate its worker file); see "Bundling" in the README')
+  }
+  const extension = here.endsWith('.ts') ? '.ts' : '.js'
+  return new URL(`../../workers/upload-part${extension}`, here).href
+}
 
 /** The pool-backed sender; `pool` is exposed for the plugin's own tests (thread crashes), not for apps. */
 export interface WorkerPoolSender extends PartSender {
@@ -23,7 +34,7 @@ export interface WorkerPoolSender extends PartSender {
 /** Mode `workers`: parts go to a Piscina pool; each thread has its own long-lived S3 client. */
 export function createWorkerPoolSender (config: S3ChunkConfig): WorkerPoolSender {
   const pool = new Piscina<PartTask, PartEnvelope>({
-    filename: workerFile,
+    filename: config.workers.filename ?? defaultWorkerFile(),
     workerData: { s3: config.s3, policy: { checksum: config.checksum, retry: config.retry } } satisfies UploadWorkerData,
     minThreads: config.workers.minThreads ?? 1,
     maxThreads: config.workers.maxThreads,
