@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import { Piscina } from 'piscina'
 import type { S3ChunkConfig, S3Settings } from '../options.js'
 import type { PartEnvelope, PartPolicy, PartTask } from './part-task.js'
@@ -33,8 +35,14 @@ export interface WorkerPoolSender extends PartSender {
 
 /** Mode `workers`: parts go to a Piscina pool; each thread has its own long-lived S3 client. */
 export function createWorkerPoolSender (config: S3ChunkConfig): WorkerPoolSender {
+  const filename = config.workers.filename ?? defaultWorkerFile()
+  // A thread that cannot load its file fails as an 'error' event of the pool, which
+  // takes the process down: a mistyped path is said at boot instead.
+  if (!existsSync(filename.startsWith('file:') ? fileURLToPath(filename) : filename)) {
+    throw new InvalidOptionError(`"workers.filename": no such file: ${filename}`)
+  }
   const pool = new Piscina<PartTask, PartEnvelope>({
-    filename: config.workers.filename ?? defaultWorkerFile(),
+    filename,
     workerData: { s3: config.s3, policy: { checksum: config.checksum, retry: config.retry } } satisfies UploadWorkerData,
     minThreads: config.workers.minThreads ?? 1,
     maxThreads: config.workers.maxThreads,

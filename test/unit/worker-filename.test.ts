@@ -25,3 +25,11 @@ t.test('unset: the worker file beside the package', async (t) => {
   // Run from source here (tsx), so the .ts worker; compiled, dist/workers/upload-part.js.
   t.match(defaultWorkerFile(), /\/workers\/upload-part\.ts$/)
 })
+
+t.test('a worker file that does not exist fails at register, not as a crashed thread', async (t) => {
+  const { createWorkerPoolSender } = await import('../../lib/upload/worker-pool-sender.ts')
+  t.throws(() => createWorkerPoolSender(parseOptions({ bucket: 'uploads', workers: { filename: '/nonexistent/upload-part.js' } })), {
+    code: 'FST_S3CHUNK_INVALID_OPTION',
+    message: /"workers\.filename": no such file: \/nonexistent\/upload-part\.js/
+  })
+})
