@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os'
+import { isAbsolute } from 'node:path'
 import { z } from 'zod'
 import type { FastifyRequest } from 'fastify'
 import type { PutObjectCommandInput } from '@aws-sdk/client-s3'
@@ -193,7 +194,16 @@ const workersSchema = z.strictObject({
   /** Parts one worker thread sends at once (the work is network I/O, not CPU). */
   concurrentTasksPerWorker: int(1, 256).default(16),
   /** Milliseconds an idle thread (and its S3 client and sockets) is kept for reuse. */
-  idleTimeout: int(0, 24 * 3600 * 1000).default(60_000)
+  idleTimeout: int(0, 24 * 3600 * 1000).default(60_000),
+  /**
+   * The worker file (absolute path or file: URL). Default: the one beside the
+   * package (`dist/workers/upload-part.js`). A bundled app ships its own bundle of
+   * that file and names it here.
+   */
+  filename: z.union([z.string(), z.instanceof(URL)])
+    .transform((value) => typeof value === 'string' ? value : value.href)
+    .refine((value) => isAbsolute(value) || value.startsWith('file:'), 'must be an absolute path or a file: URL')
+    .optional()
 })
 
 const retrySchema = z.strictObject({

@@ -1,21 +1,34 @@
 import type { S3Client } from '@aws-sdk/client-s3'
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import { Piscina } from 'piscina'
 import type { EngineConfig } from '../options.js'
 import { workerSettings, type WorkerS3Settings } from '../s3-client.js'
 import type { PartEnvelope, PartPolicy, PartTask } from './part-task.js'
 import type { PartSender } from './part-sender.js'
+import { InvalidOptionError } from '../errors.js'
 import { describeS3Error, storageFailure } from './s3-failure.js'
 
-// Compiled, this file is dist/lib/upload/*.js and the worker dist/workers/*.js;
-// run from source (tsx) both are .ts.
-const extension = import.meta.url.endsWith('.ts') ? '.ts' : '.js'
 /** What each worker thread is started with: plain data, its S3 client is built from it. */
 export interface UploadWorkerData {
   s3: WorkerS3Settings
   policy: PartPolicy
 }
 
-export const workerFile = new URL(`../../workers/upload-part${extension}`, import.meta.url).href
+/**
+ * The worker file beside the package: compiled, this file is dist/lib/upload/*.js
+ * and the worker dist/workers/*.js; run from source (tsx) both are .ts. Computed
+ * on first use, not at import: inside an app bundled to CommonJS `import.meta.url`
+ * is undefined, and such an app names its own copy with `workers.filename`.
+ */
+export function defaultWorkerFile (): string {
+  const here = (import.meta as { url?: string }).url
+  if (typeof here !== 'string') {
+    throw new InvalidOptionError('"workers.filename": required when the plugin runs from a bundle (it cannot locate its worker file); see "Bundling" in the README')
+  }
+  const extension = here.endsWith('.ts') ? '.ts' : '.js'
+  return new URL(`../../workers/upload-part${extension}`, here).href
+}
 
 /** The pool-backed sender; `pool` is exposed for the plugin's own tests (thread crashes), not for apps. */
 export interface WorkerPoolSender extends PartSender {
@@ -30,8 +43,14 @@ export interface WorkerPoolSender extends PartSender {
  */
 export function createWorkerPoolSender (config: EngineConfig, client?: S3Client): WorkerPoolSender {
   const s3 = workerSettings(config.s3)
+  const filename = config.workers.filename ?? defaultWorkerFile()
+  // A thread that cannot load its file fails as an 'error' event of the pool, which
+  // takes the process down: a mistyped path is said at boot instead.
+  if (!existsSync(filename.startsWith('file:') ? fileURLToPath(filename) : filename)) {
+    throw new InvalidOptionError(`"workers.filename": no such file: ${filename}`)
+  }
   const pool = new Piscina<PartTask, PartEnvelope>({
-    filename: workerFile,
+    filename,
     workerData: { s3, policy: { checksum: config.checksum, retry: config.retry } } satisfies UploadWorkerData,
     minThreads: config.workers.minThreads ?? 1,
     maxThreads: config.workers.maxThreads,

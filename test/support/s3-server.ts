@@ -109,7 +109,11 @@ export async function startMinio (options: { quiet?: boolean } = {}): Promise<S3
   // MinIO alone must not keep this process alive (a test file run on its own
   // would never exit), and if this process exits without stopping it, it goes too.
   child.unref()
-  const killOnExit = (): void => { child.kill('SIGKILL') }
+  // (A process that exits without calling stop() still removes the data directory.)
+  const killOnExit = (): void => {
+    child.kill('SIGKILL')
+    rmSync(dataDir, { recursive: true, force: true })
+  }
   process.once('exit', killOnExit)
   const stop = async (): Promise<void> => {
     process.removeListener('exit', killOnExit)
