@@ -47,6 +47,15 @@ const STATIC: ObjectParams = {
   Metadata: { owner: 'u1', city: CITY }
 }
 
+/** decodeURIComponent, or a marker when the value is not percent-encoding (a bare `%`, say). */
+function decoded (value: string | undefined): string {
+  try {
+    return decodeURIComponent(value ?? '')
+  } catch {
+    return `<not percent-decodable: ${JSON.stringify(value)}>`
+  }
+}
+
 async function tags (bucket: string, key: string): Promise<Array<{ Key?: string, Value?: string }>> {
   const { TagSet = [] } = await client.send(new GetObjectTaggingCommand({ Bucket: bucket, Key: key }))
   return [...TagSet].map(({ Key, Value }) => ({ Key, Value })).sort((a, b) => String(a.Key).localeCompare(String(b.Key)))
@@ -81,7 +90,7 @@ for (const mode of modes) {
       t.equal(h.StorageClass, 'REDUCED_REDUNDANCY', `${label}: storage class`)
       t.equal(h.ContentType, 'application/x-test', `${label}: the content type is still the plugin's`)
       t.equal(h.Metadata?.owner, 'u1', `${label}: ASCII metadata stored as given`)
-      t.equal(decodeURIComponent(h.Metadata?.city ?? ''), CITY, `${label}: non-ASCII metadata round-trips (percent-decoded)`)
+      t.equal(decoded(h.Metadata?.city), CITY, `${label}: non-ASCII metadata round-trips (percent-decoded)`)
       asciiMetadata(t, h.Metadata, label)
       t.same(await tags(bucket, file.key), [{ Key: 'project', Value: 'alpha' }, { Key: 'tier', Value: 'gold plus' }], `${label}: tags`)
       t.equal(file.etag, bareEtag(h.ETag), `${label}: S3File.etag is the object's ETag`)
@@ -127,8 +136,8 @@ for (const mode of modes) {
       t.equal(file.originalName, hostile, `${label}: the server saw the hostile name as sent`)
       t.equal(file.parts, parts, `${label}: parts`)
       const h = await head(client, bucket, file.key)
-      const decoded = Object.fromEntries(Object.entries(h.Metadata ?? {}).map(([name, value]) => [name, decodeURIComponent(value)]))
-      t.same(decoded, {
+      // The caption holds a `%`: only an encoding that escapes it too decodes back.
+      t.same(Object.fromEntries(Object.entries(h.Metadata ?? {}).map(([name, value]) => [name, decoded(value)])), {
         caption,
         fieldname: 'upload',
         filename: sanitiseFilename(hostile),
