@@ -199,9 +199,16 @@ export async function startMinio (options: { quiet?: boolean, tls?: boolean } = 
   })
   const endpoint = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`
   // MinIO alone must not keep this process alive (a test file run on its own
-  // would never exit), and if this process exits without stopping it, it goes too.
+  // would never exit), and if this process exits without stopping it, it goes
+  // too, and so do its temporary directories (a test file run on its own).
   child.unref()
-  const killOnExit = (): void => { child.kill('SIGKILL') }
+  const killOnExit = (): void => {
+    child.kill('SIGKILL')
+    try {
+      rmSync(dataDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 })
+      if (tlsDir !== null) rmSync(tlsDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 })
+    } catch {}
+  }
   process.once('exit', killOnExit)
   const stop = async (): Promise<void> => {
     process.removeListener('exit', killOnExit)
