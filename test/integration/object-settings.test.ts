@@ -8,6 +8,7 @@ import { GetObjectTaggingCommand } from '@aws-sdk/client-s3'
 import { sanitiseFilename } from 'fastify-s3-chunk'
 import { randomBytes } from 'node:crypto'
 import { startApp } from '../support/app.ts'
+import { isCreateMultipart, isPutObject, isUploadPart, startFaultProxy, type FaultRequest } from '../support/fault-proxy.ts'
 import { postMultipart } from '../support/multipart.ts'
 import {
   attachment,
@@ -20,7 +21,7 @@ import {
   withObjectParams,
   type ObjectParams
 } from '../support/object-settings.ts'
-import { expectNoPendingUploads, freshBucket, kmsKeyId, listKeys, sha256, testClient, testS3 } from '../support/s3.ts'
+import { expectNoPendingUploads, freshBucket, kmsKeyId, listKeys, pluginS3Options, sha256, testClient, testS3 } from '../support/s3.ts'
 
 const MiB = 1024 * 1024
 const P = 5 * MiB
@@ -184,6 +185,50 @@ for (const mode of modes) {
         }
         t.equal(h.ContentLanguage, 'en', `${route} ${label}: registered settings the call does not name are kept`)
         t.equal((await digest(client, bucket, file.key)).sha256, sha256(data), `${route} ${label}: stored bytes identical`)
+      }
+    }
+    await expectNoPendingUploads(t, server, client, bucket)
+  })
+
+  t.test(`mode ${mode}: what goes on the wire — ACL only when set; object settings on the object-creating request`, async (t) => {
+    const bucket = await freshBucket(t, server, client)
+    // A pass-through proxy (no rule ever matches) that notes every request's headers.
+    const proxy = await startFaultProxy({ target: server.endpoint })
+    t.teardown(async () => { await proxy.close() })
+    let seen: Array<{ op: string, headers: FaultRequest['headers'] }> = []
+    const opOf = (request: FaultRequest): string =>
+      isPutObject(request) ? 'PutObject' : isCreateMultipart(request) ? 'CreateMultipartUpload' : isUploadPart(request) ? 'UploadPart' : `${request.method} ${[...request.query.keys()].join(',')}`
+    proxy.setRules([{
+      match: (request) => {
+        if (request.path.startsWith(`/${bucket}/`)) seen.push({ op: opOf(request), headers: request.headers })
+        return false
+      },
+      fault: { kind: 'reset' }
+    }])
+    const { url } = await startApp(t, server, withObjectParams({
+      bucket,
+      mode,
+      partSize: P,
+      s3: { ...pluginS3Options(server), endpoint: proxy.endpoint },
+      objectParams: { CacheControl: 'no-cache', Metadata: { owner: 'u1' }, Tagging: 'a=b', StorageClass: 'REDUCED_REDUNDANCY', ServerSideEncryption: 'AES256' }
+    }), (app) => {
+      app.post('/acl', async (request) => await s3FileWith(request, { objectParams: { ACL: 'bucket-owner-full-control' } }))
+    })
+    const objectHeaders = ['x-amz-acl', 'x-amz-meta-owner', 'cache-control', 'x-amz-tagging', 'x-amz-storage-class', 'x-amz-server-side-encryption']
+    for (const { label, size, parts } of sizes) {
+      for (const route of ['/upload', '/acl'] as const) {
+        seen = []
+        const response = await postMultipart(`${url}${route}`, [{ name: 'upload', filename: `wire-${label}.bin`, contentType: 'application/x-test', data: randomBytes(size) }])
+        t.equal(response.status, 200, `${route} ${label}: HTTP 200 ${response.status === 200 ? '' : response.body}`)
+        const creating = seen.filter(({ op }) => op === (parts === 0 ? 'PutObject' : 'CreateMultipartUpload'))
+        t.equal(creating.length, 1, `${route} ${label}: one ${parts === 0 ? 'PutObject' : 'CreateMultipartUpload'} (${seen.map(({ op }) => op).join(', ')})`)
+        const headers = creating[0]?.headers ?? {}
+        t.equal(headers['x-amz-acl'], route === '/acl' ? 'bucket-owner-full-control' : undefined, `${route} ${label}: x-amz-acl ${route === '/acl' ? 'as set' : 'absent when not set'}`)
+        t.same([headers['cache-control'], headers['x-amz-meta-owner'], headers['x-amz-tagging'], headers['x-amz-storage-class'], headers['x-amz-server-side-encryption']],
+          ['no-cache', 'u1', 'a=b', 'REDUCED_REDUNDANCY', 'AES256'], `${route} ${label}: the object settings on it`)
+        t.same(seen.filter(({ op }) => op !== 'PutObject' && op !== 'CreateMultipartUpload').flatMap(({ op, headers }) => objectHeaders.filter((name) => headers[name] !== undefined).map((name) => `${op}: ${name}`)),
+          [], `${route} ${label}: no ACL or object setting on any other request (UploadPart, Complete, …)`)
+        if (route === '/upload') t.notOk(seen.some(({ headers }) => headers['x-amz-acl'] !== undefined), `${route} ${label}: no request carries an ACL`)
       }
     }
     await expectNoPendingUploads(t, server, client, bucket)
