@@ -6,6 +6,8 @@ import { failureInfo, sendPartWithRetries } from '../lib/upload/send-part.js'
 import type { UploadWorkerData } from '../lib/upload/worker-pool-sender.js'
 
 const { s3, policy } = workerData as UploadWorkerData
+// The newest credentials the main thread handed over, when the app gave a provider.
+let handed: PartTask['credentials']
 // One client per thread, kept for the thread's life so its keep-alive sockets are reused.
 let client: S3Client | undefined
 
@@ -16,7 +18,10 @@ let client: S3Client | undefined
  * buffer goes back with it (moved, not copied) to be reused.
  */
 export default async function uploadPart (task: PartTask): Promise<PartEnvelope> {
-  client ??= createPartClient(s3)
+  if (task.credentials !== undefined) handed = task.credentials
+  client ??= createPartClient(s3, s3.credentialsFromParts === true
+    ? async () => { if (handed === undefined) throw new Error('no credentials handed to the worker thread'); return handed }
+    : undefined)
   let envelope: PartEnvelope
   try {
     envelope = { ok: true, ...await sendPartWithRetries(client, task, policy), body: task.body }

@@ -2,6 +2,7 @@
 // faults (resets, error statuses, delays, corrupted bytes) into chosen requests,
 // for the fault-injection tests: point the plugin's `s3.endpoint` at it.
 import { Agent, createServer, request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import type { Socket } from 'node:net'
 import { pipeline } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -105,10 +106,14 @@ function splitUrl (url: string): { path: string, query: URLSearchParams } {
 
 export async function startFaultProxy (options: { target: string, seed?: number }): Promise<FaultProxy> {
   const target = new URL(options.target)
-  if (target.protocol !== 'http:') throw new Error(`fault proxy: only http targets, got ${options.target}`)
+  if (target.protocol !== 'http:' && target.protocol !== 'https:') throw new Error(`fault proxy: only http(s) targets, got ${options.target}`)
+  // An https target (the TLS MinIO, for SSE-C) is reached over TLS, trusted as
+  // this process trusts it (NODE_EXTRA_CA_CERTS); clients talk plain http to the proxy.
+  const tls = target.protocol === 'https:'
   const random = seededRandom(options.seed ?? 1)
   // Idle upstream sockets go well before MinIO's 30 s idle timeout, so none is reused as it closes.
-  const agent = new Agent({ keepAlive: true, timeout: 15_000 })
+  const agent = tls ? new HttpsAgent({ keepAlive: true, timeout: 15_000 }) : new Agent({ keepAlive: true, timeout: 15_000 })
+  const upstreamRequest = tls ? httpsRequest : httpRequest
   const sockets = new Set<Socket>()
   const delays = new AbortController()
   let rules: Array<{ rule: FaultRule, injected: number }> = []
@@ -145,7 +150,7 @@ export async function startFaultProxy (options: { target: string, seed?: number 
   function forward (req: IncomingMessage, res: ServerResponse, fault: Fault | null): void {
     stats.forwarded++
     let cut = false
-    const upstream: ClientRequest = httpRequest({
+    const upstream: ClientRequest = upstreamRequest({
       agent,
       protocol: target.protocol,
       hostname: target.hostname,

@@ -1,12 +1,14 @@
 // `npm test`: starts one S3 server for the whole suite (unless S3_ENDPOINT is
 // given), runs tap against it, stops it, prints "N passed, N failed, N skipped"
 // and exits with tap's code. With S3_REQUIRE_STRICT=1 (CI) a lenient S3 server
-// or any skipped test is a failure.
+// or any skipped test is a failure. A second MinIO over TLS (SSE-C tests) is
+// started beside it unless S3_TLS_ENDPOINT names one; tap's environment trusts
+// its certificate (NODE_EXTRA_CA_CERTS, read by Node at process start).
 import { spawn } from 'node:child_process'
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { s3Environment, startS3 } from './s3-server.ts'
+import { s3Environment, startS3, startTlsS3 } from './s3-server.ts'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const resultsDir = join(root, '.tap', 'test-results')
@@ -16,6 +18,16 @@ const server = await startS3({ quiet: true })
 console.log(`# S3 for tests: ${server.description}${server.strict ? '' : ' — tests that need strict S3 behaviour will skip'}`)
 if (!server.strict && strictRequired) {
   console.error('S3_REQUIRE_STRICT=1 but no strict S3 server is available')
+  await server.stop()
+  process.exit(1)
+}
+const tls = await startTlsS3({ quiet: true }).catch(async (error: unknown) => {
+  await server.stop()
+  throw error
+})
+console.log(`# S3 over TLS for tests: ${tls.server?.description ?? `none (${tls.reason}) — tests that need it will skip`}`)
+if (tls.server === null && strictRequired) {
+  console.error(`S3_REQUIRE_STRICT=1 but no S3 over TLS is available: ${tls.reason}`)
   await server.stop()
   process.exit(1)
 }
@@ -44,7 +56,7 @@ for (const args of phases) {
     cwd: root,
     stdio: 'inherit',
     // The SDK's Node 20 end-of-support notice would repeat in every test process.
-    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env, ...s3Environment(server) }
+    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env, ...s3Environment(server, tls.server) }
   })
   running = tap
   const exitCode = await new Promise<number>((resolve) => {
@@ -56,6 +68,7 @@ for (const args of phases) {
   counts.failed += phase.failed
   counts.skipped += phase.skipped
 }
+await tls.server?.stop()
 await server.stop()
 
 if (strictRequired && counts.skipped > 0) {

@@ -1,8 +1,12 @@
 // Starts a real S3 server for the tests, the bench and the demo: MinIO (built
 // once per machine with Go into a cache directory outside the work tree), or
 // S3_ENDPOINT when set, or — on a machine with only Node — an embedded s3rver.
+// MinIO starts with a static KMS key (SSE-KMS tests); a second MinIO can be
+// started over TLS with a self-signed certificate (SSE-C needs TLS).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { request as httpsRequest } from 'node:https'
 import { createServer } from 'node:net'
 import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -29,6 +33,15 @@ export interface S3Server {
   strict: boolean
   /** Human description for logs. */
   description: string
+  /** Name of the server's KMS key (MinIO's static-key KMS), when it has one: SSE-KMS tests use it as SSEKMSKeyId. */
+  kmsKeyId?: string
+  /**
+   * PEM file that makes an https endpoint trusted when no public CA signed its
+   * certificate (the test bed's self-signed one, after the certificates
+   * NODE_EXTRA_CA_CERTS named when it started). Node reads NODE_EXTRA_CA_CERTS
+   * at process start only, so whoever spawns the test process sets it to this.
+   */
+  caFile?: string
   stop: () => Promise<void>
 }
 
@@ -71,15 +84,17 @@ export async function freePort (): Promise<number> {
   })
 }
 
-async function waitForHttp (url: string, child: ChildProcess | null, timeoutMs: number): Promise<void> {
+async function waitForHttp (url: string, child: ChildProcess | null, timeoutMs: number, ca?: Buffer): Promise<void> {
   const deadline = Date.now() + timeoutMs
   let lastError: unknown
   while (Date.now() < deadline) {
     if (child !== null && child.exitCode !== null) throw new Error(`S3 server exited with code ${child.exitCode} before it was ready`)
     try {
-      const response = await fetch(url, { signal: AbortSignal.timeout(1000) })
-      if (response.ok) return
-      lastError = new Error(`HTTP ${response.status}`)
+      const status = ca === undefined
+        ? (await fetch(url, { signal: AbortSignal.timeout(1000) })).status
+        : await httpsStatus(url, ca)
+      if (status >= 200 && status < 300) return
+      lastError = new Error(`HTTP ${status}`)
     } catch (error) {
       lastError = error
     }
@@ -88,31 +103,111 @@ async function waitForHttp (url: string, child: ChildProcess | null, timeoutMs: 
   throw new Error(`S3 server at ${url} not ready after ${timeoutMs} ms: ${String(lastError)}`)
 }
 
-export async function startMinio (options: { quiet?: boolean } = {}): Promise<S3Server> {
+/** GET over https trusting `ca` (this process may not trust it: NODE_EXTRA_CA_CERTS is read at start). */
+async function httpsStatus (url: string, ca: Buffer): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const req = httpsRequest(url, { ca, agent: false, timeout: 1000 }, (res) => {
+      res.resume()
+      resolve(res.statusCode ?? 0)
+    })
+    req.on('timeout', () => { req.destroy(new Error('timeout')) })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+/**
+ * The file for NODE_EXTRA_CA_CERTS: the server's certificate, after whatever
+ * NODE_EXTRA_CA_CERTS already named (a machine may rely on it, e.g. for a
+ * proxy's CA: replacing it would break the child's other https).
+ */
+function writeTrustBundle (out: string, certificate: string): void {
+  let existing = ''
+  const previous = process.env.NODE_EXTRA_CA_CERTS
+  if (previous !== undefined && previous !== '') {
+    try { existing = readFileSync(previous, 'utf8') } catch {}
+  }
+  writeFileSync(out, `${existing}${existing === '' || existing.endsWith('\n') ? '' : '\n'}${readFileSync(certificate, 'utf8')}`)
+}
+
+/** The name MinIO's static-key KMS knows its one key by (SSEKMSKeyId in tests). */
+export const KMS_KEY_NAME = 'fastify-s3-chunk-test-key'
+
+function haveOpenssl (): boolean {
+  return spawnSync('openssl', ['version'], { stdio: 'ignore' }).status === 0
+}
+
+/**
+ * A self-signed certificate for 127.0.0.1 (subjectAltName IP:127.0.0.1) and
+ * its key, written as MinIO's --certs-dir expects them (public.crt,
+ * private.key). node:crypto makes keys but not X.509 certificates, hence the
+ * openssl CLI.
+ */
+function makeCertificate (certsDir: string): void {
+  const made = spawnSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', join(certsDir, 'private.key'), '-out', join(certsDir, 'public.crt'),
+    '-days', '7', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'
+  ], { encoding: 'utf8' })
+  if (made.status !== 0) throw new Error(`openssl could not make a certificate: ${made.error?.message ?? made.stderr}`)
+}
+
+/**
+ * MinIO on a temporary data directory, with a static KMS key (a fresh random
+ * secret per start, named KMS_KEY_NAME). With `tls`, it serves https only,
+ * with a self-signed certificate made for this start (`caFile`).
+ */
+export async function startMinio (options: { quiet?: boolean, tls?: boolean } = {}): Promise<S3Server> {
+  const tls = options.tls === true
+  if (tls && !haveOpenssl()) throw new Error('MinIO over TLS needs the openssl CLI to make its certificate, and it is not on PATH')
   const port = await freePort()
   const consolePort = await freePort()
   const dataDir = mkdtempSync(join(tmpdir(), 'fastify-s3-chunk-minio-'))
+  const tlsDir = tls ? mkdtempSync(join(tmpdir(), 'fastify-s3-chunk-tls-')) : null
+  const certsDir = tlsDir !== null ? join(tlsDir, 'certs') : null
+  const caFile = tlsDir !== null ? join(tlsDir, 'trust.pem') : undefined
+  const removeDirs = (): void => {
+    rmSync(dataDir, { recursive: true, force: true })
+    if (tlsDir !== null) rmSync(tlsDir, { recursive: true, force: true })
+  }
+  if (certsDir !== null && caFile !== undefined) {
+    try {
+      mkdirSync(certsDir)
+      makeCertificate(certsDir)
+      writeTrustBundle(caFile, join(certsDir, 'public.crt'))
+    } catch (error) {
+      removeDirs()
+      throw error
+    }
+  }
   const accessKeyId = 'minio-test-user'
   const secretAccessKey = 'minio-test-secret-key'
-  const child = spawn(minioBinary(), ['server', '--quiet', '--address', `127.0.0.1:${port}`, '--console-address', `127.0.0.1:${consolePort}`, dataDir], {
+  const args = ['server', '--quiet', '--address', `127.0.0.1:${port}`, '--console-address', `127.0.0.1:${consolePort}`]
+  if (certsDir !== null) args.push('--certs-dir', certsDir)
+  const child = spawn(minioBinary(), [...args, dataDir], {
     env: {
       ...process.env,
       MINIO_ROOT_USER: accessKeyId,
       MINIO_ROOT_PASSWORD: secretAccessKey,
       MINIO_BROWSER: 'off',
       MINIO_UPDATE: 'off',
-      MINIO_CALLHOME_ENABLE: 'off'
+      MINIO_CALLHOME_ENABLE: 'off',
+      // MinIO's static-key KMS: one 256-bit key, SSE-KMS and SSE-S3 use it.
+      MINIO_KMS_SECRET_KEY: `${KMS_KEY_NAME}:${randomBytes(32).toString('base64')}`
     },
     stdio: ['ignore', options.quiet === true ? 'ignore' : 'inherit', 'inherit']
   })
-  const endpoint = `http://127.0.0.1:${port}`
+  const endpoint = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`
   // MinIO alone must not keep this process alive (a test file run on its own
-  // would never exit), and if this process exits without stopping it, it goes too.
+  // would never exit), and if this process exits without stopping it, it goes
+  // too, and so do its temporary directories (a test file run on its own).
   child.unref()
-  // (A process that exits without calling stop() still removes the data directory.)
   const killOnExit = (): void => {
     child.kill('SIGKILL')
-    rmSync(dataDir, { recursive: true, force: true })
+    try {
+      rmSync(dataDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 })
+      if (tlsDir !== null) rmSync(tlsDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 })
+    } catch {}
   }
   process.once('exit', killOnExit)
   const stop = async (): Promise<void> => {
@@ -122,15 +217,26 @@ export async function startMinio (options: { quiet?: boolean } = {}): Promise<S3
       await Promise.race([new Promise((resolve) => child.once('exit', resolve)), sleep(5000)])
       if (child.exitCode === null) child.kill('SIGKILL')
     }
-    rmSync(dataDir, { recursive: true, force: true })
+    removeDirs()
   }
   try {
-    await waitForHttp(`${endpoint}/minio/health/live`, child, 30_000)
+    await waitForHttp(`${endpoint}/minio/health/live`, child, 30_000, certsDir !== null ? readFileSync(join(certsDir, 'public.crt')) : undefined)
   } catch (error) {
     await stop()
     throw error
   }
-  return { kind: 'minio', endpoint, region: 'us-east-1', accessKeyId, secretAccessKey, strict: true, description: `MinIO ${MINIO_VERSION} at ${endpoint} (pid ${child.pid})`, stop }
+  return {
+    kind: 'minio',
+    endpoint,
+    region: 'us-east-1',
+    accessKeyId,
+    secretAccessKey,
+    strict: true,
+    description: `MinIO ${MINIO_VERSION} at ${endpoint} (pid ${child.pid}${tls ? ', self-signed TLS' : ''}, KMS key ${KMS_KEY_NAME})`,
+    kmsKeyId: KMS_KEY_NAME,
+    ...(caFile !== undefined ? { caFile } : {}),
+    stop
+  }
 }
 
 export async function startS3rver (): Promise<S3Server> {
@@ -159,6 +265,7 @@ export function externalS3 (): S3Server | null {
   const endpoint = process.env.S3_ENDPOINT
   if (endpoint === undefined || endpoint === '') return null
   const kind = (process.env.S3_KIND ?? 'external') as S3Kind
+  const kmsKeyId = process.env.S3_KMS_KEY_ID
   return {
     kind,
     endpoint,
@@ -168,6 +275,28 @@ export function externalS3 (): S3Server | null {
     // An endpoint given from outside is taken to be a real S3 unless it says it is s3rver.
     strict: kind !== 's3rver',
     description: `${kind} S3 at ${endpoint} (from S3_ENDPOINT)`,
+    ...(kmsKeyId !== undefined && kmsKeyId !== '' ? { kmsKeyId } : {}),
+    stop: async () => {}
+  }
+}
+
+/** The S3 over TLS named by the environment (S3_TLS_ENDPOINT, its CA file and credentials), if any. */
+export function externalTlsS3 (): S3Server | null {
+  const endpoint = process.env.S3_TLS_ENDPOINT
+  if (endpoint === undefined || endpoint === '') return null
+  const kind = (process.env.S3_TLS_KIND ?? 'external') as S3Kind
+  const caFile = process.env.S3_TLS_CA_FILE
+  const kmsKeyId = process.env.S3_TLS_KMS_KEY_ID
+  return {
+    kind,
+    endpoint,
+    region: process.env.S3_TLS_REGION ?? process.env.S3_REGION ?? 'us-east-1',
+    accessKeyId: process.env.S3_TLS_ACCESS_KEY_ID ?? process.env.S3_ACCESS_KEY_ID ?? process.env.AWS_ACCESS_KEY_ID ?? '',
+    secretAccessKey: process.env.S3_TLS_SECRET_ACCESS_KEY ?? process.env.S3_SECRET_ACCESS_KEY ?? process.env.AWS_SECRET_ACCESS_KEY ?? '',
+    strict: kind !== 's3rver',
+    description: `${kind} S3 over TLS at ${endpoint} (from S3_TLS_ENDPOINT)`,
+    ...(caFile !== undefined && caFile !== '' ? { caFile } : {}),
+    ...(kmsKeyId !== undefined && kmsKeyId !== '' ? { kmsKeyId } : {}),
     stop: async () => {}
   }
 }
@@ -180,13 +309,47 @@ export async function startS3 (options: { quiet?: boolean, log?: (line: string) 
   return await startS3rver()
 }
 
-/** The environment that points a child process (tap, a contender) at this server. */
-export function s3Environment (server: S3Server): Record<string, string> {
-  return {
+/**
+ * The S3 over TLS for the tests that need https (SSE-C): S3_TLS_ENDPOINT,
+ * else a MinIO of its own over TLS with a certificate made for it; null, with
+ * the reason logged, when there is no MinIO (or S3_SERVER=s3rver) or no
+ * openssl — the runner fails on that when strict S3 is required.
+ */
+export async function startTlsS3 (options: { quiet?: boolean, log?: (line: string) => void } = {}): Promise<{ server: S3Server | null, reason: string }> {
+  const external = externalTlsS3()
+  if (external !== null) return { server: external, reason: '' }
+  if (process.env.S3_SERVER === 's3rver') return { server: null, reason: 'S3_SERVER=s3rver: no MinIO over TLS' }
+  if (!buildMinio(options.log)) return { server: null, reason: 'no MinIO binary (and it could not be built): no S3 over TLS' }
+  if (!haveOpenssl()) return { server: null, reason: 'the openssl CLI is not on PATH: no certificate, so no MinIO over TLS' }
+  return { server: await startMinio({ ...options, tls: true }), reason: '' }
+}
+
+/**
+ * The environment that points a child process (tap, a contender) at this
+ * server, and at the TLS one when given. NODE_EXTRA_CA_CERTS makes the child
+ * trust the TLS server's self-signed certificate: Node reads it at start, and
+ * worker threads share the process's trust store.
+ */
+export function s3Environment (server: S3Server, tls?: S3Server | null): Record<string, string> {
+  const env: Record<string, string> = {
     S3_ENDPOINT: server.endpoint,
     S3_REGION: server.region,
     S3_ACCESS_KEY_ID: server.accessKeyId,
     S3_SECRET_ACCESS_KEY: server.secretAccessKey,
     S3_KIND: server.kind
   }
+  if (server.kmsKeyId !== undefined) env.S3_KMS_KEY_ID = server.kmsKeyId
+  if (tls !== undefined && tls !== null) {
+    env.S3_TLS_ENDPOINT = tls.endpoint
+    env.S3_TLS_REGION = tls.region
+    env.S3_TLS_ACCESS_KEY_ID = tls.accessKeyId
+    env.S3_TLS_SECRET_ACCESS_KEY = tls.secretAccessKey
+    env.S3_TLS_KIND = tls.kind
+    if (tls.kmsKeyId !== undefined) env.S3_TLS_KMS_KEY_ID = tls.kmsKeyId
+    if (tls.caFile !== undefined) {
+      env.S3_TLS_CA_FILE = tls.caFile
+      env.NODE_EXTRA_CA_CERTS = tls.caFile
+    }
+  }
+  return env
 }

@@ -15,7 +15,7 @@ import {
 import { createHash, randomBytes } from 'node:crypto'
 import type { Readable } from 'node:stream'
 import type { Test } from 'tap'
-import { externalS3, startS3, type S3Server } from './s3-server.ts'
+import { externalS3, externalTlsS3, startS3, type S3Server } from './s3-server.ts'
 
 type TapLike = Pick<Test, 'teardown' | 'same'>
 
@@ -63,6 +63,45 @@ export function needsStrictS3 (server: S3Server): false | string {
   const reason = `needs a strict S3 (MinIO or AWS); running on ${server.kind}`
   console.log(`# skip: ${reason}`)
   return reason
+}
+
+/**
+ * The S3 over TLS the runner started (S3_TLS_ENDPOINT), for tests that need
+ * https (SSE-C), or why there is none: a skip reason, printed — or, with
+ * S3_REQUIRE_STRICT=1 (CI), an error, never a skip. It is not started here
+ * when a test file runs on its own: the process would have to trust its
+ * certificate from its start (NODE_EXTRA_CA_CERTS), which only the runner
+ * (test/support/run-tests.ts) or serve-s3's env file can arrange.
+ */
+export async function testTlsS3 (): Promise<{ server: S3Server, skip: false } | { server: null, skip: string }> {
+  const server = externalTlsS3()
+  let reason: string | null = null
+  if (server === null) {
+    reason = 'needs an S3 over TLS (S3_TLS_ENDPOINT): run it through test/support/run-tests.ts, which starts MinIO over TLS'
+  } else if (!server.strict) {
+    reason = `needs a strict S3 over TLS; running on ${server.kind}`
+  } else if (server.caFile !== undefined && process.env.NODE_EXTRA_CA_CERTS !== server.caFile) {
+    reason = `this process does not trust ${server.endpoint}: NODE_EXTRA_CA_CERTS must be ${server.caFile} when it starts`
+  }
+  if (reason === null && server !== null) return { server, skip: false }
+  if (process.env.S3_REQUIRE_STRICT === '1') throw new Error(`S3_REQUIRE_STRICT=1 but ${reason ?? 'no S3 over TLS'}`)
+  console.log(`# skip: ${reason ?? ''}`)
+  return { server: null, skip: reason ?? 'no S3 over TLS' }
+}
+
+/**
+ * The server's KMS key id for SSEKMSKeyId (MinIO's static key name; HeadObject
+ * reports it as `arn:aws:kms:<name>`), or a skip reason — an error under
+ * S3_REQUIRE_STRICT=1.
+ */
+export function kmsKeyId (server: S3Server): { keyId: string, skip: false } | { keyId: null, skip: string } {
+  if (server.kmsKeyId !== undefined && server.strict) return { keyId: server.kmsKeyId, skip: false }
+  const reason = server.strict
+    ? `needs an S3 with a KMS key (S3_KMS_KEY_ID); ${server.description} has none`
+    : `needs a strict S3 with a KMS key; running on ${server.kind}`
+  if (process.env.S3_REQUIRE_STRICT === '1') throw new Error(`S3_REQUIRE_STRICT=1 but the test ${reason}`)
+  console.log(`# skip: ${reason}`)
+  return { keyId: null, skip: reason }
 }
 
 /**
