@@ -4,6 +4,7 @@ import { z } from 'zod'
 import type { FastifyRequest } from 'fastify'
 import type { PutObjectCommandInput } from '@aws-sdk/client-s3'
 import { InvalidOptionError } from './errors.js'
+import { layerObjectParams } from './object-params.js'
 
 export const MiB = 1024 * 1024
 export const GiB = 1024 * MiB
@@ -443,7 +444,9 @@ export function layerRules (base: S3ChunkConfig, overrides: RuleOptions, where: 
   const layered: Record<string, unknown> = { ...base }
   for (const [name, value] of Object.entries(parsed)) {
     if (value === undefined) continue
-    layered[name] = name === 'keyPrefix' ? normalisePrefix(value as string) : value
+    if (name === 'keyPrefix') layered[name] = normalisePrefix(value as string)
+    else if (name === 'objectParams') layered[name] = layerObjectParams(base.objectParams, value as S3ChunkConfig['objectParams'])
+    else layered[name] = value
   }
   const config = layered as S3ChunkConfig
   checkCombination(config, where)

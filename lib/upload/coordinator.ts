@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto'
 import { PutObjectCommand, type CompletedPart, type S3Client } from '@aws-sdk/client-s3'
 import type { FastifyBaseLogger } from 'fastify'
 import { FileTooLargeError, KeyExistsError, PartLimitError, UploadCancelledError } from '../errors.js'
-import { customerKeyOf } from '../object-params.js'
+import { crc32 } from 'node:zlib'
+import { customerKeyOf, etagIsOpaque } from '../object-params.js'
 import type { ChecksumSetting, RetryPolicy } from '../options.js'
 import { cutParts, type Part } from './part-cutter.js'
 import type { PartBufferPool } from './part-buffer-pool.js'
@@ -209,6 +210,9 @@ class FileUpload {
 
   // A small file is retried from its buffer like a part is.
   async #putObject (bytes: Uint8Array): Promise<UploadOutcome> {
+    // Under SSE-KMS and SSE-C the ETag is no MD5 of the bytes: a CRC32 that S3 keeps
+    // says whether an object found after a lost answer is this one.
+    const identity = this.#deps.checksum === 'none' && etagIsOpaque(this.#target.objectParams) ? { ChecksumCRC32: crc32Base64(bytes) } : {}
     try {
       const { value } = await withRetries('PutObject', this.#deps.retry, async () => await this.#deps.client.send(new PutObjectCommand({
         Bucket: this.#target.bucket,
@@ -218,6 +222,7 @@ class FileUpload {
         Body: bytes,
         ContentLength: bytes.byteLength,
         ...checksumAlgorithm(this.#deps.checksum),
+        ...identity,
         ...conditionalWrite(this.#target)
       })))
       return outcomeOf(value, { size: this.#size, parts: 0 }, this.#deps.checksum)
@@ -225,7 +230,7 @@ class FileUpload {
       const info = failureInfo('PutObject', error)
       if (isKeyTaken(info)) {
         // A retry meeting our own first attempt, whose answer was lost: the object is ours when it holds these bytes.
-        const ours = (info.attempts ?? 1) > 1 ? await this.#storedAlready(bytes) : null
+        const ours = (info.attempts ?? 1) > 1 ? await this.#storedAlready(bytes, identity.ChecksumCRC32) : null
         if (ours !== null) return ours
         throw new KeyExistsError(this.#target.key)
       }
@@ -233,11 +238,12 @@ class FileUpload {
     }
   }
 
-  /** The object at the key, when it is these bytes (a single PUT's ETag is their MD5), else null. */
-  async #storedAlready (bytes: Uint8Array): Promise<UploadOutcome | null> {
-    const head = await headOf(this.#deps.client, this.#target, this.#deps.checksum, this.#deps.retry)
+  /** The object at the key, when it is these bytes (a single PUT's ETag is their MD5, or the CRC32 sent with them matches), else null. */
+  async #storedAlready (bytes: Uint8Array, crc32: string | undefined): Promise<UploadOutcome | null> {
+    const head = await headOf(this.#deps.client, this.#target, crc32 !== undefined ? 'CRC32' : this.#deps.checksum, this.#deps.retry)
     if (head === null || head.ContentLength !== bytes.byteLength) return null
-    if (etagValue(head.ETag) !== createHash('md5').update(bytes).digest('hex')) return null
+    const same = crc32 !== undefined ? head.ChecksumCRC32 === crc32 : etagValue(head.ETag) === createHash('md5').update(bytes).digest('hex')
+    if (!same) return null
     return outcomeOf(head, { size: this.#size, parts: 0 }, this.#deps.checksum)
   }
 
@@ -273,4 +279,11 @@ function completedPart (number: number, etag: string, checksum: string | undefin
 /** The error an app's abort fails an upload with: its reason when that is an Error, else UploadCancelledError. */
 function cancelReason (reason: unknown): Error {
   return reason instanceof Error && !(reason instanceof DOMException) ? reason : new UploadCancelledError()
+}
+
+/** A CRC32 as S3 carries it: the four big-endian bytes, base64. */
+function crc32Base64 (bytes: Uint8Array): string {
+  const value = Buffer.alloc(4)
+  value.writeUInt32BE(crc32(bytes) >>> 0)
+  return value.toString('base64')
 }
