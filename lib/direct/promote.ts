@@ -8,7 +8,7 @@ import {
   type S3Client
 } from '@aws-sdk/client-s3'
 import type { FastifyBaseLogger } from 'fastify'
-import { MAX_PART_SIZE, MAX_PARTS, MiB, type RetryPolicy } from '../options.js'
+import { MAX_PART_SIZE, MAX_PARTS, MiB, type ObjectParams, type RetryPolicy } from '../options.js'
 import { abortMultipartUpload, completedDespiteFailure } from '../upload/multipart-calls.js'
 import { describeS3Error, storageFailure, type StorageFailure } from '../upload/s3-failure.js'
 
@@ -24,8 +24,21 @@ export interface CopyJob {
   contentType: string
   metadata: Record<string, string>
   acl?: ObjectCannedACL | undefined
+  /** The rule's object settings for the final object (SSE-C excluded: a browser never holds the key). */
+  objectParams?: ObjectParams | undefined
   /** `If-None-Match: *`: never replace an object at `key`. */
   ifNoneMatch: boolean
+}
+
+/** What a copy's new object gets: the rule's settings, the checked type, the metadata (the job's names win). */
+function settingsOf (job: CopyJob): ObjectParams & { ContentType: string } {
+  return {
+    ...job.objectParams,
+    ...(job.objectParams?.Tagging !== undefined ? { TaggingDirective: 'REPLACE' as const } : {}),
+    ContentType: job.contentType,
+    Metadata: { ...job.objectParams?.Metadata, ...job.metadata },
+    ...(job.acl !== undefined ? { ACL: job.acl } : {})
+  }
 }
 
 export interface CopyOptions {
@@ -70,9 +83,7 @@ async function singleCopy (job: CopyJob, { client, log }: CopyOptions): Promise<
       CopySource: copySource(job.bucket, job.source),
       CopySourceIfMatch: job.sourceEtag,
       MetadataDirective: 'REPLACE',
-      ContentType: job.contentType,
-      Metadata: job.metadata,
-      ...(job.acl !== undefined ? { ACL: job.acl } : {}),
+      ...settingsOf(job),
       ...(job.ifNoneMatch ? { IfNoneMatch: '*' } : {})
     }))
     return { etag: copied.CopyObjectResult?.ETag, versionId: copied.VersionId, parts: 0 }
@@ -98,7 +109,7 @@ async function ownCopy (client: S3Client, job: CopyJob): Promise<Copied | null> 
   try {
     const head = await client.send(new HeadObjectCommand({ Bucket: job.bucket, Key: job.key }))
     const same = head.ETag === job.sourceEtag && head.ContentType === job.contentType &&
-      JSON.stringify(sorted(head.Metadata ?? {})) === JSON.stringify(sorted(job.metadata))
+      JSON.stringify(sorted(head.Metadata ?? {})) === JSON.stringify(sorted(settingsOf(job).Metadata ?? {}))
     return same ? { etag: head.ETag, versionId: head.VersionId, parts: 0 } : null
   } catch {
     return null
@@ -118,9 +129,7 @@ async function multipartCopy (job: CopyJob, options: CopyOptions): Promise<Copie
     const created = await client.send(new CreateMultipartUploadCommand({
       Bucket: job.bucket,
       Key: job.key,
-      ContentType: job.contentType,
-      Metadata: job.metadata,
-      ...(job.acl !== undefined ? { ACL: job.acl } : {})
+      ...settingsOf(job)
     }))
     uploadId = created.UploadId
   } catch (error) {

@@ -11,8 +11,9 @@ import { createPresignedPost } from '@aws-sdk/s3-presigned-post'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { checkDeclaredType } from '../content-types.js'
 import { BadRequestError, ForbiddenError, InvalidPartsError, KeyExistsError, UnauthorizedError, UploadGoneError, UploadHookError, UploadRejectedError } from '../errors.js'
-import { MAX_PARTS, type DirectConfig, type DirectUser, type S3ChunkConfig } from '../options.js'
-import { MAX_ORIGINAL_NAME_BYTES } from '../keys.js'
+import { MAX_PARTS, type DirectConfig, type DirectUser, type ObjectParams, type S3ChunkConfig } from '../options.js'
+import { MAX_ORIGINAL_NAME_BYTES, sanitiseFilename } from '../keys.js'
+import { objectParamsFor } from '../object-params.js'
 import { etagParts, etagValue, objectUrl } from '../s3-client.js'
 import type { S3File } from '../types.js'
 import { describeS3Error, isStorageFailure, s3Call, storageFailure } from '../upload/s3-failure.js'
@@ -142,6 +143,22 @@ export async function directRoutes (
    * storage and the app's records agree (as for a streamed file), and the
    * client gets 500 FST_S3CHUNK_HOOK_FAILED.
    */
+  /**
+   * The rule's object settings for a direct upload's final object. SSE-C is
+   * left out: the browser would need the customer key (use SSE-KMS or the
+   * bucket's default encryption for direct uploads).
+   */
+  async function settingsFor (request: FastifyRequest, filename: string, declaredType: string | undefined, contentType: string, fields: Record<string, string>): Promise<ObjectParams> {
+    const params = await objectParamsFor(config, { fieldName: 'file', originalName: filename, filename: sanitiseFilename(filename), declaredType, contentType, fields, request }, undefined)
+    const { SSECustomerAlgorithm: _a, SSECustomerKey: _k, SSECustomerKeyMD5: _m, ...rest } = params
+    return rest
+  }
+
+  function originalNameOf (checked: CheckedObject): string {
+    const encoded = checked.metadata[ORIGINAL_NAME_META]
+    return encoded !== undefined ? safeDecode(encoded) : checked.key.split('/').pop() ?? checked.key
+  }
+
   async function stored (file: S3File, request: FastifyRequest): Promise<S3File> {
     try {
       await onStored(file, request)
@@ -199,6 +216,7 @@ export async function directRoutes (
     }
     if (conditional && await exists(final)) await refuse(new KeyExistsError(final))
     const metadata = keptMetadata(direct, checked.metadata)
+    const objectParams = await settingsFor(request, originalNameOf(checked), checked.storedType, checked.type, decodedFields(direct, checked.metadata))
     let copied
     try {
       copied = await copyChecked({
@@ -210,6 +228,7 @@ export async function directRoutes (
         contentType: checked.type,
         metadata,
         acl: direct.acl,
+        objectParams,
         ifNoneMatch: conditional
       }, { client, retry: config.retry, log: request.log })
     } catch (error) {
@@ -233,11 +252,13 @@ export async function directRoutes (
     // Top-level, or in Uppy's metadata (set from file.size on the page: the README shows how).
     const plan = declaredPlan(config, direct, { size: request.body?.size ?? metadata.size, partSize: request.body?.partSize ?? metadata.partSize })
     const key = await makeDirectKey(config, direct, user, filename, type, request)
+    const objectParams = await settingsFor(request, filename, type, type, decodedFields(direct, objectMetadata))
     const created = await s3Call('CreateMultipartUpload', () => client.send(new CreateMultipartUploadCommand({
       Bucket: bucket,
       Key: key,
+      ...objectParams,
       ContentType: type,
-      Metadata: objectMetadata,
+      Metadata: { ...objectParams.Metadata, ...objectMetadata },
       ...(direct.acl !== undefined ? { ACL: direct.acl } : {})
     })))
     return { key, uploadId: handles.issue(key, created.UploadId ?? '', plan) }
@@ -310,8 +331,9 @@ export async function directRoutes (
     let copied: { etag?: string | undefined, versionId?: string | undefined, parts: number } = { parts: etagParts(checked.etag) }
     if (checked.storedType !== checked.type) {
       // Rewritten in place (pinned to the checked ETag): S3 cannot change an object's type otherwise.
+      const objectParams = await settingsFor(request, originalNameOf(checked), checked.storedType, checked.type, decodedFields(direct, checked.metadata))
       const rewritten = await copyChecked({
-        bucket, source: key, sourceEtag: checked.etag, size: checked.size, key, contentType: checked.type, metadata, acl: direct.acl, ifNoneMatch: false
+        bucket, source: key, sourceEtag: checked.etag, size: checked.size, key, contentType: checked.type, metadata, acl: direct.acl, objectParams, ifNoneMatch: false
       }, { client, retry: config.retry, log: request.log })
       copied = { ...rewritten, parts: rewritten.etag !== undefined ? etagParts(rewritten.etag) : rewritten.parts }
     }
