@@ -92,7 +92,12 @@ export async function sendRequest (url: string, options: SendOptions = {}): Prom
       for (const chunk of chunks) {
         if (responded || req.destroyed) return
         if (!req.write(chunk)) {
-          await new Promise((resolve) => { req.once('drain', resolve); req.once('close', resolve) })
+          // Both listeners go once either fires: a 'close' listener left per chunk warned of a leak.
+          await new Promise<void>((resolve) => {
+            const done = (): void => { req.off('drain', done); req.off('close', done); resolve() }
+            req.on('drain', done)
+            req.on('close', done)
+          })
         }
       }
       if (beforeEnd !== undefined) await beforeEnd()
