@@ -3,7 +3,7 @@
 // the plugin retries itself (its backoff, no SDK retry quota, no second
 // Complete sent blind).
 import t from 'tap'
-import { createPartClient, createS3Client } from '../../lib/s3-client.ts'
+import { createPartClient, createS3Client, workerSettings } from '../../lib/s3-client.ts'
 import { configOf } from '../../lib/options.ts'
 
 const { s3 } = configOf({ bucket: 'uploads', s3: { region: 'eu-west-1', maxAttempts: 5 } })
@@ -19,4 +19,25 @@ t.test('the SDK client retries as s3.maxAttempts says', async (t) => {
   t.teardown(() => client.destroy())
   t.equal(await client.config.maxAttempts(), 5)
   t.equal(await client.config.region(), 'eu-west-1')
+})
+
+t.test('the SDK\'s client settings reach the client; a worker gets plain credentials or none', async (t) => {
+  const provider = async (): Promise<{ accessKeyId: string, secretAccessKey: string }> => ({ accessKeyId: 'k', secretAccessKey: 's' })
+  const settings = configOf({
+    bucket: 'uploads',
+    s3: { region: 'eu-west-1', useDualstackEndpoint: true, useFipsEndpoint: true, retryMode: 'adaptive', maxSockets: 7, userAgent: 'my-app/1.2', credentials: provider }
+  }).s3
+  const client = createS3Client(settings)
+  t.teardown(() => client.destroy())
+  t.equal(await client.config.useDualstackEndpoint(), true)
+  t.equal(await client.config.useFipsEndpoint(), true)
+  t.equal(await client.config.retryStrategy().then((strategy) => (strategy as { mode?: string }).mode), 'adaptive')
+  t.match(client.config.customUserAgent, [['my-app/1.2']])
+  t.same(await client.config.credentials(), { accessKeyId: 'k', secretAccessKey: 's' }, 'the provider answers')
+  const forWorkers = workerSettings(settings)
+  t.equal(forWorkers.credentialsFromParts, true, 'a provider stays on the main thread')
+  t.equal('credentials' in forWorkers, false)
+  t.doesNotThrow(() => structuredClone(forWorkers), 'what a worker gets can cross threads')
+  const plain = configOf({ bucket: 'uploads', s3: { credentials: { accessKeyId: 'a', secretAccessKey: 'b' } } }).s3
+  t.same(workerSettings(plain).credentials, { accessKeyId: 'a', secretAccessKey: 'b' })
 })
