@@ -5,7 +5,8 @@ import { BadContentTypeError, TypeNotAllowedError } from './errors.js'
 export const SNIFF_BYTES = 4100
 
 /** What a declaration that says nothing about the bytes looks like (curl's default, a missing type). */
-const GENERIC_TYPES = new Set(['application/octet-stream', 'binary/octet-stream', 'application/unknown', 'application/x-unknown'])
+// `*/*` and `unknown/unknown` parse as tokens, and a browser sniffs an object served so (as HTML, even).
+const GENERIC_TYPES = new Set(['application/octet-stream', 'binary/octet-stream', 'application/unknown', 'application/x-unknown', 'unknown/unknown', '*/*'])
 
 // RFC 9110 token characters; a media type is exactly `token/token`.
 const TOKEN = "[!#$%&'*+.^_`|~0-9a-z-]+"

@@ -23,14 +23,26 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
   if (Object.prototype.hasOwnProperty.call(instance, kScope)) throw new AlreadyRegisteredError()
   const parsed = parseOptions(options)
   const outer = instance[kScope]
+  // Checked before the engine exists: a refused registration must not leave a worker pool behind.
+  if (outer === undefined && parsed.config.bucket === undefined) throw new InvalidOptionError('"bucket": required (where objects go)')
+  if (outer === undefined) checkCombination(parsed.config, '')
   const { engine, created } = engineFor(fastify, parsed.config, parsed.given)
+  if (created) {
+    // Uploads still running at shutdown are aborted (never committed half-done),
+    // so close() does not wait on clients that may take hours.
+    fastify.addHook('preClose', async () => {
+      engine.shutdown.close(new ClosingError())
+    })
+    fastify.addHook('onClose', async () => {
+      await engine.close()
+      forgetEngine(fastify)
+    })
+  }
 
   // This registration's rules: the defaults (first registration), or the outer registration's with what this one gives.
   let config: S3ChunkConfig
   if (outer === undefined) {
-    if (parsed.config.bucket === undefined) throw new InvalidOptionError('"bucket": required (where objects go)')
-    config = { ...parsed.config, ...engine.config, bucket: parsed.config.bucket }
-    checkCombination(config, '')
+    config = { ...parsed.config, ...engine.config, bucket: parsed.config.bucket as string }
   } else {
     const given = Object.fromEntries(RULE_OPTIONS.filter((name) => parsed.given.has(name)).map((name) => [name, options[name]]))
     config = layerRules(outer.config, given, 'registration')
@@ -53,7 +65,7 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
 
   const direct = config.direct
   if (direct !== undefined && (outer === undefined || parsed.given.has('direct'))) {
-    const directConfig = direct.rules === undefined ? config : rules[direct.rules]
+    const directConfig = direct.rules === undefined ? config : Object.hasOwn(rules, direct.rules) ? rules[direct.rules] : undefined
     if (directConfig === undefined) throw new InvalidOptionError(`"direct.rules": no rule set named "${direct.rules ?? ''}"`)
     await fastify.register(directRoutes, {
       prefix: direct.prefix,
@@ -83,18 +95,6 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
     // fails the upload, which is then aborted.
     fastify.addHook('onResponse', async (request) => {
       if (bodyConsumed(request) && !request.raw.complete && !request.raw.destroyed) request.raw.destroy()
-    })
-  }
-
-  if (created) {
-    // Uploads still running at shutdown are aborted (never committed half-done),
-    // so close() does not wait on clients that may take hours.
-    fastify.addHook('preClose', async () => {
-      engine.shutdown.close(new ClosingError())
-    })
-    fastify.addHook('onClose', async () => {
-      await engine.close()
-      forgetEngine(fastify)
     })
   }
 }

@@ -1,5 +1,5 @@
 import { BadRequestError } from './errors.js'
-import type { FileContext, ObjectParams, S3ChunkConfig } from './options.js'
+import { checkObjectParams, type FileContext, type ObjectParams, type S3ChunkConfig } from './options.js'
 
 /** S3's bound on user metadata: names and values together, as sent. */
 export const MAX_METADATA_BYTES = 2048
@@ -12,7 +12,8 @@ export const MAX_METADATA_BYTES = 2048
  */
 export async function objectParamsFor (config: Pick<S3ChunkConfig, 'objectParams'>, file: FileContext, overrides: ObjectParams | undefined): Promise<ObjectParams> {
   const base = typeof config.objectParams === 'function' ? await config.objectParams(file) : config.objectParams
-  const merged = mergeObjectParams(base, overrides)
+  // What a function (or onFile) returns is checked like a static setting: no Key, Bucket or other field slips in.
+  const merged = checkObjectParams(mergeObjectParams(base, overrides), 'objectParams (as computed for a file)')
   if (merged.Metadata !== undefined) merged.Metadata = safeMetadata(merged.Metadata)
   return merged
 }

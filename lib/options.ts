@@ -281,6 +281,11 @@ const objectParamsSchema = z.strictObject({
   ACL: z.enum(['private', 'public-read', 'public-read-write', 'authenticated-read', 'aws-exec-read', 'bucket-owner-read', 'bucket-owner-full-control']).optional()
 }) as unknown as z.ZodType<ObjectParams, ObjectParams>
 
+/** Object settings computed at upload time, checked by the same schema as static ones (a bad one is the app's bug: 500). */
+export function checkObjectParams (params: ObjectParams, where: string): ObjectParams {
+  return check(objectParamsSchema, params, where)
+}
+
 /**
  * The rule options: what may differ from one route to another (per
  * registration, per named rule set, per route, per call). Every upload draws

@@ -82,7 +82,8 @@ export function rulesFor (request: FastifyRequest, options: UploadOptions | unde
   let config = scope.config
   const setName = options?.rules ?? (typeof route === 'string' ? route : route?.rules)
   if (setName !== undefined) {
-    const named = scope.rules[setName]
+    // Own names only: 'constructor' or '__proto__' must not find Object's.
+    const named = Object.hasOwn(scope.rules, setName) ? scope.rules[setName] : undefined
     if (named === undefined) throw new InvalidOptionError(`${where}: no rule set named "${setName}" (declare it in the plugin's \`rules\` option)`)
     config = named
   }
@@ -140,7 +141,7 @@ export function createRequestApi (): {
   }
 
   /** Streams one file into S3; resolves once it is committed (the app's hook has not run yet). */
-  async function storeFile (request: FastifyRequest, part: MultipartFile, upload: Upload): Promise<S3File> {
+  async function storeFile (request: FastifyRequest, part: MultipartFile, upload: Upload, commitGate?: Promise<void>, onConsumed?: () => void): Promise<S3File> {
     const { engine, watch, signal } = upload
     const originalName = part.filename
     if (Buffer.byteLength(originalName) > MAX_ORIGINAL_NAME_BYTES) {
@@ -172,7 +173,7 @@ export function createRequestApi (): {
       target.objectParams = await objectParamsFor(config, { ...file, contentType }, overrides?.objectParams)
     }
     try {
-      const outcome = await uploadStream(checkedSource(part, declared, config, watch, settle, progress), target, {
+      const outcome = await uploadStream(checkedSource(part, declared, config, watch, settle, progress, onConsumed), target, {
         client: engine.uploadClient,
         retry: engine.config.retry,
         sender: engine.sender,
@@ -194,6 +195,7 @@ export function createRequestApi (): {
         shutdown: engine.shutdown,
         ...(signal !== undefined ? { signal } : {}),
         ...(progress !== null ? { onStored: (bytes: number, parts: number) => { progress.stored(bytes, parts) } } : {}),
+        ...(commitGate !== undefined ? { commitGate } : {}),
         log: request.log
       })
       const stored: S3File = {
@@ -221,13 +223,22 @@ export function createRequestApi (): {
     }
   }
 
-  /** The app's hook for a stored file; when it throws, the object is deleted so storage and the app's records agree. */
+  /**
+   * The app's hook for a stored file; when it throws, the object is deleted so
+   * storage and the app's records agree — unless deleting would lose more: with
+   * `overwrite` on an unversioned bucket the object replaced is already gone,
+   * and deleting the new one would leave nothing (then it stays, and the log says so).
+   */
   async function record (request: FastifyRequest, file: S3File, upload: Upload): Promise<void> {
     try {
       await upload.config.onUploadComplete?.(file, request)
     } catch (error) {
-      request.log.error({ key: file.key, err: error }, 'fastify-s3-chunk: onUploadComplete threw; deleting the stored object')
-      await discard(upload.engine.uploadClient, upload.engine.config.retry, file, request.log)
+      if (upload.config.overwrite && file.versionId === undefined) {
+        request.log.error({ key: file.key, err: error }, 'fastify-s3-chunk: onUploadComplete threw; the object stays stored (overwrite is on: deleting it would lose the object it replaced)')
+      } else {
+        request.log.error({ key: file.key, err: error }, 'fastify-s3-chunk: onUploadComplete threw; deleting the stored object')
+        await discard(upload.engine.uploadClient, upload.engine.config.retry, file, request.log)
+      }
       throw new UploadHookError()
     }
   }
@@ -268,21 +279,30 @@ export function createRequestApi (): {
   }
 
   /**
-   * The first file, stored and then recorded only once the whole body was
-   * read: when anything after the file fails (a bad field, a limit, the
-   * client leaving), the object is deleted and the hook never runs.
+   * The first file, committed and recorded only once the whole body was read:
+   * its parts go to S3 as they arrive, but the commit (the single PutObject,
+   * or CompleteMultipartUpload) waits for the end of the body. When anything
+   * after the file fails (a bad field, a limit, the client leaving), the
+   * upload is aborted — nothing was committed, nothing replaced — and the
+   * hook never runs.
    */
   async function s3File (this: FastifyRequest, options?: UploadOptions): Promise<S3File> {
     const request = this
     const { upload, parts } = begin(request, options)
     const { fields } = stateOf(request)
-    let first: S3File | undefined
+    const gate = commitGate()
+    let pending: Promise<S3File> | undefined
     try {
       for await (const part of upload.watch.iterate(parts)) {
         if (part.type === 'field') {
           addField(fields, part, upload.config)
-        } else if (first === undefined) {
-          first = await storeFile(request, part, upload)
+        } else if (pending === undefined) {
+          // The file's parts go out as it arrives; its commit waits for the gate.
+          const consumed = deferred()
+          pending = storeFile(request, part, upload, gate.promise, consumed.resolve)
+          pending.catch(() => {})
+          // On to the rest of the body once the file is read through (or at once when its upload failed).
+          await Promise.race([consumed.promise, pending])
         } else {
           // Only the first file is stored; later ones are read through so the fields after them arrive.
           request.log.debug({ field: part.fieldname }, 'fastify-s3-chunk: s3File() ignores files after the first')
@@ -290,15 +310,21 @@ export function createRequestApi (): {
         }
       }
     } catch (error) {
-      if (first !== undefined) {
-        request.log.info({ key: first.key, err: error }, 'fastify-s3-chunk: the request failed after its file was stored; deleting it')
-        await discard(upload.engine.uploadClient, upload.engine.config.retry, first, request.log)
-      }
-      throw translateError(error, upload.config)
+      gate.reject(error)
+      // The upload ends without committing (or failed already: its own error is then the cause).
+      const own = await pending?.then(() => undefined, (failure: unknown) => failure)
+      throw translateError(own ?? error, upload.config)
     } finally {
       upload.watch.stop()
     }
-    if (first === undefined) throw new NoFileError()
+    if (pending === undefined) throw new NoFileError()
+    gate.resolve()
+    let first: S3File
+    try {
+      first = await pending
+    } catch (error) {
+      throw translateError(error, upload.config)
+    }
     await record(request, first, upload)
     return first
   }
@@ -308,6 +334,22 @@ export function createRequestApi (): {
   }
 
   return { s3File, s3Files, s3Fields }
+}
+
+/** A promise with its resolve and reject. */
+function deferred (): { promise: Promise<void>, resolve: () => void, reject: (error: unknown) => void } {
+  let resolve: () => void = () => {}
+  let reject: (error: unknown) => void = () => {}
+  const promise = new Promise<void>((ok, fail) => { resolve = ok; reject = fail })
+  return { promise, resolve, reject }
+}
+
+/** The gate a file's commit waits for (see UploadDeps.commitGate). */
+function commitGate (): ReturnType<typeof deferred> {
+  const gate = deferred()
+  // Observed by the upload; unobserved when the body had no file.
+  gate.promise.catch(() => {})
+  return gate
 }
 
 /** One call of s3File()/s3Files(): the rules it runs by and what it draws on. */
@@ -383,7 +425,8 @@ function checkedSource (
   config: S3ChunkConfig,
   watch: IdleWatch,
   settle: (contentType: string) => Promise<void>,
-  progress: ProgressReporter | null
+  progress: ProgressReporter | null,
+  onConsumed?: () => void
 ): AsyncIterable<Uint8Array> & { destroy: (error?: Error) => void } {
   const file = part.file
   return {
@@ -411,6 +454,7 @@ function checkedSource (
         if (bytes.byteLength > 0) yield bytes
       }
       if (file.truncated) throw new FileTooLargeError(config.maxFileSize)
+      onConsumed?.()
     },
     destroy: (error?: Error) => { file.destroy(error) }
   }

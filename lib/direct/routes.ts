@@ -164,8 +164,14 @@ export async function directRoutes (
       await onStored(file, request)
     } catch (error) {
       if (error instanceof UploadHookError) throw error
+      if (config.overwrite && file.versionId === undefined) {
+        // Deleting would lose the object this one replaced as well.
+        request.log.error({ key: file.key, err: error }, 'fastify-s3-chunk: onUploadComplete threw; the direct upload\'s object stays stored (overwrite is on)')
+        throw new UploadHookError()
+      }
       request.log.error({ key: file.key, err: error }, 'fastify-s3-chunk: onUploadComplete threw; the direct upload\'s object is deleted')
-      await deleteObject(client, bucket, file.key).catch((failure: unknown) => {
+      // That exact version: on a versioned bucket an older object at the key comes back.
+      await deleteObject(client, bucket, file.key, file.versionId).catch((failure: unknown) => {
         request.log.error({ key: file.key, err: failure }, 'fastify-s3-chunk: the object of a failed onUploadComplete could not be deleted')
       })
       throw new UploadHookError()

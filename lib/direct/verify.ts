@@ -66,8 +66,8 @@ export async function checkObject (client: S3Client, config: S3ChunkConfig, key:
   return checked
 }
 
-export async function deleteObject (client: S3Client, bucket: string, key: string): Promise<void> {
-  await s3Call('DeleteObject', () => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })))
+export async function deleteObject (client: S3Client, bucket: string, key: string, versionId?: string): Promise<void> {
+  await s3Call('DeleteObject', () => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key, ...(versionId !== undefined ? { VersionId: versionId } : {}) })))
 }
 
 /** The object's first bytes, or null when it is no longer the object of that ETag. */

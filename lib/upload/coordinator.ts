@@ -51,6 +51,14 @@ export interface UploadDeps {
   signal?: AbortSignal
   /** Told of every part (or the single PUT) S3 acknowledged: bytes and parts. */
   onStored?: (bytes: number, parts: number) => void
+  /**
+   * Awaited before the object is committed (the single PutObject, or
+   * CompleteMultipartUpload): s3File() resolves it once the whole request body
+   * was read, and rejects it when the rest of the body fails — then nothing is
+   * committed, so nothing has to be deleted (and with `overwrite` on, the
+   * object a commit would have replaced is still there).
+   */
+  commitGate?: Promise<void>
   log?: FastifyBaseLogger
 }
 
@@ -120,6 +128,7 @@ class FileUpload {
     if (this.#failure !== null) this.#source.destroy?.()
     // Whatever happened, no part may still be in flight when we abort or complete.
     await Promise.all(this.#inFlight)
+    if (this.#failure === null) await this.#awaitCommit()
     if (this.#failure !== null) {
       if (this.#uploadId !== undefined) await abortMultipartUpload(this.#scope, this.#uploadId)
       throw this.#failure.error
@@ -141,7 +150,8 @@ class FileUpload {
     const parts = cutParts(this.#source, {
       partSize: this.#deps.partSize,
       // Memory is reserved as the client's bytes arrive (see PartBufferPool).
-      open: async (size) => await this.#deps.buffers.open(size, this.#stop.signal),
+      // The pool may fail this upload as a last resort, when every byte of the budget is stuck.
+      open: async (size) => await this.#deps.buffers.open(size, this.#stop.signal, (error) => { this.#fail(error) }),
       release: (buffer) => { this.#deps.buffers.release(buffer) }
     })[Symbol.asyncIterator]()
 
@@ -162,6 +172,8 @@ class FileUpload {
       if (part.number > this.#deps.maxParts) throw new PartLimitError(this.#deps.maxParts)
 
       if (part.number === 1 && part.last) {
+        await this.#awaitCommit()
+        if (this.#failure !== null) return null
         const outcome = await this.#putObject(part.bytes)
         if (part.bytes.buffer.byteLength > 0) this.#giveBack(part.bytes.buffer as ArrayBuffer)
         return outcome
@@ -210,19 +222,20 @@ class FileUpload {
 
   // A small file is retried from its buffer like a part is.
   async #putObject (bytes: Uint8Array): Promise<UploadOutcome> {
-    // Under SSE-KMS and SSE-C the ETag is no MD5 of the bytes: a CRC32 that S3 keeps
-    // says whether an object found after a lost answer is this one.
-    const identity = this.#deps.checksum === 'none' && etagIsOpaque(this.#target.objectParams) ? { ChecksumCRC32: crc32Base64(bytes) } : {}
+    // Under SSE-KMS and SSE-C the ETag is no MD5 of the bytes: a checksum that S3 keeps
+    // says whether an object found after a lost answer is this one (the configured one,
+    // or else a CRC32 sent for that purpose).
+    const identity = identityOf(bytes, this.#deps.checksum, etagIsOpaque(this.#target.objectParams))
     try {
       const { value } = await withRetries('PutObject', this.#deps.retry, async () => await this.#deps.client.send(new PutObjectCommand({
+        ...this.#target.objectParams,
         Bucket: this.#target.bucket,
         Key: this.#target.key,
-        ...this.#target.objectParams,
         ContentType: this.#target.contentType,
         Body: bytes,
         ContentLength: bytes.byteLength,
         ...checksumAlgorithm(this.#deps.checksum),
-        ...identity,
+        ...(identity?.send === true ? { [identity.field]: identity.value } : {}),
         ...conditionalWrite(this.#target)
       })))
       return outcomeOf(value, { size: this.#size, parts: 0 }, this.#deps.checksum)
@@ -230,7 +243,7 @@ class FileUpload {
       const info = failureInfo('PutObject', error)
       if (isKeyTaken(info)) {
         // A retry meeting our own first attempt, whose answer was lost: the object is ours when it holds these bytes.
-        const ours = (info.attempts ?? 1) > 1 ? await this.#storedAlready(bytes, identity.ChecksumCRC32) : null
+        const ours = (info.attempts ?? 1) > 1 ? await this.#storedAlready(bytes, identity) : null
         if (ours !== null) return ours
         throw new KeyExistsError(this.#target.key)
       }
@@ -238,13 +251,24 @@ class FileUpload {
     }
   }
 
-  /** The object at the key, when it is these bytes (a single PUT's ETag is their MD5, or the CRC32 sent with them matches), else null. */
-  async #storedAlready (bytes: Uint8Array, crc32: string | undefined): Promise<UploadOutcome | null> {
-    const head = await headOf(this.#deps.client, this.#target, crc32 !== undefined ? 'CRC32' : this.#deps.checksum, this.#deps.retry)
+  /** The object at the key, when it is these bytes (their checksum as S3 keeps it, else a single PUT's ETag: their MD5), else null. */
+  async #storedAlready (bytes: Uint8Array, identity: Identity | null): Promise<UploadOutcome | null> {
+    const head = await headOf(this.#deps.client, this.#target, identity?.algorithm ?? this.#deps.checksum, this.#deps.retry)
     if (head === null || head.ContentLength !== bytes.byteLength) return null
-    const same = crc32 !== undefined ? head.ChecksumCRC32 === crc32 : etagValue(head.ETag) === createHash('md5').update(bytes).digest('hex')
+    const same = identity !== null ? head[identity.field] === identity.value : etagValue(head.ETag) === createHash('md5').update(bytes).digest('hex')
     if (!same) return null
     return outcomeOf(head, { size: this.#size, parts: 0 }, this.#deps.checksum)
+  }
+
+  /** Waits for the commit gate (if any); a gate that rejects, or a failure meanwhile, fails the upload. */
+  async #awaitCommit (): Promise<void> {
+    const gate = this.#deps.commitGate
+    if (gate === undefined) return
+    try {
+      await Promise.race([gate, this.#failed])
+    } catch (error) {
+      this.#fail(error)
+    }
   }
 
   #fail (error: unknown): void {
@@ -281,9 +305,26 @@ function cancelReason (reason: unknown): Error {
   return reason instanceof Error && !(reason instanceof DOMException) ? reason : new UploadCancelledError()
 }
 
-/** A CRC32 as S3 carries it: the four big-endian bytes, base64. */
-function crc32Base64 (bytes: Uint8Array): string {
-  const value = Buffer.alloc(4)
-  value.writeUInt32BE(crc32(bytes) >>> 0)
-  return value.toString('base64')
+/** A checksum of a single PUT's bytes that S3 keeps, to know the object again. */
+interface Identity {
+  algorithm: 'CRC32' | 'SHA256'
+  field: 'ChecksumCRC32' | 'ChecksumSHA256'
+  value: string
+  /** Sent by us (the SDK sends the configured one itself). */
+  send: boolean
+}
+
+/**
+ * How a single PUT is known again after a lost answer: by the configured
+ * checksum when it can be computed here, or — when the ETag will be no MD5
+ * (SSE-KMS, SSE-C) — by a CRC32 sent for that purpose; null: by its MD5 ETag.
+ */
+function identityOf (bytes: Uint8Array, checksum: ChecksumSetting, opaqueEtag: boolean): Identity | null {
+  if (checksum === 'CRC32' || (checksum === 'none' && opaqueEtag)) {
+    const value = Buffer.alloc(4)
+    value.writeUInt32BE(crc32(bytes) >>> 0)
+    return { algorithm: 'CRC32', field: 'ChecksumCRC32', value: value.toString('base64'), send: checksum === 'none' }
+  }
+  if (checksum === 'SHA256') return { algorithm: 'SHA256', field: 'ChecksumSHA256', value: createHash('sha256').update(bytes).digest('base64'), send: false }
+  return null
 }

@@ -60,9 +60,9 @@ export async function createMultipartUpload (scope: MultipartScope): Promise<str
   if (!target.overwrite && await headOf(client, target, 'none', retry) !== null) throw new KeyExistsError(target.key)
   try {
     const { value } = await withRetries('CreateMultipartUpload', retry, async () => await client.send(new CreateMultipartUploadCommand({
+      ...target.objectParams,
       Bucket: target.bucket,
       Key: target.key,
-      ...target.objectParams,
       ContentType: target.contentType,
       ...checksumAlgorithm(scope.checksum)
     })))
@@ -143,8 +143,11 @@ export function isKeyTaken (info: S3FailureInfo): boolean {
 async function withChecksum (scope: MultipartScope, outcome: UploadOutcome): Promise<UploadOutcome> {
   if (scope.checksum === 'none' || outcome.checksum !== undefined) return outcome
   const head = await headOf(scope.client, scope.target, scope.checksum, scope.retry)
-  const checksum = head !== null && etagValue(head.ETag) === outcome.etag ? checksumOf(head, scope.checksum) : undefined
+  const ours = head !== null && etagValue(head.ETag) === outcome.etag
+  const checksum = ours ? checksumOf(head, scope.checksum) : undefined
   if (checksum !== undefined) return { ...outcome, checksum }
+  // Only this upload's own object is ever deleted (another writer's may be there with overwrite on).
+  if (!ours) throw storageFailure({ operation: 'HeadObject', name: 'ChecksumUnknown', code: 'ChecksumUnknown', message: 'the object at the key is not the one just completed; its checksum cannot be read', retryable: false })
   try {
     await scope.client.send(new DeleteObjectCommand({ Bucket: scope.target.bucket, Key: scope.target.key, ...(outcome.versionId !== undefined ? { VersionId: outcome.versionId } : {}) }))
   } catch (error) {

@@ -74,10 +74,10 @@ export class PartBufferPool {
    * A part of `size` bytes to fill. Reserves a head at once (waiting for room
    * first come first served); the part reserves more as its bytes arrive.
    */
-  async open (size: number, signal?: AbortSignal): Promise<FillingPart> {
+  async open (size: number, signal?: AbortSignal, evict?: (error: Error) => void): Promise<FillingPart> {
     const head = Math.min(size, HEAD_BYTES)
     await this.#reserve(head, signal, null)
-    const part = new FillingPart(this, size, this.#reuse(head) ?? allocatePartBuffer(head), signal, this.#now())
+    const part = new FillingPart(this, size, this.#reuse(head) ?? allocatePartBuffer(head), signal, this.#now, evict)
     this.#filling.add(part)
     this.#fillingBytes += head
     return part
@@ -231,28 +231,39 @@ export class PartBufferPool {
   }
 
   /**
-   * Someone waits: park the slow parts, and if every byte is then held by
-   * parts that all wait for more, fail the one that has waited longest.
-   * Runs again every RELIEF_INTERVAL_MS while anyone waits, since slowness
-   * shows over time.
+   * Someone waits: park the slow parts; and if every byte is then held by
+   * parts that wait for more or crawl (nothing on its way to S3, no part
+   * filling at a healthy pace), fail the holder that has gone longest
+   * without progress — a trickling client before a healthy one that just
+   * filled its head. Runs again every RELIEF_INTERVAL_MS while anyone waits,
+   * since slowness shows over time.
    */
   #relieve (): void {
     const now = this.#now()
+    const slow = (part: FillingPart): boolean => now - part.markedAt > SLOW_AFTER_MS
     for (const part of this.#filling) {
-      if (part.stage === 'whole' && !part.waiting && now - part.markedAt > SLOW_AFTER_MS) part.park()
+      if (part.stage === 'whole' && !part.waiting && slow(part)) part.park()
     }
     this.#wake()
     if (this.#waiters.length === 0) return
     this.#reliefTimer ??= setInterval(() => { this.#relieve() }, RELIEF_INTERVAL_MS)
     this.#reliefTimer.unref()
     const inFlight = this.#used - this.#fillingBytes
-    const filling = [...this.#filling].some((part) => !part.waiting && part.stage === 'whole')
-    if (inFlight > 0 || filling) return
+    // A whole part too full to park and crawling still counts as stuck.
+    const progressing = [...this.#filling].some((part) => !part.waiting && part.stage === 'whole' && !slow(part))
+    if (inFlight > 0 || progressing) return
     // Deadlock: nothing will give memory back by itself.
-    const victim = this.#waiters.find((waiter) => waiter.part !== null && waiter.part.reserved > 0)
+    const holders = [...this.#filling].filter((part) => part.reserved > 0).sort((a, b) => a.markedAt - b.markedAt)
+    const victim = holders.find((part) => part.canEvict || part.waiting)
     if (victim === undefined) return
-    this.#dropWaiter(victim)
-    victim.reject(new ServerBusyError())
+    if (victim.canEvict) {
+      victim.evict(new ServerBusyError())
+      return
+    }
+    const waiter = this.#waiters.find((candidate) => candidate.part === victim)
+    if (waiter === undefined) return
+    this.#dropWaiter(waiter)
+    waiter.reject(new ServerBusyError())
   }
 }
 
@@ -279,15 +290,27 @@ export class FillingPart {
   waiting = false
   #markAt = HEAD_BYTES
   readonly #pool: PartBufferPool
+  readonly #now: () => number
+  readonly #evict: ((error: Error) => void) | undefined
 
-  constructor (pool: PartBufferPool, size: number, head: ArrayBuffer, signal: AbortSignal | undefined, now: number) {
+  constructor (pool: PartBufferPool, size: number, head: ArrayBuffer, signal: AbortSignal | undefined, now: () => number, evict?: (error: Error) => void) {
     this.#pool = pool
     this.size = size
     this.signal = signal
     this.buffer = head
     this.reserved = head.byteLength
     this.stage = size <= HEAD_BYTES ? 'whole' : 'head'
-    this.markedAt = now
+    this.#now = now
+    this.markedAt = now()
+    this.#evict = evict
+  }
+
+  /** True when the part's upload can be failed from here (the pool's last resort). */
+  get canEvict (): boolean { return this.#evict !== undefined }
+
+  /** Fails the part's upload (which then abandons the part): a deadlock's way out. */
+  evict (error: Error): void {
+    this.#evict?.(error)
   }
 
   /** Bytes that can be written without waiting. */
@@ -296,12 +319,12 @@ export class FillingPart {
   }
 
   /** Copies `bytes` in (at most room()). */
-  write (bytes: Uint8Array, now: () => number = Date.now): void {
+  write (bytes: Uint8Array): void {
     new Uint8Array(this.buffer, this.written, bytes.byteLength).set(bytes)
     this.written += bytes.byteLength
     if (this.written >= this.#markAt) {
       this.#markAt = this.written + HEAD_BYTES
-      this.markedAt = now()
+      this.markedAt = this.#now()
     }
   }
 
@@ -316,7 +339,7 @@ export class FillingPart {
       this.waiting = false
     }
     this.reserved = this.size
-    this.markedAt = Date.now()
+    this.markedAt = this.#now()
     if (this.stage === 'head') {
       this.buffer = this.#pool.swapHead(this.buffer, this.written, this.size)
     } else if (this.buffer.byteLength < this.size) {

@@ -126,9 +126,9 @@ t.test('a whole part that fills slowly is parked while another waits: its buffer
   const slow = await pool.open(5 * MiB)
   slow.write(new Uint8Array(HEAD_BYTES))
   await slow.grow()
-  slow.write(new Uint8Array(100 * 1024), () => clock)
+  slow.write(new Uint8Array(100 * 1024))
   const other = await pool.open(5 * MiB)
-  other.write(new Uint8Array(HEAD_BYTES), () => clock)
+  other.write(new Uint8Array(HEAD_BYTES))
   clock += SLOW_AFTER_MS + 1
   await other.grow()
   t.equal(slow.stage, 'parked')
@@ -160,5 +160,32 @@ t.test('a budget held entirely by parts that all wait fails the waiter (503); th
   await b.grow()
   t.equal(b.room(), 5 * MiB - HEAD_BYTES)
   b.abandon()
+  t.equal(pool.used, 0)
+})
+
+t.test('parts too full to park that crawl cannot hold the budget: the one idle longest is evicted, the healthy one goes on', async (t) => {
+  // Found in review: four clients that filled their parts to a few KiB short and then trickled
+  // held the whole budget without ever waiting, so nothing was parked and a new upload waited forever.
+  let clock = 0
+  const KiB = 1024
+  const pool = new PartBufferPool(MiB, { now: () => clock })
+  const evicted: number[] = []
+  const attackers = await Promise.all([0, 1, 2, 3].map(async (i) => {
+    const part = await pool.open(256 * KiB, undefined, () => { evicted.push(i); part.abandon() })
+    part.write(new Uint8Array(HEAD_BYTES))
+    await part.grow()
+    part.write(new Uint8Array(250 * KiB - HEAD_BYTES))
+    clock += 10 // the first attacker is the one idle longest
+    return part
+  }))
+  t.equal(pool.used, MiB, 'the budget is held')
+  clock += 5000
+  const healthy = await pool.open(256 * KiB)
+  t.same(evicted, [0], 'the attacker idle longest was failed (503), not the new upload')
+  healthy.write(new Uint8Array(HEAD_BYTES))
+  await healthy.grow()
+  t.equal(healthy.room(), 256 * KiB - HEAD_BYTES, 'and the healthy part fills')
+  healthy.abandon()
+  for (const part of attackers.slice(1)) part.abandon()
   t.equal(pool.used, 0)
 })
