@@ -16,31 +16,13 @@ import { startApp } from '../support/app.ts'
 import { launchChromium, needsChromium } from '../support/browser.ts'
 import { postMultipart } from '../support/multipart.ts'
 import { expectNoPendingUploads, freshBucket, listKeys, testClient, testS3 } from '../support/s3.ts'
-import { mp4Bytes as mp4, pngBytes } from '../support/samples.ts'
+import { mp4Bytes as mp4, pngBytes, pngChunk } from '../support/samples.ts'
 
 const server = await testS3()
 const client = testClient(server)
 const bucket = await freshBucket(t, server, client)
 
 const SCRIPT = '<html><head><title>safe</title></head><body><script>document.title=\'pwned\'</script></body></html>'
-
-function crc32 (bytes: Uint8Array): number {
-  let crc = 0xffffffff
-  for (const byte of bytes) {
-    crc ^= byte
-    for (let k = 0; k < 8; k++) crc = (crc >>> 1) ^ (0xedb88320 & -(crc & 1))
-  }
-  return (crc ^ 0xffffffff) >>> 0
-}
-
-function pngChunk (type: string, data: Buffer): Buffer {
-  const head = Buffer.alloc(8)
-  head.writeUInt32BE(data.length, 0)
-  head.write(type, 4, 'ascii')
-  const crc = Buffer.alloc(4)
-  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])), 0)
-  return Buffer.concat([head, data, crc])
-}
 
 /** A valid PNG (signature, IHDR, IDAT, IEND) carrying an HTML page in a tEXt chunk and again after IEND. */
 function polyglot (): Buffer {

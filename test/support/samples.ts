@@ -1,22 +1,14 @@
 // Tiny files of real formats, for content sniffing tests.
-import { deflateSync } from 'node:zlib'
+import { crc32, deflateSync } from 'node:zlib'
 import { randomBytes } from 'node:crypto'
 
-function crc32 (bytes: Uint8Array): number {
-  let crc = 0xffffffff
-  for (const byte of bytes) {
-    crc ^= byte
-    for (let k = 0; k < 8; k++) crc = (crc >>> 1) ^ (0xedb88320 & -(crc & 1))
-  }
-  return (crc ^ 0xffffffff) >>> 0
-}
-
-function chunk (type: string, data: Buffer): Buffer {
+/** A PNG chunk: length, type, data and its CRC32. */
+export function pngChunk (type: string, data: Buffer): Buffer {
   const head = Buffer.alloc(8)
   head.writeUInt32BE(data.length, 0)
   head.write(type, 4, 'ascii')
   const crc = Buffer.alloc(4)
-  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])), 0)
+  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])) >>> 0, 0)
   return Buffer.concat([head, data, crc])
 }
 
@@ -28,10 +20,10 @@ export function pngBytes (size = 1000, w = 4, h = 4): Buffer {
   ihdr[8] = 8 // bit depth
   ihdr[9] = 0 // greyscale
   const raw = Buffer.alloc((w + 1) * h, 0x80)
-  const body = [Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw))]
+  const body = [Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), pngChunk('IHDR', ihdr), pngChunk('IDAT', deflateSync(raw))]
   const used = body.reduce((sum, b) => sum + b.length, 0) + 12 + 12
-  if (size > used) body.push(chunk('teXt', Buffer.concat([Buffer.from('pad\0'), randomBytes(size - used - 4)])))
-  body.push(chunk('IEND', Buffer.alloc(0)))
+  if (size > used) body.push(pngChunk('teXt', Buffer.concat([Buffer.from('pad\0'), randomBytes(size - used - 4)])))
+  body.push(pngChunk('IEND', Buffer.alloc(0)))
   return Buffer.concat(body)
 }
 
