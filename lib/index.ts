@@ -3,12 +3,12 @@ import fp from 'fastify-plugin'
 import fastifyMultipart from '@fastify/multipart'
 import { AlreadyRegisteredError, ClosingError, InvalidOptionError } from './errors.js'
 import { engineFor, forgetEngine } from './engine.js'
-import { checkCombination, layerRules, parseOptions, RULE_OPTIONS, type S3ChunkConfig, type S3ChunkOptions } from './options.js'
-import { bodyConsumed, createRequestApi, kScope, maxPartSize, type Scope } from './request-api.js'
+import { checkRootConfig, layerRules, parseOptions, RULE_OPTIONS, type S3ChunkConfig, type S3ChunkOptions } from './options.js'
+import { bodyConsumed, createRequestApi, kScope, type Scope } from './request-api.js'
 import { directRoutes } from './direct/routes.js'
 import { abortStaleUploads, ensureCors, ensureLifecycleRule } from './maintenance.js'
 import type { S3ChunkDecorator } from './types.js'
-import { scheduleCapacity } from './upload/part-schedule.js'
+import { maxPartSize, scheduleCapacity } from './upload/part-schedule.js'
 
 type Scoped = FastifyInstance & { [kScope]?: Scope }
 
@@ -24,8 +24,7 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
   const parsed = parseOptions(options)
   const outer = instance[kScope]
   // Checked before the engine exists: a refused registration must not leave a worker pool behind.
-  if (outer === undefined && parsed.config.bucket === undefined) throw new InvalidOptionError('"bucket": required (where objects go)')
-  if (outer === undefined) checkCombination(parsed.config, '')
+  if (outer === undefined) checkRootConfig(parsed.config)
   const { engine, created } = engineFor(fastify, parsed.config, parsed.given)
   if (created) {
     // Uploads still running at shutdown are aborted (never committed half-done),

@@ -496,7 +496,12 @@ function deepFreeze<T extends object> (value: T): Readonly<T> {
 /** A registration's config as the first registration in an app makes it (a bucket required): for tests and tools. */
 export function configOf (input: S3ChunkOptions): S3ChunkConfig {
   const { config } = parseOptions(input)
+  checkRootConfig(config)
+  return config
+}
+
+/** What only the first registration must have: a bucket, and rules that fit the engine. */
+export function checkRootConfig (config: ParsedOptions['config']): asserts config is S3ChunkConfig {
   if (config.bucket === undefined) throw new InvalidOptionError('"bucket": required (where objects go)')
   checkCombination(config, '')
-  return config as S3ChunkConfig
 }

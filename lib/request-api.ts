@@ -22,7 +22,7 @@ import { objectUrl } from './s3-client.js'
 import type { S3Fields, S3File } from './types.js'
 import { uploadStream, type UploadTarget } from './upload/coordinator.js'
 import { IdleWatch } from './upload/idle-watch.js'
-import { partSchedule } from './upload/part-schedule.js'
+import { maxPartSize, partSchedule } from './upload/part-schedule.js'
 import { ProgressReporter } from './upload/progress.js'
 import { isStorageFailure } from './upload/s3-failure.js'
 import { failureInfo, withRetries } from './upload/send-part.js'
@@ -358,15 +358,6 @@ interface Upload {
   config: S3ChunkConfig
   watch: IdleWatch
   signal: AbortSignal | undefined
-}
-
-/**
- * The largest part the plugin makes: a quarter of the memory budget (or the
- * configured part size, when larger), so one upload's part can never take the
- * whole budget, whatever size a client declares.
- */
-export function maxPartSize (config: Pick<S3ChunkConfig, 'partSize' | 'maxBufferedBytes'>): number {
-  return Math.max(config.partSize, Math.floor(config.maxBufferedBytes / 4))
 }
 
 /** Deletes a stored object (that exact version, when the bucket keeps versions); a failure is logged, never thrown over the cause. */

@@ -1,4 +1,4 @@
-import { MAX_PART_SIZE, MiB } from '../options.js'
+import { MAX_PART_SIZE, MiB, type S3ChunkConfig } from '../options.js'
 
 export interface ScheduleOptions {
   /** The configured (smallest) part size. */
@@ -116,4 +116,13 @@ function growthGroup (partSize: number, maxParts: number, target: number, cap: n
     else high = middle - 1
   }
   return low
+}
+
+/**
+ * The largest part the plugin makes: a quarter of the memory budget (or the
+ * configured part size, when larger), so one upload's part can never take the
+ * whole budget, whatever size a client declares.
+ */
+export function maxPartSize (config: Pick<S3ChunkConfig, 'partSize' | 'maxBufferedBytes'>): number {
+  return Math.max(config.partSize, Math.floor(config.maxBufferedBytes / 4))
 }
