@@ -3,10 +3,11 @@
 // completion check deletes.
 import t from 'tap'
 import { GetBucketCorsCommand } from '@aws-sdk/client-s3'
-import Fastify, { type FastifyInstance } from 'fastify'
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
+import Fastify from 'fastify'
 import s3Chunk, { ForbiddenError, type S3ChunkOptions, type S3File } from 'fastify-s3-chunk'
+import { startDirect as startSharedDirect, type Direct } from '../security/direct-support.ts'
 import { isAbort, isComplete, startFaultProxy } from '../support/fault-proxy.ts'
 import { pngBytes } from '../support/samples.ts'
 import { expectNoPendingUploads, freshBucket, listKeys, needsStrictS3, objectDigest, objectExists, pluginS3Options, sha256, testClient, testS3 } from '../support/s3.ts'
@@ -18,32 +19,16 @@ const skip = needsStrictS3(server)
 
 const tokens: Record<string, string> = { 'token-alice': 'alice', 'token-bob': 'bob' }
 
-interface Direct { app: FastifyInstance, url: string, stored: S3File[] }
-
+/** The shared starter, with this file's token users (and a banned one). */
 async function startDirect (t: { teardown: (fn: () => unknown) => void }, bucket: string, extra: Partial<S3ChunkOptions> = {}, direct: Partial<NonNullable<S3ChunkOptions['direct']>> = {}): Promise<Direct> {
-  const stored: S3File[] = []
-  const app = Fastify()
-  await app.register(s3Chunk, {
-    bucket,
-    keyPrefix: 'media',
-    mode: 'inline',
-    s3: pluginS3Options(server),
-    maxFileSize: 20 * MiB,
-    onUploadComplete: (file) => { stored.push(file) },
-    direct: {
-      authorize: (request) => {
-        const userId = tokens[request.headers.authorization ?? '']
-        if (request.headers.authorization === 'token-banned') throw new ForbiddenError('this account may not upload')
-        return userId === undefined ? null : { userId }
-      },
-      ...direct
+  return await startSharedDirect(t, server, bucket, extra, {
+    authorize: (request) => {
+      const userId = tokens[request.headers.authorization ?? '']
+      if (request.headers.authorization === 'token-banned') throw new ForbiddenError('this account may not upload')
+      return userId === undefined ? null : { userId }
     },
-    ...extra
+    ...direct
   })
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  t.teardown(() => app.close())
-  const address = app.server.address()
-  return { app, url: `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`, stored }
 }
 
 async function api (url: string, token: string | null, method = 'GET', body?: unknown): Promise<{ status: number, json: any }> {

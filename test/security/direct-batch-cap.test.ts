@@ -5,11 +5,10 @@
 // part a call), and signing yields to the loop. The latency figure here is a
 // generous sanity bound; `tsx bench/sign-batches.ts` measures it.
 import t from 'tap'
-import Fastify from 'fastify'
 import { randomBytes } from 'node:crypto'
-import s3Chunk from 'fastify-s3-chunk'
+import { startDirect } from './direct-support.ts'
 import { startPinger } from '../support/health-pinger.ts'
-import { freshBucket, needsStrictS3, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
+import { freshBucket, needsStrictS3, testClient, testS3 } from '../support/s3.ts'
 
 const MiB = 1024 * 1024
 const server = await testS3()
@@ -19,19 +18,10 @@ const CAP = 100
 
 t.test(`a batch signs at most ${CAP} parts; more is refused with 400; signing keeps /health responsive`, { skip }, async (t) => {
   const bucket = await freshBucket(t, server, client)
-  const app = Fastify()
-  await app.register(s3Chunk, {
-    bucket,
-    keyPrefix: 'media',
-    mode: 'inline',
-    s3: pluginS3Options(server),
-    direct: { authorize: () => ({ userId: 'alice' }) }
+  // The default maxFileSize (the shared starter's 20 MiB would refuse the 5 GiB upload this test signs for).
+  const { url } = await startDirect(t, server, bucket, { maxFileSize: 5 * 1024 * 1024 * MiB }, { authorize: () => ({ userId: 'alice' }) }, (app) => {
+    app.get('/health', async () => ({ ok: true }))
   })
-  app.get('/health', async () => ({ ok: true }))
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  t.teardown(() => app.close())
-  const address = app.server.address()
-  const url = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`
   const size = 1024 * 5 * MiB
   const created = await (await fetch(`${url}/s3/multipart`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ filename: 'huge.bin', type: 'application/octet-stream', size }) })).json() as { key: string, uploadId: string }
   const batchUrl = (count: number): string => `${url}/s3/multipart/${encodeURIComponent(created.uploadId)}/batch?key=${encodeURIComponent(created.key)}&partNumbers=${Array.from({ length: count }, (_, i) => i + 1).join(',')}`

@@ -5,30 +5,21 @@
 // signs its exact Content-Length from Uppy's part plan: MinIO (strict, like
 // AWS) refuses a body of any other length.
 import t from 'tap'
-import Fastify from 'fastify'
+import type { FastifyRequest } from 'fastify'
 import { randomBytes } from 'node:crypto'
-import s3Chunk, { type S3ChunkOptions } from 'fastify-s3-chunk'
-import { expectNoPendingUploads, freshBucket, needsStrictS3, objectDigest, pluginS3Options, sha256, testClient, testS3 } from '../support/s3.ts'
+import type { DirectUser, S3ChunkOptions } from 'fastify-s3-chunk'
+import { startDirect } from './direct-support.ts'
+import { expectNoPendingUploads, freshBucket, needsStrictS3, objectDigest, sha256, testClient, testS3 } from '../support/s3.ts'
 
 const MiB = 1024 * 1024
 const server = await testS3()
 const client = testClient(server)
 const skip = needsStrictS3(server)
 
+/** The shared starter with Alice signed in by a bearer-like header. */
 async function start (t: { teardown: (fn: () => unknown) => void }, bucket: string, direct: Partial<NonNullable<S3ChunkOptions['direct']>> = {}): Promise<string> {
-  const app = Fastify()
-  await app.register(s3Chunk, {
-    bucket,
-    keyPrefix: 'media',
-    mode: 'inline',
-    s3: pluginS3Options(server),
-    maxFileSize: 20 * MiB,
-    direct: { authorize: (request) => request.headers.authorization === 'token-alice' ? { userId: 'alice' } : null, ...direct }
-  })
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  t.teardown(() => app.close())
-  const address = app.server.address()
-  return `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`
+  const authorize = (request: FastifyRequest): DirectUser | null => request.headers.authorization === 'token-alice' ? { userId: 'alice' } : null
+  return (await startDirect(t, server, bucket, {}, { authorize, ...direct })).url
 }
 
 async function api (url: string, method = 'GET', body?: unknown): Promise<{ status: number, json: any }> {

@@ -12,7 +12,8 @@ export interface Direct { app: FastifyInstance, url: string, stored: S3File[] }
 
 type DirectOptions = Partial<NonNullable<S3ChunkOptions['direct']>>
 
-export async function startDirect (t: { teardown: (fn: () => unknown) => void }, server: S3Server, bucket: string, extra: Partial<S3ChunkOptions> = {}, direct: DirectOptions = {}): Promise<Direct> {
+/** A real server on port 0 with the direct routes (user from the `x-user` header unless `direct.authorize` says otherwise); `setup` adds routes before it listens. */
+export async function startDirect (t: { teardown: (fn: () => unknown) => void }, server: S3Server, bucket: string, extra: Partial<S3ChunkOptions> = {}, direct: DirectOptions = {}, setup?: (app: FastifyInstance) => void): Promise<Direct> {
   const stored: S3File[] = []
   const app = Fastify()
   await app.register(s3Chunk, {
@@ -31,6 +32,7 @@ export async function startDirect (t: { teardown: (fn: () => unknown) => void },
     },
     ...extra
   })
+  setup?.(app)
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(() => app.close())
   const address = app.server.address()
