@@ -1,6 +1,7 @@
 import { isDeepStrictEqual } from 'node:util'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { S3Client } from '@aws-sdk/client-s3'
-import { InvalidOptionError } from './errors.js'
+import { ClosingError, InvalidOptionError } from './errors.js'
 import { ENGINE_OPTIONS, type EngineConfig } from './options.js'
 import { createPartClient, createS3Client } from './s3-client.js'
 import type { S3ChunkStats } from './types.js'
@@ -8,6 +9,7 @@ import { PartBufferPool } from './upload/part-buffer-pool.js'
 import { createInlineSender, type PartSender } from './upload/part-sender.js'
 import { Shutdown } from './upload/shutdown.js'
 import { createWorkerPoolSender } from './upload/worker-pool-sender.js'
+import { Telemetry } from './telemetry.js'
 
 /**
  * What every upload of an app draws on, made once: the worker pool, the
@@ -26,7 +28,12 @@ export class Engine {
   readonly counters = { uploadsInFlight: 0, partsInFlight: 0 }
   /** Closed when the app closes: uploads in flight are aborted, not committed. */
   readonly shutdown = new Shutdown()
+  /** Spans and metrics (OpenTelemetry's API; a no-op without an SDK). Front doors start an upload's span here. */
+  readonly telemetry: Telemetry
+  #closing = false
   #closed = false
+  /** Uploads in flight that do not go through the coordinator (`track()`): the grace waits for them too. */
+  #tracked = 0
 
   constructor (config: EngineConfig) {
     // Only the engine's own options: the registration's rules are not the engine's.
@@ -37,6 +44,53 @@ export class Engine {
       ? createWorkerPoolSender(config, this.uploadClient)
       : createInlineSender(this.uploadClient, { checksum: config.checksum, retry: config.retry })
     this.buffers = new PartBufferPool(config.maxBufferedBytes)
+    this.telemetry = new Telemetry(this.buffers)
+    this.buffers.onWaited = (ms) => { this.telemetry.waitedForMemory(ms) }
+  }
+
+  /** True from the start of `app.close()`: new uploads are refused (`assertOpen()`), those in flight go on for the grace period. */
+  get closing (): boolean { return this.#closing }
+
+  /**
+   * Every front door calls it before it starts a new upload (a streamed
+   * upload, a direct create or signing of a new file, a tus creation): throws
+   * ClosingError (503; the reply carries `Retry-After`) once the app is closing.
+   */
+  assertOpen (): void {
+    if (this.#closing) throw new ClosingError()
+  }
+
+  /**
+   * Keeps the close grace waiting for `work` (an upload that does not go
+   * through the coordinator, whose uploads are counted already); resolves
+   * or rejects as it does.
+   */
+  async track<T> (work: Promise<T>): Promise<T> {
+    this.#tracked += 1
+    try {
+      return await work
+    } finally {
+      this.#tracked -= 1
+    }
+  }
+
+  /**
+   * The app is closing (preClose): new uploads are refused from now on;
+   * uploads in flight may finish for `closeGracePeriod` ms; then the rest
+   * are aborted (never committed half).
+   */
+  async drain (): Promise<void> {
+    this.#closing = true
+    const deadline = Date.now() + this.config.closeGracePeriod
+    // Polled, not evented: a few wake-ups during a close cost nothing, and no upload path pays for it.
+    for (let left = deadline - Date.now(); left > 0 && this.#inFlight() > 0; left = deadline - Date.now()) {
+      await sleep(Math.min(50, left))
+    }
+    this.shutdown.close(new ClosingError())
+  }
+
+  #inFlight (): number {
+    return this.counters.uploadsInFlight + this.#tracked
   }
 
   stats (): S3ChunkStats {
@@ -56,6 +110,8 @@ export class Engine {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    this.#closing = true
+    this.telemetry.close()
     await this.sender.close()
     this.client.destroy()
     this.uploadClient.destroy()

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import fastifyMultipart from '@fastify/multipart'
-import { AlreadyRegisteredError, ClosingError, InvalidOptionError } from './errors.js'
+import { AlreadyRegisteredError, InvalidOptionError } from './errors.js'
 import { engineFor, forgetEngine } from './engine.js'
 import { checkRootConfig, layerRules, parseOptions, RULE_OPTIONS, type S3ChunkConfig, type S3ChunkOptions } from './options.js'
 import { bodyConsumed, createRequestApi, kScope, type Scope } from './request-api.js'
@@ -9,6 +9,7 @@ import { directRoutes } from './direct/routes.js'
 import { abortStaleUploads, ensureCors, ensureLifecycleRule } from './maintenance.js'
 import type { S3ChunkDecorator } from './types.js'
 import { maxPartSize, scheduleCapacity } from './upload/part-schedule.js'
+import { closingReplies, directLifecycle } from './lifecycle.js'
 
 type Scoped = FastifyInstance & { [kScope]?: Scope }
 
@@ -27,11 +28,13 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
   if (outer === undefined) checkRootConfig(parsed.config)
   const { engine, created } = engineFor(fastify, parsed.config, parsed.given)
   if (created) {
-    // Uploads still running at shutdown are aborted (never committed half-done),
-    // so close() does not wait on clients that may take hours.
+    // On close new uploads are refused (503, Retry-After); those in flight may
+    // finish for closeGracePeriod, then the rest are aborted (never committed
+    // half-done), so close() does not wait on clients that may take hours.
     fastify.addHook('preClose', async () => {
-      engine.shutdown.close(new ClosingError())
+      await engine.drain()
     })
+    closingReplies(fastify, engine)
     fastify.addHook('onClose', async () => {
       await engine.close()
       forgetEngine(fastify)
@@ -66,12 +69,16 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
   if (direct !== undefined && (outer === undefined || parsed.given.has('direct'))) {
     const directConfig = direct.rules === undefined ? config : Object.hasOwn(rules, direct.rules) ? rules[direct.rules] : undefined
     if (directConfig === undefined) throw new InvalidOptionError(`"direct.rules": no rule set named "${direct.rules ?? ''}"`)
-    await fastify.register(directRoutes, {
-      prefix: direct.prefix,
-      config: directConfig,
-      direct,
-      client: engine.client,
-      onStored: async (file, request) => { await directConfig.onUploadComplete?.(file, request) }
+    // Wrapped: refused while closing (new uploads only), traced (completes).
+    await fastify.register(async (routes) => {
+      directLifecycle(routes, engine, directConfig.bucket)
+      await routes.register(directRoutes, {
+        prefix: direct.prefix,
+        config: directConfig,
+        direct,
+        client: engine.client,
+        onStored: async (file, request) => { await directConfig.onUploadComplete?.(file, request) }
+      })
     })
   }
 

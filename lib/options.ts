@@ -365,7 +365,13 @@ const engineShape = {
   /** `workers`: parts sent from a Piscina thread pool; `inline`: from the main thread. */
   mode: z.enum(['workers', 'inline']).default('workers'),
   /** Worker pool sizing (mode `workers`). */
-  workers: workersSchema.default({ maxThreads: defaultThreads, concurrentTasksPerWorker: 16, idleTimeout: 60_000 })
+  workers: workersSchema.default({ maxThreads: defaultThreads, concurrentTasksPerWorker: 16, idleTimeout: 60_000 }),
+  /**
+   * Milliseconds `app.close()` lets uploads in flight finish before it aborts
+   * them; new uploads are refused (503 FST_S3CHUNK_CLOSING, `Retry-After`) from
+   * the start of the close. 0 (the default): aborted at once.
+   */
+  closeGracePeriod: int(0, 3_600_000).default(0)
 }
 
 /** Names of the engine options (set once per app). */

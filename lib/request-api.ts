@@ -168,12 +168,14 @@ export function createRequestApi (): {
     const progress = config.onProgress === undefined
       ? null
       : new ProgressReporter(config.onProgress, { fieldName: part.fieldname, originalName, key, total: declaredLength(request) })
+    const telemetry = engine.telemetry.startUpload('streamed', { bucket: config.bucket, key })
     const settle = async (contentType: string): Promise<void> => {
       target.contentType = contentType
       target.objectParams = await objectParamsFor(config, { ...file, contentType }, overrides?.objectParams)
     }
     try {
-      const outcome = await uploadStream(checkedSource(part, declared, config, watch, settle, progress, onConsumed), target, {
+      // The span is active for the upload's S3 calls from the main thread (children under the SDK's instrumentation).
+      const outcome = await telemetry.run(async () => await uploadStream(checkedSource(part, declared, config, watch, settle, progress, onConsumed), target, {
         client: engine.uploadClient,
         retry: engine.config.retry,
         sender: engine.sender,
@@ -196,8 +198,10 @@ export function createRequestApi (): {
         ...(signal !== undefined ? { signal } : {}),
         ...(progress !== null ? { onStored: (bytes: number, parts: number) => { progress.stored(bytes, parts) } } : {}),
         ...(commitGate !== undefined ? { commitGate } : {}),
-        log: request.log
-      })
+        log: request.log,
+        telemetry
+      }))
+      telemetry.stored(outcome)
       const stored: S3File = {
         fieldName: part.fieldname,
         originalName,
@@ -214,6 +218,7 @@ export function createRequestApi (): {
       progress?.done(outcome.size, outcome.parts)
       return stored
     } catch (error) {
+      telemetry.failed(translateError(error, config))
       if (isStorageFailure(error)) {
         request.log.error({ key, s3: error.s3 }, `fastify-s3-chunk: ${error.s3.operation} failed (${error.s3.code ?? error.s3.name}); upload aborted`)
       } else {
@@ -245,6 +250,8 @@ export function createRequestApi (): {
 
   function begin (request: FastifyRequest, options: UploadOptions | undefined): { upload: Upload, parts: AsyncIterableIterator<Multipart> } {
     const { scope, config } = rulesFor(request, options)
+    // Closing: a new upload is refused before any byte of it is read (503, Retry-After).
+    scope.engine.assertOpen()
     const parts = openParts(request, config)
     const upload: Upload = { engine: scope.engine, config, watch: new IdleWatch(config.bodyTimeout), signal: options?.signal }
     return { upload, parts }

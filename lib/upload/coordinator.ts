@@ -12,7 +12,8 @@ import type { PartSender } from './part-sender.js'
 import { etagValue } from '../s3-client.js'
 import type { Shutdown } from './shutdown.js'
 import { failureInfo, withRetries } from './send-part.js'
-import { storageFailure } from './s3-failure.js'
+import { isStorageFailure, storageFailure, type S3FailureInfo } from './s3-failure.js'
+import type { UploadTelemetry } from '../telemetry.js'
 import {
   abortMultipartUpload,
   checksumAlgorithm,
@@ -60,6 +61,8 @@ export interface UploadDeps {
    */
   commitGate?: Promise<void>
   log?: FastifyBaseLogger
+  /** The upload's span and figures (telemetry.ts): parts, retries, failures. */
+  telemetry?: UploadTelemetry
 }
 
 /** A readable we can stop reading at once; plain async iterables are only abandoned. */
@@ -108,7 +111,15 @@ class FileUpload {
     this.#source = source
     this.#target = target
     this.#deps = deps
-    this.#scope = { client: deps.client, retry: deps.retry, target, checksum: deps.checksum, log: deps.log }
+    const telemetry = deps.telemetry
+    this.#scope = {
+      client: deps.client,
+      retry: deps.retry,
+      target,
+      checksum: deps.checksum,
+      log: deps.log,
+      ...(telemetry !== undefined ? { onRetry: (info: S3FailureInfo) => { telemetry.retry(info.operation, { code: info.code ?? info.name, ...(info.requestId !== undefined ? { requestId: info.requestId } : {}) }) } } : {})
+    }
     this.#failed = new Promise((resolve) => {
       this.#stop.signal.addEventListener('abort', () => resolve(null), { once: true })
     })
@@ -179,7 +190,10 @@ class FileUpload {
         return outcome
       }
 
-      this.#uploadId ??= await createMultipartUpload(this.#scope)
+      if (this.#uploadId === undefined) {
+        this.#uploadId = await createMultipartUpload(this.#scope)
+        this.#deps.telemetry?.setUploadId(this.#uploadId)
+      }
       while (this.#inFlight.size >= this.#deps.partConcurrency && this.#failure === null) {
         await Promise.race([...this.#inFlight, this.#failed])
       }
@@ -207,9 +221,11 @@ class FileUpload {
       (done) => {
         this.#completed.push(completedPart(part.number, done.etag, done.checksum, this.#deps.checksum))
         this.#deps.onStored?.(length, 1)
+        this.#deps.telemetry?.part(part.number, length, done.retried)
         this.#settle(capacity, done.body)
       },
       (error: unknown) => {
+        if (isStorageFailure(error)) this.#deps.telemetry?.failure(error.s3)
         this.#fail(error)
         this.#settle(capacity, (error as { partBuffer?: ArrayBuffer }).partBuffer)
       }
@@ -237,7 +253,7 @@ class FileUpload {
         ...checksumAlgorithm(this.#deps.checksum),
         ...(identity?.send === true ? { [identity.field]: identity.value } : {}),
         ...conditionalWrite(this.#target)
-      })))
+      })), undefined, this.#scope.onRetry)
       return outcomeOf(value, { size: this.#size, parts: 0 }, this.#deps.checksum)
     } catch (error) {
       const info = failureInfo('PutObject', error)

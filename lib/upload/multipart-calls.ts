@@ -48,6 +48,8 @@ export interface MultipartScope {
   target: UploadTarget
   checksum: ChecksumSetting
   log?: FastifyBaseLogger | undefined
+  /** Told of each failed request that is retried (telemetry). */
+  onRetry?: ((info: S3FailureInfo) => void) | undefined
 }
 
 /** What aborting (and looking up) an upload needs. */
@@ -65,7 +67,7 @@ export async function createMultipartUpload (scope: MultipartScope): Promise<str
       Key: target.key,
       ContentType: target.contentType,
       ...checksumAlgorithm(scope.checksum)
-    })))
+    })), undefined, scope.onRetry)
     if (value.UploadId === undefined) throw new Error('CreateMultipartUpload answered without an UploadId')
     return value.UploadId
   } catch (error) {
@@ -100,7 +102,7 @@ export async function completeMultipartUpload (scope: MultipartScope, uploadId: 
     })), async () => {
       consumed = await uploadState(scope, uploadId) === 'gone'
       return !consumed
-    })
+    }, scope.onRetry)
     completed = outcomeOf(value, { size, parts: parts.length }, scope.checksum)
   } catch (error) {
     return await recoverComplete(scope, uploadId, expected, consumed, failureInfo('CompleteMultipartUpload', error))
@@ -162,9 +164,15 @@ function recovered (scope: MultipartScope, uploadId: string, failure: S3FailureI
 }
 
 /**
- * Aborts the upload and checks that it is gone (ListParts answers
- * NoSuchUpload), as S3 advises: a request still running in S3 can outlive an
- * abort (and MinIO answers an abort of an unknown upload with success).
+ * Aborts the upload and checks that it is gone, as S3 advises ("call
+ * ListParts and ensure that the parts list is empty"): a request still
+ * running in S3 can outlive an abort (and MinIO answers an abort of an
+ * unknown upload with success). Gone is NoSuchUpload, or — only right after
+ * an abort of ours that S3 answered with success — an empty parts list: that
+ * is how SeaweedFS answers for an aborted upload, and S3's own advice for
+ * knowing the parts' storage freed. An empty list after an abort that got no
+ * answer proves nothing (an upload can exist with no parts yet), and
+ * elsewhere (a Complete's answer lost) only NoSuchUpload means gone.
  * Bounded by `retry.attempts` rounds of one abort each. Best effort: a failed
  * abort is logged (a lifecycle rule or abortStaleUploads() reclaims it),
  * never thrown over the failure that caused it.
@@ -188,7 +196,7 @@ export async function abortMultipartUpload (scope: AbortScope, uploadId: string)
       }
     }
     // 'unknown' (ListParts not allowed, say): an answered abort is trusted.
-    if (answered && await uploadState(scope, uploadId) !== 'present') return
+    if (answered && await uploadState(scope, uploadId, { emptyIsGone: true }) !== 'present') return
     if (round >= retry.attempts) break
     await sleep(backoffDelay(round, retry))
   }
@@ -273,11 +281,15 @@ export async function headOf (client: S3Client, target: Pick<UploadTarget, 'buck
 
 type UploadState = 'gone' | 'present' | 'unknown'
 
-/** What ListParts says of the upload: gone (NoSuchUpload), present, or unknown (any other failure). */
-async function uploadState (scope: AbortScope, uploadId: string): Promise<UploadState> {
+/**
+ * What ListParts says of the upload: gone (NoSuchUpload; with `emptyIsGone`,
+ * also a list of no parts), present, or unknown (any other failure).
+ */
+async function uploadState (scope: AbortScope, uploadId: string, options: { emptyIsGone?: boolean } = {}): Promise<UploadState> {
   const { client, target } = scope
   try {
-    await client.send(new ListPartsCommand({ Bucket: target.bucket, Key: target.key, UploadId: uploadId, MaxParts: 1 }))
+    const listed = await client.send(new ListPartsCommand({ Bucket: target.bucket, Key: target.key, UploadId: uploadId, MaxParts: 1 }))
+    if (options.emptyIsGone === true && (listed.Parts ?? []).length === 0 && listed.IsTruncated !== true) return 'gone'
     return 'present'
   } catch (error) {
     return isNoSuchUpload(error) ? 'gone' : 'unknown'

@@ -54,6 +54,8 @@ export class PartBufferPool {
   #fillingBytes = 0
   #idleTimer: NodeJS.Timeout | undefined
   #reliefTimer: NodeJS.Timeout | undefined
+  /** Told how long a reservation waited for room, in ms (telemetry); the fast path, with room at once, tells nothing. */
+  onWaited: ((ms: number) => void) | undefined
 
   constructor (limit: number, options: { idleMs?: number, now?: () => number } = {}) {
     this.limit = limit
@@ -135,6 +137,15 @@ export class PartBufferPool {
       this.#account(bytes)
       return
     }
+    const started = this.onWaited !== undefined ? performance.now() : 0
+    try {
+      await this.#wait(bytes, signal, part)
+    } finally {
+      if (this.onWaited !== undefined) this.onWaited(performance.now() - started)
+    }
+  }
+
+  async #wait (bytes: number, signal: AbortSignal | undefined, part: FillingPart | null): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       const waiter: Waiter = { bytes, resolve, reject, part }
       if (signal !== undefined) {

@@ -1,5 +1,5 @@
 import type { ChecksumSetting, RetryPolicy } from '../options.js'
-import type { S3FailureInfo } from './s3-failure.js'
+import type { RetriedRequest, S3FailureInfo } from './s3-failure.js'
 
 /** One UploadPart to perform; crosses to a worker thread with `body` transferred. */
 export interface PartTask {
@@ -36,6 +36,8 @@ export interface PartDone {
   checksum?: string
   /** Attempts it took (1 when the first succeeded). */
   attempts: number
+  /** The failures retried on the way, when there were any (for telemetry). */
+  retried?: RetriedRequest[]
   /** The part's buffer, handed back (transferred back from a worker) for reuse. */
   body?: ArrayBuffer
 }

@@ -18,6 +18,15 @@ export interface S3FailureInfo {
   requestId?: string
   /** Attempts made before giving up (parts only). */
   attempts?: number
+  /** The failures retried before this one (parts only; for telemetry). */
+  retried?: RetriedRequest[]
+}
+
+/** A failed S3 request that was retried: its error code and request id. */
+export interface RetriedRequest {
+  /** S3 error code (SlowDown, InternalError, …) or a Node error code (ECONNRESET, …). */
+  code: string
+  requestId?: string
 }
 
 interface SdkErrorShape {

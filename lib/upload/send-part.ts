@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { UploadPartCommand, type S3Client, type UploadPartCommandOutput } from '@aws-sdk/client-s3'
 import type { ChecksumSetting, RetryPolicy } from '../options.js'
 import type { PartDone, PartPolicy, PartTask } from './part-task.js'
-import { describeS3Error, type S3FailureInfo } from './s3-failure.js'
+import { describeS3Error, type RetriedRequest, type S3FailureInfo } from './s3-failure.js'
 
 /** A request that failed for good: after its last attempt, or at once when not retryable. */
 export class PartFailure extends Error {
@@ -30,7 +30,8 @@ export async function withRetries<T> (
   operation: string,
   retry: RetryPolicy,
   call: () => Promise<T>,
-  beforeRetry?: () => Promise<boolean>
+  beforeRetry?: () => Promise<boolean>,
+  onRetry?: (info: S3FailureInfo) => void
 ): Promise<{ value: T, attempts: number }> {
   for (let attempt = 1; ; attempt++) {
     try {
@@ -39,6 +40,7 @@ export async function withRetries<T> (
       const info = describeS3Error(operation, error)
       info.attempts = attempt
       if (!info.retryable || attempt >= retry.attempts) throw new PartFailure(info)
+      onRetry?.(info)
       await sleep(backoffDelay(attempt, retry))
       if (beforeRetry !== undefined && !await beforeRetry()) throw new PartFailure(info)
     }
@@ -47,8 +49,18 @@ export async function withRetries<T> (
 
 /** Sends one part with retries, re-sending the same buffered bytes. Shared by the inline sender and the worker threads. */
 export async function sendPartWithRetries (client: S3Client, task: PartTask, policy: PartPolicy): Promise<PartDone> {
-  const { value, attempts } = await withRetries('UploadPart', policy.retry, async () => await sendPart(client, task, policy.checksum))
-  return { ...value, attempts }
+  // The failures retried go back with the answer (plain data, from a thread too): telemetry counts them by code.
+  let retried: RetriedRequest[] | undefined
+  const onRetry = (info: S3FailureInfo): void => {
+    (retried ??= []).push(info.requestId !== undefined ? { code: info.code ?? info.name, requestId: info.requestId } : { code: info.code ?? info.name })
+  }
+  try {
+    const { value, attempts } = await withRetries('UploadPart', policy.retry, async () => await sendPart(client, task, policy.checksum), undefined, onRetry)
+    return retried !== undefined ? { ...value, attempts, retried } : { ...value, attempts }
+  } catch (error) {
+    if (error instanceof PartFailure && retried !== undefined) error.info.retried = retried
+    throw error
+  }
 }
 
 /** Full-jitter exponential backoff: uniform in [0, min(max, base × 2^(attempt-1))]. */
