@@ -103,7 +103,8 @@ export class Engine {
       freeBufferBytes: this.buffers.free,
       maxBufferedBytes: this.buffers.limit,
       partsWaitingForMemory: this.buffers.waiting,
-      pool: this.sender.stats()
+      pool: this.sender.stats(),
+      closing: this.#closing
     }
   }
 

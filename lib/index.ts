@@ -26,6 +26,7 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
   const outer = instance[kScope]
   // Checked before the engine exists: a refused registration must not leave a worker pool behind.
   if (outer === undefined) checkRootConfig(parsed.config)
+  if (outer === undefined) checkGracePeriod(fastify, parsed.config.closeGracePeriod)
   const { engine, created } = engineFor(fastify, parsed.config, parsed.given)
   if (created) {
     // On close new uploads are refused (503, Retry-After); those in flight may
@@ -116,6 +117,19 @@ function scopeDecorator (scope: Scope): S3ChunkDecorator {
     abortStaleUploads: async ({ olderThan = 24 * 3600 * 1000 } = {}) => await abortStaleUploads(client, config.bucket, config.keyPrefix, olderThan),
     ensureLifecycleRule: async ({ days = 1 } = {}) => await ensureLifecycleRule(client, config.bucket, config.keyPrefix, days),
     ensureCors: async ({ origins }) => await ensureCors(client, config.bucket, origins)
+  }
+}
+
+/**
+ * Fastify runs preClose hooks under its `pluginTimeout` (default 10 s), and
+ * the grace is spent in one: a grace the timeout would cut fails `close()`
+ * with "Plugin did not start in time" — said at boot instead. A second is
+ * left for the app's own preClose hooks.
+ */
+function checkGracePeriod (fastify: FastifyInstance, grace: number): void {
+  const timeout = (fastify.initialConfig as { pluginTimeout?: number }).pluginTimeout ?? 10_000
+  if (grace > 0 && timeout !== 0 && timeout < grace + 1000) {
+    throw new InvalidOptionError(`"closeGracePeriod": ${grace} ms does not fit in Fastify's pluginTimeout (${timeout} ms), which bounds the preClose hook the grace runs in: give Fastify a pluginTimeout of at least closeGracePeriod + 1000 ms (or 0)`)
   }
 }
 

@@ -49,6 +49,8 @@ export interface S3ChunkStats {
   partsWaitingForMemory: number
   /** Worker pool figures (mode `workers`; null in inline mode). */
   pool: { threads: number, queueSize: number, completed: number } | null
+  /** True once `app.close()` began: new uploads are refused (503) while those in flight finish (`closeGracePeriod`). */
+  closing: boolean
 }
 
 /** `fastify.s3Chunk`: the plugin's instance API. */
