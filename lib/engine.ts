@@ -75,6 +75,17 @@ export class Engine {
   }
 
   /**
+   * Keeps the close grace waiting while a request's body is being read,
+   * not only while one of its files uploads: `s3Files()` between two files
+   * has nothing in flight, yet the request is.
+   */
+  holdRequest (raw: { closed?: boolean, destroyed?: boolean, once: (event: 'close', listener: () => void) => unknown }): void {
+    if (raw.closed === true || raw.destroyed === true) return
+    this.#tracked += 1
+    raw.once('close', () => { this.#tracked -= 1 })
+  }
+
+  /**
    * The app is closing (preClose): new uploads are refused from now on;
    * uploads in flight may finish for `closeGracePeriod` ms; then the rest
    * are aborted (never committed half).

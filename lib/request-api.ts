@@ -253,6 +253,7 @@ export function createRequestApi (): {
     // Closing: a new upload is refused before any byte of it is read (503, Retry-After).
     scope.engine.assertOpen()
     const parts = openParts(request, config)
+    scope.engine.holdRequest(request.raw)
     const upload: Upload = { engine: scope.engine, config, watch: new IdleWatch(config.bodyTimeout), signal: options?.signal }
     return { upload, parts }
   }

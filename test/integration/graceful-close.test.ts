@@ -115,6 +115,11 @@ async function startServer (t: { teardown: (fn: () => unknown) => void }, option
   app.addHook('preClose', async () => { started() })
   await app.register(s3Chunk, { s3: pluginS3Options(server), ...options })
   app.post('/upload', async (request) => await request.s3File())
+  app.post('/many', async (request) => {
+    const files = []
+    for await (const file of request.s3Files()) files.push(file)
+    return { files }
+  })
   app.get('/ping', async () => ({ pong: true }))
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(async () => { await app.close() })
@@ -297,4 +302,43 @@ t.test('a grace that Fastify\'s pluginTimeout would cut is refused at register, 
   t.teardown(async () => { await roomy.close() })
   await roomy.register(s3Chunk, { bucket: 'uploads', s3: pluginS3Options(server), mode: 'inline', closeGracePeriod: 30_000 })
   t.pass('accepted under a pluginTimeout that leaves room')
+})
+
+t.test('s3Files(): a request in flight between two files is not cut by the grace ending at its first file', { skip }, async (t) => {
+  // Regression: the grace waited for uploads in flight only; between two files of one request there is none.
+  const bucket = await freshBucket(t, server, client)
+  const { app, url, closeStarted } = await startServer(t, { bucket, mode: 'inline', closeGracePeriod: 60_000 })
+  const separator = boundary()
+  const first = multipartChunks([{ name: 'a', filename: 'a.txt', contentType: 'text/plain', data: Buffer.from('first file\n') }], separator)
+  const second = multipartChunks([{ name: 'b', filename: 'b.txt', contentType: 'text/plain', data: Buffer.from('second file\n') }], separator)
+  // The first file and the next boundary line (so the first file is known to have ended), not yet the second part's headers.
+  const whole = Buffer.concat([...first.slice(0, -1), ...second])
+  const cut = Buffer.concat(first.slice(0, -1)).byteLength + `--${separator}\r\n`.length
+  const firstBody = whole.subarray(0, cut)
+  const rest = whole.subarray(cut)
+  const answer = new Promise<Outcome>((resolve) => {
+    const req = httpRequest(`${url}/many`, { method: 'POST', agent: false, headers: { 'content-type': `multipart/form-data; boundary=${separator}`, 'content-length': String(firstBody.byteLength + rest.byteLength) } }, (res) => {
+      const parts: Buffer[] = []
+      res.on('data', (chunk: Buffer) => parts.push(chunk))
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts).toString('utf8') }) })
+    })
+    req.on('error', (error) => { resolve({ status: null, headers: {}, body: '', error }) })
+    req.write(firstBody)
+    void (async () => {
+      await until(async () => (await listKeys(client, bucket)).length === 1, 'the first file stored')
+      await until(() => app.s3Chunk.stats().closing, 'the close')
+      await sleep(300)
+      req.end(rest)
+    })()
+  })
+  await until(async () => (await listKeys(client, bucket)).length === 1, 'the first file stored')
+  t.equal(app.s3Chunk.stats().uploadsInFlight, 0, 'nothing uploading between the two files')
+  const closing = app.close()
+  await closeStarted
+  const outcome = await answer
+  t.equal(outcome.status, 200, outcome.body.slice(0, 300))
+  t.equal((JSON.parse(outcome.body) as { files: unknown[] }).files.length, 2, 'both files stored')
+  await closing
+  t.equal((await listKeys(client, bucket)).length, 2)
+  t.same(await pendingUploads(client, bucket), [])
 })
