@@ -42,7 +42,12 @@ export const SUITES: Record<Exclude<StoreName, 'minio'>, StoreSuite> = {
       // what they test is the package, not the store.
       'test/integration/commonjs-consumer.test.ts': 'packaging (npm pack, CommonJS consumers): nothing store-specific, runs on MinIO',
       'test/integration/bundled-app.test.ts': 'packaging (an esbuild bundle): nothing store-specific, runs on MinIO',
-      'test/integration/demo-shutdown.test.ts': 'the demo with its own embedded S3, not the store under test'
+      'test/integration/demo-shutdown.test.ts': 'the demo with its own embedded S3, not the store under test',
+      // Attacks on the plugin's memory budget and event loop: the store is only a sink there.
+      'test/security/slow-clients.test.ts': 'the memory budget against slow clients: the store is only a sink, runs on MinIO',
+      'test/security/five-tib-declaration.test.ts': 'the memory budget against a 5 TiB declaration: the store is only a sink, runs on MinIO',
+      'test/security/max-listeners.test.ts': 'a Node warning count under concurrency: nothing store-specific, runs on MinIO',
+      'test/security/direct-batch-cap.test.ts': 'signing throughput and event-loop latency: the store takes one part, runs on MinIO'
     },
     lacks: {
       kms: 'versitygw has no KMS: it accepts ServerSideEncryption aws:kms / AES256 and stores the object unencrypted (HeadObject reports no encryption)',
