@@ -43,14 +43,26 @@ t.test('abortStaleUploads aborts old uploads under keyPrefix only', { skip }, as
 
 // MinIO refuses a lifecycle rule whose only action is AbortIncompleteMultipartUpload
 // (it wants an Expiration or Transition too) and cleans stale multipart uploads by
-// itself (`api stale_uploads_expiry`, 24 h). The rule's shape and the merging are
-// unit-tested against a mock (test/unit/maintenance.test.ts); here: a store that
-// refuses it gives a clear BucketCallError and the bucket's rules are left as they were.
+// itself (`api stale_uploads_expiry`, 24 h); versitygw has no lifecycle rules at all
+// (PutBucketLifecycleConfiguration is 501 NotImplemented). The rule's shape and the
+// merging are unit-tested against a mock (test/unit/maintenance.test.ts); here: a
+// store that refuses it gives a clear BucketCallError and the bucket's rules are left
+// as they were — each store by its own documented answer.
 t.test('ensureLifecycleRule on a store that refuses the rule fails clearly and changes nothing', { skip }, async (t) => {
   const bucket = await freshBucket(t, server, client)
   const app = await appFor(t, bucket)
   const existing = [{ ID: 'keep-me', Status: 'Enabled' as const, Filter: { Prefix: 'logs/' }, Expiration: { Days: 30 } }]
-  await client.send(new PutBucketLifecycleConfigurationCommand({ Bucket: bucket, LifecycleConfiguration: { Rules: existing } }))
+  const seeded = await client.send(new PutBucketLifecycleConfigurationCommand({ Bucket: bucket, LifecycleConfiguration: { Rules: existing } }))
+    .then(() => null, (error: { name?: string, $metadata?: { httpStatusCode?: number } }) => error)
+  if (seeded !== null) {
+    // A store without lifecycle rules: it must say so (501 NotImplemented), and so must the plugin.
+    t.match(seeded, { name: 'NotImplemented', $metadata: { httpStatusCode: 501 } }, `this store (${server.kind}) has no lifecycle rules`)
+    await t.rejects(app.s3Chunk.ensureLifecycleRule({ days: 2 }), {
+      code: 'FST_S3CHUNK_BUCKET_CALL',
+      s3: { operation: /^(Get|Put)BucketLifecycleConfiguration$/, code: 'NotImplemented', status: 501 }
+    })
+    return
+  }
   await t.rejects(app.s3Chunk.ensureLifecycleRule({ days: 2 }), {
     code: 'FST_S3CHUNK_BUCKET_CALL',
     s3: { operation: 'PutBucketLifecycleConfiguration', code: 'InvalidArgument', status: 400 }

@@ -21,7 +21,7 @@ export const MINIO_MODULE = 'github.com/minio/minio'
 export const MINIO_VERSION = 'v0.0.0-20260212201848-7aac2a2c5b7c'
 
 /** `strict` servers check part sizes, policies and have Abort/ListMultipartUploads (MinIO, AWS); s3rver does not. */
-export type S3Kind = 'minio' | 's3rver' | 'external'
+export type S3Kind = 'minio' | 'versitygw' | 's3rver' | 'external'
 
 export interface S3Server {
   kind: S3Kind
@@ -53,6 +53,18 @@ export function minioBinary (): string {
   return process.env.MINIO_BIN ?? join(cacheDir(), 'bin', 'minio')
 }
 
+/**
+ * versitygw, a second independent S3 implementation (posix backend): the
+ * integration suite runs on it too (S3_SERVER=versitygw), so the tests hold
+ * to S3's semantics rather than to MinIO's answers.
+ */
+export const VERSITYGW_MODULE = 'github.com/versity/versitygw/cmd/versitygw'
+export const VERSITYGW_VERSION = 'v1.8.0'
+
+export function versitygwBinary (): string {
+  return process.env.VERSITYGW_BIN ?? join(cacheDir(), 'bin', 'versitygw')
+}
+
 function haveGo (): boolean {
   return spawnSync('go', ['version'], { stdio: 'ignore' }).status === 0
 }
@@ -69,6 +81,20 @@ export function buildMinio (log: (line: string) => void = console.error): boolea
     env: { ...process.env, GOBIN: bin, CGO_ENABLED: '0', GOFLAGS: '-buildvcs=false' }
   })
   return built.status === 0 && existsSync(minioBinary())
+}
+
+/** Builds versitygw with Go into the cache directory; returns false when Go is missing or the build fails. */
+export function buildVersitygw (log: (line: string) => void = console.error): boolean {
+  if (existsSync(versitygwBinary())) return true
+  if (!haveGo()) return false
+  const bin = join(cacheDir(), 'bin')
+  mkdirSync(bin, { recursive: true })
+  log(`fastify-s3-chunk: building versitygw (${VERSITYGW_VERSION}) into ${bin} — once per machine, a few minutes`)
+  const built = spawnSync('go', ['install', `${VERSITYGW_MODULE}@${VERSITYGW_VERSION}`], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env, GOBIN: bin, CGO_ENABLED: '0', GOFLAGS: '-buildvcs=false' }
+  })
+  return built.status === 0 && existsSync(versitygwBinary())
 }
 
 export async function freePort (): Promise<number> {
@@ -239,6 +265,61 @@ export async function startMinio (options: { quiet?: boolean, tls?: boolean } = 
   }
 }
 
+/**
+ * versitygw's posix backend on a temporary root (buckets are its
+ * directories) with a sidecar directory for metadata (no xattrs needed on
+ * /tmp), on loopback only, keep-alive on as the plugin's clients expect.
+ * Credentials reach it through its environment, not its command line.
+ */
+export async function startVersitygw (options: { quiet?: boolean } = {}): Promise<S3Server> {
+  const port = await freePort()
+  const dir = mkdtempSync(join(tmpdir(), 'fastify-s3-chunk-versitygw-'))
+  const root = join(dir, 'root')
+  const sidecar = join(dir, 'sidecar')
+  mkdirSync(root)
+  mkdirSync(sidecar)
+  const accessKeyId = 'versitygw-test-user'
+  const secretAccessKey = 'versitygw-test-secret-key'
+  const args = ['--port', `127.0.0.1:${port}`, '--health', '/health', '--keep-alive', '--quiet', 'posix', '--sidecar', sidecar, root]
+  const child = spawn(versitygwBinary(), args, {
+    env: { ...process.env, ROOT_ACCESS_KEY_ID: accessKeyId, ROOT_SECRET_ACCESS_KEY: secretAccessKey },
+    stdio: ['ignore', options.quiet === true ? 'ignore' : 'inherit', 'inherit']
+  })
+  const endpoint = `http://127.0.0.1:${port}`
+  // As for MinIO: it must neither keep this process alive nor outlive it.
+  child.unref()
+  const killOnExit = (): void => {
+    child.kill('SIGKILL')
+    try { rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 }) } catch {}
+  }
+  process.once('exit', killOnExit)
+  const stop = async (): Promise<void> => {
+    process.removeListener('exit', killOnExit)
+    if (child.exitCode === null) {
+      child.kill('SIGTERM')
+      await Promise.race([new Promise((resolve) => child.once('exit', resolve)), sleep(5000)])
+      if (child.exitCode === null) child.kill('SIGKILL')
+    }
+    rmSync(dir, { recursive: true, force: true })
+  }
+  try {
+    await waitForHttp(`${endpoint}/health`, child, 30_000)
+  } catch (error) {
+    await stop()
+    throw error
+  }
+  return {
+    kind: 'versitygw',
+    endpoint,
+    region: 'us-east-1',
+    accessKeyId,
+    secretAccessKey,
+    strict: true,
+    description: `versitygw ${VERSITYGW_VERSION} (posix) at ${endpoint} (pid ${child.pid}, no KMS, no TLS)`,
+    stop
+  }
+}
+
 export async function startS3rver (): Promise<S3Server> {
   const { default: S3rver } = await import('s3rver')
   const directory = mkdtempSync(join(tmpdir(), 'fastify-s3-chunk-s3rver-'))
@@ -301,10 +382,18 @@ export function externalTlsS3 (): S3Server | null {
   }
 }
 
-/** S3_ENDPOINT, else MinIO (building it when Go is here), else s3rver. */
+/**
+ * S3_ENDPOINT, else versitygw when S3_SERVER=versitygw (an error when it
+ * cannot be built: asked for by name, it is never replaced by another store),
+ * else MinIO (building it when Go is here), else s3rver.
+ */
 export async function startS3 (options: { quiet?: boolean, log?: (line: string) => void } = {}): Promise<S3Server> {
   const external = externalS3()
   if (external !== null) return external
+  if (process.env.S3_SERVER === 'versitygw') {
+    if (!buildVersitygw(options.log)) throw new Error(`S3_SERVER=versitygw but versitygw is not at ${versitygwBinary()} and could not be built (is Go installed?)`)
+    return await startVersitygw(options)
+  }
   if (process.env.S3_SERVER !== 's3rver' && buildMinio(options.log)) return await startMinio(options)
   return await startS3rver()
 }
@@ -319,6 +408,7 @@ export async function startTlsS3 (options: { quiet?: boolean, log?: (line: strin
   const external = externalTlsS3()
   if (external !== null) return { server: external, reason: '' }
   if (process.env.S3_SERVER === 's3rver') return { server: null, reason: 'S3_SERVER=s3rver: no MinIO over TLS' }
+  if (process.env.S3_SERVER === 'versitygw') return { server: null, reason: 'S3_SERVER=versitygw: the SSE-C tests that need S3 over TLS are not in the versitygw suite' }
   if (!buildMinio(options.log)) return { server: null, reason: 'no MinIO binary (and it could not be built): no S3 over TLS' }
   if (!haveOpenssl()) return { server: null, reason: 'the openssl CLI is not on PATH: no certificate, so no MinIO over TLS' }
   return { server: await startMinio({ ...options, tls: true }), reason: '' }

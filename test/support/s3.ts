@@ -2,20 +2,25 @@
 // when a test file is run on its own).
 import {
   AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
   CreateBucketCommand,
+  CreateMultipartUploadCommand,
   DeleteBucketCommand,
+  DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
   ListPartsCommand,
-  S3Client
+  S3Client,
+  UploadPartCommand
 } from '@aws-sdk/client-s3'
 import { createHash, randomBytes } from 'node:crypto'
 import type { Readable } from 'node:stream'
 import type { Test } from 'tap'
 import { externalS3, externalTlsS3, startS3, type S3Server } from './s3-server.ts'
+import { declaredLack } from './store-suites.ts'
 
 type TapLike = Pick<Test, 'teardown' | 'same'>
 
@@ -84,6 +89,12 @@ export async function testTlsS3 (): Promise<{ server: S3Server, skip: false } | 
     reason = `this process does not trust ${server.endpoint}: NODE_EXTRA_CA_CERTS must be ${server.caFile} when it starts`
   }
   if (reason === null && server !== null) return { server, skip: false }
+  // A store declared to run without TLS (store-suites.ts): a declared skip, accepted by a strict run.
+  const declared = declaredLack('tls')
+  if (declared !== null) {
+    console.log(`# skip: ${declared}`)
+    return { server: null, skip: declared }
+  }
   if (process.env.S3_REQUIRE_STRICT === '1') throw new Error(`S3_REQUIRE_STRICT=1 but ${reason ?? 'no S3 over TLS'}`)
   console.log(`# skip: ${reason ?? ''}`)
   return { server: null, skip: reason ?? 'no S3 over TLS' }
@@ -96,6 +107,12 @@ export async function testTlsS3 (): Promise<{ server: S3Server, skip: false } | 
  */
 export function kmsKeyId (server: S3Server): { keyId: string, skip: false } | { keyId: null, skip: string } {
   if (server.kmsKeyId !== undefined && server.strict) return { keyId: server.kmsKeyId, skip: false }
+  // A store declared to lack KMS (store-suites.ts): a declared skip, accepted by a strict run.
+  const declared = declaredLack('kms')
+  if (declared !== null) {
+    console.log(`# skip: ${declared}`)
+    return { keyId: null, skip: declared }
+  }
   const reason = server.strict
     ? `needs an S3 with a KMS key (S3_KMS_KEY_ID); ${server.description} has none`
     : `needs a strict S3 with a KMS key; running on ${server.kind}`
@@ -192,4 +209,29 @@ export async function objectExists (client: S3Client, bucket: string, key: strin
 
 export function sha256 (bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex')
+}
+
+/**
+ * How the store answers a second CompleteMultipartUpload of an upload it has
+ * finished — S3's documentation allows both answers, and stores differ:
+ * 'NoSuchUpload' (MinIO: the upload is gone) or 'completed' (versitygw, moto,
+ * SeaweedFS: 200 with the object's ETag again). Measured on the store under
+ * test with a one-part upload of one byte, in `bucket`, left as an object.
+ */
+export async function secondCompleteAnswer (client: S3Client, bucket: string): Promise<'NoSuchUpload' | 'completed'> {
+  const Key = `.second-complete-${randomBytes(4).toString('hex')}`
+  const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key }))
+  const { ETag } = await client.send(new UploadPartCommand({ Bucket: bucket, Key, UploadId, PartNumber: 1, Body: 'x' }))
+  const complete = new CompleteMultipartUploadCommand({ Bucket: bucket, Key, UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag }] } })
+  const first = await client.send(complete)
+  try {
+    const second = await client.send(complete)
+    if (second.ETag !== first.ETag) throw new Error(`a second Complete answered 200 with another ETag (${String(second.ETag)} ≠ ${String(first.ETag)})`)
+    return 'completed'
+  } catch (error) {
+    if ((error as { name?: string }).name === 'NoSuchUpload') return 'NoSuchUpload'
+    throw error
+  } finally {
+    await client.send(new DeleteObjectCommand({ Bucket: bucket, Key }))
+  }
 }
