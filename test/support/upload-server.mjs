@@ -10,6 +10,12 @@ import { monitorEventLoopDelay } from 'node:perf_hooks'
 import s3Chunk from 'fastify-s3-chunk'
 
 const options = JSON.parse(process.env.UPLOAD_SERVER_OPTIONS ?? '{}')
+// Direct routes for the deployment tests: every caller is this user (authorize
+// is a function, which JSON cannot carry).
+if (process.env.UPLOAD_SERVER_DIRECT_USER !== undefined) {
+  const user = { userId: process.env.UPLOAD_SERVER_DIRECT_USER }
+  options.direct = { ...options.direct, authorize: () => user }
+}
 // Logs go to stderr: stdout carries the one line that announces the port.
 const app = Fastify({ logger: { level: process.env.UPLOAD_SERVER_LOG ?? 'silent', stream: process.stderr } })
 await app.register(s3Chunk, options)
@@ -45,6 +51,7 @@ process.once('SIGTERM', () => {
   void app.close().then(() => process.exit(0))
 })
 
-await app.listen({ port: 0, host: '127.0.0.1' })
+// A fixed port (UPLOAD_SERVER_PORT) lets a restarted instance come back where nginx expects it.
+await app.listen({ port: Number(process.env.UPLOAD_SERVER_PORT ?? 0), host: '127.0.0.1' })
 const address = app.server.address()
 console.log(JSON.stringify({ port: typeof address === 'object' && address !== null ? address.port : 0 }))
