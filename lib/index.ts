@@ -32,6 +32,14 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
     fastify.addHook('preClose', async () => {
       engine.shutdown.close(new ClosingError())
     })
+    // A request answered while closing must not leave its connection open:
+    // Node closes idle keep-alive connections only once, when close() begins,
+    // so one that goes idle later (an upload refused with 503, or finished)
+    // holds close() until the peer gives up on it — behind nginx's upstream
+    // keepalive, for a minute. Fastify marks only requests arriving after.
+    fastify.addHook('onSend', async (_request, reply) => {
+      if (engine.shutdown.closing) reply.header('connection', 'close')
+    })
     fastify.addHook('onClose', async () => {
       await engine.close()
       forgetEngine(fastify)
