@@ -48,6 +48,14 @@ if (process.env.UPLOAD_SERVER_SAMPLE !== undefined) {
 }
 
 process.once('SIGTERM', () => {
+  if (process.env.UPLOAD_SERVER_DEBUG_CLOSE === '1') {
+    const t0 = Date.now()
+    setInterval(() => {
+      const sym = Object.getOwnPropertySymbols(app.server).find((x) => String(x).includes('connections'))
+      const list = sym ? app.server[sym].all() : []
+      console.error('DBG', Date.now() - t0, JSON.stringify(app.s3Chunk.stats().uploadsInFlight), list.map((so) => JSON.stringify({ port: so.remotePort, msg: so._httpMessage ? { finished: so._httpMessage.finished, sent: so._httpMessage.headersSent, last: so._httpMessage._last, url: so._httpMessage.req?.url, complete: so._httpMessage.req?.complete } : null, read: so.bytesRead, ended: so.readableEnded, wend: so.writableEnded })).join(' | '))
+    }, 2000).unref()
+  }
   void app.close().then(() => process.exit(0))
 })
 
