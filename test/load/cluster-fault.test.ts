@@ -64,7 +64,7 @@ t.test(`${UPLOADS} uploads through nginx to 2 instances on a 4-node MinIO: a nod
   const [portA, portB] = [await freePort(), await freePort()]
   const start = async (port: number): Promise<NodeServer<PluginStats>> => {
     // Stopped by the teardown above (a no-op teardown for tap here: servers are stopped in order there).
-    const server = await startServerProcess({ teardown: () => {} }, options, { UPLOAD_SERVER_PORT: String(port), UPLOAD_SERVER_DIRECT_USER: 'deployer', UPLOAD_SERVER_DEBUG_CLOSE: '1' })
+    const server = await startServerProcess({ teardown: () => {} }, options, { UPLOAD_SERVER_PORT: String(port), UPLOAD_SERVER_DIRECT_USER: 'deployer', UPLOAD_SERVER_DEBUG_CLOSE: '1' }) // DEBUG_CLOSE: see upload-server.mjs
     servers.push(server)
     return server
   }

@@ -48,6 +48,9 @@ if (process.env.UPLOAD_SERVER_SAMPLE !== undefined) {
 }
 
 process.once('SIGTERM', () => {
+  // Diagnosis aid (the cluster fault test sets it): while close() runs, every
+  // 2 s, the connections still open and what each is doing (Node's internal
+  // connection list; nothing is printed when close() ends sooner).
   if (process.env.UPLOAD_SERVER_DEBUG_CLOSE === '1') {
     const t0 = Date.now()
     setInterval(() => {
