@@ -124,22 +124,27 @@ export async function startNginx (options: { site: string, port: number, errorLo
   }
   const child = spawn(nginxBinary(), ['-p', prefix, '-e', errorLog, '-c', conf], { stdio: ['ignore', 'ignore', 'inherit'], ...ids })
   const pid = child.pid ?? 0
-  const killOnExit = (): void => {
-    child.kill('SIGKILL')
-    try { rmSync(prefix, { recursive: true, force: true }) } catch {}
-  }
-  process.once('exit', killOnExit)
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   const workers = (): number[] => {
     try {
       return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter((p) => p !== '').map(Number)
     } catch { return [] }
   }
+  // nginx's workers outlive a master killed with SIGKILL: kill them too.
+  const killAll = (): void => {
+    for (const worker of workers()) { try { process.kill(worker, 'SIGKILL') } catch {} }
+    child.kill('SIGKILL')
+  }
+  const killOnExit = (): void => {
+    killAll()
+    try { rmSync(prefix, { recursive: true, force: true }) } catch {}
+  }
+  process.once('exit', killOnExit)
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   const stop = async (graceMs = 5000): Promise<void> => {
     process.removeListener('exit', killOnExit)
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGQUIT')
-      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs)
+      const timer = setTimeout(killAll, graceMs)
       await exited
       clearTimeout(timer)
     }
