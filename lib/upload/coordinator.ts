@@ -135,7 +135,10 @@ class FileUpload {
     } catch (error) {
       this.#fail(error)
     }
-    if (this.#failure === null && single !== null) return single
+    // A PutObject that succeeded is committed: a failure since (the server
+    // closing, a cancel) cannot undo it, and answering it as failed would
+    // leave an object whose client retries — as a Complete that succeeded is.
+    if (single !== null) return single
     if (this.#failure !== null) this.#source.destroy?.()
     // Whatever happened, no part may still be in flight when we abort or complete.
     await Promise.all(this.#inFlight)

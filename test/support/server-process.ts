@@ -75,9 +75,12 @@ export type PluginStats = Record<string, unknown> & { uploadsInFlight: number, b
 
 const uploadServer = fileURLToPath(new URL('./upload-server.mjs', import.meta.url))
 
-/** The plugin, built, in a server process of its own with these options; stopped at teardown. */
-export async function startServerProcess (t: { teardown: (fn: () => unknown) => void }, options: S3ChunkOptions): Promise<NodeServer<PluginStats>> {
-  const server = await startNodeServer<PluginStats>(uploadServer, { UPLOAD_SERVER_OPTIONS: JSON.stringify(options) })
+/**
+ * The plugin, built, in a server process of its own with these options; stopped at teardown.
+ * `env`: upload-server.mjs's other settings (UPLOAD_SERVER_PORT, UPLOAD_SERVER_DIRECT_USER).
+ */
+export async function startServerProcess (t: { teardown: (fn: () => unknown) => void }, options: S3ChunkOptions, env: Record<string, string> = {}): Promise<NodeServer<PluginStats>> {
+  const server = await startNodeServer<PluginStats>(uploadServer, { ...env, UPLOAD_SERVER_OPTIONS: JSON.stringify(options) })
   t.teardown(async () => { await server.stop() })
   return server
 }

@@ -29,8 +29,8 @@ function chunkOf (seed: number, index: number, length: number): Buffer {
   return chunk
 }
 
-/** `hash: false` leaves `sha256` empty (use expectedSha256 later) to spare the CPU while load is measured. */
-export async function streamUpload (url: string, options: { seed: number, size: number, filename?: string, disconnectAfter?: number, chunked?: boolean, hash?: boolean }): Promise<StreamedUpload> {
+/** `onSent(bytes)`: body bytes handed to the socket so far, after each write. `hash: false` leaves `sha256` empty (use expectedSha256 later) to spare the CPU while load is measured. */
+export async function streamUpload (url: string, options: { seed: number, size: number, filename?: string, disconnectAfter?: number, chunked?: boolean, hash?: boolean, onSent?: (bytes: number) => void }): Promise<StreamedUpload> {
   const { seed, size } = options
   const separator = boundary()
   const head = Buffer.from(`--${separator}\r\nContent-Disposition: form-data; name="file"; filename="${options.filename ?? `file-${seed}.bin`}"\r\nContent-Type: application/octet-stream\r\n\r\n`)
@@ -64,7 +64,9 @@ export async function streamUpload (url: string, options: { seed: number, size: 
           return false
         }
         sent += chunk.byteLength
-        if (!req.write(chunk)) {
+        const written = req.write(chunk)
+        options.onSent?.(sent)
+        if (!written) {
           await new Promise<void>((resolve) => {
             const done = (): void => { req.off('drain', done); req.off('close', done); resolve() }
             req.on('drain', done)

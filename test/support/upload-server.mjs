@@ -10,6 +10,12 @@ import { monitorEventLoopDelay } from 'node:perf_hooks'
 import s3Chunk from 'fastify-s3-chunk'
 
 const options = JSON.parse(process.env.UPLOAD_SERVER_OPTIONS ?? '{}')
+// Direct routes for the deployment tests: every caller is this user (authorize
+// is a function, which JSON cannot carry).
+if (process.env.UPLOAD_SERVER_DIRECT_USER !== undefined) {
+  const user = { userId: process.env.UPLOAD_SERVER_DIRECT_USER }
+  options.direct = { ...options.direct, authorize: () => user }
+}
 // Logs go to stderr: stdout carries the one line that announces the port.
 const app = Fastify({ logger: { level: process.env.UPLOAD_SERVER_LOG ?? 'silent', stream: process.stderr } })
 await app.register(s3Chunk, options)
@@ -42,9 +48,21 @@ if (process.env.UPLOAD_SERVER_SAMPLE !== undefined) {
 }
 
 process.once('SIGTERM', () => {
+  // Diagnosis aid (the cluster fault test sets it): while close() runs, every
+  // 2 s, the connections still open and what each is doing (Node's internal
+  // connection list; nothing is printed when close() ends sooner).
+  if (process.env.UPLOAD_SERVER_DEBUG_CLOSE === '1') {
+    const t0 = Date.now()
+    setInterval(() => {
+      const sym = Object.getOwnPropertySymbols(app.server).find((x) => String(x).includes('connections'))
+      const list = sym ? app.server[sym].all() : []
+      console.error('DBG', Date.now() - t0, JSON.stringify(app.s3Chunk.stats().uploadsInFlight), list.map((so) => JSON.stringify({ port: so.remotePort, msg: so._httpMessage ? { finished: so._httpMessage.finished, sent: so._httpMessage.headersSent, last: so._httpMessage._last, url: so._httpMessage.req?.url, complete: so._httpMessage.req?.complete } : null, read: so.bytesRead, ended: so.readableEnded, wend: so.writableEnded })).join(' | '))
+    }, 2000).unref()
+  }
   void app.close().then(() => process.exit(0))
 })
 
-await app.listen({ port: 0, host: '127.0.0.1' })
+// A fixed port (UPLOAD_SERVER_PORT) lets a restarted instance come back where nginx expects it.
+await app.listen({ port: Number(process.env.UPLOAD_SERVER_PORT ?? 0), host: '127.0.0.1' })
 const address = app.server.address()
 console.log(JSON.stringify({ port: typeof address === 'object' && address !== null ? address.port : 0 }))

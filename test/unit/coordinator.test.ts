@@ -229,6 +229,24 @@ t.test('closing the server aborts the upload in flight', async (t) => {
   t.equal(s3.commandCalls(CompleteMultipartUploadCommand).length, 0)
 })
 
+// Regression (found by test/load/cluster-fault.test.ts): a small file's
+// PutObject that S3 carried out while the server began closing was answered
+// 503 FST_S3CHUNK_CLOSING with the object stored — the client's retry then
+// stored it twice. A failure after the commit cannot undo it: the multipart
+// path already returns a Complete that succeeded; the single PUT now does too.
+t.test('closing the server while a small file\'s PutObject is in flight: stored, and answered so', async (t) => {
+  const shutdown = new Shutdown()
+  const { s3, deps } = setup({ shutdown })
+  s3.on(PutObjectCommand).callsFake(async () => {
+    shutdown.close(new ClosingError())
+    await sleep(20)
+    return { ETag: '"single"' }
+  })
+  const outcome = await uploadStream(source(PART - 1), target, deps)
+  t.same(outcome, { size: PART - 1, etag: 'single', parts: 0 }, 'the stored object is the answer')
+  t.equal(deps.buffers.used, 0, 'every buffered byte released')
+})
+
 t.test('a retryable part failure is retried with the same bytes, then the upload completes', async (t) => {
   const { s3, deps } = setup({}, { attempts: 3, baseDelayMs: 1, maxDelayMs: 5 })
   const bodies = new Map<number, number[]>()
