@@ -6,6 +6,7 @@ import { createPartClient, createS3Client } from './s3-client.js'
 import type { S3ChunkStats } from './types.js'
 import { PartBufferPool } from './upload/part-buffer-pool.js'
 import { createInlineSender, type PartSender } from './upload/part-sender.js'
+import { partPolicyOf } from './upload/part-task.js'
 import { Shutdown } from './upload/shutdown.js'
 import { createWorkerPoolSender } from './upload/worker-pool-sender.js'
 
@@ -32,10 +33,11 @@ export class Engine {
     // Only the engine's own options: the registration's rules are not the engine's.
     this.config = Object.freeze(Object.fromEntries(ENGINE_OPTIONS.map((name) => [name, config[name]]))) as EngineConfig
     this.client = createS3Client(config.s3)
-    this.uploadClient = createPartClient(config.s3)
+    const policy = partPolicyOf(config)
+    this.uploadClient = createPartClient(config.s3, undefined, policy.payloadSigning)
     this.sender = config.mode === 'workers'
       ? createWorkerPoolSender(config, this.uploadClient)
-      : createInlineSender(this.uploadClient, { checksum: config.checksum, retry: config.retry })
+      : createInlineSender(this.uploadClient, policy)
     this.buffers = new PartBufferPool(config.maxBufferedBytes)
   }
 
