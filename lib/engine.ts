@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util'
 import type { S3Client } from '@aws-sdk/client-s3'
 import { InvalidOptionError } from './errors.js'
-import { ENGINE_OPTIONS, type EngineConfig } from './options.js'
+import { ENGINE_OPTIONS, payloadSigningOf, type EngineConfig } from './options.js'
 import { createPartClient, createS3Client } from './s3-client.js'
 import type { S3ChunkStats } from './types.js'
 import { PartBufferPool } from './upload/part-buffer-pool.js'
@@ -79,7 +79,9 @@ export function engineFor (app: { server: object }, config: EngineConfig, given:
     engines.set(app.server, engine)
     return { engine, created: true }
   }
-  const differing = ENGINE_OPTIONS.filter((name) => given.has(name) && !isDeepStrictEqual(config[name], existing.config[name]))
+  // payloadSigning is compared as resolved: left out, it follows the checksum.
+  const resolved = (name: typeof ENGINE_OPTIONS[number], of: EngineConfig): unknown => name === 'payloadSigning' ? payloadSigningOf(of) : of[name]
+  const differing = ENGINE_OPTIONS.filter((name) => given.has(name) && !isDeepStrictEqual(resolved(name, config), resolved(name, existing.config)))
   if (differing.length > 0) {
     throw new InvalidOptionError(`${differing.map((name) => `"${name}"`).join(', ')}: engine options are set once per app, by the first registration of the plugin (one worker pool, one memory budget, one set of S3 clients); leave them out here or give the same values`)
   }

@@ -109,3 +109,25 @@ t.test('payloadSigning: unsigned needs a checksum; the default follows the check
   t.equal(payloadSigningOf(configOf({ bucket: 'uploads', payloadSigning: 'signed' })), 'signed')
   t.throws(() => configOf({ bucket: 'uploads', payloadSigning: 'none' as never }), { message: /"payloadSigning"/ })
 })
+
+t.test('a later registration may repeat payloadSigning as the first one resolved it, not change it', async (t) => {
+  const { default: Fastify } = await import('fastify')
+  const { default: s3Chunk } = await import('fastify-s3-chunk')
+  const app = Fastify()
+  t.after(() => app.close())
+  await app.register(s3Chunk, { bucket: 'uploads', s3: pluginS3Options(server) })
+  await app.register(async (scope) => {
+    await scope.register(s3Chunk, { payloadSigning: 'unsigned', checksum: 'CRC32' })
+  })
+  await app.ready()
+  t.pass('the default (unsigned, with the CRC32 default) given again is accepted')
+
+  const other = Fastify()
+  t.after(() => other.close())
+  await other.register(s3Chunk, { bucket: 'uploads', s3: pluginS3Options(server) })
+  await t.rejects(async () => {
+    await other.register(async (scope) => {
+      await scope.register(s3Chunk, { payloadSigning: 'signed' })
+    }).ready()
+  }, { code: 'FST_S3CHUNK_INVALID_OPTION', message: /"payloadSigning": engine options are set once per app/ })
+})
