@@ -368,7 +368,7 @@ const engineShape = {
   /**
    * What SigV4 signs of a part's (or single PUT's) body. `'unsigned'`
    * (`x-amz-content-sha256: UNSIGNED-PAYLOAD`): the body's integrity rests on
-   * `checksum`, which S3 verifies — about half the CPU per GiB, since no
+   * `checksum`, which S3 verifies — less CPU per GiB, since no
    * SHA-256 of the payload is computed. `'signed'`: a SHA-256 of every body goes
    * into the signature, as the SDK does by default. Default: `'unsigned'` with a
    * checksum, `'signed'` with `checksum: 'none'`; `'unsigned'` needs a checksum.

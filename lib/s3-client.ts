@@ -71,8 +71,8 @@ const BODY_COMMANDS = new Set(['UploadPartCommand', 'PutObjectCommand'])
 /**
  * SigV4 hashes the whole body into the signature (x-amz-content-sha256) unless
  * that header is already set: the signer then signs the header's value as is.
- * `UNSIGNED-PAYLOAD` there spares a SHA-256 over every byte uploaded — about
- * half the CPU of sending a part — and the checksum header (x-amz-checksum-*),
+ * `UNSIGNED-PAYLOAD` there spares a SHA-256 over every byte uploaded (≈ 0.6 s/GiB
+ * here, against ≈ 0.33 for the CRC32 sent instead), and the checksum header (x-amz-checksum-*),
  * which is signed, lets S3 refuse a body that does not match it.
  */
 export function unsignedBodies (client: S3Client): void {
