@@ -2,11 +2,12 @@ import { isDeepStrictEqual } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { S3Client } from '@aws-sdk/client-s3'
 import { ClosingError, InvalidOptionError } from './errors.js'
-import { ENGINE_OPTIONS, type EngineConfig } from './options.js'
+import { ENGINE_OPTIONS, payloadSigningOf, type EngineConfig } from './options.js'
 import { createPartClient, createS3Client } from './s3-client.js'
 import type { S3ChunkStats } from './types.js'
 import { PartBufferPool } from './upload/part-buffer-pool.js'
 import { createInlineSender, type PartSender } from './upload/part-sender.js'
+import { partPolicyOf } from './upload/part-task.js'
 import { Shutdown } from './upload/shutdown.js'
 import { createWorkerPoolSender } from './upload/worker-pool-sender.js'
 import { Telemetry } from './telemetry.js'
@@ -39,10 +40,11 @@ export class Engine {
     // Only the engine's own options: the registration's rules are not the engine's.
     this.config = Object.freeze(Object.fromEntries(ENGINE_OPTIONS.map((name) => [name, config[name]]))) as EngineConfig
     this.client = createS3Client(config.s3)
-    this.uploadClient = createPartClient(config.s3)
+    const policy = partPolicyOf(config)
+    this.uploadClient = createPartClient(config.s3, undefined, policy.payloadSigning)
     this.sender = config.mode === 'workers'
       ? createWorkerPoolSender(config, this.uploadClient)
-      : createInlineSender(this.uploadClient, { checksum: config.checksum, retry: config.retry })
+      : createInlineSender(this.uploadClient, policy)
     this.buffers = new PartBufferPool(config.maxBufferedBytes)
     this.telemetry = new Telemetry(this.buffers)
     this.buffers.onWaited = (ms) => { this.telemetry.waitedForMemory(ms) }
@@ -145,7 +147,9 @@ export function engineFor (app: { server: object }, config: EngineConfig, given:
     engines.set(app.server, engine)
     return { engine, created: true }
   }
-  const differing = ENGINE_OPTIONS.filter((name) => given.has(name) && !isDeepStrictEqual(config[name], existing.config[name]))
+  // payloadSigning is compared as resolved: left out, it follows the checksum.
+  const resolved = (name: typeof ENGINE_OPTIONS[number], of: EngineConfig): unknown => name === 'payloadSigning' ? payloadSigningOf(of) : of[name]
+  const differing = ENGINE_OPTIONS.filter((name) => given.has(name) && !isDeepStrictEqual(resolved(name, config), resolved(name, existing.config)))
   if (differing.length > 0) {
     throw new InvalidOptionError(`${differing.map((name) => `"${name}"`).join(', ')}: engine options are set once per app, by the first registration of the plugin (one worker pool, one memory budget, one set of S3 clients); leave them out here or give the same values`)
   }

@@ -148,6 +148,7 @@ export * from './errors.js'
 export type {
   AuthorizeFunction,
   ChecksumSetting,
+  PayloadSigning,
   CredentialProvider,
   DirectKeyContext,
   DirectKeyFunction,

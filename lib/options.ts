@@ -358,8 +358,22 @@ const engineShape = {
   s3: s3Schema.default({ region: 'us-east-1', forcePathStyle: false, maxAttempts: 3, connectionTimeout: 10_000, requestTimeout: 120_000 }),
   /** Bytes held in part buffers by all uploads of the process at once; a new part waits for room. */
   maxBufferedBytes: int(MIN_PART_SIZE, 64 * GiB).default(256 * MiB),
-  /** Checksum computed per part in the worker and verified by S3; 'none' for stores that reject checksum headers. */
-  checksum: z.enum(['none', 'CRC32', 'CRC32C', 'SHA256']).default('none'),
+  /**
+   * Checksum of every part and single PUT, computed where it is sent (CRC32: Node's
+   * zlib.crc32) and verified by S3, which refuses a body corrupted on the way; the
+   * object's checksum is S3File.checksum. 'none' for stores that reject or ignore
+   * checksum headers (payloads are then signed, see `payloadSigning`).
+   */
+  checksum: z.enum(['none', 'CRC32', 'CRC32C', 'SHA256']).default('CRC32'),
+  /**
+   * What SigV4 signs of a part's (or single PUT's) body. `'unsigned'`
+   * (`x-amz-content-sha256: UNSIGNED-PAYLOAD`): the body's integrity rests on
+   * `checksum`, which S3 verifies — less CPU per GiB, since no
+   * SHA-256 of the payload is computed. `'signed'`: a SHA-256 of every body goes
+   * into the signature, as the SDK does by default. Default: `'unsigned'` with a
+   * checksum, `'signed'` with `checksum: 'none'`; `'unsigned'` needs a checksum.
+   */
+  payloadSigning: z.enum(['unsigned', 'signed']).optional(),
   /** Retries of every S3 call of a streamed upload: parts and single PUTs (their buffered bytes re-sent), create, complete, abort. */
   retry: retrySchema.default({ attempts: 4, baseDelayMs: 200, maxDelayMs: 10_000 }),
   /** `workers`: parts sent from a Piscina thread pool; `inline`: from the main thread. */
@@ -419,6 +433,13 @@ export type DirectConfig = z.output<typeof directSchema>
 export type RetryPolicy = z.output<typeof retrySchema>
 /** Checksum algorithm, or 'none'. */
 export type ChecksumSetting = z.output<typeof optionsSchema>['checksum']
+/** What SigV4 signs of a part's body, resolved: never undefined. */
+export type PayloadSigning = 'unsigned' | 'signed'
+
+/** `payloadSigning` as set, or its default: unsigned when S3 verifies a checksum instead, signed without one. */
+export function payloadSigningOf (config: { checksum: ChecksumSetting, payloadSigning?: PayloadSigning | undefined }): PayloadSigning {
+  return config.payloadSigning ?? (config.checksum === 'none' ? 'signed' : 'unsigned')
+}
 
 /** A registration's options, validated: its resolved config, its named rule sets, and which options it gave. */
 export interface ParsedOptions {
@@ -433,6 +454,7 @@ export interface ParsedOptions {
 /** Validates a registration's options once, at register time; throws InvalidOptionError naming the option path and rule. */
 export function parseOptions (input: S3ChunkOptions): ParsedOptions {
   const data = check(optionsSchema, input ?? {}, '')
+  checkEngineCombination(data)
   const { rules, ...config } = data
   config.keyPrefix = normalisePrefix(config.keyPrefix)
   for (const set of Object.values(rules ?? {})) {
@@ -468,6 +490,13 @@ export function layerRules (base: S3ChunkConfig, overrides: RuleOptions, where: 
 export function checkCombination (config: Pick<S3ChunkConfig, 'partSize' | 'maxBufferedBytes'>, where: string): void {
   if (config.maxBufferedBytes < config.partSize) {
     throw new InvalidOptionError(`${where === '' ? '' : `${where}: `}"maxBufferedBytes": must be at least partSize (${config.partSize} bytes)`)
+  }
+}
+
+/** Engine options that hold together: an unsigned body must be covered by a checksum S3 verifies. */
+function checkEngineCombination (config: Pick<S3ChunkConfig, 'checksum' | 'payloadSigning'>): void {
+  if (config.payloadSigning === 'unsigned' && config.checksum === 'none') {
+    throw new InvalidOptionError('"payloadSigning": \'unsigned\' needs a checksum S3 verifies (checksum: \'CRC32\', \'CRC32C\' or \'SHA256\'); with checksum: \'none\' use \'signed\', or nothing would check the bytes S3 stores')
   }
 }
 

@@ -21,7 +21,7 @@ export default async function uploadPart (task: PartTask): Promise<PartEnvelope>
   if (task.credentials !== undefined) handed = task.credentials
   client ??= createPartClient(s3, s3.credentialsFromParts === true
     ? async () => { if (handed === undefined) throw new Error('no credentials handed to the worker thread'); return handed }
-    : undefined)
+    : undefined, policy.payloadSigning)
   let envelope: PartEnvelope
   try {
     envelope = { ok: true, ...await sendPartWithRetries(client, task, policy), body: task.body }

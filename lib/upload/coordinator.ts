@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto'
 import { PutObjectCommand, type CompletedPart, type S3Client } from '@aws-sdk/client-s3'
 import type { FastifyBaseLogger } from 'fastify'
 import { FileTooLargeError, KeyExistsError, PartLimitError, UploadCancelledError } from '../errors.js'
-import { crc32 } from 'node:zlib'
 import { customerKeyOf, etagIsOpaque } from '../object-params.js'
 import type { ChecksumSetting, RetryPolicy } from '../options.js'
 import { cutParts, type Part } from './part-cutter.js'
@@ -11,7 +10,7 @@ import type { PartSizeFn } from './part-schedule.js'
 import type { PartSender } from './part-sender.js'
 import { etagValue } from '../s3-client.js'
 import type { Shutdown } from './shutdown.js'
-import { failureInfo, withRetries } from './send-part.js'
+import { crc32Base64, failureInfo, withRetries } from './send-part.js'
 import { isStorageFailure, storageFailure, type S3FailureInfo } from './s3-failure.js'
 import type { UploadTelemetry } from '../telemetry.js'
 import {
@@ -340,9 +339,8 @@ interface Identity {
  */
 function identityOf (bytes: Uint8Array, checksum: ChecksumSetting, opaqueEtag: boolean): Identity | null {
   if (checksum === 'CRC32' || (checksum === 'none' && opaqueEtag)) {
-    const value = Buffer.alloc(4)
-    value.writeUInt32BE(crc32(bytes) >>> 0)
-    return { algorithm: 'CRC32', field: 'ChecksumCRC32', value: value.toString('base64'), send: checksum === 'none' }
+    // Sent by us also when configured: the SDK then computes no checksum of its own.
+    return { algorithm: 'CRC32', field: 'ChecksumCRC32', value: crc32Base64(bytes), send: true }
   }
   if (checksum === 'SHA256') return { algorithm: 'SHA256', field: 'ChecksumSHA256', value: createHash('sha256').update(bytes).digest('base64'), send: false }
   return null

@@ -1,4 +1,4 @@
-import type { ChecksumSetting, RetryPolicy } from '../options.js'
+import { payloadSigningOf, type ChecksumSetting, type EngineConfig, type PayloadSigning, type RetryPolicy } from '../options.js'
 import type { RetriedRequest, S3FailureInfo } from './s3-failure.js'
 
 /** One UploadPart to perform; crosses to a worker thread with `body` transferred. */
@@ -27,7 +27,14 @@ export interface PartEncryption {
 /** How parts are sent: the same for every part of a plugin instance. */
 export interface PartPolicy {
   checksum: ChecksumSetting
+  /** Read where the part client is made (each worker thread's); default 'signed'. */
+  payloadSigning?: PayloadSigning
   retry: RetryPolicy
+}
+
+/** The engine's part policy. */
+export function partPolicyOf (config: Pick<EngineConfig, 'checksum' | 'payloadSigning' | 'retry'>): PartPolicy {
+  return { checksum: config.checksum, payloadSigning: payloadSigningOf(config), retry: config.retry }
 }
 
 export interface PartDone {

@@ -41,7 +41,7 @@ interface SdkErrorShape {
 const RETRYABLE_NODE_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ECONNABORTED', 'UND_ERR_SOCKET', 'ERR_STREAM_PREMATURE_CLOSE'])
 // 4xx answers that say the request, not its content, went wrong: sending the same bytes again can succeed.
 // A digest mismatch means the body was corrupted on the way; the buffered part is intact.
-const RETRYABLE_S3_CODES = new Set(['RequestTimeout', 'RequestTimeTooSkewed', 'BadDigest', 'XAmzContentSHA256Mismatch', 'IncompleteBody', 'SlowDown', 'Throttling', 'ThrottlingException', 'TooManyRequests'])
+const RETRYABLE_S3_CODES = new Set(['RequestTimeout', 'RequestTimeTooSkewed', 'BadDigest', 'XAmzContentSHA256Mismatch', 'XAmzContentChecksumMismatch', 'IncompleteBody', 'SlowDown', 'Throttling', 'ThrottlingException', 'TooManyRequests'])
 
 export function describeS3Error (operation: string, error: unknown): S3FailureInfo {
   const shape = (typeof error === 'object' && error !== null ? error : {}) as SdkErrorShape

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import { crc32 } from 'node:zlib'
 import { UploadPartCommand, type S3Client, type UploadPartCommandOutput } from '@aws-sdk/client-s3'
 import type { ChecksumSetting, RetryPolicy } from '../options.js'
 import type { PartDone, PartPolicy, PartTask } from './part-task.js'
@@ -79,8 +80,10 @@ async function sendPart (client: S3Client, task: PartTask, checksum: ChecksumSet
     Body: body,
     ContentLength: task.length,
     ...task.sse,
-    // Set, the SDK computes this checksum over the part here (in the worker) and S3 verifies it.
-    ...(checksum !== 'none' ? { ChecksumAlgorithm: checksum } : {})
+    // Computed here (in the worker) and verified by S3. CRC32 we compute with Node's
+    // zlib.crc32, so the SDK never hashes the part (it skips a checksum already given);
+    // the others the SDK computes.
+    ...(checksum === 'CRC32' ? { ChecksumCRC32: crc32Base64(body) } : checksum !== 'none' ? { ChecksumAlgorithm: checksum } : {})
   }))
   if (result.ETag === undefined) throw Object.assign(new Error('UploadPart answered without an ETag'), { name: 'MissingETag' })
   const done: Omit<PartDone, 'attempts'> = { etag: result.ETag }
@@ -97,4 +100,11 @@ export function checksumOf (result: Pick<UploadPartCommandOutput, 'ChecksumCRC32
     case 'SHA256': return result.ChecksumSHA256
     default: return undefined
   }
+}
+
+/** CRC32 of bytes as S3 writes it: 4 big-endian bytes, base64. */
+export function crc32Base64 (bytes: Uint8Array): string {
+  const value = Buffer.alloc(4)
+  value.writeUInt32BE(crc32(bytes) >>> 0)
+  return value.toString('base64')
 }

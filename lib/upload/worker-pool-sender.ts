@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url'
 import { Piscina } from 'piscina'
 import type { EngineConfig } from '../options.js'
 import { workerSettings, type WorkerS3Settings } from '../s3-client.js'
-import type { PartEnvelope, PartPolicy, PartTask } from './part-task.js'
+import { partPolicyOf, type PartEnvelope, type PartPolicy, type PartTask } from './part-task.js'
 import type { PartSender } from './part-sender.js'
 import { InvalidOptionError } from '../errors.js'
 import { describeS3Error, storageFailure } from './s3-failure.js'
@@ -51,7 +51,7 @@ export function createWorkerPoolSender (config: EngineConfig, client?: S3Client)
   }
   const pool = new Piscina<PartTask, PartEnvelope>({
     filename,
-    workerData: { s3, policy: { checksum: config.checksum, retry: config.retry } } satisfies UploadWorkerData,
+    workerData: { s3, policy: partPolicyOf(config) } satisfies UploadWorkerData,
     minThreads: config.workers.minThreads ?? 1,
     maxThreads: config.workers.maxThreads,
     concurrentTasksPerWorker: config.workers.concurrentTasksPerWorker,

@@ -18,6 +18,7 @@ import { uploadStream, type UploadDeps } from '../../lib/upload/coordinator.ts'
 import { multipartEtag } from '../../lib/upload/multipart-calls.ts'
 import { PartBufferPool } from '../../lib/upload/part-buffer-pool.ts'
 import { createInlineSender } from '../../lib/upload/part-sender.ts'
+import { crc32Base64 } from '../../lib/upload/send-part.ts'
 import { ClosingError } from '../../lib/errors.ts'
 import { Shutdown } from '../../lib/upload/shutdown.ts'
 
@@ -326,7 +327,11 @@ t.test('a part number beyond maxParts aborts with a clear 413', async (t) => {
 
 t.test('with a checksum, parts carry it and the object checksum is returned', async (t) => {
   const { s3, deps } = setup({ checksum: 'CRC32' })
-  s3.on(UploadPartCommand).callsFake(async (input: { PartNumber: number, ChecksumAlgorithm?: string }) => ({ ETag: `"etag-${input.PartNumber}"`, ChecksumCRC32: `crc-${input.PartNumber}-${input.ChecksumAlgorithm ?? 'none'}` }))
+  // The CRC32 is computed by the plugin (zlib.crc32) and sent with the part, so the SDK computes none; S3 echoes it.
+  s3.on(UploadPartCommand).callsFake(async (input: { PartNumber: number, ChecksumCRC32?: string, Body: Uint8Array }) => ({
+    ETag: `"etag-${input.PartNumber}"`,
+    ChecksumCRC32: input.ChecksumCRC32 === crc32Base64(input.Body) ? `crc-${input.PartNumber}-CRC32` : 'wrong'
+  }))
   s3.on(CompleteMultipartUploadCommand).resolves({ ETag: '"final-2"', ChecksumCRC32: 'whole-2' })
   deps.sender = createInlineSender(deps.client, { checksum: 'CRC32', retry: noRetry })
   const outcome = await uploadStream(source(2 * PART), target, deps)
