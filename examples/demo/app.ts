@@ -57,8 +57,16 @@ export async function buildDemo (options: DemoOptions): Promise<FastifyInstance>
         return user === null ? null : { userId: user }
       }
     },
-    // Resumable uploads through the server: Uppy's tus plugin on the page.
-    tus: { prefix: '/files', ...options.tus }
+    // Resumable uploads through the server: Uppy's tus plugin on the page. Each
+    // upload belongs to the user who created it: only they can resume or end it.
+    tus: {
+      prefix: '/files',
+      authorize: (request) => {
+        const user = userOf(request)
+        return user === null ? null : { userId: user }
+      },
+      ...options.tus
+    }
   })
 
   // Create the bucket; "already there" is fine, anything else means the S3 is unusable.

@@ -28,8 +28,10 @@ const outputDir = fileURLToPath(new URL('./output/', import.meta.url))
 const SIZE = 24 * MiB + 54_321
 // About six seconds for the whole file: slow enough to act mid-upload, quick enough for the suite.
 const PACE = 4 * MiB
-// Instances that share uploads share the secret that signs upload URLs.
-const TUS = { secret: randomBytes(32).toString('hex') }
+// Instances that share uploads share the secret that signs upload URLs. A
+// short lease: an upload a killed instance was writing is free again after
+// 10 s rather than the default 30 (the page retries for over a minute).
+const TUS = { secret: randomBytes(32).toString('hex'), leaseTimeout: 10 }
 const DONE_TIMEOUT_MS = 120_000
 
 interface Instance { app: FastifyInstance, port: number, served: () => number }

@@ -152,8 +152,9 @@ const tusUppy = new Uppy({ id: 'tus', autoProceed: false, restrictions: { maxFil
   .use(Tus, {
     endpoint: '/files',
     headers: () => auth(),
-    // Generous: a restarting server (or a second instance taking over) is a few seconds away.
-    retryDelays: [0, 1000, 3000, 5000, 10_000, 20_000],
+    // Generous, over a minute in all: a restarting server, or a second instance
+    // taking over once the first one's hold on the upload (its lease) ran out.
+    retryDelays: [0, 1000, 3000, 5000, 10_000, 20_000, 30_000],
     removeFingerprintOnSuccess: true
   })
 
