@@ -34,17 +34,21 @@ const PACE = 4 * MiB
 const TUS = { secret: randomBytes(32).toString('hex'), leaseTimeout: 10 }
 const DONE_TIMEOUT_MS = 120_000
 
-interface Instance { app: FastifyInstance, port: number, served: () => number }
+interface Instance { app: FastifyInstance, port: number, served: () => number, answers: string[] }
 
-/** A demo instance; `served` counts the tus requests it answered (counted at the response: one it never finished does not count). */
+/**
+ * A demo instance; `served` counts the tus requests it answered (counted at
+ * the response: one it never finished does not count), `answers` lists them
+ * ("PATCH 204") for the test's comments.
+ */
 async function startInstance (t: Test, bucket: string, port = 0): Promise<Instance> {
   const app = await buildDemo({ s3: server, bucket, logLevel: 'silent', tus: TUS })
-  let served = 0
-  app.addHook('onResponse', async (request) => { if (request.url.startsWith('/files')) served++ })
+  const answers: string[] = []
+  app.addHook('onResponse', async (request, reply) => { if (request.url.startsWith('/files')) answers.push(`${request.method} ${reply.statusCode}`) })
   await app.listen({ port, host: '127.0.0.1' })
   t.teardown(() => app.close())
   const address = app.server.address()
-  return { app, port: typeof address === 'object' && address !== null ? address.port : 0, served: () => served }
+  return { app, port: typeof address === 'object' && address !== null ? address.port : 0, served: () => answers.length, answers }
 }
 
 /** Waits (bounded) until no more bytes go through the proxy for `quietMs`: what sockets held before a pause has drained. */
@@ -175,6 +179,7 @@ t.test('tus in the demo: the server restarts mid-upload on the same port, the up
 
   await waitDone(page, name)
   t.comment(`cut at ${(atCut / MiB).toFixed(1)} MiB of ${(SIZE / MiB).toFixed(1)} (${(atCut / SIZE * 100).toFixed(0)} %); re-sent after the restart: ${(resent(proxy, SIZE) / MiB).toFixed(2)} MiB`)
+  t.comment(`tus answers: before the restart ${first.answers.join(', ') || 'none'}; after ${second.answers.join(', ') || 'none'}`)
   t.ok(resent(proxy, SIZE) < SIZE / 2, 'the upload went on from the server\'s offset, not from zero')
   await screenshot(page, 'tus-restarted')
   await expectStoredAlone(t, bucket, name, bytes)
@@ -202,7 +207,7 @@ t.test('tus in the demo: a second instance finishes the upload the first one sta
   proxy.release()
 
   await waitDone(page, name)
-  t.comment(`re-sent after the hand-over: ${(resent(proxy, SIZE) / MiB).toFixed(2)} MiB; tus requests answered: first ${first.served()}, second ${second.served()}`)
+  t.comment(`re-sent after the hand-over: ${(resent(proxy, SIZE) / MiB).toFixed(2)} MiB; tus answers: first ${first.answers.join(', ') || 'none'}; second ${second.answers.join(', ') || 'none'}`)
   t.ok(first.served() >= 1, 'the first instance created the upload')
   t.ok(second.served() >= 2, 'the second instance answered the resume (HEAD, then PATCH)')
   t.ok(resent(proxy, SIZE) < SIZE / 2, 'the second instance went on from the offset the first one left')
