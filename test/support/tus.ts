@@ -1,5 +1,5 @@
 // tus test helpers: a server with the tus endpoint on MinIO, raw tus requests, and tus-js-client uploads in Node.
-import type { S3Client } from '@aws-sdk/client-s3'
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import type { FastifyInstance } from 'fastify'
 import * as tus from 'tus-js-client'
 import type { S3ChunkOptions } from 'fastify-s3-chunk'
@@ -65,4 +65,22 @@ export async function clientUpload (endpoint: string, data: Buffer, options: Par
     })
     upload.start()
   })
+}
+
+/** Waits (bounded) until no request holds the upload at `url` (its state object carries no lease), then returns its offset; null when it has no state. */
+export async function settledOffset (client: S3Client, bucket: string, url: string, keyPrefix = ''): Promise<number | null> {
+  const id = (url.split('/').pop() ?? '').split('.')[0] as string
+  const key = `${keyPrefix === '' ? '' : `${keyPrefix}/`}.tus/${id}`
+  for (let round = 0; round < 200; round++) {
+    try {
+      const answer = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
+      const state = JSON.parse(await answer.Body?.transformToString() ?? '{}') as { offset: number, lease?: unknown }
+      if (state.lease === undefined) return state.offset
+    } catch (error) {
+      if ((error as { name?: string }).name === 'NoSuchKey') return null
+      throw error
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  throw new Error(`upload ${id} still held after 10 s`)
 }
