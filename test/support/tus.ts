@@ -2,6 +2,7 @@
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import type { FastifyInstance } from 'fastify'
 import * as tus from 'tus-js-client'
+import type { Test } from 'tap'
 import type { S3ChunkOptions } from 'fastify-s3-chunk'
 import { startApp } from './app.ts'
 import type { S3Server } from './s3-server.ts'
@@ -47,7 +48,7 @@ export async function tusLeftovers (client: S3Client, bucket: string): Promise<s
 }
 
 /** After a test: no multipart upload open and no state or tail object left. */
-export async function expectClean (t: { same: (a: unknown, b: unknown, message?: string) => unknown }, client: S3Client, bucket: string): Promise<void> {
+export async function expectClean (t: Pick<Test, 'same'>, client: S3Client, bucket: string): Promise<void> {
   t.same(await pendingUploads(client, bucket), [], 'no multipart upload left open')
   t.same(await tusLeftovers(client, bucket), [], 'no tus state or tail object left')
 }
