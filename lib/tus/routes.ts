@@ -355,19 +355,35 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     let held_ = 0
 
     // The hold is renewed while the request runs; losing it (another instance took an expired hold, or the upload was terminated) fails this request.
+    // One renewal at a time, and none while the final write goes: each needs the ETag the one before made.
+    let renewing: Promise<void> = Promise.resolve()
     const renew = setInterval(() => {
-      const next = { ...state, lease: { holder, until: Date.now() + leaseMs } }
-      store.save(next, etag).then((fresh) => { etag = fresh }, (error: unknown) => { fail(error instanceof StateConflict ? new TusLockedError() : error) })
+      renewing = renewing.then(async () => {
+        if (failure !== null) return
+        const next = { ...state, lease: { holder, until: Date.now() + leaseMs } }
+        try {
+          etag = await store.save(next, etag)
+        } catch (error) {
+          fail(error instanceof StateConflict ? new TusLockedError() : error)
+        }
+      })
     }, Math.max(250, Math.floor(leaseMs / 3)))
     renew.unref()
+    const stopRenewing = async (): Promise<void> => {
+      clearInterval(renew)
+      await renewing
+    }
     const unsubscribe = engine.shutdown.subscribe((reason) => { interrupted = reason; stop.abort(reason) })
 
     // The bytes in upload order: the stored tail, then the body (counted, bounded, hashed).
     const tailGen = state.gen
     async function * source (): AsyncGenerator<Uint8Array> {
       if (state.tail > 0) yield * store.readTail(state.id, tailGen)
-      const body = request.raw as AsyncIterable<Buffer>
+      const raw = request.raw
       try {
+        // A request the client dropped before we began to read has nothing more to give (and iterating it may never end).
+        if (raw.destroyed && !raw.complete) throw new Error('aborted')
+        const body = raw as AsyncIterable<Buffer>
         for await (const chunk of watch.iterate(body)) {
           if (stop.signal.aborted) break
           received += chunk.byteLength
@@ -502,7 +518,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         }
       }
       if (tailBuffer !== null) { held_ -= (tailBuffer as ArrayBuffer).byteLength; engine.buffers.release(tailBuffer) }
-      clearInterval(renew)
+      await stopRenewing()
 
       if (failure !== null) {
         const { error } = failure as { error: unknown }

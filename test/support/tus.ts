@@ -1,7 +1,8 @@
 // tus test helpers: a server with the tus endpoint on MinIO, raw tus requests, and tus-js-client uploads in Node.
-import type { S3Client } from '@aws-sdk/client-s3'
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import type { FastifyInstance } from 'fastify'
 import * as tus from 'tus-js-client'
+import type { Test } from 'tap'
 import type { S3ChunkOptions } from 'fastify-s3-chunk'
 import { startApp } from './app.ts'
 import type { S3Server } from './s3-server.ts'
@@ -47,7 +48,7 @@ export async function tusLeftovers (client: S3Client, bucket: string): Promise<s
 }
 
 /** After a test: no multipart upload open and no state or tail object left. */
-export async function expectClean (t: { same: (a: unknown, b: unknown, message?: string) => unknown }, client: S3Client, bucket: string): Promise<void> {
+export async function expectClean (t: Pick<Test, 'same'>, client: S3Client, bucket: string): Promise<void> {
   t.same(await pendingUploads(client, bucket), [], 'no multipart upload left open')
   t.same(await tusLeftovers(client, bucket), [], 'no tus state or tail object left')
 }
@@ -65,4 +66,22 @@ export async function clientUpload (endpoint: string, data: Buffer, options: Par
     })
     upload.start()
   })
+}
+
+/** Waits (bounded) until no request holds the upload at `url` (its state object carries no lease), then returns its offset; null when it has no state. */
+export async function settledOffset (client: S3Client, bucket: string, url: string, keyPrefix = ''): Promise<number | null> {
+  const id = (url.split('/').pop() ?? '').split('.')[0] as string
+  const key = `${keyPrefix === '' ? '' : `${keyPrefix}/`}.tus/${id}`
+  for (let round = 0; round < 200; round++) {
+    try {
+      const answer = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
+      const state = JSON.parse(await answer.Body?.transformToString() ?? '{}') as { offset: number, lease?: unknown }
+      if (state.lease === undefined) return state.offset
+    } catch (error) {
+      if ((error as { name?: string }).name === 'NoSuchKey') return null
+      throw error
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  throw new Error(`upload ${id} still held after 10 s`)
 }
