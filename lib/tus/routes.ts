@@ -1,6 +1,6 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto'
 import { crc32 } from 'node:zlib'
-import { PutObjectCommand, type CompletedPart } from '@aws-sdk/client-s3'
+import { DeleteObjectCommand, PutObjectCommand, type CompletedPart } from '@aws-sdk/client-s3'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { SNIFF_BYTES, checkDeclaredType, decideType, parseMediaType, sniffType } from '../content-types.js'
 import type { Engine } from '../engine.js'
@@ -199,7 +199,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       ...(declaredType !== undefined ? { declaredType } : {}),
       expires: Date.now() + tus.expiresIn * 1000,
       partSize: partSizeFor(length),
-      ...(overrides?.objectParams !== undefined ? { objectParams: overrides.objectParams } : {}),
+      ...(overrides?.objectParams !== undefined ? { objectParams: storable(overrides.objectParams) } : {}),
       parts: [],
       tail: 0,
       gen: 0
@@ -313,7 +313,15 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     try {
       await onStored(file, request)
     } catch (error) {
-      request.log.error({ key: file.key, err: error }, 'fastify-s3-chunk: onUploadComplete threw for a tus upload')
+      // As for a streamed upload: storage and the app's records agree — unless deleting would lose
+      // the object this one replaced (overwrite on an unversioned bucket).
+      if (config.overwrite && file.versionId === undefined) {
+        request.log.error({ key: file.key, err: error }, 'fastify-s3-chunk: onUploadComplete threw for a tus upload; the object stays stored (overwrite is on)')
+      } else {
+        request.log.error({ key: file.key, err: error }, 'fastify-s3-chunk: onUploadComplete threw for a tus upload; deleting the stored object')
+        await engine.uploadClient.send(new DeleteObjectCommand({ Bucket: file.bucket, Key: file.key, ...(file.versionId !== undefined ? { VersionId: file.versionId } : {}) }))
+          .catch((failure: unknown) => { request.log.error({ key: file.key, err: failure }, 'fastify-s3-chunk: could not delete it') })
+      }
       throw new UploadHookError()
     }
   }
@@ -595,6 +603,16 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     delete next.lease
     await store.save(next, etag).catch(() => {})
   }
+}
+
+/**
+ * onFile's object settings as kept in the state object: an SSE-C key never
+ * goes into S3 beside the data it protects. (SSE-C for tus comes from the
+ * rules' `objectParams` function, computed again by every PATCH.)
+ */
+function storable (params: ObjectParams): ObjectParams {
+  const { SSECustomerKey: _key, SSECustomerKeyMD5: _md5, SSECustomerAlgorithm: _algorithm, ...rest } = params
+  return rest
 }
 
 function isRefusal (error: unknown): boolean {
