@@ -17,21 +17,26 @@ export async function createBucket (client: S3Client, bucket: string): Promise<v
   await client.send(new CreateBucketCommand({ Bucket: bucket }))
 }
 
-/** Objects stored in the bucket and their total size. */
-export async function storedObjects (client: S3Client, bucket: string): Promise<{ count: number, bytes: number }> {
+/** Objects stored in the bucket and their total size; keys matching `ignore` are only counted apart (`ignored`). */
+export async function storedObjects (client: S3Client, bucket: string, ignore?: RegExp): Promise<{ count: number, bytes: number, ignored: number }> {
   let count = 0
   let bytes = 0
+  let ignored = 0
   let token: string | undefined
   for (let page = 0; page < MAX_PAGES; page++) {
     const listed = await client.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }))
     for (const object of listed.Contents ?? []) {
+      if (ignore?.test(object.Key ?? '') === true) {
+        ignored += 1
+        continue
+      }
       count += 1
       bytes += object.Size ?? 0
     }
     token = listed.NextContinuationToken
     if (listed.IsTruncated !== true || token === undefined) break
   }
-  return { count, bytes }
+  return { count, bytes, ignored }
 }
 
 /** Aborts pending multipart uploads and deletes every object; returns how many uploads were left pending. */

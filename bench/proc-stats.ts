@@ -46,3 +46,22 @@ export function hostCpu (): { busy: number, total: number } | null {
   const idle = (values[3] ?? 0) + (values[4] ?? 0)
   return { busy: total - idle, total }
 }
+
+/**
+ * Bytes a process has caused to be written to storage so far (`write_bytes` of
+ * /proc/<pid>/io: counted as the page cache is dirtied, so a temp file deleted
+ * before writeback still counts; `cancelled_write_bytes` is the part of it that
+ * never reached the disk). Reaped child processes' writes are included. Null
+ * where /proc has no io file (not Linux, or accounting off).
+ */
+export function diskWrites (pid: number): { writeBytes: number, cancelledWriteBytes: number } | null {
+  const io = readOrNull(`/proc/${pid}/io`)
+  if (io === null) return null
+  const field = (name: string): number | null => {
+    const match = new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)
+    return match?.[1] === undefined ? null : Number(match[1])
+  }
+  const writeBytes = field('write_bytes')
+  const cancelledWriteBytes = field('cancelled_write_bytes')
+  return writeBytes === null || cancelledWriteBytes === null ? null : { writeBytes, cancelledWriteBytes }
+}

@@ -28,7 +28,7 @@ function label (id: string): string {
 }
 
 function rows (cells: Cell[], scenarios: Scenario[]): string[][] {
-  return cells.map((cell) => {
+  return cells.filter((cell) => !isTus(cell.scenario, scenarios)).map((cell) => {
     const speed = cell.mibPerSecond
     return [
       scenarios.find((scenario) => scenario.id === cell.scenario)?.title ?? cell.scenario,
@@ -44,8 +44,38 @@ function rows (cells: Cell[], scenarios: Scenario[]): string[][] {
 }
 
 function ratioRows (list: Ratio[], scenarios: Scenario[]): string[][] {
-  return list.map((entry) => [scenarios.find((scenario) => scenario.id === entry.scenario)?.title ?? entry.scenario, ratio(entry.aOverC), ratio(entry.aOverD), ratio(entry.bOverC)])
+  return list.filter((entry) => !isTus(entry.scenario, scenarios))
+    .map((entry) => [scenarios.find((scenario) => scenario.id === entry.scenario)?.title ?? entry.scenario, ratio(entry.aOverC), ratio(entry.aOverD), ratio(entry.bOverC)])
 }
+
+// The tus scenarios have a table of their own: other contenders, a disk column, their own ratio.
+function isTus (scenarioId: string, scenarios: Scenario[]): boolean {
+  return scenarios.find((scenario) => scenario.id === scenarioId)?.protocol === 'tus'
+}
+
+const TUS_HEADERS = ['scenario', 'contender', 'MiB/s (min–max)', 'CPU s/GiB', 'peak RSS MiB', 'disk written MiB', 'event loop p99 / max ms', 'e/f', 'runs']
+
+function tusRows (cells: Cell[], list: Ratio[], scenarios: Scenario[]): string[][] {
+  return cells.filter((cell) => isTus(cell.scenario, scenarios)).map((cell) => {
+    const speed = cell.mibPerSecond
+    const left = cell.tempFilesLeft === null || cell.tempFilesLeft === 0 ? '' : ` (${cell.tempFilesLeft} temp files left)`
+    return [
+      scenarios.find((scenario) => scenario.id === cell.scenario)?.title ?? cell.scenario,
+      label(cell.contender),
+      speed === null ? 'failed' : `${fixed(speed.median)} (${fixed(speed.min)}–${fixed(speed.max)})`,
+      fixed(cell.cpuSecondsPerGiB, 2),
+      fixed(cell.peakRssMiB),
+      `${fixed(cell.diskWriteMiB)}${left}`,
+      cell.eventLoopP99Ms === null ? '—' : `${fixed(cell.eventLoopP99Ms, 1)} / ${fixed(cell.eventLoopMaxMs, 1)}`,
+      cell.contender === 'e' ? ratio(list.find((entry) => entry.scenario === cell.scenario)?.eOverF ?? null) : '',
+      cell.failed > 0 ? `${cell.runs} (${cell.failed} failed)` : String(cell.runs)
+    ]
+  })
+}
+
+const TUS_NOTE = 'tus: tus-js-client sends each file as one upload (creation, then the whole file in one PATCH). ' +
+  'Disk written is the server process\'s write_bytes from /proc/<pid>/io during the run (@tus/s3-store writes every part to a temporary file before sending it). ' +
+  'e/f: throughput of (e) over (f).'
 
 function machineLine (machine: Machine): string {
   return `${machine.cores} cores (${machine.cpuModel}), ${machine.memoryGiB} GiB, ${machine.os}; Node ${machine.node}; ${machine.s3}; fastify-s3-chunk at ${machine.revision}`
@@ -72,10 +102,8 @@ export function consoleReport (cells: Cell[], list: Ratio[], scenarios: Scenario
     `fastify-s3-chunk bench — ${meta.date}${meta.quick ? ' — QUICK MODE' : ''}`,
     machineLine(machine),
     settingsLine(meta),
-    '',
-    textTable(HEADERS, rows(cells, scenarios)),
-    '',
-    textTable(['scenario', 'a/c', 'a/d', 'b/c'], ratioRows(list, scenarios)),
+    ...mainSection(cells, list, scenarios, textTable),
+    ...tusSection(cells, list, scenarios, (body) => textTable(TUS_HEADERS, body)),
     '',
     `took ${(meta.durationSeconds / 60).toFixed(1)} min; 1-min load average at start ${machine.loadAverageAtStart.toFixed(2)}`
   ].join('\n')
@@ -85,12 +113,8 @@ export function markdownReport (cells: Cell[], list: Ratio[], scenarios: Scenari
   return [
     `**${meta.date}** — ${machineLine(machine)}.`,
     `${settingsLine(meta)[0]?.toUpperCase() ?? ''}${settingsLine(meta).slice(1)}; took ${(meta.durationSeconds / 60).toFixed(1)} min (1-min load average at start ${machine.loadAverageAtStart.toFixed(2)}).`,
-    '',
-    markdownTable(HEADERS, rows(cells, scenarios)),
-    '',
-    'Throughput ratios (medians):',
-    '',
-    markdownTable(['scenario', 'a/c', 'a/d', 'b/c'], ratioRows(list, scenarios)),
+    ...mainSection(cells, list, scenarios, markdownTable, 'Throughput ratios (medians):'),
+    ...tusSection(cells, list, scenarios, (body) => markdownTable(TUS_HEADERS, body)),
     '',
     'Peak RSS, CPU and event loop are the server process\'s (all threads; CPU from /proc, counted during the run only); ' +
     'event-loop delay is what lies beyond monitorEventLoopDelay\'s 10 ms sampling interval (Node records the whole interval: an idle loop reads ~10.1 ms, here ~0.1), ' +
@@ -98,4 +122,17 @@ export function markdownReport (cells: Cell[], list: Ratio[], scenarios: Scenari
     'health p99 is a GET /health sent every 50 ms during the run. (d) has no server: only its throughput applies.',
     ''
   ].join('\n')
+}
+
+/** The tus table and its note, or nothing when no tus scenario ran. */
+function tusSection (cells: Cell[], list: Ratio[], scenarios: Scenario[], table: (body: string[][]) => string): string[] {
+  const body = tusRows(cells, list, scenarios)
+  return body.length === 0 ? [] : ['', 'Resumable uploads (tus):', '', table(body), '', TUS_NOTE]
+}
+
+/** The multipart scenarios' table and ratios, or nothing when only tus scenarios ran. */
+function mainSection (cells: Cell[], list: Ratio[], scenarios: Scenario[], table: (headers: string[], body: string[][]) => string, ratioTitle?: string): string[] {
+  const body = rows(cells, scenarios)
+  if (body.length === 0) return []
+  return ['', table(HEADERS, body), '', ...(ratioTitle === undefined ? [] : [ratioTitle, '']), table(['scenario', 'a/c', 'a/d', 'b/c'], ratioRows(list, scenarios))]
 }

@@ -3,6 +3,8 @@
 // warm-up, then the scenario's uploads with a health request every 50 ms.
 import type { S3Client } from '@aws-sdk/client-s3'
 import { setMaxListeners } from 'node:events'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { startPinger } from '../test/support/health-pinger.ts'
@@ -11,8 +13,9 @@ import { emptyBucket, storedObjects } from './buckets.ts'
 import { onCleanup } from './cleanup.ts'
 import { PART_CONCURRENCY, PART_SIZE, type Contender, type S3Access } from './contenders.ts'
 import { directUpload } from './direct-upload.ts'
-import { cpuSeconds, hostCpu, peakRss } from './proc-stats.ts'
+import { cpuSeconds, diskWrites, hostCpu, peakRss } from './proc-stats.ts'
 import type { Scenario } from './scenarios.ts'
+import { tusUpload } from './tus-upload.ts'
 import { startNodeServer, type NodeServer } from '../test/support/server-process.ts'
 
 const MiB = 1024 * 1024
@@ -48,6 +51,12 @@ export interface RunResult {
   clientCpuSecondsPerGiB: number
   /** Share of the host's CPUs busy during the run, all processes (others' included). */
   hostBusy: number | null
+  /** MiB the server process wrote to local storage during the run (write_bytes of /proc/<pid>/io); null without a server or /proc. */
+  diskWriteMiB?: number | null
+  /** Files left in the server's temporary directory once it stopped (contenders with `tempDirEnv`). */
+  tempFilesLeft?: number
+  /** Objects the server kept beside the files by design (contenders with `stateObjects`). */
+  stateObjects?: number
 }
 
 export interface RunContext {
@@ -79,9 +88,13 @@ export async function runOnce (contender: Contender, scenario: Scenario, repetit
     eventLoopRawMs: null,
     healthMs: null,
     clientCpuSecondsPerGiB: 0,
-    hostBusy: null
+    hostBusy: null,
+    diskWriteMiB: null
   }
   let server: NodeServer | null = null
+  // A temporary directory of the run's own for a server that spools to disk: emptied and removed whatever happens.
+  const tempDir = contender.tempDirEnv === undefined ? null : mkdtempSync(join(tmpdir(), `fastify-s3-chunk-bench-${contender.id}-`))
+  const forgetTempDir = tempDir === null ? () => {} : onCleanup(async () => { rmSync(tempDir, { recursive: true, force: true }) })
   let forgetServer = (): void => {}
   const stopRun = new AbortController()
   // (d) hands the run's signal to every S3 request it has in flight (8 files × 4 parts).
@@ -90,6 +103,7 @@ export async function runOnce (contender: Contender, scenario: Scenario, repetit
   try {
     if (contender.server !== null) {
       const { script, env } = contender.server(context.bucket, context.s3)
+      if (tempDir !== null && contender.tempDirEnv !== undefined) env[contender.tempDirEnv] = tempDir
       const profile = context.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', join(context.profileDir, `${scenario.id}-${contender.id}-run${repetition + 1}`)]
       server = await startNodeServer(script, env, profile)
       const started = server
@@ -99,12 +113,15 @@ export async function runOnce (contender: Contender, scenario: Scenario, repetit
     }
     const send = server === null
       ? direct(context, stopRun.signal)
-      : viaServer(`${server.url}/upload`)
+      : contender.protocol === 'tus'
+        ? viaTus(`${server.url}${contender.tusPath ?? '/files'}`)
+        : viaServer(`${server.url}/upload`)
 
     for (const [index, size] of WARM_UP.entries()) await send(WARM_UP_SEED + index, size, `warm-up-${index}.bin`)
 
     const pid = server?.pid
     const cpuBefore = pid === undefined ? null : cpuSeconds(pid)
+    const diskBefore = pid === undefined ? null : diskWrites(pid)
     const hostBefore = hostCpu()
     const clientBefore = process.cpuUsage()
     const pinger = server === null ? null : startPinger(`${server.url}/health`, { intervalMs: 50, maxMs: runTimeoutMs(scenario) })
@@ -120,6 +137,7 @@ export async function runOnce (contender: Contender, scenario: Scenario, repetit
     const clientCpu = process.cpuUsage(clientBefore)
     const hostAfter = hostCpu()
     const cpuAfter = pid === undefined ? null : cpuSeconds(pid)
+    const diskAfter = pid === undefined ? null : diskWrites(pid)
     if (failure !== null) throw failure
 
     result.mibPerSecond = bytes / MiB / result.seconds
@@ -129,6 +147,7 @@ export async function runOnce (contender: Contender, scenario: Scenario, repetit
       const health = await server.health()
       result.peakRssMiB = (peakRss(pid) ?? health.maxRss) / MiB
       if (cpuBefore !== null && cpuAfter !== null) result.cpuSecondsPerGiB = (cpuAfter - cpuBefore) / (bytes / GiB)
+      if (diskBefore !== null && diskAfter !== null) result.diskWriteMiB = (diskAfter.writeBytes - diskBefore.writeBytes) / MiB
       const { p99, max } = health.eventLoopDelayMs
       result.eventLoopRawMs = { p99, max }
       result.eventLoopMs = { p99: Math.max(0, p99 - EVENT_LOOP_RESOLUTION_MS), max: Math.max(0, max - EVENT_LOOP_RESOLUTION_MS) }
@@ -136,7 +155,8 @@ export async function runOnce (contender: Contender, scenario: Scenario, repetit
     if (pings !== null) result.healthMs = { p99: pings.p99, max: pings.max, count: pings.latencies.length, errors: pings.errors }
 
     // Every file is stored whole: as many objects as sent, as many bytes.
-    const stored = await storedObjects(context.client, context.bucket)
+    const stored = await storedObjects(context.client, context.bucket, contender.stateObjects)
+    if (contender.stateObjects !== undefined) result.stateObjects = stored.ignored
     const expected = { count: scenario.files + WARM_UP.length, bytes: bytes + WARM_UP.reduce((sum, size) => sum + size, 0) }
     if (stored.count !== expected.count || stored.bytes !== expected.bytes) {
       throw new Error(`stored ${stored.count} objects / ${stored.bytes} bytes, expected ${expected.count} / ${expected.bytes}`)
@@ -148,6 +168,12 @@ export async function runOnce (contender: Contender, scenario: Scenario, repetit
     clearTimeout(timer)
     if (server !== null) await server.stop()
     forgetServer()
+    if (tempDir !== null) {
+      // Only now is the server gone: whatever it left in its directory stays left.
+      result.tempFilesLeft = readdirSync(tempDir, { recursive: true }).length
+      rmSync(tempDir, { recursive: true, force: true })
+      forgetTempDir()
+    }
     const pending = await emptyBucket(context.client, context.bucket)
     if (pending > 0 && result.ok) {
       result.ok = false
@@ -163,6 +189,13 @@ function viaServer (url: string) {
     const upload = await streamUpload(url, { seed, size, filename, hash: false })
     if (upload.error !== undefined) throw upload.error
     if (upload.status !== 200) throw new Error(`POST ${filename} answered ${String(upload.status)}: ${upload.body.slice(0, 200)}`)
+  }
+}
+
+/** Sends a file to a tus endpoint with tus-js-client: creation, then one PATCH of the whole file. */
+function viaTus (endpoint: string) {
+  return async (seed: number, size: number, filename: string): Promise<void> => {
+    await tusUpload(endpoint, seed, size, filename)
   }
 }
 

@@ -15,14 +15,14 @@ import { contenders, PART_CONCURRENCY, PART_SIZE, type ContenderId, type S3Acces
 import { describeMachine } from './machine.ts'
 import { consoleReport, markdownReport, type Meta } from './report.ts'
 import { runOnce, type RunResult } from './run-once.ts'
-import { scenarios as allScenarios } from './scenarios.ts'
+import { runsScenario, scenarios as allScenarios } from './scenarios.ts'
 import { ratios, summarize } from './summary.ts'
 
 const USAGE = `npm run bench [-- options]
   --quick             small sizes, 1 repetition (CI smoke test, < 3 min); writes to bench/results/tmp/
   --repetitions N     runs of each scenario and contender (default 3; 1 with --quick)
-  --scenarios a,b     only these scenario ids (one-large, concurrent, small-files, memory)
-  --contenders a,b    only these contenders (a, b, c, d)
+  --scenarios a,b     only these scenario ids (one-large, concurrent, small-files, memory, tus-one-large, tus-concurrent)
+  --contenders a,b    only these contenders (a, b, c, d; e, f for the tus scenarios)
   --out DIR           where latest.json/.md/.svg go (default bench/results, or bench/results/tmp with --quick)
   --cpu-prof          run the servers with node --cpu-prof; profiles go to bench/results/tmp/profiles/
                       (summarise them with: npx tsx bench/profile-top.ts DIR). Profiling slows the servers:
@@ -88,7 +88,7 @@ try {
   }
 
   const plan = scenarios.flatMap((scenario) => Array.from({ length: repetitions }, (_, repetition) =>
-    chosen.filter((contender) => scenario.contenders?.includes(contender.id) ?? true).map((contender) => ({ scenario, repetition, contender }))).flat())
+    chosen.filter((contender) => runsScenario(scenario, contender)).map((contender) => ({ scenario, repetition, contender }))).flat())
   for (const [index, { scenario, repetition, contender }] of plan.entries()) {
     if (isStopping()) break
     const prefix = `[${index + 1}/${plan.length}] ${scenario.title} · (${contender.id}) ${contender.label} · run ${repetition + 1}/${repetitions}`
@@ -139,5 +139,6 @@ function describeRun (result: RunResult): string {
   if (result.eventLoopMs !== null) parts.push(`event loop p99 ${result.eventLoopMs.p99.toFixed(1)} / max ${result.eventLoopMs.max.toFixed(1)} ms`)
   if (result.healthMs !== null) parts.push(`health p99 ${result.healthMs.p99.toFixed(1)} ms`)
   if (result.hostBusy !== null) parts.push(`host CPU ${(result.hostBusy * 100).toFixed(0)} %`)
+  if (result.diskWriteMiB !== undefined && result.diskWriteMiB !== null) parts.push(`disk written ${result.diskWriteMiB.toFixed(0)} MiB`)
   return parts.join(', ')
 }

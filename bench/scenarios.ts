@@ -16,8 +16,10 @@ export interface Scenario {
   concurrency: number
   /** What the scenario is for, one phrase. */
   purpose: string
-  /** Contenders that run it (all when absent). */
+  /** Contenders that run it (all of its protocol when absent). */
   contenders?: ContenderId[]
+  /** How files are sent: multipart POSTs (the default) or tus; only contenders of the same protocol run it. */
+  protocol?: 'multipart' | 'tus'
 }
 
 export function formatSize (bytes: number): string {
@@ -29,6 +31,17 @@ function scenario (id: string, files: number, size: number, concurrency: number,
   return { id, title, files, size, concurrency, purpose, ...(contenders === undefined ? {} : { contenders }) }
 }
 
+/** The tus scenarios (issue 13): tus-js-client sends each file as one upload, the whole file in one PATCH. */
+function tusScenario (id: string, files: number, size: number, concurrency: number, purpose: string): Scenario {
+  const base = scenario(id, files, size, concurrency, purpose)
+  return { ...base, title: `tus: ${base.title}`, protocol: 'tus' }
+}
+
+/** True when a contender runs a scenario: the same protocol, and named by the scenario when it names any. */
+export function runsScenario (scenario: Scenario, contender: { id: ContenderId, protocol?: 'multipart' | 'tus' }): boolean {
+  return (scenario.protocol ?? 'multipart') === (contender.protocol ?? 'multipart') && (scenario.contenders?.includes(contender.id) ?? true)
+}
+
 export function scenarios (quick: boolean): Scenario[] {
   // The memory scenario has no server to measure for (d); its throughput is the 1 GiB one's.
   const servers: ContenderId[] = ['a', 'b', 'c']
@@ -37,13 +50,17 @@ export function scenarios (quick: boolean): Scenario[] {
       scenario('one-large', 1, 512 * MiB, 1, 'one large file'),
       scenario('concurrent', 8, 64 * MiB, 8, 'concurrent large files'),
       scenario('small-files', 100, MiB, 8, 'small files: the single-PUT path'),
-      scenario('memory', 1, 1024 * MiB, 1, 'peak memory of one big file', servers)
+      scenario('memory', 1, 1024 * MiB, 1, 'peak memory of one big file', servers),
+      tusScenario('tus-one-large', 1, 256 * MiB, 1, 'resumable: one large file'),
+      tusScenario('tus-concurrent', 8, 32 * MiB, 8, 'resumable: concurrent files')
     ]
   }
   return [
     scenario('one-large', 1, 1024 * MiB, 1, 'one large file'),
     scenario('concurrent', 8, 256 * MiB, 8, 'concurrent large files'),
     scenario('small-files', 200, MiB, 8, 'small files: the single-PUT path'),
-    scenario('memory', 1, 4096 * MiB, 1, 'peak memory of one big file', servers)
+    scenario('memory', 1, 4096 * MiB, 1, 'peak memory of one big file', servers),
+    tusScenario('tus-one-large', 1, 1024 * MiB, 1, 'resumable: one large file'),
+    tusScenario('tus-concurrent', 8, 256 * MiB, 8, 'resumable: concurrent files')
   ]
 }

@@ -13,6 +13,10 @@ export interface Cell {
   eventLoopP99Ms: number | null
   eventLoopMaxMs: number | null
   healthP99Ms: number | null
+  /** MiB the server wrote to local storage per run (median). */
+  diskWriteMiB: number | null
+  /** Most files any run left in the server's temporary directory (contenders with one). */
+  tempFilesLeft: number | null
 }
 
 export interface Ratio {
@@ -21,6 +25,8 @@ export interface Ratio {
   aOverC: number | null
   aOverD: number | null
   bOverC: number | null
+  /** tus: fastify-s3-chunk's endpoint over @tus/server + @tus/s3-store. */
+  eOverF: number | null
 }
 
 export function median (values: number[]): number | null {
@@ -52,7 +58,9 @@ export function summarize (results: RunResult[], scenarios: string[], contenders
         cpuSecondsPerGiB: medianOf(ok, (run) => run.cpuSecondsPerGiB),
         eventLoopP99Ms: medianOf(ok, (run) => run.eventLoopMs?.p99),
         eventLoopMaxMs: medianOf(ok, (run) => run.eventLoopMs?.max),
-        healthP99Ms: medianOf(ok, (run) => run.healthMs?.p99)
+        healthP99Ms: medianOf(ok, (run) => run.healthMs?.p99),
+        diskWriteMiB: medianOf(ok, (run) => run.diskWriteMiB),
+        tempFilesLeft: all.some((run) => run.tempFilesLeft !== undefined) ? Math.max(...all.map((run) => run.tempFilesLeft ?? 0)) : null
       })
     }
   }
@@ -71,6 +79,7 @@ export function ratios (cells: Cell[], scenarios: string[]): Ratio[] {
     scenario,
     aOverC: over(scenario, 'a', 'c'),
     aOverD: over(scenario, 'a', 'd'),
-    bOverC: over(scenario, 'b', 'c')
+    bOverC: over(scenario, 'b', 'c'),
+    eOverF: over(scenario, 'e', 'f')
   }))
 }

@@ -205,3 +205,59 @@ export const UploadCancelledError = createError<'FST_S3CHUNK_CANCELLED', 499, []
   'The upload was cancelled; nothing was stored',
   499
 )
+
+/** tus: a request without `Tus-Resumable: 1.0.0` (the version this server speaks, named in the answer's Tus-Version). */
+export const TusVersionError = createError<'FST_S3CHUNK_TUS_VERSION', 412, []>(
+  'FST_S3CHUNK_TUS_VERSION',
+  'Unsupported tus version: send Tus-Resumable: 1.0.0',
+  412
+)
+
+/** tus: no upload at that URL (never made, finished, terminated, or not the caller's). */
+export const TusNotFoundError = createError<'FST_S3CHUNK_TUS_NOT_FOUND', 404, []>(
+  'FST_S3CHUNK_TUS_NOT_FOUND',
+  'No such upload',
+  404
+)
+
+/** tus: the upload expired (Upload-Expires passed); its parts are removed by the stale-upload sweep. */
+export const TusExpiredError = createError<'FST_S3CHUNK_TUS_EXPIRED', 410, []>(
+  'FST_S3CHUNK_TUS_EXPIRED',
+  'The upload expired',
+  410
+)
+
+/** tus: the PATCH's Upload-Offset is not the upload's offset. `%d` is the upload's offset. */
+export const TusOffsetMismatchError = createError<'FST_S3CHUNK_TUS_OFFSET_MISMATCH', 409, [number]>(
+  'FST_S3CHUNK_TUS_OFFSET_MISMATCH',
+  'Upload-Offset does not match the upload\'s offset (%d); ask with HEAD and resume from there',
+  409
+)
+
+/** tus: another PATCH of the upload is in progress (on this instance or another); nothing of this one was kept. */
+export const TusLockedError = createError<'FST_S3CHUNK_TUS_LOCKED', 409, []>(
+  'FST_S3CHUNK_TUS_LOCKED',
+  'Another request is writing to this upload; retry once it ends (HEAD gives the offset)',
+  409
+)
+
+/** tus: the PATCH's body does not match its Upload-Checksum; the upload stays at its previous offset. */
+export const TusChecksumMismatchError = createError<'FST_S3CHUNK_TUS_CHECKSUM_MISMATCH', 460, []>(
+  'FST_S3CHUNK_TUS_CHECKSUM_MISMATCH',
+  'Checksum Mismatch: the upload stays at its previous offset',
+  460
+)
+
+/** tus: a PATCH (or a creation with upload) whose body is not `application/offset+octet-stream`. */
+export const TusContentTypeError = createError<'FST_S3CHUNK_TUS_CONTENT_TYPE', 415, []>(
+  'FST_S3CHUNK_TUS_CONTENT_TYPE',
+  'Send the bytes as Content-Type: application/offset+octet-stream',
+  415
+)
+
+/** tus: more bytes than the upload's Upload-Length (or the server's Tus-Max-Size). `%d` is the bound. */
+export const TusTooLargeError = createError<'FST_S3CHUNK_TUS_TOO_LARGE', 413, [number]>(
+  'FST_S3CHUNK_TUS_TOO_LARGE',
+  'The upload would exceed %d bytes; nothing of this request was kept',
+  413
+)

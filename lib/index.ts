@@ -6,6 +6,7 @@ import { engineFor, forgetEngine } from './engine.js'
 import { checkRootConfig, layerRules, parseOptions, RULE_OPTIONS, type S3ChunkConfig, type S3ChunkOptions } from './options.js'
 import { bodyConsumed, createRequestApi, kScope, type Scope } from './request-api.js'
 import { directRoutes } from './direct/routes.js'
+import { tusRoutes } from './tus/routes.js'
 import { abortStaleUploads, ensureCors, ensureLifecycleRule } from './maintenance.js'
 import type { S3ChunkDecorator } from './types.js'
 import { maxPartSize, scheduleCapacity } from './upload/part-schedule.js'
@@ -80,6 +81,20 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
         client: engine.client,
         onStored: async (file, request) => { await directConfig.onUploadComplete?.(file, request) }
       })
+    })
+  }
+
+  const tus = parsed.config.tus
+  if (tus !== undefined) {
+    const tusConfig = tus.rules === undefined ? config : Object.hasOwn(rules, tus.rules) ? rules[tus.rules] : undefined
+    if (tusConfig === undefined) throw new InvalidOptionError(`"tus.rules": no rule set named "${tus.rules ?? ''}"`)
+    // Its own encapsulated scope: the tus routes stream their bodies, and no other route's body parsing changes.
+    await fastify.register(tusRoutes, {
+      prefix: tus.prefix,
+      config: tusConfig,
+      tus,
+      engine,
+      onStored: async (file, request) => { await tusConfig.onUploadComplete?.(file, request) }
     })
   }
 
@@ -173,6 +188,6 @@ export { MIN_PART_SIZE, MAX_PART_SIZE, MAX_OBJECT_SIZE } from './options.js'
 export type { S3File, S3Fields, S3ChunkStats, S3ChunkDecorator } from './types.js'
 export { sanitiseFilename } from './keys.js'
 export { attachment } from './object-params.js'
-export type { DirectConfig, EngineConfig, RetryPolicy, S3Settings } from './options.js'
+export type { DirectConfig, EngineConfig, RetryPolicy, S3Settings, TusConfig } from './options.js'
 export type { S3FailureInfo, StorageFailure } from './upload/s3-failure.js'
 export type { BucketCallFailure, StaleObject, StaleUpload } from './maintenance.js'

@@ -1,6 +1,7 @@
 import {
   AbortMultipartUploadCommand,
   DeleteObjectsCommand,
+  GetObjectCommand,
   ListObjectsV2Command,
   GetBucketLifecycleConfigurationCommand,
   ListMultipartUploadsCommand,
@@ -13,6 +14,7 @@ import {
 import { createHash } from 'node:crypto'
 import { stagingPrefix } from './direct/keys.js'
 import { BucketCallError } from './errors.js'
+import { tusPrefix, type TusState } from './tus/state.js'
 import { describeS3Error, type S3FailureInfo } from './upload/s3-failure.js'
 
 /**
@@ -27,6 +29,11 @@ export function lifecycleRuleId (prefix: string): string {
 /** The id of the rule that expires staged direct uploads (`<prefix>/.staging/`) never completed. */
 export function stagingRuleId (prefix: string): string {
   return ruleId('expire-staged', prefix)
+}
+
+/** The id of the rule that expires tus state and tail objects (`<prefix>/.tus/`) left untouched. */
+export function tusRuleId (prefix: string): string {
+  return ruleId('expire-tus', prefix)
 }
 
 // Readable, and unique per prefix (S3 allows 255 characters).
@@ -72,8 +79,10 @@ export interface StaleObject {
  * than `olderThan` ms ago and never completed: never checked, never recorded.
  */
 export async function abortStaleUploads (client: S3Client, bucket: string, prefix: string, olderThan: number, now = Date.now()): Promise<{ aborted: StaleUpload[], deleted: StaleObject[] }> {
-  const aborted: StaleUpload[] = []
   const cutoff = now - olderThan
+  // tus uploads first: expired ones are aborted and their state removed; live ones are spared below, whatever their age.
+  const tus = await sweepTus(client, bucket, prefix, cutoff, now)
+  const aborted: StaleUpload[] = [...tus.aborted]
   let keyMarker: string | undefined
   let uploadIdMarker: string | undefined
   // Bounded: 1,000 pages of 1,000 uploads.
@@ -89,6 +98,7 @@ export async function abortStaleUploads (client: S3Client, bucket: string, prefi
       if (prefix !== '' && !upload.Key.startsWith(`${prefix}/`)) continue
       const initiated = upload.Initiated
       if (initiated !== undefined && initiated.getTime() > cutoff) continue
+      if (tus.live.has(upload.UploadId) || tus.aborted.some((done) => done.uploadId === upload.UploadId)) continue
       await bucketCall('AbortMultipartUpload', () => client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: upload.Key, UploadId: upload.UploadId })))
       aborted.push({ key: upload.Key, uploadId: upload.UploadId, initiated })
     }
@@ -96,7 +106,61 @@ export async function abortStaleUploads (client: S3Client, bucket: string, prefi
     keyMarker = listed.NextKeyMarker
     uploadIdMarker = listed.NextUploadIdMarker
   }
-  return { aborted, deleted: await deleteStaleStaged(client, bucket, prefix, cutoff) }
+  return { aborted, deleted: [...tus.deleted, ...await deleteStaleStaged(client, bucket, prefix, cutoff)] }
+}
+
+/**
+ * The tus uploads under `<prefix>/.tus/`: each expired one (Upload-Expires
+ * passed) has its multipart upload aborted and its state and tail objects
+ * deleted; a tail object whose upload has no state any more is deleted once
+ * older than the cutoff. Returns the live uploads' S3 ids (spared by the
+ * age-based abort: a tus upload may rightly run for longer).
+ */
+async function sweepTus (client: S3Client, bucket: string, prefix: string, cutoff: number, now: number): Promise<{ aborted: StaleUpload[], deleted: StaleObject[], live: Set<string> }> {
+  const aborted: StaleUpload[] = []
+  const live = new Set<string>()
+  const objects: Array<{ key: string, lastModified: Date | undefined }> = []
+  let token: string | undefined
+  // Bounded: 1,000 pages of 1,000 objects.
+  for (let page = 0; page < 1000; page++) {
+    const listed = await bucketCall('ListObjectsV2', () => client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: `${tusPrefix(prefix)}/`, ContinuationToken: token })))
+    for (const object of listed.Contents ?? []) if (object.Key !== undefined) objects.push({ key: object.Key, lastModified: object.LastModified })
+    if (listed.IsTruncated !== true || listed.NextContinuationToken === undefined) break
+    token = listed.NextContinuationToken
+  }
+  const states = new Set<string>()
+  const doomed: StaleObject[] = []
+  for (const object of objects) {
+    if (object.key.includes('.tail.')) continue
+    states.add(object.key)
+    let state: TusState
+    try {
+      const answer = await client.send(new GetObjectCommand({ Bucket: bucket, Key: object.key }))
+      state = JSON.parse(await answer.Body?.transformToString() ?? '') as TusState
+    } catch {
+      continue
+    }
+    if (state.expires > now) {
+      if (state.uploadId !== undefined) live.add(state.uploadId)
+      continue
+    }
+    if (state.uploadId !== undefined) {
+      await bucketCall('AbortMultipartUpload', () => client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: state.key, UploadId: state.uploadId })))
+      aborted.push({ key: state.key, uploadId: state.uploadId, initiated: undefined })
+    }
+    doomed.push({ key: object.key, lastModified: object.lastModified })
+    states.delete(object.key)
+  }
+  for (const object of objects) {
+    if (!object.key.includes('.tail.')) continue
+    const owner = object.key.slice(0, object.key.indexOf('.tail.'))
+    const orphan = !states.has(owner) && (object.lastModified === undefined || object.lastModified.getTime() <= cutoff)
+    if (orphan || doomed.some((state) => state.key === owner)) doomed.push(object)
+  }
+  if (doomed.length > 0) {
+    await bucketCall('DeleteObjects', () => client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: doomed.map((object) => ({ Key: object.key })), Quiet: true } })))
+  }
+  return { aborted, deleted: doomed, live }
 }
 
 async function deleteStaleStaged (client: S3Client, bucket: string, prefix: string, cutoff: number): Promise<StaleObject[]> {
@@ -156,10 +220,17 @@ export async function ensureLifecycleRule (client: S3Client, bucket: string, pre
     Filter: { Prefix: `${stagingPrefix(prefix)}/` },
     Expiration: { Days: days }
   }
-  const others = rules.filter((existing) => existing.ID !== rule.ID && existing.ID !== staging.ID)
+  // tus state and tail objects are rewritten by every PATCH: one untouched for `days` belongs to an upload long expired.
+  const tus: LifecycleRule = {
+    ID: tusRuleId(prefix),
+    Status: 'Enabled',
+    Filter: { Prefix: `${tusPrefix(prefix)}/` },
+    Expiration: { Days: days }
+  }
+  const others = rules.filter((existing) => existing.ID !== rule.ID && existing.ID !== staging.ID && existing.ID !== tus.ID)
   await bucketCall('PutBucketLifecycleConfiguration', () => client.send(new PutBucketLifecycleConfigurationCommand({
     Bucket: bucket,
-    LifecycleConfiguration: { Rules: [...others, rule, staging] }
+    LifecycleConfiguration: { Rules: [...others, rule, staging, tus] }
   })))
   return rule
 }

@@ -259,6 +259,31 @@ const directSchema = z.strictObject({
     .refine((name) => name !== 'original-name', 'original-name is the plugin\'s own')).max(32).default([])
 })
 
+const tusSchema = z.strictObject({
+  /** Route prefix of the tus endpoint: `POST <prefix>` creates, `<prefix>/<token>` is an upload's URL. */
+  prefix: z.string().regex(/^(\/[A-Za-z0-9._~-]+)+$/, 'must be like /files').default('/files'),
+  /** Seconds an upload may go without a PATCH before it expires (410, then swept); renewed by every PATCH (Upload-Expires). */
+  expiresIn: int(1, 365 * 24 * 3600).default(24 * 3600),
+  /**
+   * Seals upload URLs to their upload and owner, so any instance can check them with
+   * nothing shared but S3. The same on every instance; default: derived from
+   * `s3.credentials.secretAccessKey`, required without it.
+   */
+  secret: z.string().min(32, 'must be at least 32 characters').optional(),
+  /** Called by every tus request: the user (who then alone can see, resume or terminate the upload), null → 401, or throw (403). Unset: anyone holding an upload's URL. */
+  authorize: z.custom<AuthorizeFunction>((value) => typeof value === 'function', 'must be a function (request) => { userId } | null').optional(),
+  /** A named rule set (`rules`) the tus endpoint runs by, instead of the registration's own rules. */
+  rules: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must name a rule set').optional(),
+  /** Largest upload (Tus-Max-Size); default and ceiling: the rules' maxFileSize. */
+  maxSize: int(0, MAX_OBJECT_SIZE).optional(),
+  /**
+   * Seconds a PATCH holds its upload without renewing the hold (it renews it
+   * every third of this while it runs): how long an upload stays locked after
+   * the instance serving it died.
+   */
+  leaseTimeout: int(1, 3600).default(30)
+})
+
 const keyFunction = z.custom<KeyFunction>((value) => typeof value === 'function', 'must be a function (context) => string')
 const fn = <T>(message: string) => z.custom<T>((value) => typeof value === 'function', message)
 
@@ -405,7 +430,9 @@ export const optionsSchema = z.strictObject({
   /** Named rule sets, layered over this registration's rules: `request.s3File({ rules: 'avatars' })`, `config: { s3Chunk: 'avatars' }`, `direct.rules`. */
   rules: z.record(ruleSetName, ruleOverridesSchema).optional(),
   /** Direct browser-to-S3 uploads (presigned POST and multipart, Uppy-compatible). Off unless set. */
-  direct: directSchema.optional()
+  direct: directSchema.optional(),
+  /** The tus 1.0.0 resumable-upload endpoint (`tus: {}` → at /files). Off unless set. */
+  tus: tusSchema.optional()
 })
 
 /** Options accepted by `app.register(s3Chunk, options)`. */
@@ -429,6 +456,8 @@ export type EngineConfig = Pick<S3ChunkConfig, typeof ENGINE_OPTIONS[number]>
 export type S3Settings = z.output<typeof s3Schema>
 /** Direct-upload settings after validation. */
 export type DirectConfig = z.output<typeof directSchema>
+/** tus endpoint settings after validation. */
+export type TusConfig = z.output<typeof tusSchema>
 /** Retry policy of a streamed upload's S3 calls. */
 export type RetryPolicy = z.output<typeof retrySchema>
 /** Checksum algorithm, or 'none'. */

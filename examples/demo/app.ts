@@ -1,4 +1,5 @@
-// The demo: Fastify with fastify-s3-chunk, both upload modes, two demo users,
+// The demo: Fastify with fastify-s3-chunk, its three ways in (streamed through
+// the server, direct to S3, resumable through the server with tus), two demo users,
 // the seed's allowlist (images, video, audio) enforced by content sniffing,
 // and a page to try it all. server.ts runs it; the browser tests build it too.
 import { randomBytes } from 'node:crypto'
@@ -17,6 +18,11 @@ export interface DemoOptions {
   bucket: string
   maxFileSize?: number
   logLevel?: string
+  /**
+   * More settings for the tus endpoint (at /files). Instances that share an
+   * upload (tests resume on a second one) must share its signing secret.
+   */
+  tus?: Record<string, unknown>
 }
 
 function userOf (request: FastifyRequest): string | null {
@@ -50,6 +56,16 @@ export async function buildDemo (options: DemoOptions): Promise<FastifyInstance>
         const user = userOf(request)
         return user === null ? null : { userId: user }
       }
+    },
+    // Resumable uploads through the server: Uppy's tus plugin on the page. Each
+    // upload belongs to the user who created it: only they can resume or end it.
+    tus: {
+      prefix: '/files',
+      authorize: (request) => {
+        const user = userOf(request)
+        return user === null ? null : { userId: user }
+      },
+      ...options.tus
     }
   })
 

@@ -10,7 +10,7 @@ import {
   PutBucketLifecycleConfigurationCommand,
   S3Client
 } from '@aws-sdk/client-s3'
-import { abortStaleUploads, ensureLifecycleRule, lifecycleRuleId, stagingRuleId } from '../../lib/maintenance.ts'
+import { abortStaleUploads, ensureLifecycleRule, lifecycleRuleId, stagingRuleId, tusRuleId } from '../../lib/maintenance.ts'
 
 function setup (): { client: S3Client, s3: ReturnType<typeof mockClient> } {
   const client = new S3Client({ region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } })
@@ -63,7 +63,8 @@ t.test('ensureLifecycleRule: adds the rule, keeps others, replaces its own', asy
   const rule = await ensureLifecycleRule(client, 'uploads', 'media', 2)
   t.same(rule, { ID: lifecycleRuleId('media'), Status: 'Enabled', Filter: { Prefix: 'media/' }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 2 } })
   const put = s3.commandCalls(PutBucketLifecycleConfigurationCommand)[0]?.args[0].input
-  t.same(put?.LifecycleConfiguration?.Rules?.map((r) => r.ID), ['keep-me', lifecycleRuleId('other'), lifecycleRuleId('media'), stagingRuleId('media')], "another prefix's rule is kept")
+  t.same(put?.LifecycleConfiguration?.Rules?.map((r) => r.ID), ['keep-me', lifecycleRuleId('other'), lifecycleRuleId('media'), stagingRuleId('media'), tusRuleId('media')], "another prefix's rule is kept")
+  t.same(put?.LifecycleConfiguration?.Rules?.[4], { ID: tusRuleId('media'), Status: 'Enabled', Filter: { Prefix: 'media/.tus/' }, Expiration: { Days: 2 } }, 'tus state and tail objects left untouched expire')
   t.same(put?.LifecycleConfiguration?.Rules?.[3], { ID: stagingRuleId('media'), Status: 'Enabled', Filter: { Prefix: 'media/.staging/' }, Expiration: { Days: 2 } }, 'staged uploads never completed expire')
   t.equal(put?.LifecycleConfiguration?.Rules?.[2]?.AbortIncompleteMultipartUpload?.DaysAfterInitiation, 2)
   t.not(lifecycleRuleId('media'), lifecycleRuleId('media/'), 'ids differ per prefix')
@@ -79,7 +80,8 @@ t.test('ensureLifecycleRule: a bucket with no configuration yet', async (t) => {
   const put = s3.commandCalls(PutBucketLifecycleConfigurationCommand)[0]?.args[0].input
   t.same(put?.LifecycleConfiguration?.Rules, [
     { ID: lifecycleRuleId(''), Status: 'Enabled', Filter: { Prefix: '' }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } },
-    { ID: stagingRuleId(''), Status: 'Enabled', Filter: { Prefix: '.staging/' }, Expiration: { Days: 1 } }
+    { ID: stagingRuleId(''), Status: 'Enabled', Filter: { Prefix: '.staging/' }, Expiration: { Days: 1 } },
+    { ID: tusRuleId(''), Status: 'Enabled', Filter: { Prefix: '.tus/' }, Expiration: { Days: 1 } }
   ])
 })
 
@@ -93,15 +95,16 @@ t.test('ensureLifecycleRule: a failing read is a bucket-call error naming the op
 t.test('abortStaleUploads: staged direct uploads older than olderThan are deleted, every page', async (t) => {
   const { client, s3 } = setup()
   s3.on(ListMultipartUploadsCommand).resolves({ IsTruncated: false, Uploads: [] })
-  s3.on(ListObjectsV2Command, { ContinuationToken: undefined }).resolves({
+  s3.on(ListObjectsV2Command, { Prefix: 'media/.tus/' }).resolves({ IsTruncated: false, Contents: [] })
+  s3.on(ListObjectsV2Command, { Prefix: 'media/.staging/', ContinuationToken: undefined }).resolves({
     IsTruncated: true,
     NextContinuationToken: 'next',
     Contents: [{ Key: 'media/.staging/alice/1/a.png', LastModified: hoursAgo(48) }, { Key: 'media/.staging/alice/2/b.png', LastModified: hoursAgo(1) }]
   })
-  s3.on(ListObjectsV2Command, { ContinuationToken: 'next' }).resolves({ IsTruncated: false, Contents: [{ Key: 'media/.staging/bob/3/c.png', LastModified: hoursAgo(25) }] })
+  s3.on(ListObjectsV2Command, { Prefix: 'media/.staging/', ContinuationToken: 'next' }).resolves({ IsTruncated: false, Contents: [{ Key: 'media/.staging/bob/3/c.png', LastModified: hoursAgo(25) }] })
   s3.on(DeleteObjectsCommand).resolves({})
   const { deleted } = await abortStaleUploads(client, 'uploads', 'media', 24 * 3600_000, now)
   t.same(deleted.map((object) => object.key), ['media/.staging/alice/1/a.png', 'media/.staging/bob/3/c.png'])
-  t.equal(s3.commandCalls(ListObjectsV2Command)[0]?.args[0].input.Prefix, 'media/.staging/', 'only the staging prefix is listed')
+  t.same(s3.commandCalls(ListObjectsV2Command).map((c) => c.args[0].input.Prefix), ['media/.tus/', 'media/.staging/', 'media/.staging/'], 'only the tus and staging prefixes are listed')
   t.same(s3.commandCalls(DeleteObjectsCommand).map((c) => c.args[0].input.Delete?.Objects?.map((o) => o.Key)), [['media/.staging/alice/1/a.png'], ['media/.staging/bob/3/c.png']])
 })

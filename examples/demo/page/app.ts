@@ -1,8 +1,10 @@
 // Browser code: type-checked with tsconfig.browser.json (DOM types), bundled by ../bundle.ts.
-// The demo page: sign-in, the two upload modes side by side, the user's files.
+// The demo page: sign-in, the three ways in (through the server, direct to S3,
+// resumable through the server with tus), the user's files.
 import Uppy from '@uppy/core'
 import Dashboard from '@uppy/dashboard'
 import AwsS3 from '@uppy/aws-s3'
+import Tus from '@uppy/tus'
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T
 const maxFileSize = Number(document.body.dataset.maxFileSize)
@@ -140,6 +142,99 @@ uppy.on('upload-error', (file, error) => {
   showMessage(`${file?.name ?? 'file'}: ${error.message}${body?.status !== undefined ? ` (HTTP ${body.status})` : ''}`)
 })
 uppy.on('complete', () => { void refreshFiles() })
+
+// ── resumable through the server: Uppy's tus plugin, a row per file ────────
+// Its own Uppy (no Dashboard): the rows show each file's progress and carry
+// its pause / resume button. tus-js-client underneath remembers each upload's
+// URL, so a retry — after an error, a paused tab, a server restart — asks the
+// server for the offset it holds and sends only the rest.
+const tusUppy = new Uppy({ id: 'tus', autoProceed: false, restrictions: { maxFileSize } })
+  .use(Tus, {
+    endpoint: '/files',
+    headers: () => auth(),
+    // Generous, over a minute in all: a restarting server, or a second instance
+    // taking over once the first one's hold on the upload (its lease) ran out.
+    retryDelays: [0, 1000, 3000, 5000, 10_000, 20_000, 30_000],
+    removeFingerprintOnSuccess: true
+  })
+
+const tusRows = new Map<string, { row: HTMLLIElement, bar: HTMLProgressElement, status: HTMLElement, button: HTMLButtonElement }>()
+
+tusUppy.on('file-added', (file) => {
+  const row = document.createElement('li')
+  row.dataset.id = file.id
+  row.dataset.name = file.name ?? ''
+  row.innerHTML = '<button type="button" class="pause">Pause</button><strong></strong> <progress max="100" value="0"></progress><div class="status">waiting…</div>'
+  ;(row.querySelector('strong') as HTMLElement).textContent = `${file.name ?? 'file'} (${formatSize(file.size ?? 0)})`
+  const button = row.querySelector('button') as HTMLButtonElement
+  button.addEventListener('click', () => {
+    if (row.classList.contains('failed')) {
+      row.classList.remove('failed')
+      void tusUppy.retryUpload(file.id)
+      return
+    }
+    tusUppy.pauseResume(file.id)
+  })
+  $('tus-list').prepend(row)
+  tusRows.set(file.id, { row, bar: row.querySelector('progress') as HTMLProgressElement, status: row.querySelector('.status') as HTMLElement, button })
+})
+
+function showPaused (fileId: string, paused: boolean): void {
+  const entry = tusRows.get(fileId)
+  if (entry === undefined || entry.row.classList.contains('done')) return
+  entry.row.classList.toggle('paused', paused)
+  entry.button.textContent = paused ? 'Resume' : 'Pause'
+  entry.status.textContent = `${paused ? 'paused at ' : ''}${entry.bar.value} %`
+}
+
+tusUppy.on('upload-progress', (file, progress) => {
+  const entry = file === undefined ? undefined : tusRows.get(file.id)
+  if (entry === undefined || progress.bytesTotal === null || progress.bytesTotal === 0) return
+  entry.bar.value = Math.floor((progress.bytesUploaded / progress.bytesTotal) * 100)
+  entry.row.dataset.bytes = String(progress.bytesUploaded)
+  if (!entry.row.classList.contains('paused')) entry.status.textContent = `${entry.bar.value} % — ${formatSize(progress.bytesUploaded)} of ${formatSize(progress.bytesTotal)}`
+})
+tusUppy.on('upload-pause', (file, isPaused) => { if (file !== undefined) showPaused(file.id, isPaused) })
+tusUppy.on('pause-all', () => { for (const id of tusRows.keys()) showPaused(id, true) })
+tusUppy.on('resume-all', () => { for (const id of tusRows.keys()) showPaused(id, false) })
+tusUppy.on('upload-success', (file) => {
+  const entry = file === undefined ? undefined : tusRows.get(file.id)
+  if (entry === undefined) return
+  entry.bar.value = 100
+  entry.row.classList.remove('paused', 'failed')
+  entry.row.classList.add('done')
+  entry.button.hidden = true
+  entry.status.textContent = `stored — ${formatSize(file?.size ?? 0)}`
+})
+tusUppy.on('upload-error', (file, error) => {
+  const entry = file === undefined ? undefined : tusRows.get(file.id)
+  // tus-js-client's DetailedError carries the server's answer: the plugin's JSON error when it sent one.
+  const response = (error as { originalResponse?: { getStatus: () => number, getBody: () => string } | null }).originalResponse ?? null
+  let body: { code?: string, message?: string } | null = null
+  try { body = response === null ? null : JSON.parse(response.getBody()) } catch {}
+  const text = response === null ? `${file?.name ?? 'file'}: ${error.message}` : explain(response.getStatus(), body, file?.name ?? 'file')
+  showMessage(text)
+  if (entry === undefined) return
+  entry.row.classList.add('failed')
+  entry.button.textContent = 'Retry'
+  entry.status.textContent = `${text} — Retry goes on from the server's offset.`
+})
+tusUppy.on('complete', () => { void refreshFiles() })
+
+$('tus-upload').addEventListener('click', () => {
+  const input = $<HTMLInputElement>('tus-files')
+  for (const file of [...(input.files ?? [])]) {
+    try {
+      tusUppy.addFile({ name: file.name, type: file.type, data: file, source: 'Local' })
+    } catch (error) {
+      showMessage(`${file.name}: ${(error as Error).message}`)
+    }
+  }
+  input.value = ''
+  void tusUppy.upload()
+})
+$('tus-pause-all').addEventListener('click', () => { tusUppy.pauseAll() })
+$('tus-resume-all').addEventListener('click', () => { tusUppy.resumeAll() })
 
 // ── the user's files ───────────────────────────────────────────────────────
 async function refreshFiles (): Promise<void> {

@@ -1,0 +1,672 @@
+import { createHash, randomBytes, type Hash } from 'node:crypto'
+import { crc32 } from 'node:zlib'
+import { DeleteObjectCommand, PutObjectCommand, type CompletedPart } from '@aws-sdk/client-s3'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { SNIFF_BYTES, checkDeclaredType, decideType, parseMediaType, sniffType } from '../content-types.js'
+import type { Engine } from '../engine.js'
+import {
+  BadRequestError,
+  FileTooLargeError,
+  PartLimitError,
+  StorageError,
+  TusChecksumMismatchError,
+  TusContentTypeError,
+  TusExpiredError,
+  TusLockedError,
+  TusNotFoundError,
+  TusOffsetMismatchError,
+  TusTooLargeError,
+  TusVersionError,
+  UnauthorizedError,
+  UploadHookError
+} from '../errors.js'
+import { MAX_ORIGINAL_NAME_BYTES, customKey, makeKey, sanitiseFilename } from '../keys.js'
+import { customerKeyOf, objectParamsFor } from '../object-params.js'
+import { MIN_PART_SIZE, type DirectUser, type FileContext, type ObjectParams, type S3ChunkConfig, type TusConfig } from '../options.js'
+import { objectUrl } from '../s3-client.js'
+import type { S3File } from '../types.js'
+import { isWellFormed, userPrefix } from '../direct/keys.js'
+import { IdleWatch } from '../upload/idle-watch.js'
+import { abortMultipartUpload, completeMultipartUpload, conditionalWrite, createMultipartUpload, type MultipartScope, type UploadTarget } from '../upload/multipart-calls.js'
+import { cutParts, type Part } from '../upload/part-cutter.js'
+import { maxPartSize } from '../upload/part-schedule.js'
+import { isStorageFailure, storageFailure } from '../upload/s3-failure.js'
+import { failureInfo, withRetries } from '../upload/send-part.js'
+import { StateConflict, StateStore, type Loaded, type StoredPart, type TusState } from './state.js'
+import { UploadTokens } from './token.js'
+
+export const TUS_VERSION = '1.0.0'
+export const TUS_EXTENSIONS = 'creation,creation-with-upload,creation-defer-length,termination,expiration,checksum'
+export const TUS_CHECKSUMS = 'sha1,md5,crc32,sha256'
+const OFFSET_STREAM = 'application/offset+octet-stream'
+// Every tus header a browser's script must read (CORS hides the rest).
+const EXPOSED = 'Location, Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Expires, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm'
+
+interface TusOptions {
+  config: S3ChunkConfig
+  tus: TusConfig
+  engine: Engine
+  onStored: (file: S3File, request: FastifyRequest) => Promise<void>
+}
+
+/**
+ * The tus 1.0.0 endpoint (core, creation, creation-with-upload,
+ * creation-defer-length, termination, expiration, checksum). Each upload is
+ * one S3 multipart upload to its final key; its state lives in S3 (see
+ * state.ts) and its URL is sealed (token.ts), so any instance serves any
+ * request. PATCH bodies are cut into parts by the same cutter, budget and
+ * part senders as streamed uploads; bytes after the last whole part wait in
+ * a small tail object in S3 for the next PATCH.
+ */
+export async function tusRoutes (fastify: FastifyInstance, options: TusOptions): Promise<void> {
+  const { config, tus, engine, onStored } = options
+  const store = new StateStore(engine.uploadClient, config.bucket, config.keyPrefix)
+  const tokens = new UploadTokens(config, tus.secret)
+  const maxSize = Math.min(tus.maxSize ?? config.maxFileSize, config.maxFileSize)
+  const leaseMs = tus.leaseTimeout * 1000
+  const largestPart = maxPartSize(config)
+
+  // The body of a PATCH (and of a creation with upload) is streamed, never parsed: every
+  // type reaches the handler, which refuses (415) all but application/offset+octet-stream.
+  fastify.removeAllContentTypeParsers()
+  fastify.addContentTypeParser('*', (_request, _payload, done) => { done(null) })
+
+  fastify.addHook('onRequest', async (request, reply) => {
+    reply.header('Tus-Resumable', TUS_VERSION)
+    reply.header('Access-Control-Expose-Headers', EXPOSED)
+    if (request.method === 'OPTIONS') return
+    const version = request.headers['tus-resumable']
+    if (version !== TUS_VERSION) {
+      reply.header('Tus-Version', TUS_VERSION)
+      throw new TusVersionError()
+    }
+  })
+
+  // Errors as the specification's plain-text answers.
+  fastify.setErrorHandler(async (error: Error & { statusCode?: number }, request, reply) => {
+    let status = error.statusCode ?? 500
+    let message = error.message
+    if (isStorageFailure(error)) {
+      request.log.error({ s3: error.s3 }, `fastify-s3-chunk: tus ${error.s3.operation} failed`)
+      const failure = new StorageError()
+      status = failure.statusCode
+      message = failure.message
+    } else if (status >= 500) {
+      request.log.error({ err: error }, 'fastify-s3-chunk: tus request failed')
+      if (status === 500) message = 'Internal Server Error'
+    }
+    reply.header('Tus-Resumable', TUS_VERSION)
+    // A body we did not read to its end: close rather than read it only to discard it.
+    if (!request.raw.complete) reply.header('Connection', 'close')
+    await reply.code(status).type('text/plain; charset=utf-8').send(message)
+  })
+
+  async function userOf (request: FastifyRequest): Promise<DirectUser | undefined> {
+    if (tus.authorize === undefined) return undefined
+    const user: DirectUser | null | undefined = await tus.authorize(request)
+    if (user === null || user === undefined || !(user as unknown)) throw new UnauthorizedError()
+    if (typeof user.userId !== 'string' || user.userId === '') throw new Error('tus.authorize() must return { userId: string } or null')
+    return user
+  }
+
+  /** The upload at this URL, when the caller may see it: 404 otherwise (forged, someone else's, gone), 410 once expired. */
+  async function open (request: FastifyRequest): Promise<Loaded> {
+    const user = await userOf(request)
+    const id = tokens.open((request.params as { token: string }).token, user?.userId)
+    if (id === null) throw new TusNotFoundError()
+    const loaded = await store.load(id)
+    if (loaded === null || loaded.state.owner !== user?.userId) throw new TusNotFoundError()
+    if (loaded.state.expires <= Date.now()) throw new TusExpiredError()
+    return loaded
+  }
+
+  function capabilities (reply: FastifyReply): void {
+    reply.header('Tus-Version', TUS_VERSION)
+    reply.header('Tus-Extension', TUS_EXTENSIONS)
+    reply.header('Tus-Max-Size', String(maxSize))
+    reply.header('Tus-Checksum-Algorithm', TUS_CHECKSUMS)
+  }
+
+  fastify.options('/', async (_request, reply) => { capabilities(reply); await reply.code(204).send() })
+  fastify.options('/:token', async (_request, reply) => { capabilities(reply); await reply.code(204).send() })
+
+  fastify.post('/', async (request, reply) => { await create(request, reply) })
+  fastify.head('/:token', async (request, reply) => { await head(request, reply) })
+  fastify.patch('/:token', async (request, reply) => { await patch(request, reply) })
+  fastify.delete('/:token', async (request, reply) => { await terminate(request, reply) })
+  // X-HTTP-Method-Override: clients behind proxies that allow only GET and POST.
+  fastify.post('/:token', async (request, reply) => {
+    const method = String(request.headers['x-http-method-override'] ?? '').toUpperCase()
+    if (method === 'PATCH') await patch(request, reply)
+    else if (method === 'DELETE') await terminate(request, reply)
+    else if (method === 'HEAD') await head(request, reply)
+    else throw new BadRequestError('POST to an upload needs X-HTTP-Method-Override: PATCH, DELETE or HEAD')
+  })
+
+  async function head (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const { state } = await open(request)
+    reply.header('Cache-Control', 'no-store')
+    reply.header('Upload-Offset', String(state.offset))
+    if (state.length === undefined) reply.header('Upload-Defer-Length', '1')
+    else reply.header('Upload-Length', String(state.length))
+    if (state.metadataHeader !== undefined) reply.header('Upload-Metadata', state.metadataHeader)
+    reply.header('Upload-Expires', new Date(state.expires).toUTCString())
+    await reply.code(200).send()
+  }
+
+  async function terminate (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const { state } = await open(request)
+    if (state.uploadId !== undefined) await abortMultipartUpload(scopeOf(state, undefined), state.uploadId)
+    await store.remove(state)
+    await reply.code(204).send()
+  }
+
+  async function create (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const user = await userOf(request)
+    const lengthHeader = request.headers['upload-length']
+    const deferHeader = request.headers['upload-defer-length']
+    if ((lengthHeader === undefined) === (deferHeader === undefined)) throw new BadRequestError('send exactly one of Upload-Length and Upload-Defer-Length')
+    if (deferHeader !== undefined && deferHeader !== '1') throw new BadRequestError('Upload-Defer-Length must be 1')
+    const length = lengthHeader === undefined ? undefined : byteCount(lengthHeader, 'Upload-Length')
+    if (length !== undefined && length > maxSize) throw new TusTooLargeError(maxSize)
+    const metadataHeader = request.headers['upload-metadata'] as string | undefined
+    const metadata = parseMetadata(metadataHeader)
+    const originalName = metadata.filename ?? metadata.name ?? 'upload'
+    if (Buffer.byteLength(originalName) > MAX_ORIGINAL_NAME_BYTES) throw new BadRequestError(`filename is longer than ${MAX_ORIGINAL_NAME_BYTES} bytes`)
+    // 415 before any byte, for a specific declared type not allowed (a generic one waits for the bytes).
+    const declaredType = checkDeclaredType(metadata.filetype ?? metadata.type, config.allowedTypes)
+    const withBody = request.headers['content-type'] !== undefined && Number(request.headers['content-length'] ?? 1) !== 0
+    if (withBody && parseMediaType(request.headers['content-type']) !== OFFSET_STREAM) throw new TusContentTypeError()
+
+    const filename = sanitiseFilename(originalName)
+    const overrides = (await config.onFile?.({ fieldName: 'file', originalName, filename, declaredType, fields: { ...metadata }, request })) ?? undefined
+    const keyRules = user === undefined ? config : { ...config, keyPrefix: userPrefix(config, user) }
+    const key = overrides?.key !== undefined
+      ? customKey(keyRules, overrides.key)
+      : await makeKey(keyRules, { filename, originalName, fieldName: 'file', mimetype: declaredType ?? 'application/octet-stream', request })
+
+    const { id, token } = tokens.issue(user?.userId)
+    const state: TusState = {
+      v: 1,
+      id,
+      key,
+      ...(user !== undefined ? { owner: user.userId } : {}),
+      ...(length !== undefined ? { length } : {}),
+      offset: 0,
+      ...(metadataHeader !== undefined ? { metadataHeader } : {}),
+      metadata,
+      originalName,
+      ...(declaredType !== undefined ? { declaredType } : {}),
+      expires: Date.now() + tus.expiresIn * 1000,
+      partSize: partSizeFor(length),
+      ...(overrides?.objectParams !== undefined ? { objectParams: storable(overrides.objectParams) } : {}),
+      parts: [],
+      tail: 0,
+      gen: 0
+    }
+    const location = `${request.protocol}://${request.host}${fastify.prefix}/${token}`
+    reply.header('Location', location)
+    reply.header('Upload-Expires', new Date(state.expires).toUTCString())
+
+    if (length === 0) {
+      // Nothing to wait for: the (empty) object is stored now, and no state is kept.
+      await storeEmpty(state, request)
+      reply.header('Upload-Offset', '0')
+      await reply.code(201).send()
+      return
+    }
+    if (!withBody) {
+      await store.save(state, null)
+      await reply.code(201).send()
+      return
+    }
+    // creation-with-upload: created already held, then the body is written like a PATCH's.
+    const holder = randomBytes(8).toString('hex')
+    state.lease = { holder, until: Date.now() + leaseMs }
+    const etag = await store.save(state, null)
+    const offset = await write(request, { state, etag }, holder, null)
+    reply.header('Upload-Offset', String(offset))
+    await reply.code(201).send()
+  }
+
+  async function patch (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    if (parseMediaType(request.headers['content-type']) !== OFFSET_STREAM) throw new TusContentTypeError()
+    const offset = byteCount(request.headers['upload-offset'], 'Upload-Offset')
+    const checksum = parseChecksum(request.headers['upload-checksum'])
+    const loaded = await open(request)
+    const { state } = loaded
+    if (offset !== state.offset) throw new TusOffsetMismatchError(state.offset)
+    const lengthHeader = request.headers['upload-length']
+    if (lengthHeader !== undefined) {
+      const length = byteCount(lengthHeader, 'Upload-Length')
+      if (state.length !== undefined && state.length !== length) throw new BadRequestError('Upload-Length cannot change once set')
+      if (length < state.offset) throw new BadRequestError('Upload-Length is less than the bytes already received')
+      if (length > maxSize) throw new TusTooLargeError(maxSize)
+      if (Math.ceil(length / state.partSize) > config.maxParts) throw new PartLimitError(config.maxParts)
+      state.length = length
+    }
+    if (state.lease !== undefined && state.lease.until > Date.now()) throw new TusLockedError()
+    const holder = randomBytes(8).toString('hex')
+    state.lease = { holder, until: Date.now() + leaseMs }
+    let etag: string
+    try {
+      etag = await store.save(state, loaded.etag)
+    } catch (error) {
+      // Another request took (or changed) the upload between our read and our write.
+      if (error instanceof StateConflict) throw new TusLockedError()
+      throw error
+    }
+    const now = await write(request, { state, etag }, holder, checksum)
+    reply.header('Upload-Offset', String(now))
+    if (now !== state.length) reply.header('Upload-Expires', new Date(Date.now() + tus.expiresIn * 1000).toUTCString())
+    await reply.code(204).send()
+  }
+
+  /** Part size for an upload: the rules', grown so the whole upload fits in maxParts parts. */
+  function partSizeFor (length: number | undefined): number {
+    if (length === undefined) return config.partSize
+    const needed = Math.ceil(Math.ceil(length / config.maxParts) / MIN_PART_SIZE) * MIN_PART_SIZE
+    const size = Math.max(config.partSize, needed)
+    if (size > largestPart) throw new PartLimitError(config.maxParts)
+    return size
+  }
+
+  function scopeOf (state: TusState, objectParams: ObjectParams | undefined): MultipartScope {
+    const target: UploadTarget = { bucket: config.bucket, key: state.key, contentType: state.contentType ?? 'application/octet-stream', overwrite: config.overwrite }
+    if (objectParams !== undefined) target.objectParams = objectParams
+    return { client: engine.uploadClient, retry: engine.config.retry, target, checksum: engine.config.checksum, log: fastify.log }
+  }
+
+  function fileContext (state: TusState, request: FastifyRequest, contentType: string): FileContext {
+    return { fieldName: 'file', originalName: state.originalName, filename: sanitiseFilename(state.originalName), declaredType: state.declaredType, contentType, fields: { ...state.metadata }, request }
+  }
+
+  async function storeEmpty (state: TusState, request: FastifyRequest): Promise<void> {
+    const contentType = decideType(state.declaredType, undefined, config.allowedTypes)
+    state.contentType = contentType
+    const objectParams = await objectParamsFor(config, fileContext(state, request, contentType), state.objectParams)
+    try {
+      const { value } = await withRetries('PutObject', engine.config.retry, async () => await engine.uploadClient.send(new PutObjectCommand({
+        ...objectParams, Bucket: config.bucket, Key: state.key, ContentType: contentType, Body: new Uint8Array(0), ContentLength: 0, ...conditionalWrite({ overwrite: config.overwrite })
+      })))
+      await finish(request, state, { size: 0, etag: (value.ETag ?? '').replace(/"/g, ''), parts: 0, ...(value.VersionId !== undefined ? { versionId: value.VersionId } : {}) })
+    } catch (error) {
+      if (error instanceof Error && 'code' in error && typeof error.code === 'string' && error.code.startsWith('FST_')) throw error
+      throw storageFailure(failureInfo('PutObject', error))
+    }
+  }
+
+  async function finish (request: FastifyRequest, state: TusState, outcome: { size: number, etag: string, parts: number, versionId?: string, checksum?: string }): Promise<void> {
+    const file: S3File = {
+      fieldName: 'file',
+      originalName: state.originalName,
+      key: state.key,
+      bucket: config.bucket,
+      size: outcome.size,
+      contentType: state.contentType ?? 'application/octet-stream',
+      etag: outcome.etag,
+      location: objectUrl(engine.config.s3, config.bucket, state.key),
+      parts: outcome.parts
+    }
+    if (outcome.versionId !== undefined) file.versionId = outcome.versionId
+    if (outcome.checksum !== undefined) file.checksum = outcome.checksum
+    try {
+      await onStored(file, request)
+    } catch (error) {
+      // As for a streamed upload: storage and the app's records agree — unless deleting would lose
+      // the object this one replaced (overwrite on an unversioned bucket).
+      if (config.overwrite && file.versionId === undefined) {
+        request.log.error({ key: file.key, err: error }, 'fastify-s3-chunk: onUploadComplete threw for a tus upload; the object stays stored (overwrite is on)')
+      } else {
+        request.log.error({ key: file.key, err: error }, 'fastify-s3-chunk: onUploadComplete threw for a tus upload; deleting the stored object')
+        await engine.uploadClient.send(new DeleteObjectCommand({ Bucket: file.bucket, Key: file.key, ...(file.versionId !== undefined ? { VersionId: file.versionId } : {}) }))
+          .catch((failure: unknown) => { request.log.error({ key: file.key, err: failure }, 'fastify-s3-chunk: could not delete it') })
+      }
+      throw new UploadHookError()
+    }
+  }
+
+  /**
+   * Writes a request's body into the upload it holds (`holder`): the tail
+   * kept by the last PATCH first, then the body, cut into parts of the
+   * upload's part size and sent through the engine. Returns the new offset.
+   * The state changes only at the end, in one conditional write: a failed or
+   * refused PATCH (checksum mismatch) leaves the upload where it was — parts
+   * it sent are not counted and are overwritten by the next PATCH, and the
+   * tail it would have written has a generation of its own. A client that
+   * goes away mid-body (without a checksum to verify) keeps what arrived.
+   */
+  async function write (request: FastifyRequest, held: Loaded, holder: string, checksum: Checksum | null): Promise<number> {
+    const state = held.state
+    let etag = held.etag
+    const base = state.parts.length
+    const length = state.length
+    const bound = Math.min(length ?? maxSize, maxSize)
+    const watch = new IdleWatch(config.bodyTimeout)
+    const stop = new AbortController()
+    let failure: { error: unknown } | null = null
+    const fail = (error: unknown): void => {
+      if (failure !== null) return
+      failure = { error }
+      stop.abort(error)
+    }
+    let interrupted: unknown = null
+    let received = 0
+    let uploadId = state.uploadId
+    let createdHere = false
+    let contentType = state.contentType
+    let objectParams: ObjectParams | undefined = contentType === undefined ? undefined : await objectParamsFor(config, fileContext(state, request, contentType), state.objectParams)
+    const newParts: StoredPart[] = []
+    const inFlight = new Set<Promise<void>>()
+    let tailBytes: Uint8Array | null = null
+    let tailBuffer: ArrayBuffer | null = null
+    let held_ = 0
+
+    // The hold is renewed while the request runs; losing it (another instance took an expired hold, or the upload was terminated) fails this request.
+    // One renewal at a time, and none while the final write goes: each needs the ETag the one before made.
+    let renewing: Promise<void> = Promise.resolve()
+    const renew = setInterval(() => {
+      renewing = renewing.then(async () => {
+        if (failure !== null) return
+        const next = { ...state, lease: { holder, until: Date.now() + leaseMs } }
+        try {
+          etag = await store.save(next, etag)
+        } catch (error) {
+          fail(error instanceof StateConflict ? new TusLockedError() : error)
+        }
+      })
+    }, Math.max(250, Math.floor(leaseMs / 3)))
+    renew.unref()
+    const stopRenewing = async (): Promise<void> => {
+      clearInterval(renew)
+      await renewing
+    }
+    const unsubscribe = engine.shutdown.subscribe((reason) => { interrupted = reason; stop.abort(reason) })
+
+    // The bytes in upload order: the stored tail, then the body (counted, bounded, hashed).
+    const tailGen = state.gen
+    async function * source (): AsyncGenerator<Uint8Array> {
+      if (state.tail > 0) yield * store.readTail(state.id, tailGen)
+      const raw = request.raw
+      try {
+        // A request the client dropped before we began to read has nothing more to give (and iterating it may never end).
+        if (raw.destroyed && !raw.complete) throw new Error('aborted')
+        const body = raw as AsyncIterable<Buffer>
+        for await (const chunk of watch.iterate(body)) {
+          if (stop.signal.aborted) break
+          received += chunk.byteLength
+          if (state.offset + received > bound) {
+            throw length !== undefined && length <= maxSize ? new TusTooLargeError(length) : new TusTooLargeError(maxSize)
+          }
+          checksum?.hash.update(chunk)
+          yield chunk
+        }
+      } catch (error) {
+        if (error instanceof TusTooLargeError) throw error
+        // The client went away (or stalled): what arrived is kept, unless a checksum must vouch for the whole body.
+        interrupted = error
+      }
+    }
+
+    // Until the first bytes are sniffed, no multipart upload exists (its Content-Type and object settings come from them): they are all in the tail.
+    async function * sniffed (): AsyncGenerator<Uint8Array> {
+      if (contentType !== undefined) { yield * source(); return }
+      const head: Uint8Array[] = []
+      let headBytes = 0
+      let decided = false
+      for await (const chunk of source()) {
+        if (decided) { yield chunk; continue }
+        head.push(chunk)
+        headBytes += chunk.byteLength
+        if (headBytes >= SNIFF_BYTES) {
+          const bytes = Buffer.concat(head)
+          await decide(bytes)
+          decided = true
+          yield bytes
+        }
+      }
+      if (!decided && headBytes > 0) {
+        const bytes = Buffer.concat(head)
+        // The whole file is here: decide on it; otherwise the bytes wait in the tail for more.
+        if (length !== undefined && state.offset + received === length) await decide(bytes)
+        yield bytes
+      }
+    }
+    async function decide (bytes: Uint8Array): Promise<void> {
+      contentType = decideType(state.declaredType, await sniffType(bytes), config.allowedTypes)
+      objectParams = await objectParamsFor(config, fileContext(state, request, contentType), state.objectParams)
+    }
+
+    async function ensureUpload (): Promise<string> {
+      if (uploadId === undefined) {
+        state.contentType = contentType
+        uploadId = await createMultipartUpload(scopeOf(state, objectParams))
+        createdHere = true
+      }
+      return uploadId
+    }
+
+    const dispatch = (part: Part, id: string): void => {
+      const number = base + part.number
+      const capacity = part.bytes.buffer.byteLength
+      engine.counters.partsInFlight += 1
+      held_ += capacity
+      const sending: Promise<void> = engine.sender.send({
+        bucket: config.bucket,
+        key: state.key,
+        uploadId: id,
+        partNumber: number,
+        body: part.bytes.buffer as ArrayBuffer,
+        length: part.bytes.byteLength,
+        ...(objectParams?.SSECustomerKey !== undefined ? { sse: customerKeyOf(objectParams) } : {})
+      }).then((done) => {
+        newParts.push(done.checksum !== undefined ? [number, done.etag, done.checksum] : [number, done.etag])
+        settle(capacity, done.body)
+      }, (error: unknown) => {
+        fail(error)
+        settle(capacity, (error as { partBuffer?: ArrayBuffer }).partBuffer)
+      }).finally(() => {
+        engine.counters.partsInFlight -= 1
+        inFlight.delete(sending)
+      })
+      inFlight.add(sending)
+    }
+    const settle = (capacity: number, returned: ArrayBuffer | undefined): void => {
+      held_ -= capacity
+      if (returned !== undefined && returned.byteLength === capacity) engine.buffers.release(returned)
+      else engine.buffers.forget(capacity)
+    }
+
+    engine.counters.uploadsInFlight += 1
+    try {
+      const parts = cutParts(sniffed(), {
+        partSize: () => state.partSize,
+        open: async (size) => await engine.buffers.open(size, stop.signal, fail),
+        release: (buffer) => { engine.buffers.release(buffer) }
+      })
+      try {
+        for await (const part of parts) {
+          if (failure !== null) {
+            // Read on to the end (the source stops at once): a cutter left mid-part would keep its reservation.
+            if (part.bytes.buffer.byteLength > 0) engine.buffers.release(part.bytes.buffer as ArrayBuffer)
+            continue
+          }
+          const offsetAfter = state.offset + received
+          const complete = part.last && length !== undefined && offsetAfter === length && interrupted === null
+          if (part.bytes.byteLength === state.partSize || (complete && part.bytes.byteLength > 0)) {
+            if (base + part.number > config.maxParts) throw new PartLimitError(config.maxParts)
+            const id = await ensureUpload()
+            while (inFlight.size >= config.partConcurrency && failure === null) await Promise.race(inFlight)
+            if (failure !== null) { engine.buffers.release(part.bytes.buffer as ArrayBuffer); continue }
+            dispatch(part, id)
+          } else if (part.bytes.byteLength > 0) {
+            // Less than a part, and more is to come: it waits in S3 (never on disk, never in memory) for the next PATCH.
+            tailBytes = part.bytes
+            tailBuffer = part.bytes.buffer as ArrayBuffer
+            held_ += tailBuffer.byteLength
+          } else if (part.bytes.buffer.byteLength > 0) {
+            engine.buffers.release(part.bytes.buffer as ArrayBuffer)
+          }
+        }
+      } catch (error) {
+        fail(error)
+      }
+      await Promise.all(inFlight)
+      if (failure === null && interrupted !== null && checksum !== null) fail(interrupted)
+      if (failure === null && checksum !== null && checksum.hash.digest('base64') !== checksum.expected) fail(new TusChecksumMismatchError())
+
+      const offsetAfter = state.offset + received
+      const complete = failure === null && length !== undefined && offsetAfter === length && interrupted === null
+      const gen = state.gen + 1
+      if (failure === null && !complete && tailBytes !== null) {
+        try {
+          await store.putTail(state.id, gen, tailBytes)
+        } catch (error) {
+          fail(storageFailure(failureInfo('PutObject', error)))
+        }
+      }
+      if (tailBuffer !== null) { held_ -= (tailBuffer as ArrayBuffer).byteLength; engine.buffers.release(tailBuffer) }
+      await stopRenewing()
+
+      if (failure !== null) {
+        const { error } = failure as { error: unknown }
+        // An upload the rules refuse (its bytes are not of an allowed type, too large) can never finish: it is removed.
+        const fatal = isRefusal(error)
+        if (createdHere && uploadId !== undefined) await abortMultipartUpload(scopeOf(state, objectParams), uploadId)
+        if (fatal) {
+          if (!createdHere && uploadId !== undefined) await abortMultipartUpload(scopeOf(state, objectParams), uploadId)
+          await store.remove(state).catch(() => {})
+        } else {
+          await release(state, etag, holder)
+        }
+        throw error
+      }
+
+      const allParts = [...state.parts, ...newParts.sort((a, b) => a[0] - b[0])]
+      if (complete && allParts.length === 0) {
+        // A deferred length declared 0: nothing was ever sent.
+        await store.remove(state).catch(() => {})
+        await storeEmpty(state, request)
+        return 0
+      }
+      if (complete) {
+        const id = uploadId as string
+        const completed: CompletedPart[] = allParts.map(([number, partEtag, partChecksum]) => {
+          const part: CompletedPart = { PartNumber: number, ETag: partEtag }
+          if (partChecksum !== undefined && engine.config.checksum !== 'none') part[`Checksum${engine.config.checksum}`] = partChecksum
+          return part
+        })
+        state.contentType = contentType
+        let outcome
+        try {
+          outcome = await completeMultipartUpload(scopeOf(state, objectParams), id, completed, length)
+        } finally {
+          // Completed, or refused (key taken) and aborted: either way the upload is over.
+          await store.remove(state).catch((error: unknown) => { request.log.warn({ err: error, key: state.key }, 'fastify-s3-chunk: could not remove a finished tus upload\'s state; the sweep will') })
+        }
+        await finish(request, state, outcome)
+        return length
+      }
+
+      const next: TusState = { ...state, offset: offsetAfter, parts: allParts, tail: tailBytes === null ? 0 : (tailBytes as Uint8Array).byteLength, gen: tailBytes === null ? state.gen : gen, expires: Date.now() + tus.expiresIn * 1000 }
+      if (uploadId !== undefined) next.uploadId = uploadId
+      if (contentType !== undefined) next.contentType = contentType
+      delete next.lease
+      try {
+        await store.save(next, etag)
+      } catch (error) {
+        // Our hold was lost meanwhile: nothing of this request counts.
+        if (tailBytes !== null) await store.delete(store.tailKey(state.id, gen)).catch(() => {})
+        throw error instanceof StateConflict ? new TusLockedError() : error
+      }
+      if (tailBytes !== null || state.tail > 0) {
+        if (next.gen !== state.gen || next.tail === 0) await store.delete(store.tailKey(state.id, state.gen)).catch(() => {})
+      }
+      if (interrupted !== null) {
+        const status = (interrupted as { statusCode?: unknown }).statusCode
+        throw typeof status === 'number' ? interrupted : new BadRequestError(`the body ended early; the upload keeps the ${offsetAfter} bytes received`)
+      }
+      return offsetAfter
+    } finally {
+      clearInterval(renew)
+      unsubscribe()
+      watch.stop()
+      engine.counters.uploadsInFlight -= 1
+      if (held_ > 0) engine.buffers.forget(held_)
+    }
+  }
+
+  /** Gives the hold up (the state otherwise unchanged); best effort: it expires on its own. */
+  async function release (state: TusState, etag: string, holder: string): Promise<void> {
+    if (state.lease?.holder !== holder) return
+    const next = { ...state }
+    delete next.lease
+    await store.save(next, etag).catch(() => {})
+  }
+}
+
+/**
+ * onFile's object settings as kept in the state object: an SSE-C key never
+ * goes into S3 beside the data it protects. (SSE-C for tus comes from the
+ * rules' `objectParams` function, computed again by every PATCH.)
+ */
+function storable (params: ObjectParams): ObjectParams {
+  const { SSECustomerKey: _key, SSECustomerKeyMD5: _md5, SSECustomerAlgorithm: _algorithm, ...rest } = params
+  return rest
+}
+
+function isRefusal (error: unknown): boolean {
+  const code = (error as { code?: unknown }).code
+  return code === 'FST_S3CHUNK_TYPE_NOT_ALLOWED' || code === 'FST_S3CHUNK_KEY_EXISTS' || code === 'FST_S3CHUNK_PART_LIMIT' || error instanceof FileTooLargeError
+}
+
+interface Checksum { hash: Hash | Crc32Hash, expected: string }
+
+/** node:zlib's crc32 as a running hash. */
+class Crc32Hash {
+  #value = 0
+  update (chunk: Uint8Array): this { this.#value = crc32(chunk, this.#value); return this }
+  digest (_encoding: 'base64'): string {
+    const bytes = Buffer.alloc(4)
+    bytes.writeUInt32BE(this.#value >>> 0)
+    return bytes.toString('base64')
+  }
+}
+
+/** `Upload-Checksum: <algorithm> <base64>`: 400 when malformed or of an algorithm not supported. */
+function parseChecksum (header: string | string[] | undefined): Checksum | null {
+  if (header === undefined) return null
+  const match = typeof header === 'string' ? /^([a-z0-9-]+) ([A-Za-z0-9+/]+={0,2})$/.exec(header.trim()) : null
+  if (match === null) throw new BadRequestError('Upload-Checksum must be "<algorithm> <base64 digest>"')
+  const [, algorithm = '', expected = ''] = match
+  switch (algorithm) {
+    case 'sha1': case 'md5': case 'sha256': return { hash: createHash(algorithm), expected }
+    case 'crc32': return { hash: new Crc32Hash(), expected }
+    default: throw new BadRequestError(`Upload-Checksum algorithm ${algorithm} is not supported (Tus-Checksum-Algorithm: ${TUS_CHECKSUMS})`)
+  }
+}
+
+/** A header of decimal digits as a byte count, or 400. */
+function byteCount (value: string | string[] | undefined, name: string): number {
+  const number = typeof value === 'string' && /^\d{1,16}$/.test(value) ? Number(value) : NaN
+  if (!Number.isSafeInteger(number)) throw new BadRequestError(`${name} must be a non-negative integer`)
+  return number
+}
+
+/** Upload-Metadata: comma-separated `key base64value` (value optional), keys unique ASCII without spaces or commas. */
+export function parseMetadata (header: string | string[] | undefined): Record<string, string> {
+  const metadata: Record<string, string> = Object.create(null) as Record<string, string>
+  if (header === undefined || header === '') return metadata
+  if (typeof header !== 'string' || header.length > 4096) throw new BadRequestError('Upload-Metadata is malformed or too long')
+  for (const pair of header.split(',')) {
+    const match = /^([\x21-\x2b\x2d-\x7e]+)(?: ([A-Za-z0-9+/]*={0,2}))?$/.exec(pair.trim())
+    if (match === null) throw new BadRequestError('Upload-Metadata is malformed')
+    const [, key = '', value = ''] = match
+    if (key in metadata) throw new BadRequestError(`Upload-Metadata names ${key} twice`)
+    const decoded = Buffer.from(value, 'base64').toString('utf8')
+    if (!isWellFormed(decoded)) throw new BadRequestError(`Upload-Metadata ${key} is not well-formed text`)
+    metadata[key] = decoded
+  }
+  return metadata
+}
+

@@ -1,0 +1,133 @@
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
+import { joinKey } from '../keys.js'
+import type { ObjectParams } from '../options.js'
+import { describeS3Error } from '../upload/s3-failure.js'
+
+/** Below keyPrefix: the key sanitiser strips leading dots, so no upload's own key can land here. */
+export const TUS_SEGMENT = '.tus'
+
+/** `<keyPrefix>/.tus`: where the state and tail objects of tus uploads live. */
+export function tusPrefix (keyPrefix: string): string {
+  return joinKey(keyPrefix, TUS_SEGMENT)
+}
+
+/** One part S3 holds for the upload: number, ETag, checksum (when the engine's checksum is on). */
+export type StoredPart = [number, string, string?]
+
+/**
+ * What is known of one tus upload between requests, kept in a small S3
+ * object (`<keyPrefix>/.tus/<id>`), written only conditionally (If-None-Match
+ * at creation, If-Match on its ETag after), so any instance can serve any
+ * request and two writers never both win.
+ */
+export interface TusState {
+  v: 1
+  id: string
+  /** The final object's key. */
+  key: string
+  /** userId from tus.authorize at creation. */
+  owner?: string
+  /** Undefined while the length is deferred. */
+  length?: number
+  /** Bytes received and kept (parts + tail). */
+  offset: number
+  /** Upload-Metadata as sent (echoed by HEAD). */
+  metadataHeader?: string
+  metadata: Record<string, string>
+  originalName: string
+  declaredType?: string
+  /** ms since the epoch. */
+  expires: number
+  /** Bytes of every part but the last; fixed for the upload. */
+  partSize: number
+  /** S3's multipart upload, created once the first bytes were sniffed. */
+  uploadId?: string
+  /** The type the object is stored with, decided from the first bytes. */
+  contentType?: string
+  /** onFile's object settings for this upload. */
+  objectParams?: ObjectParams
+  parts: StoredPart[]
+  /** Bytes after the last part, kept in the tail object of generation `gen`. */
+  tail: number
+  /** Generation: bumped by every PATCH that keeps bytes; names the tail object. */
+  gen: number
+  /** A PATCH in progress holds the upload until `until` (ms), renewing it as it runs. */
+  lease?: { holder: string, until: number }
+}
+
+export interface Loaded { state: TusState, etag: string }
+
+/** The conditional write lost: someone else wrote (or deleted) the state since we read it. */
+export class StateConflict extends Error {
+  constructor () {
+    super('the upload state changed meanwhile')
+    this.name = 'StateConflict'
+  }
+}
+
+export class StateStore {
+  readonly #client: S3Client
+  readonly #bucket: string
+  readonly #prefix: string
+
+  constructor (client: S3Client, bucket: string, keyPrefix: string) {
+    this.#client = client
+    this.#bucket = bucket
+    this.#prefix = tusPrefix(keyPrefix)
+  }
+
+  stateKey (id: string): string { return `${this.#prefix}/${id}` }
+  /** Per generation: a PATCH that fails (checksum mismatch) never touches the tail the state still names. */
+  tailKey (id: string, gen: number): string { return `${this.#prefix}/${id}.tail.${gen}` }
+
+  async load (id: string): Promise<Loaded | null> {
+    try {
+      const answer = await this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: this.stateKey(id) }))
+      const text = await answer.Body?.transformToString() ?? ''
+      return { state: JSON.parse(text) as TusState, etag: answer.ETag ?? '' }
+    } catch (error) {
+      const info = describeS3Error('GetObject', error)
+      if (info.status === 404 || info.code === 'NoSuchKey') return null
+      throw error
+    }
+  }
+
+  /** Writes the state: only when it is still at `etag` (null: only when there is none yet). Returns the new ETag. */
+  async save (state: TusState, etag: string | null): Promise<string> {
+    try {
+      const answer = await this.#client.send(new PutObjectCommand({
+        Bucket: this.#bucket,
+        Key: this.stateKey(state.id),
+        Body: JSON.stringify(state),
+        ContentType: 'application/json',
+        ...(etag === null ? { IfNoneMatch: '*' } : { IfMatch: etag })
+      }))
+      return answer.ETag ?? ''
+    } catch (error) {
+      const info = describeS3Error('PutObject', error)
+      // 412: changed; 409: a concurrent conditional write; 404: deleted (terminated) meanwhile.
+      if (info.status === 412 || info.status === 409 || info.status === 404 || info.code === 'PreconditionFailed' || info.code === 'ConditionalRequestConflict' || info.code === 'NoSuchKey') throw new StateConflict()
+      throw error
+    }
+  }
+
+  async delete (key: string): Promise<void> {
+    await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key }))
+  }
+
+  async putTail (id: string, gen: number, bytes: Uint8Array): Promise<void> {
+    await this.#client.send(new PutObjectCommand({ Bucket: this.#bucket, Key: this.tailKey(id, gen), Body: bytes, ContentLength: bytes.byteLength, IfNoneMatch: '*' }))
+  }
+
+  /** The tail's bytes as a stream (read straight into the next part, never held whole). */
+  async * readTail (id: string, gen: number): AsyncGenerator<Uint8Array> {
+    const answer = await this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: this.tailKey(id, gen) }))
+    for await (const chunk of answer.Body as AsyncIterable<Uint8Array>) yield chunk
+  }
+
+  /** Removes the state and its tail objects (best effort for the tails: the sweep removes strays). */
+  async remove (state: TusState): Promise<void> {
+    await Promise.allSettled([state.gen, state.gen + 1].map(async (gen) => { await this.delete(this.tailKey(state.id, gen)) }))
+    await this.delete(this.stateKey(state.id))
+  }
+}

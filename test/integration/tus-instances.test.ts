@@ -1,0 +1,57 @@
+// Two instances of the app on one bucket: nothing shared but S3. Any instance serves any
+// request of an upload, and two PATCHes of one upload on two instances never both write.
+import t from 'tap'
+import { randomBytes } from 'node:crypto'
+import { freshBucket, listKeys, needsStrictS3, objectDigest, sha256, testClient, testS3 } from '../support/s3.ts'
+import { createUpload, expectClean, patchUpload, startTus, tusRequest } from '../support/tus.ts'
+
+const MiB = 1024 * 1024
+const server = await testS3()
+const client = testClient(server)
+const skip = needsStrictS3(server)
+
+t.test('created on one instance, written by both in turn, finished on the first', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server)
+  const a = await startTus(t, server, bucket)
+  const b = await startTus(t, server, bucket)
+  const data = randomBytes(13 * MiB + 3)
+  const url = await createUpload(a.endpoint, data.byteLength)
+  const token = url.split('/').pop() as string
+  const cuts = [0, 3 * MiB + 1, 9 * MiB, data.byteLength]
+  for (let index = 0; index + 1 < cuts.length; index++) {
+    const endpoint = index % 2 === 0 ? a.endpoint : b.endpoint
+    const from = cuts[index] as number
+    const answer = await patchUpload(`${endpoint}/${token}`, from, data.subarray(from, cuts[index + 1]))
+    t.equal(answer.status, 204, `PATCH ${index + 1} on instance ${index % 2 === 0 ? 'A' : 'B'}`)
+  }
+  const keys = await listKeys(client, bucket)
+  t.equal(keys.length, 1)
+  t.equal((await objectDigest(client, bucket, keys[0] as string)).sha256, sha256(data))
+  await expectClean(t, client, bucket)
+})
+
+t.test('two PATCHes of one upload on two instances at once: one is 409, the object is right', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server)
+  const a = await startTus(t, server, bucket)
+  const b = await startTus(t, server, bucket)
+  const data = randomBytes(11 * MiB)
+  const url = await createUpload(a.endpoint, data.byteLength)
+  const token = url.split('/').pop() as string
+  const answers = await Promise.all([patchUpload(`${a.endpoint}/${token}`, 0, data), patchUpload(`${b.endpoint}/${token}`, 0, data)])
+  t.same(answers.map((answer) => answer.status).sort(), [204, 409])
+  const keys = await listKeys(client, bucket)
+  t.equal(keys.length, 1)
+  t.equal((await objectDigest(client, bucket, keys[0] as string)).sha256, sha256(data))
+  await expectClean(t, client, bucket)
+})
+
+t.test('onUploadComplete throwing: 500, and the object is deleted (storage agrees with the app)', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server)
+  const { endpoint } = await startTus(t, server, bucket, { onUploadComplete: () => { throw new Error('database down') } })
+  const url = await createUpload(endpoint, 100)
+  const answer = await patchUpload(url, 0, randomBytes(100))
+  t.equal(answer.status, 500)
+  t.equal((await tusRequest(url, 'HEAD')).status, 404)
+  t.same(await listKeys(client, bucket), [])
+  await expectClean(t, client, bucket)
+})

@@ -1,0 +1,87 @@
+// tus test helpers: a server with the tus endpoint on MinIO, raw tus requests, and tus-js-client uploads in Node.
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3'
+import type { FastifyInstance } from 'fastify'
+import * as tus from 'tus-js-client'
+import type { Test } from 'tap'
+import type { S3ChunkOptions } from 'fastify-s3-chunk'
+import { startApp } from './app.ts'
+import type { S3Server } from './s3-server.ts'
+import { listKeys, pendingUploads } from './s3.ts'
+
+export interface TusApp { app: FastifyInstance, url: string, endpoint: string }
+
+/** A real server with `tus` enabled (at /files unless the options say otherwise). */
+export async function startTus (t: { teardown: (fn: () => unknown) => void }, server: S3Server, bucket: string, options: Partial<S3ChunkOptions> = {}): Promise<TusApp> {
+  const { app, url } = await startApp(t, server, { bucket, tus: {}, ...options })
+  const prefix = options.tus?.prefix ?? '/files'
+  return { app, url, endpoint: `${url}${prefix}` }
+}
+
+/** One raw request to the endpoint, Tus-Resumable sent unless given as null. */
+export async function tusRequest (url: string, method: string, headers: Record<string, string | null> = {}, body?: Uint8Array): Promise<Response> {
+  const sent: Record<string, string> = { 'tus-resumable': '1.0.0' }
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === null) delete sent[name.toLowerCase()]
+    else sent[name.toLowerCase()] = value
+  }
+  return await fetch(url, { method, headers: sent, ...(body !== undefined ? { body } : {}) })
+}
+
+/** Creates an upload; returns its URL. */
+export async function createUpload (endpoint: string, length: number | null, headers: Record<string, string | null> = {}): Promise<string> {
+  const response = await tusRequest(endpoint, 'POST', { ...(length === null ? { 'upload-defer-length': '1' } : { 'upload-length': String(length) }), ...headers })
+  if (response.status !== 201) throw new Error(`create answered ${response.status}: ${await response.text()}`)
+  return response.headers.get('location') as string
+}
+
+export async function patchUpload (url: string, offset: number, body: Uint8Array, headers: Record<string, string | null> = {}): Promise<Response> {
+  return await tusRequest(url, 'PATCH', { 'content-type': 'application/offset+octet-stream', 'upload-offset': String(offset), ...headers }, body)
+}
+
+export function metadataHeader (fields: Record<string, string>): string {
+  return Object.entries(fields).map(([key, value]) => `${key} ${Buffer.from(value).toString('base64')}`).join(',')
+}
+
+/** Objects under the tus prefix (state and tail objects). */
+export async function tusLeftovers (client: S3Client, bucket: string): Promise<string[]> {
+  return (await listKeys(client, bucket)).filter((key) => key.split('/').includes('.tus'))
+}
+
+/** After a test: no multipart upload open and no state or tail object left. */
+export async function expectClean (t: Pick<Test, 'same'>, client: S3Client, bucket: string): Promise<void> {
+  t.same(await pendingUploads(client, bucket), [], 'no multipart upload left open')
+  t.same(await tusLeftovers(client, bucket), [], 'no tus state or tail object left')
+}
+
+/** tus-js-client in Node: uploads `data`, resolving with the upload URL once done. */
+export async function clientUpload (endpoint: string, data: Buffer, options: Partial<tus.UploadOptions> = {}): Promise<string> {
+  return await new Promise((resolve, reject) => {
+    const upload = new tus.Upload(data, {
+      endpoint,
+      retryDelays: [],
+      metadata: { filename: 'file.bin', filetype: 'application/octet-stream' },
+      ...options,
+      onError: (error) => { reject(error) },
+      onSuccess: () => { resolve(upload.url as string) }
+    })
+    upload.start()
+  })
+}
+
+/** Waits (bounded) until no request holds the upload at `url` (its state object carries no lease), then returns its offset; null when it has no state. */
+export async function settledOffset (client: S3Client, bucket: string, url: string, keyPrefix = ''): Promise<number | null> {
+  const id = (url.split('/').pop() ?? '').split('.')[0] as string
+  const key = `${keyPrefix === '' ? '' : `${keyPrefix}/`}.tus/${id}`
+  for (let round = 0; round < 200; round++) {
+    try {
+      const answer = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
+      const state = JSON.parse(await answer.Body?.transformToString() ?? '{}') as { offset: number, lease?: unknown }
+      if (state.lease === undefined) return state.offset
+    } catch (error) {
+      if ((error as { name?: string }).name === 'NoSuchKey') return null
+      throw error
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  throw new Error(`upload ${id} still held after 10 s`)
+}
