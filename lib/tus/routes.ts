@@ -177,6 +177,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     const declaredType = checkDeclaredType(metadata.filetype ?? metadata.type, config.allowedTypes)
     const withBody = request.headers['content-type'] !== undefined && Number(request.headers['content-length'] ?? 1) !== 0
     if (withBody && parseMediaType(request.headers['content-type']) !== OFFSET_STREAM) throw new TusContentTypeError()
+    const checksum = withBody ? parseChecksum(request.headers['upload-checksum']) : null
 
     const filename = sanitiseFilename(originalName)
     const overrides = (await config.onFile?.({ fieldName: 'file', originalName, filename, declaredType, fields: { ...metadata }, request })) ?? undefined
@@ -224,7 +225,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     const holder = randomBytes(8).toString('hex')
     state.lease = { holder, until: Date.now() + leaseMs }
     const etag = await store.save(state, null)
-    const offset = await write(request, { state, etag }, holder, null)
+    const offset = await write(request, { state, etag }, holder, checksum)
     reply.header('Upload-Offset', String(offset))
     await reply.code(201).send()
   }

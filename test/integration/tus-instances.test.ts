@@ -55,3 +55,35 @@ t.test('onUploadComplete throwing: 500, and the object is deleted (storage agree
   t.same(await listKeys(client, bucket), [])
   await expectClean(t, client, bucket)
 })
+
+// What the hold rests on: the store's conditional writes. MinIO (and S3) must refuse a write
+// whose If-Match names an older ETag, and a create (If-None-Match: *) over an existing state.
+t.test('the state object\'s conditional writes: a stale ETag and a second create are refused', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server)
+  const { StateStore, StateConflict } = await import('../../lib/tus/state.ts')
+  const store = new StateStore(client, bucket, '')
+  const state = { v: 1 as const, id: 'f'.repeat(32), key: 'k', offset: 0, metadata: {}, originalName: 'k', expires: Date.now() + 60_000, partSize: 5 * MiB, parts: [], tail: 0, gen: 0 }
+  const first = await store.save(state, null)
+  await t.rejects(store.save(state, null), StateConflict, 'a second create')
+  const second = await store.save({ ...state, offset: 1 }, first)
+  await t.rejects(store.save({ ...state, offset: 2 }, first), StateConflict, 'a write from the old ETag')
+  t.equal((await store.load(state.id))?.state.offset, 1)
+  t.equal((await store.load(state.id))?.etag, second)
+  await store.remove(state)
+})
+
+t.test('several uploads at once stay within maxBufferedBytes and arrive byte-identical', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server)
+  const { app, endpoint } = await startTus(t, server, bucket, { maxBufferedBytes: 16 * MiB, partConcurrency: 2 })
+  const files = [randomBytes(21 * MiB + 1), randomBytes(17 * MiB), randomBytes(12 * MiB + 5)]
+  const { clientUpload } = await import('../support/tus.ts')
+  await Promise.all(files.map(async (data, index) => await clientUpload(endpoint, data, { metadata: { filename: `many-${index}.bin` }, chunkSize: index === 2 ? 4 * MiB : Infinity })))
+  const stats = app.s3Chunk.stats()
+  t.ok(stats.peakBufferedBytes <= 16 * MiB, `peak ${stats.peakBufferedBytes} bytes within the 16 MiB budget`)
+  t.ok(stats.peakBufferedBytes > 0, 'parts went through the pool')
+  for (const [index, data] of files.entries()) {
+    const key = (await listKeys(client, bucket)).find((name) => name.includes(`many-${index}`)) as string
+    t.equal((await objectDigest(client, bucket, key)).sha256, sha256(data), `file ${index}`)
+  }
+  await expectClean(t, client, bucket)
+})
