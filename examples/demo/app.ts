@@ -14,7 +14,8 @@ export const DEMO_USERS: Record<string, string> = { 'demo-alice': 'alice', 'demo
 export const ALLOWED_TYPES = ['image/*', 'video/*', 'audio/*']
 
 export interface DemoOptions {
-  s3: { endpoint: string, region: string, accessKeyId: string, secretAccessKey: string }
+  /** `kind` 's3rver' (the fallback on a machine without MinIO) turns checksums off: s3rver keeps none. */
+  s3: { endpoint: string, region: string, accessKeyId: string, secretAccessKey: string, kind?: string }
   bucket: string
   maxFileSize?: number
   logLevel?: string
@@ -45,6 +46,9 @@ export async function buildDemo (options: DemoOptions): Promise<FastifyInstance>
       credentials: { accessKeyId: options.s3.accessKeyId, secretAccessKey: options.s3.secretAccessKey }
     },
     maxFileSize,
+    // s3rver ignores checksum headers, and an upload whose checksum S3 did not
+    // keep is refused (502) rather than committed unverified.
+    ...(options.s3.kind === 's3rver' ? { checksum: 'none' as const } : {}),
     allowedTypes: ALLOWED_TYPES,
     // Streamed uploads go under the user's prefix too: <keyPrefix>/<user>/<random>/<name>.
     key: ({ request, filename }) => `${userOf(request) ?? 'anonymous'}/${randomBytes(9).toString('hex')}/${filename}`,
