@@ -4,6 +4,8 @@
 // or any skipped test is a failure. A second MinIO over TLS (SSE-C tests) is
 // started beside it unless S3_TLS_ENDPOINT names one; tap's environment trusts
 // its certificate (NODE_EXTRA_CA_CERTS, read by Node at process start).
+// `--store versitygw` runs versitygw's declared suite on a versitygw of its
+// own instead (test/support/store-suites.ts; no TLS server then).
 import { spawn } from 'node:child_process'
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
