@@ -61,7 +61,7 @@ const tapBin = join(root, 'node_modules', 'tap', 'dist', 'esm', 'run.mjs')
 // load, fault injection) one at a time, so what they measure is not the rest
 // of the suite competing for the same two cores.
 const named = suite === null ? argv : argv.filter((arg) => suite.excluded[arg] === undefined)
-const phases = named.length > 0
+const phases = argv.length > 0
   ? [named]
   : suite !== null
     ? [suite.dirs.flatMap(testFiles).filter((file) => suite.excluded[file] === undefined)]
