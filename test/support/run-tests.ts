@@ -4,6 +4,8 @@
 // or any skipped test is a failure. A second MinIO over TLS (SSE-C tests) is
 // started beside it unless S3_TLS_ENDPOINT names one; tap's environment trusts
 // its certificate (NODE_EXTRA_CA_CERTS, read by Node at process start).
+// `--store versitygw` runs versitygw's declared suite on a versitygw of its
+// own instead (test/support/store-suites.ts; no TLS server then).
 import { spawn } from 'node:child_process'
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
@@ -76,7 +78,7 @@ const tapBin = join(root, 'node_modules', 'tap', 'dist', 'esm', 'run.mjs')
 // load, fault injection) one at a time, so what they measure is not the rest
 // of the suite competing for the same two cores.
 const named = suite === null ? argv : argv.filter((arg) => suite.excluded[arg] === undefined)
-const phases = named.length > 0
+const phases = argv.length > 0
   ? [named]
   : suite !== null
     ? [suite.dirs.flatMap(testFiles).filter((file) => suite.excluded[file] === undefined)]
