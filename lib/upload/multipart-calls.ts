@@ -110,13 +110,24 @@ export async function completeMultipartUpload (scope: MultipartScope, uploadId: 
   return await withChecksum(scope, completed)
 }
 
+/** How long a Complete that took the upload may still take to write the object (versitygw: measured ~0.5 s under load). */
+const COMPLETE_SETTLE_MS = 6_000
+
 /** After a Complete that failed: abort, then the object at the key says whether it was this upload's (see completeMultipartUpload). */
 async function recoverComplete (scope: MultipartScope, uploadId: string, expected: Expected, seenGone: boolean, last: S3FailureInfo): Promise<UploadOutcome> {
   // Seen gone: a Complete of ours was carried out (or is finishing), so the
   // object's size and part count are evidence enough when its ETag cannot be computed.
   const consumed = seenGone || await uploadState(scope, uploadId) === 'gone'
   await abortMultipartUpload(scope, uploadId)
-  const stored = await storedObject(scope, expected, { sizeAndPartsSuffice: consumed })
+  let stored = await storedObject(scope, expected, { sizeAndPartsSuffice: consumed })
+  // Gone before our abort: a Complete of ours took it and may still be
+  // writing the object. MinIO's abort waits such a Complete out; versitygw's
+  // answers NoSuchUpload at once, and the object appears a moment later — so
+  // look again for a few seconds before answering that nothing was stored.
+  for (let waited = 0, delay = 100; stored === null && consumed && waited < COMPLETE_SETTLE_MS; waited += delay, delay *= 2) {
+    await sleep(Math.min(delay, COMPLETE_SETTLE_MS - waited))
+    stored = await storedObject(scope, expected, { sizeAndPartsSuffice: consumed })
+  }
   if (stored !== null) return recovered(scope, uploadId, last, stored)
   if (isKeyTaken(last)) throw new KeyExistsError(scope.target.key)
   throw storageFailure(last)
