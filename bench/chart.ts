@@ -6,8 +6,8 @@ import type { Meta } from './report.ts'
 import type { Scenario } from './scenarios.ts'
 import type { Cell } from './summary.ts'
 
-const COLORS: Record<string, string> = { a: '#2f6fb3', b: '#7fb2e5', c: '#e07b39', d: '#8a8f98' }
-const WIDTH = 900
+const COLORS: Record<string, string> = { a: '#2f6fb3', b: '#7fb2e5', c: '#e07b39', d: '#8a8f98', e: '#2a9d6f', f: '#b5533c', s: '#6b8e23' }
+const WIDTH = 1000
 const HEIGHT = 460
 const MARGIN = { top: 84, right: 20, bottom: 110, left: 64 }
 
@@ -24,14 +24,17 @@ function axis (value: number): { max: number, step: number } {
 }
 
 export function throughputChart (cells: Cell[], scenarios: Scenario[], machine: Machine, meta: Meta): string {
-  const ids = contenders.map((contender) => contender.id)
+  // Only the contenders that ran (one may be skipped, or run some scenarios only).
+  const shown = contenders.filter((contender) => cells.some((cell) => cell.contender === contender.id))
+  const ids = shown.map((contender) => contender.id)
   const top = Math.max(...cells.map((cell) => cell.mibPerSecond?.max ?? 0))
   const { max, step } = axis(top)
   const plotWidth = WIDTH - MARGIN.left - MARGIN.right
   const plotHeight = HEIGHT - MARGIN.top - MARGIN.bottom
   const y = (value: number): number => MARGIN.top + plotHeight - value / max * plotHeight
   const groupWidth = plotWidth / Math.max(1, scenarios.length)
-  const barWidth = Math.min(44, groupWidth * 0.8 / ids.length)
+  const inScenario = (scenario: Scenario): string[] => ids.filter((id) => cells.some((cell) => cell.scenario === scenario.id && cell.contender === id))
+  const barWidth = Math.min(44, groupWidth * 0.8 / Math.max(1, ...scenarios.map((scenario) => inScenario(scenario).length)))
   const out: string[] = []
 
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="system-ui, -apple-system, 'Segoe UI', sans-serif" font-size="12">`)
@@ -47,8 +50,9 @@ export function throughputChart (cells: Cell[], scenarios: Scenario[], machine: 
   }
 
   for (const [group, scenario] of scenarios.entries()) {
-    const left = MARGIN.left + group * groupWidth + (groupWidth - barWidth * ids.length) / 2
-    for (const [slot, id] of ids.entries()) {
+    const groupIds = inScenario(scenario)
+    const left = MARGIN.left + group * groupWidth + (groupWidth - barWidth * groupIds.length) / 2
+    for (const [slot, id] of groupIds.entries()) {
       const speed = cells.find((cell) => cell.scenario === scenario.id && cell.contender === id)?.mibPerSecond
       if (speed === undefined || speed === null) continue
       const x = left + slot * barWidth
@@ -63,9 +67,10 @@ export function throughputChart (cells: Cell[], scenarios: Scenario[], machine: 
   }
 
   // Two rows of two: hand-made SVG has no text metrics to pack the labels on one line.
-  for (const [slot, contender] of contenders.entries()) {
+  const legendRows = Math.ceil(shown.length / 2)
+  for (const [slot, contender] of shown.entries()) {
     const x = MARGIN.left + (slot % 2) * 380
-    const legendY = HEIGHT - 38 + Math.floor(slot / 2) * 20
+    const legendY = HEIGHT - 18 - (legendRows - 1) * 20 + Math.floor(slot / 2) * 20
     out.push(`<rect x="${x}" y="${legendY - 10}" width="12" height="12" fill="${COLORS[contender.id] ?? '#999'}"/>`)
     out.push(`<text x="${x + 18}" y="${legendY}">${escape(`(${contender.id}) ${contender.label}`)}</text>`)
   }
