@@ -133,7 +133,7 @@ export function consoleReport (cells: Cell[], list: Ratio[], scenarios: Scenario
     '',
     textTable(HEADERS, rows(cells, scenarios)),
     '',
-    textTable(['scenario', ...ratioKeys(list)], ratioRows(list, scenarios)),
+    ...(ratioKeys(list).length === 0 ? [] : [textTable(['scenario', ...ratioKeys(list)], ratioRows(list, scenarios))]),
     ...(ceilings.length === 0 ? [] : ['', 'Main-thread CPU per GiB and the per-process ceiling it implies (a projection):', textTable(CEILING_HEADERS, ceilings)]),
     '',
     `took ${(meta.durationSeconds / 60).toFixed(1)} min; 1-min load average at start ${machine.loadAverageAtStart.toFixed(2)}`
@@ -149,9 +149,7 @@ export function markdownReport (cells: Cell[], list: Ratio[], scenarios: Scenari
     '',
     markdownTable(HEADERS, rows(cells, scenarios)),
     '',
-    'Throughput ratios (medians):',
-    '',
-    markdownTable(['scenario', ...ratioKeys(list)], ratioRows(list, scenarios)),
+    ...(ratioKeys(list).length === 0 ? [] : ['Throughput ratios (medians):', '', markdownTable(['scenario', ...ratioKeys(list)], ratioRows(list, scenarios))]),
     ...(ceilings.length === 0 ? [] : ['', 'Main-thread CPU per GiB and the per-process ceiling it implies (a projection, see below):', '', markdownTable(CEILING_HEADERS, ceilings)]),
     '',
     ...NOTES.flatMap((note) => [note, ''])
