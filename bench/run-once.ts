@@ -67,9 +67,14 @@ export interface RunContext {
   profileDir?: string
 }
 
-/** Time a run may take before it is stopped and failed: generous, only there so nothing hangs. */
+/**
+ * Time a run may take before it is stopped and failed: generous, only there so
+ * nothing hangs — 10 MiB/s plus a second a file (the seed spends a
+ * multipart upload and a thread pool on every small file; on a loaded 2-core
+ * machine its 200 × 1 MiB took longer than 80 s).
+ */
 function runTimeoutMs (scenario: Scenario): number {
-  return 60_000 + scenario.files * scenario.size / (10 * MiB) * 1000
+  return 60_000 + scenario.files * scenario.size / (10 * MiB) * 1000 + scenario.files * 1000
 }
 
 export async function runOnce (contender: Contender, scenario: Scenario, repetition: number, context: RunContext): Promise<RunResult> {
