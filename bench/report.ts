@@ -92,7 +92,7 @@ function machineLine (machine: Machine): string {
 }
 
 function settingsLine (meta: Meta): string {
-  return `${meta.quick ? 'QUICK MODE (small sizes, 1 repetition: a smoke test, not figures to quote)' : `medians of ${meta.repetitions} repetitions`}, ` +
+  return `${meta.quick ? 'QUICK MODE (small sizes, 1 repetition: a smoke test, not figures to quote)' : (meta.repetitions === 1 ? '1 repetition (no medians: one run each)' : `medians of ${meta.repetitions} repetitions`)}, ` +
     `runs interleaved (${contenders.map((contender) => contender.id).join(' ')} …), parts of ${meta.partSizeMiB} MiB, ${meta.partConcurrency} parts in flight per file, a fresh server process per run`
 }
 
