@@ -6,8 +6,8 @@ import type { Meta } from './report.ts'
 import type { Scenario } from './scenarios.ts'
 import type { Cell } from './summary.ts'
 
-const COLORS: Record<string, string> = { a: '#2f6fb3', b: '#7fb2e5', c: '#e07b39', d: '#8a8f98', e: '#2a9d6f', f: '#b5533c' }
-const WIDTH = 900
+const COLORS: Record<string, string> = { a: '#2f6fb3', b: '#7fb2e5', c: '#e07b39', d: '#8a8f98', e: '#2a9d6f', f: '#b5533c', s: '#6b8e23' }
+const WIDTH = 1000
 const HEIGHT = 460
 const MARGIN = { top: 84, right: 20, bottom: 110, left: 64 }
 
@@ -24,7 +24,7 @@ function axis (value: number): { max: number, step: number } {
 }
 
 export function throughputChart (cells: Cell[], scenarios: Scenario[], machine: Machine, meta: Meta): string {
-  // Only the contenders that ran: the tus ones (e, f) run the tus scenarios only.
+  // Only the contenders that ran (one may be skipped, or run some scenarios only).
   const shown = contenders.filter((contender) => cells.some((cell) => cell.contender === contender.id))
   const ids = shown.map((contender) => contender.id)
   const top = Math.max(...cells.map((cell) => cell.mibPerSecond?.max ?? 0))

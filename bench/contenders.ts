@@ -1,23 +1,45 @@
 // The contenders, all with the same part size and parts in flight per file:
-// (a)–(d) take multipart POSTs (or go straight to S3), (e) and (f) speak tus.
+// (a)–(d) and the seed (s) take multipart POSTs (or go straight to S3), (e) and
+// (f) speak tus. Adding one: an id, a label, and how to start its server
+// (`server` for a Node script, `launch` for anything else, neither for the load
+// client sending to S3 itself); `unavailable` says why it cannot run on this machine.
 import { fileURLToPath } from 'node:url'
+import { prepareSeed, seedDescription, startSeedServer } from './contenders/seed.ts'
 
 export const PART_SIZE = 5 * 1024 * 1024
 export const PART_CONCURRENCY = 4
 
-export type ContenderId = 'a' | 'b' | 'c' | 'd' | 'e' | 'f'
+export type ContenderId = 'a' | 'b' | 'c' | 'd' | 'e' | 'f' | 's'
 
 export interface S3Access {
   region: string
   endpoint: string
   credentials: { accessKeyId: string, secretAccessKey: string }
+  /** PEM the contender must trust when the endpoint is https with the bench's own certificate. */
+  caFile?: string
+}
+
+/** A running contender server: what the run needs of it. */
+export interface ContenderServer {
+  url: string
+  /** The server's root process: its threads and child processes are measured from /proc. */
+  pid: number
+  /** What the server says of itself (Node contenders: peak RSS and event-loop delay). */
+  health: () => Promise<{ maxRss?: number, eventLoopDelayMs?: { p99: number, max: number } }>
+  stop: (graceMs?: number) => Promise<void>
 }
 
 export interface Contender {
   id: ContenderId
   label: string
-  /** How to start its server (a script run by plain node, and its environment); null: the load client sends to S3 itself. */
-  server: ((bucket: string, s3: S3Access) => { script: string, env: Record<string, string> }) | null
+  /** How to start its server as a Node script run by plain node (and its environment). */
+  server?: (bucket: string, s3: S3Access) => { script: string, env: Record<string, string> }
+  /** How to start a server that is not a Node script. */
+  launch?: (bucket: string, s3: S3Access) => Promise<ContenderServer>
+  /** Called once before the runs: null when it can run here, else the reason it is skipped (printed). */
+  unavailable?: (log: (line: string) => void) => string | null
+  /** Several processes (a pre-fork server): "main thread" has no single meaning, the report shows only all threads. */
+  multiProcess?: boolean
   /** How the load client sends files: multipart POSTs to /upload (the default), or tus to `tusPath`. */
   protocol?: 'multipart' | 'tus'
   /** Where the tus endpoint is (tus contenders). */
@@ -36,13 +58,24 @@ const uploadServer = fileURLToPath(new URL('../test/support/upload-server.mjs', 
 const libStorageServer = fileURLToPath(new URL('./contenders/lib-storage-server.mjs', import.meta.url))
 const tusS3StoreServer = fileURLToPath(new URL('./contenders/tus-s3-store-server.mjs', import.meta.url))
 
+/** Node reads NODE_EXTRA_CA_CERTS at start; worker threads share the process's trust store. */
+function trust (s3: S3Access): Record<string, string> {
+  return s3.caFile === undefined ? {} : { NODE_EXTRA_CA_CERTS: s3.caFile }
+}
+
+function withoutCa (s3: S3Access): Omit<S3Access, 'caFile'> {
+  const { caFile: _caFile, ...rest } = s3
+  return rest
+}
+
 function plugin (mode: 'workers' | 'inline', extra: Record<string, unknown> = {}) {
   return (bucket: string, s3: S3Access) => ({
     script: uploadServer,
     env: {
+      ...trust(s3),
       UPLOAD_SERVER_OPTIONS: JSON.stringify({
         bucket,
-        s3: { ...s3, forcePathStyle: true },
+        s3: { ...withoutCa(s3), forcePathStyle: true },
         mode,
         partSize: PART_SIZE,
         partConcurrency: PART_CONCURRENCY,
@@ -60,22 +93,34 @@ export const contenders: Contender[] = [
     label: '@fastify/multipart + lib-storage',
     server: (bucket, s3) => ({
       script: libStorageServer,
-      env: { BENCH_SERVER_OPTIONS: JSON.stringify({ bucket, s3, partSize: PART_SIZE, queueSize: PART_CONCURRENCY }) }
+      env: { ...trust(s3), BENCH_SERVER_OPTIONS: JSON.stringify({ bucket, s3: withoutCa(s3), partSize: PART_SIZE, queueSize: PART_CONCURRENCY }) }
     })
   },
-  { id: 'd', label: 'direct to S3 (the limit)', server: null },
+  { id: 'd', label: 'direct to S3 (the limit)' },
   { id: 'e', label: 'fastify-s3-chunk tus, workers', server: plugin('workers', { tus: { prefix: '/files' } }), protocol: 'tus', tusPath: '/files' },
   {
     id: 'f',
     label: '@tus/server + @tus/s3-store',
     server: (bucket, s3) => ({
       script: tusS3StoreServer,
-      env: { BENCH_SERVER_OPTIONS: JSON.stringify({ bucket, s3, partSize: PART_SIZE }) }
+      env: { ...trust(s3), BENCH_SERVER_OPTIONS: JSON.stringify({ bucket, s3: withoutCa(s3), partSize: PART_SIZE }) }
     }),
     protocol: 'tus',
     tusPath: '/files',
     tempDirEnv: 'TMPDIR',
     // @tus/s3-store keeps an empty <upload id>.info object (its state, in the object's metadata) after the upload completes.
     stateObjects: /\.info$/
+  },
+  {
+    id: 's',
+    label: 'the seed: s3chunkuploader (Django, gunicorn)',
+    launch: startSeedServer,
+    unavailable: prepareSeed,
+    multiProcess: true
   }
 ]
+
+export { seedDescription }
+
+/** Throughput ratios the report shows, [numerator, denominator]: workers mode against each of the others first. */
+export const RATIOS: Array<[ContenderId, ContenderId]> = [['a', 'b'], ['a', 'c'], ['a', 'd'], ['a', 's'], ['b', 'c'], ['e', 'f']]

@@ -2,7 +2,7 @@
 // every thread of a server without trusting the server's own code. Linux
 // only: elsewhere they are null and the report shows "—".
 import { spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 
 const ticksPerSecond = ((): number => {
   const out = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })
@@ -64,4 +64,66 @@ export function diskWrites (pid: number): { writeBytes: number, cancelledWriteBy
   const writeBytes = field('write_bytes')
   const cancelledWriteBytes = field('cancelled_write_bytes')
   return writeBytes === null || cancelledWriteBytes === null ? null : { writeBytes, cancelledWriteBytes }
+}
+
+/** The fields after the command name of a /proc stat line (field 3 is index 0). */
+function statFields (path: string): string[] | null {
+  const stat = readOrNull(path)
+  return stat === null ? null : stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+}
+
+/**
+ * CPU seconds of one process: its own threads, live and exited (`own`), and
+ * its reaped children's (`children`, cutime + cstime): a pre-fork server's
+ * worker that exits and is waited for still counts there.
+ */
+export function processCpu (pid: number): { own: number, children: number } | null {
+  const fields = statFields(`/proc/${pid}/stat`)
+  if (fields === null) return null
+  const own = (Number(fields[11]) + Number(fields[12])) / ticksPerSecond
+  const children = (Number(fields[13]) + Number(fields[14])) / ticksPerSecond
+  return Number.isFinite(own) && Number.isFinite(children) ? { own, children } : null
+}
+
+/** User + system CPU seconds of one thread, and its name (comm: Node ≥ 22 names its threads, Node 20 calls them all "node"). */
+export function threadCpu (pid: number, tid: number): { seconds: number, name: string } | null {
+  const fields = statFields(`/proc/${pid}/task/${tid}/stat`)
+  if (fields === null) return null
+  const seconds = (Number(fields[11]) + Number(fields[12])) / ticksPerSecond
+  const name = readOrNull(`/proc/${pid}/task/${tid}/comm`)?.trim() ?? '?'
+  return Number.isFinite(seconds) ? { seconds, name } : null
+}
+
+/** Thread ids of a live process. */
+export function threadIds (pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).map(Number).filter(Number.isInteger)
+  } catch {
+    return []
+  }
+}
+
+/** The process and all its descendants (from /proc/<pid>/task/<tid>/children), root first. */
+export function processTree (pid: number): number[] {
+  const out: number[] = []
+  const queue = [pid]
+  // Bounded: a server tree here is a handful of processes.
+  while (queue.length > 0 && out.length < 1000) {
+    const next = queue.shift() as number
+    if (out.includes(next)) continue
+    out.push(next)
+    for (const tid of threadIds(next)) {
+      const children = readOrNull(`/proc/${next}/task/${tid}/children`)
+      if (children === null) continue
+      for (const child of children.trim().split(/\s+/)) if (child !== '') queue.push(Number(child))
+    }
+  }
+  return out.filter((id) => existsSync(`/proc/${id}`))
+}
+
+/** Resident set of a process now (VmRSS), in bytes. */
+export function rss (pid: number): number | null {
+  const status = readOrNull(`/proc/${pid}/status`)
+  const match = status === null ? null : /^VmRSS:\s+(\d+) kB$/m.exec(status)
+  return match?.[1] === undefined ? null : Number(match[1]) * 1024
 }

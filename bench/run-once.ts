@@ -1,6 +1,7 @@
 // One measured run: one contender, one scenario, a fresh server process (so
 // its peak RSS and event-loop histogram belong to this run alone), a short
-// warm-up, then the scenario's uploads with a health request every 50 ms.
+// warm-up, then the scenario's uploads with a health request every 50 ms and
+// the server's process tree and threads sampled from /proc (proc-sampler.ts).
 import type { S3Client } from '@aws-sdk/client-s3'
 import { setMaxListeners } from 'node:events'
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
@@ -11,12 +12,13 @@ import { startPinger } from '../test/support/health-pinger.ts'
 import { streamUpload } from '../test/support/stream-upload.ts'
 import { emptyBucket, storedObjects } from './buckets.ts'
 import { onCleanup } from './cleanup.ts'
-import { PART_CONCURRENCY, PART_SIZE, type Contender, type S3Access } from './contenders.ts'
+import { PART_CONCURRENCY, PART_SIZE, type Contender, type ContenderServer, type S3Access } from './contenders.ts'
 import { directUpload } from './direct-upload.ts'
-import { cpuSeconds, diskWrites, hostCpu, peakRss } from './proc-stats.ts'
+import { startTreeSampler, type ThreadFigure } from './proc-sampler.ts'
+import { hostCpu } from './proc-stats.ts'
 import type { Scenario } from './scenarios.ts'
 import { tusUpload } from './tus-upload.ts'
-import { startNodeServer, type NodeServer } from '../test/support/server-process.ts'
+import { startNodeServer } from '../test/support/server-process.ts'
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
@@ -39,9 +41,16 @@ export interface RunResult {
   bytes: number
   seconds: number
   mibPerSecond: number
-  /** The server's; null for (d), which has none. */
+  /** The server's (its whole process tree); null for (d), which has none. */
   peakRssMiB: number | null
+  /** All threads of the server's process tree, exited ones included. */
   cpuSecondsPerGiB: number | null
+  /** The server's main thread alone (a Node server's event loop): one process can never go faster than 1 / this GiB/s. */
+  mainThreadCpuSecondsPerGiB: number | null
+  /** Bytes the server's process tree caused to be written to storage during the run (/proc/<pid>/io write_bytes), in MiB. */
+  diskWriteMiB: number | null
+  /** Where the server's CPU went, thread by thread (see proc-sampler.ts); null without a server. */
+  threads: { processes: number, exitedSampledSeconds: number, exitedUnseenSeconds: number, busiest: ThreadFigure[], samples: number } | null
   /** Event-loop delay beyond the sampling interval (see EVENT_LOOP_RESOLUTION_MS). */
   eventLoopMs: { p99: number, max: number } | null
   /** As the server's histogram reports it, interval included. */
@@ -51,8 +60,6 @@ export interface RunResult {
   clientCpuSecondsPerGiB: number
   /** Share of the host's CPUs busy during the run, all processes (others' included). */
   hostBusy: number | null
-  /** MiB the server process wrote to local storage during the run (write_bytes of /proc/<pid>/io); null without a server or /proc. */
-  diskWriteMiB?: number | null
   /** Files left in the server's temporary directory once it stopped (contenders with `tempDirEnv`). */
   tempFilesLeft?: number
   /** Objects the server kept beside the files by design (contenders with `stateObjects`). */
@@ -67,9 +74,14 @@ export interface RunContext {
   profileDir?: string
 }
 
-/** Time a run may take before it is stopped and failed: generous, only there so nothing hangs. */
+/**
+ * Time a run may take before it is stopped and failed: generous, only there so
+ * nothing hangs — 10 MiB/s plus a second a file (the seed spends a
+ * multipart upload and a thread pool on every small file; on a loaded 2-core
+ * machine its 200 × 1 MiB took longer than 80 s).
+ */
 function runTimeoutMs (scenario: Scenario): number {
-  return 60_000 + scenario.files * scenario.size / (10 * MiB) * 1000
+  return 60_000 + scenario.files * scenario.size / (10 * MiB) * 1000 + scenario.files * 1000
 }
 
 export async function runOnce (contender: Contender, scenario: Scenario, repetition: number, context: RunContext): Promise<RunResult> {
@@ -84,14 +96,16 @@ export async function runOnce (contender: Contender, scenario: Scenario, repetit
     mibPerSecond: 0,
     peakRssMiB: null,
     cpuSecondsPerGiB: null,
+    mainThreadCpuSecondsPerGiB: null,
+    diskWriteMiB: null,
+    threads: null,
     eventLoopMs: null,
     eventLoopRawMs: null,
     healthMs: null,
     clientCpuSecondsPerGiB: 0,
-    hostBusy: null,
-    diskWriteMiB: null
+    hostBusy: null
   }
-  let server: NodeServer | null = null
+  let server: ContenderServer | null = null
   // A temporary directory of the run's own for a server that spools to disk: emptied and removed whatever happens.
   const tempDir = contender.tempDirEnv === undefined ? null : mkdtempSync(join(tmpdir(), `fastify-s3-chunk-bench-${contender.id}-`))
   const forgetTempDir = tempDir === null ? () => {} : onCleanup(async () => { rmSync(tempDir, { recursive: true, force: true }) })
@@ -101,11 +115,15 @@ export async function runOnce (contender: Contender, scenario: Scenario, repetit
   setMaxListeners(1000, stopRun.signal)
   const timer = setTimeout(() => stopRun.abort(new Error(`run timed out after ${runTimeoutMs(scenario) / 1000} s`)), runTimeoutMs(scenario))
   try {
-    if (contender.server !== null) {
+    if (contender.server !== undefined) {
       const { script, env } = contender.server(context.bucket, context.s3)
       if (tempDir !== null && contender.tempDirEnv !== undefined) env[contender.tempDirEnv] = tempDir
       const profile = context.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', join(context.profileDir, `${scenario.id}-${contender.id}-run${repetition + 1}`)]
       server = await startNodeServer(script, env, profile)
+    } else if (contender.launch !== undefined) {
+      server = await contender.launch(context.bucket, context.s3)
+    }
+    if (server !== null) {
       const started = server
       forgetServer = onCleanup(async () => { await started.stop() })
       // A run that times out is ended by killing its server: the uploads then fail at once.
@@ -120,8 +138,7 @@ export async function runOnce (contender: Contender, scenario: Scenario, repetit
     for (const [index, size] of WARM_UP.entries()) await send(WARM_UP_SEED + index, size, `warm-up-${index}.bin`)
 
     const pid = server?.pid
-    const cpuBefore = pid === undefined ? null : cpuSeconds(pid)
-    const diskBefore = pid === undefined ? null : diskWrites(pid)
+    const sampler = pid === undefined ? null : startTreeSampler(pid)
     const hostBefore = hostCpu()
     const clientBefore = process.cpuUsage()
     const pinger = server === null ? null : startPinger(`${server.url}/health`, { intervalMs: 50, maxMs: runTimeoutMs(scenario) })
@@ -136,21 +153,28 @@ export async function runOnce (contender: Contender, scenario: Scenario, repetit
     const pings = pinger === null ? null : await pinger.stop()
     const clientCpu = process.cpuUsage(clientBefore)
     const hostAfter = hostCpu()
-    const cpuAfter = pid === undefined ? null : cpuSeconds(pid)
-    const diskAfter = pid === undefined ? null : diskWrites(pid)
+    const tree = sampler?.stop() ?? null
     if (failure !== null) throw failure
 
     result.mibPerSecond = bytes / MiB / result.seconds
     result.clientCpuSecondsPerGiB = (clientCpu.user + clientCpu.system) / 1e6 / (bytes / GiB)
     if (hostBefore !== null && hostAfter !== null) result.hostBusy = (hostAfter.busy - hostBefore.busy) / Math.max(1, hostAfter.total - hostBefore.total)
-    if (server !== null && pid !== undefined) {
+    if (server !== null && tree !== null) {
       const health = await server.health()
-      result.peakRssMiB = (peakRss(pid) ?? health.maxRss) / MiB
-      if (cpuBefore !== null && cpuAfter !== null) result.cpuSecondsPerGiB = (cpuAfter - cpuBefore) / (bytes / GiB)
-      if (diskBefore !== null && diskAfter !== null) result.diskWriteMiB = (diskAfter.writeBytes - diskBefore.writeBytes) / MiB
-      const { p99, max } = health.eventLoopDelayMs
-      result.eventLoopRawMs = { p99, max }
-      result.eventLoopMs = { p99: Math.max(0, p99 - EVENT_LOOP_RESOLUTION_MS), max: Math.max(0, max - EVENT_LOOP_RESOLUTION_MS) }
+      const peak = tree.peakRssBytes ?? health.maxRss ?? null
+      result.peakRssMiB = peak === null ? null : peak / MiB
+      if (tree.samples > 0) {
+        result.cpuSecondsPerGiB = tree.cpuSeconds / (bytes / GiB)
+        // A pre-fork server has a main thread per worker: no one thread bounds it (contenders.ts, multiProcess).
+        if (contender.multiProcess !== true) result.mainThreadCpuSecondsPerGiB = tree.mainThreadSeconds / (bytes / GiB)
+        result.threads = { processes: tree.processes, exitedSampledSeconds: tree.exitedSampledSeconds, exitedUnseenSeconds: tree.exitedUnseenSeconds, busiest: tree.threads.slice(0, 12), samples: tree.samples }
+      }
+      if (tree.diskWriteBytes !== null) result.diskWriteMiB = tree.diskWriteBytes / MiB
+      if (health.eventLoopDelayMs !== undefined) {
+        const { p99, max } = health.eventLoopDelayMs
+        result.eventLoopRawMs = { p99, max }
+        result.eventLoopMs = { p99: Math.max(0, p99 - EVENT_LOOP_RESOLUTION_MS), max: Math.max(0, max - EVENT_LOOP_RESOLUTION_MS) }
+      }
     }
     if (pings !== null) result.healthMs = { p99: pings.p99, max: pings.max, count: pings.latencies.length, errors: pings.errors }
 

@@ -1,5 +1,6 @@
 // Medians over the repetitions of each (scenario, contender), and the
 // throughput ratios the issue asks for side by side.
+import { RATIOS } from './contenders.ts'
 import type { RunResult } from './run-once.ts'
 
 export interface Cell {
@@ -10,23 +11,19 @@ export interface Cell {
   mibPerSecond: { median: number, min: number, max: number } | null
   peakRssMiB: number | null
   cpuSecondsPerGiB: number | null
+  mainThreadCpuSecondsPerGiB: number | null
+  diskWriteMiB: number | null
   eventLoopP99Ms: number | null
   eventLoopMaxMs: number | null
   healthP99Ms: number | null
-  /** MiB the server wrote to local storage per run (median). */
-  diskWriteMiB: number | null
   /** Most files any run left in the server's temporary directory (contenders with one). */
   tempFilesLeft: number | null
 }
 
 export interface Ratio {
   scenario: string
-  /** Throughput of the first named contender over the second's; null when either is missing. */
-  aOverC: number | null
-  aOverD: number | null
-  bOverC: number | null
-  /** tus: fastify-s3-chunk's endpoint over @tus/server + @tus/s3-store. */
-  eOverF: number | null
+  /** By 'x/y' (RATIOS in contenders.ts): throughput of x over y's (medians); null when either is missing. */
+  values: Record<string, number | null>
 }
 
 export function median (values: number[]): number | null {
@@ -56,10 +53,11 @@ export function summarize (results: RunResult[], scenarios: string[], contenders
         mibPerSecond: speeds.length === 0 ? null : { median: median(speeds) as number, min: Math.min(...speeds), max: Math.max(...speeds) },
         peakRssMiB: medianOf(ok, (run) => run.peakRssMiB),
         cpuSecondsPerGiB: medianOf(ok, (run) => run.cpuSecondsPerGiB),
+        mainThreadCpuSecondsPerGiB: medianOf(ok, (run) => run.mainThreadCpuSecondsPerGiB),
+        diskWriteMiB: medianOf(ok, (run) => run.diskWriteMiB),
         eventLoopP99Ms: medianOf(ok, (run) => run.eventLoopMs?.p99),
         eventLoopMaxMs: medianOf(ok, (run) => run.eventLoopMs?.max),
         healthP99Ms: medianOf(ok, (run) => run.healthMs?.p99),
-        diskWriteMiB: medianOf(ok, (run) => run.diskWriteMiB),
         tempFilesLeft: all.some((run) => run.tempFilesLeft !== undefined) ? Math.max(...all.map((run) => run.tempFilesLeft ?? 0)) : null
       })
     }
@@ -77,9 +75,6 @@ export function ratios (cells: Cell[], scenarios: string[]): Ratio[] {
   }
   return scenarios.map((scenario) => ({
     scenario,
-    aOverC: over(scenario, 'a', 'c'),
-    aOverD: over(scenario, 'a', 'd'),
-    bOverC: over(scenario, 'b', 'c'),
-    eOverF: over(scenario, 'e', 'f')
+    values: Object.fromEntries(RATIOS.map(([x, y]) => [`${x}/${y}`, over(scenario, x, y)]))
   }))
 }
