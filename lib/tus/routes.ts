@@ -162,6 +162,8 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
   }
 
   async function create (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    // A closing instance takes no new uploads (503 + Retry-After); uploads under way go on.
+    engine.assertOpen()
     const user = await userOf(request)
     const lengthHeader = request.headers['upload-length']
     const deferHeader = request.headers['upload-defer-length']
@@ -382,7 +384,17 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       clearInterval(renew)
       await renewing
     }
-    const unsubscribe = engine.shutdown.subscribe((reason) => { interrupted = reason; stop.abort(reason) })
+    // The app closing (after its grace) ends this PATCH like a client leaving, not like a
+    // failure: the read stops, the parts in flight finish, the tail and the offset are
+    // saved, and the answer is 503 + Retry-After — any instance resumes from there. Once
+    // the whole body is read there is nothing to stop: the upload finishes.
+    let readDone = false
+    const unsubscribe = engine.shutdown.subscribe((reason) => {
+      if (readDone) return
+      interrupted = reason
+      // Unblocks a read waiting on the client (the socket goes; the client's retry finds the saved offset).
+      if (!request.raw.complete) request.raw.destroy()
+    })
 
     // The bytes in upload order: the stored tail, then the body (counted, bounded, hashed).
     const tailGen = state.gen
@@ -394,7 +406,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         if (raw.destroyed && !raw.complete) throw new Error('aborted')
         const body = raw as AsyncIterable<Buffer>
         for await (const chunk of watch.iterate(body)) {
-          if (stop.signal.aborted) break
+          if (stop.signal.aborted || interrupted !== null) break
           received += chunk.byteLength
           if (state.offset + received > bound) {
             throw length !== undefined && length <= maxSize ? new TusTooLargeError(length) : new TusTooLargeError(maxSize)
@@ -404,8 +416,10 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         }
       } catch (error) {
         if (error instanceof TusTooLargeError) throw error
-        // The client went away (or stalled): what arrived is kept, unless a checksum must vouch for the whole body.
-        interrupted = error
+        // The client went away (or stalled), or the app closes: what arrived is kept, unless a checksum must vouch for the whole body.
+        if (interrupted === null) interrupted = error
+      } finally {
+        readDone = true
       }
     }
 
