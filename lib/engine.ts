@@ -12,6 +12,9 @@ import { Shutdown } from './upload/shutdown.js'
 import { createWorkerPoolSender } from './upload/worker-pool-sender.js'
 import { Telemetry } from './telemetry.js'
 
+/** How long close() waits for uploads already told to stop to finish their bookkeeping. */
+const SETTLE_ON_CLOSE_MS = 8_000
+
 /**
  * What every upload of an app draws on, made once: the worker pool, the
  * memory budget, the S3 clients. Every registration of the plugin in the app
@@ -125,6 +128,12 @@ export class Engine {
     if (this.#closed) return
     this.#closed = true
     this.#closing = true
+    // Uploads told to stop (drain) may still be finishing their bookkeeping: parts in
+    // flight, an abort, a tus PATCH saving what arrived. A server whose sockets were
+    // closed first (closeAllConnections) reaches onClose without waiting for those
+    // requests, and closing the pool and clients under them turned a kept PATCH into a
+    // lost one (and left its multipart upload open). Bounded: onClose must end.
+    for (let waited = 0; this.#inFlight() > 0 && waited < SETTLE_ON_CLOSE_MS; waited += 50) await sleep(50)
     this.telemetry.close()
     await this.sender.close()
     this.client.destroy()
