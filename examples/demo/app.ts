@@ -63,8 +63,14 @@ export async function buildDemo (options: DemoOptions): Promise<FastifyInstance>
     },
     // Resumable uploads through the server: Uppy's tus plugin on the page. Each
     // upload belongs to the user who created it: only they can resume or end it.
+    // The tus endpoint puts each upload under its user's segment itself (authorize):
+    // its keys need no user of their own, or they would read media/alice/alice/….
+    rules: {
+      resumable: { key: ({ filename }) => `${randomBytes(9).toString('hex')}/${filename}` }
+    },
     tus: {
       prefix: '/files',
+      rules: 'resumable',
       authorize: (request) => {
         const user = userOf(request)
         return user === null ? null : { userId: user }
