@@ -175,6 +175,5 @@ function describeRun (result: RunResult): string {
   if (result.eventLoopMs !== null) parts.push(`event loop p99 ${result.eventLoopMs.p99.toFixed(1)} / max ${result.eventLoopMs.max.toFixed(1)} ms`)
   if (result.healthMs !== null) parts.push(`health p99 ${result.healthMs.p99.toFixed(1)} ms`)
   if (result.hostBusy !== null) parts.push(`host CPU ${(result.hostBusy * 100).toFixed(0)} %`)
-  if (result.diskWriteMiB !== undefined && result.diskWriteMiB !== null) parts.push(`disk written ${result.diskWriteMiB.toFixed(0)} MiB`)
   return parts.join(', ')
 }
