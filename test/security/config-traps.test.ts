@@ -87,14 +87,14 @@ t.test('two sibling registrations with different keyPrefix each keep their own l
   const alpha = await scopes.alpha?.s3Chunk.ensureLifecycleRule()
   const beta = await scopes.beta?.s3Chunk.ensureLifecycleRule()
   t.not(alpha?.ID, beta?.ID, `rule IDs differ (${String(alpha?.ID)} / ${String(beta?.ID)})`)
-  // Each registration owns two rules: abort its incomplete multipart uploads, expire its staged direct uploads.
+  // Each registration owns three rules: abort its incomplete multipart uploads, expire its staged direct uploads and its tus state.
   const rules: LifecycleRule[] = stored ?? []
   const aborting = rules.filter((rule) => rule.AbortIncompleteMultipartUpload !== undefined)
   t.same(aborting.map((rule) => rule.Filter?.Prefix).sort(), ['alpha/', 'beta/'], 'both rules are on the bucket afterwards, one per prefix')
-  t.same(rules.filter((rule) => rule.Expiration !== undefined).map((rule) => rule.Filter?.Prefix).sort(), ['alpha/.staging/', 'beta/.staging/'], 'and both staging rules')
+  t.same(rules.filter((rule) => rule.Expiration !== undefined).map((rule) => rule.Filter?.Prefix).sort(), ['alpha/.staging/', 'alpha/.tus/', 'beta/.staging/', 'beta/.tus/'], 'and both staging and tus-state rules')
   t.equal(new Set(rules.map((rule) => rule.ID)).size, rules.length, 'with different IDs')
   for (const rule of aborting) t.match(rule, { Status: 'Enabled', AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } })
   // Idempotent: a second call replaces its own rules only.
   await scopes.alpha?.s3Chunk.ensureLifecycleRule()
-  t.equal((stored ?? []).length, 4, 'calling again keeps two rules per prefix')
+  t.equal((stored ?? []).length, 6, 'calling again keeps three rules per prefix')
 })
