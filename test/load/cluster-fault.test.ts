@@ -1,18 +1,22 @@
-// Several instances on a distributed MinIO: 4 MinIO processes (erasure-coded,
+// Several instances on a distributed MinIO: 5 MinIO processes (erasure-coded,
 // one drive each) behind one nginx, two plugin instances (processes of their
 // own) behind another nginx running the shipped config. While 48 uploads of
 // mixed sizes run through the front nginx, one MinIO node is killed and one
 // plugin instance is restarted (SIGTERM → fastify.close(), then started again
-// on the same port). Uploads keep succeeding on 3 of 4 drives; the restarted
+// on the same port). Uploads keep succeeding on 4 of 5 drives; the restarted
 // instance's uploads in flight fail with a retryable answer (5xx or a reset)
 // and the client retries them; nothing is left open, and no upload answered
 // 200 is missing or corrupt. A direct multipart upload begun on instance A
 // (the one restarted) is finished through instance B.
 //
-// Today's close() aborts uploads in flight at once (503 FST_S3CHUNK_CLOSING);
-// with `closeGracePeriod` (branch lifecycle-otel) they would get that long
-// to finish first — the restart below would then fail fewer uploads, and
-// the assertions hold either way.
+// With 4 nodes (3 left, write quorum 3) MinIO answered 503 SlowDownWrite
+// (InsufficientWriteQuorum) now and then after the kill, whenever one of the 3
+// lagged: 5 nodes (EC:2, write quorum 3 of the 4 left) test the plugin, not
+// MinIO's margin. MinIO also keeps the locks the killed node held for up to a
+// minute or two (lockValidityDuration, cmd/lock-rest-server.go): a call on an
+// upload the node was serving waits for them (RequestTimeout, retried), and
+// close() of A can then outlast its grace period — the process is killed, as
+// an orchestrator would; what that may leave is checked below.
 import t from 'tap'
 import { CreateBucketCommand } from '@aws-sdk/client-s3'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -23,6 +27,7 @@ import { freePort } from '../support/s3-server.ts'
 import { startServerProcess, type NodeServer, type PluginStats } from '../support/server-process.ts'
 import { expectedSha256, streamUpload } from '../support/stream-upload.ts'
 import { listKeys, objectDigest, openUploads, pendingUploads, pluginS3Options, sha256, testClient } from '../support/s3.ts'
+import { abortStaleUploads } from '../../lib/maintenance.ts'
 import { randomBytes } from 'node:crypto'
 
 const MiB = 1024 * 1024
@@ -37,10 +42,10 @@ const RETRYABLE = new Set([502, 503, 504])
 
 const skip = needsNginx() || needsMinioBinary()
 
-interface Attempt { upload: number, attempt: number, status: number | null, body: string, error?: string, key: string }
+interface Attempt { upload: number, attempt: number, status: number | null, body: string, error?: string, key: string, ms: number }
 
-t.test(`${UPLOADS} uploads through nginx to 2 instances on a 4-node MinIO: a node killed, an instance restarted`, { skip, timeout: 280_000 }, async (t) => {
-  const cluster = await startMinioCluster()
+t.test(`${UPLOADS} uploads through nginx to 2 instances on a 5-node MinIO: a node killed, an instance restarted`, { skip, timeout: 280_000 }, async (t) => {
+  const cluster = await startMinioCluster({ size: 5 })
   const servers: Array<NodeServer<PluginStats>> = []
   let front: Awaited<ReturnType<typeof startNginx>> | null = null
   t.teardown(async () => {
@@ -48,7 +53,31 @@ t.test(`${UPLOADS} uploads through nginx to 2 instances on a 4-node MinIO: a nod
     await front?.stop()
     await cluster.server.stop()
   })
-  const client = testClient(cluster.server)
+  // The test's own reads and listings: the degraded cluster answers 503
+  // SlowDownRead/SlowDownWrite now and then for a few seconds after the kill
+  // (MinIO's quorum with one more drive briefly judged offline on a busy
+  // machine, seen in CI); the SDK's backoff over 10 attempts rides that out.
+  const client = testClient(cluster.server, { maxAttempts: 10 })
+  // MinIO has also answered NoSuchKey (1 run in 8) for the direct upload's
+  // object, which the plugin had found with HeadObject before answering 200:
+  // a degraded read of a fresh object. An object answered 200 counts as
+  // missing only when it is still not found after 15 s (said when it happens).
+  const digestEventually = async (key: string): Promise<Awaited<ReturnType<typeof objectDigest>> | null> => {
+    const began = Date.now()
+    let notFound = 0
+    for (const deadline = began + 15_000; ;) {
+      try {
+        const digest = await objectDigest(client, bucket, key)
+        if (notFound > 0) t.comment(`${key}: found after ${notFound} NoSuchKey answer(s) in ${Date.now() - began} ms`)
+        return digest
+      } catch (error) {
+        if ((error as { name?: string }).name !== 'NoSuchKey') throw error
+        notFound++
+        if (Date.now() > deadline) return null
+        await sleep(1000)
+      }
+    }
+  }
   const bucket = `cluster-${Date.now().toString(36)}`
   await client.send(new CreateBucketCommand({ Bucket: bucket }))
 
@@ -91,8 +120,9 @@ t.test(`${UPLOADS} uploads through nginx to 2 instances on a 4-node MinIO: a nod
   const runOne = async (plan: typeof plans[number]): Promise<void> => {
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       const key = `u-${plan.upload}-try${attempt}.bin`
+      const began = Date.now()
       const result = await streamUpload(`${url}/upload`, { seed: plan.seed, size: plan.size, filename: key, hash: false })
-      const record: Attempt = { upload: plan.upload, attempt, status: result.status, body: result.body.slice(0, 300), key, ...(result.error !== undefined ? { error: result.error.message } : {}) }
+      const record: Attempt = { upload: plan.upload, attempt, status: result.status, body: result.body.slice(0, 300), key, ms: Date.now() - began, ...(result.error !== undefined ? { error: result.error.message } : {}) }
       attempts.push(record)
       final.set(plan.upload, record)
       const retryable = result.status === null || RETRYABLE.has(result.status)
@@ -121,13 +151,16 @@ t.test(`${UPLOADS} uploads through nginx to 2 instances on a 4-node MinIO: a nod
   const putPart = async (base: string, number: number): Promise<{ PartNumber: number, ETag: string }> => {
     const signed = await api(base, 'GET', `/s3/multipart/${created.json.uploadId as string}/${number}?${q}`)
     const body = directData.subarray((number - 1) * 5 * MiB, Math.min(number * 5 * MiB, directData.byteLength))
-    for (let i = 0; ; i++) {
-      // The part goes to S3 (the MinIO nginx) — a browser retries a failed part, so does this.
+    // The part goes to S3 (the MinIO nginx) — a browser retries a failed part
+    // (Uppy: retryDelays), so does this, for up to ~30 s: the degraded cluster
+    // can refuse writes for a while after the kill (see the top of this file).
+    for (const delay of [500, 1000, 2000, 4000, 8000, 15000, null]) {
       const response = await fetch(signed.json.url as string, { method: 'PUT', body }).catch(() => null)
       if (response?.status === 200) return { PartNumber: number, ETag: response.headers.get('etag') as string }
-      if (i >= 3) throw new Error(`part ${number}: ${String(response?.status)}`)
-      await sleep(500)
+      if (delay === null) throw new Error(`part ${number}: ${String(response?.status)} ${(await response?.text().catch(() => '') ?? '').slice(0, 300)}`)
+      await sleep(delay)
     }
+    throw new Error('unreachable')
   }
   const directParts = [await putPart(a.url, 1)]
 
@@ -136,7 +169,7 @@ t.test(`${UPLOADS} uploads through nginx to 2 instances on a 4-node MinIO: a nod
   const killed = cluster.nodes[3]
   await killed?.kill()
   const killedAt = done
-  t.ok(await cluster.healthy(), 'the cluster keeps write quorum with 3 of 4 nodes (/minio/health/cluster 200)')
+  t.ok(await cluster.healthy(), 'the cluster keeps write quorum with 4 of 5 nodes (/minio/health/cluster 200)')
 
   // Fault 2: instance A restarts at the half, once it has uploads in flight.
   for (let i = 0; i < 1200 && done < UPLOADS / 2; i++) await sleep(100)
@@ -172,7 +205,7 @@ t.test(`${UPLOADS} uploads through nginx to 2 instances on a 4-node MinIO: a nod
   }
 
   t.equal(completed.status, 200, `direct multipart begun on A, finished through B after A restarted: ${JSON.stringify(completed.json).slice(0, 200)}`)
-  t.equal((await objectDigest(client, bucket, created.json.key as string)).sha256, sha256(directData), 'the direct upload is byte-identical')
+  t.equal((await digestEventually(created.json.key as string))?.sha256, sha256(directData), 'the direct upload is byte-identical')
 
   const ok = attempts.filter((r) => r.status === 200)
   const retried = attempts.filter((r) => r.status === null || RETRYABLE.has(r.status))
@@ -183,9 +216,9 @@ t.test(`${UPLOADS} uploads through nginx to 2 instances on a 4-node MinIO: a nod
   let missing = 0
   let corrupt = 0
   for (const attempt of ok) {
-    if (!stored.has(attempt.key)) { missing++; t.fail(`${attempt.key}: answered 200 but not in the bucket`); continue }
+    const digest = await digestEventually(attempt.key)
+    if (digest === null) { missing++; t.fail(`${attempt.key}: answered 200 but not in the bucket`); continue }
     const plan = plans[attempt.upload] as typeof plans[number]
-    const digest = await objectDigest(client, bucket, attempt.key)
     if (digest.size !== plan.size || digest.sha256 !== expectedSha256(plan.seed, plan.size)) corrupt++
   }
   const okKeys = new Set([...ok.map((r) => r.key), created.json.key as string])
@@ -199,26 +232,42 @@ t.test(`${UPLOADS} uploads through nginx to 2 instances on a 4-node MinIO: a nod
 
   t.comment(`cluster fault: ${UPLOADS} uploads (${attempts.length} attempts) in ${seconds.toFixed(1)} s; MinIO node killed after ${killedAt} done, instance A restarted after ${restartAt} done with ${inFlightOnA} in flight on it (stopped in ${stopMs} ms, back in ${restartMs} ms)`)
   t.comment(`counts: uploads ${UPLOADS}, stored ${ok.length}, failed retryably ${retried.length} ${JSON.stringify(statuses)}, other failures ${other.length}, left open ${open.length} (+${ghosts} in MinIO's listing cache only), corrupt ${corrupt}, missing ${missing}, stray objects ${strays.length}`)
+  const slowest = attempts.reduce((a, b) => (b.ms > a.ms ? b : a))
+  t.comment(`slowest attempt: ${slowest.key}, ${slowest.ms} ms, answered ${String(slowest.status)}`)
   for (const r of other) t.comment(`${r.key} answered ${r.status}: ${r.body}`)
-  for (const r of retried) t.comment(`${r.key} answered ${String(r.status)}${r.error !== undefined ? ` (${r.error})` : ''}: ${r.body.replace(/\s+/g, ' ').slice(0, 200)}${stored.has(r.key) ? ' — and its object IS stored' : ''}`)
+  for (const r of retried) t.comment(`${r.key} answered ${String(r.status)} after ${r.ms} ms${r.error !== undefined ? ` (${r.error})` : ''}: ${r.body.replace(/\s+/g, ' ').slice(0, 200)}${stored.has(r.key) ? ' — and its object IS stored' : ''}`)
 
   t.equal(final.size, UPLOADS, 'every upload ran before the deadline')
   t.same(unfinished.map((r) => `${r.key}: ${r.status} ${r.error ?? ''}`), [], 'every upload stored in the end (retried through the other instance)')
   t.equal(ok.length, UPLOADS, 'one 200 per upload')
   t.same(other.map((r) => `${r.key}: ${r.status}`), [], 'no failure that a client could not retry')
   t.ok(retried.length >= 1, `the restart failed ${retried.length} attempt(s) retryably (it hit uploads in flight)`)
-  t.same(open, [], 'no multipart upload left open')
   t.equal(missing, 0, 'no upload answered 200 is missing')
   t.equal(corrupt, 0, 'no stored object corrupt')
   if (stopMs < STOP_GRACE_MS) {
+    t.same(open, [], 'no multipart upload left open')
     t.same(strays, [], 'no object stored for an attempt that was not answered 200')
   } else {
     // close() did not finish within the grace period and the process was
-    // killed: an upload S3 completed just before can have lost its answer
-    // (nginx's 502), and its retry stored a second object. At most one per
-    // lost answer; never one for an upload the plugin answered with an error.
-    const lost = retried.filter((r) => r.status === null || r.status === 502 || r.status === 504)
-    t.comment(`instance A was killed after ${STOP_GRACE_MS} ms of close(): ${strays.length} object(s) of attempts whose answer was lost`)
-    t.ok(strays.every((key) => lost.some((r) => r.key === key)), 'objects stored for unanswered attempts are only those whose answer was lost in the kill')
+    // killed (the cause, above: a call waiting on MinIO's locks of the killed
+    // node). What a kill may leave, and only for an attempt whose answer the
+    // kill lost (a reset, or nginx's own 502/504 — not the plugin's JSON error):
+    // its multipart upload open (the documented cleanup, abortStaleUploads()
+    // or the lifecycle rule, removes it), or, when S3 completed it just before
+    // the kill, its object stored beside the retry's.
+    const lost = retried.filter((r) => r.status === null || ((r.status === 502 || r.status === 504) && !r.body.includes('FST_S3CHUNK')))
+    const lostKeys = new Set(lost.map((r) => r.key))
+    t.comment(`instance A was killed after ${STOP_GRACE_MS} ms of close(): ${open.length} upload(s) left open, ${strays.length} object(s) stored, of attempts whose answer was lost (${[...lostKeys].join(', ')})`)
+    t.same(open.filter((upload) => !lostKeys.has(upload.key)), [], 'uploads left open are only those of attempts whose answer was lost in the kill')
+    t.same(strays.filter((key) => !lostKeys.has(key)), [], 'objects stored for unanswered attempts are only those whose answer was lost in the kill')
+    // The sweep removes what the kill left; MinIO refuses the abort while the
+    // dead node's locks last (RequestTimeout), so it is tried for up to 100 s.
+    let left = open
+    for (const deadline = Date.now() + 100_000; left.length > 0 && Date.now() < deadline;) {
+      await abortStaleUploads(client, bucket, '', 0).catch((error: unknown) => { t.comment(`sweep: ${String(error)}`) })
+      left = await openUploads(client, bucket)
+      if (left.length > 0) await sleep(5000)
+    }
+    t.same(left, [], 'abortStaleUploads() removes the uploads the kill left open')
   }
 })

@@ -47,11 +47,13 @@ export function pluginS3Options (server: S3Server): { region: string, endpoint: 
   }
 }
 
-export function testClient (server: S3Server): S3Client {
+/** `maxAttempts`: the SDK's attempts per call (its default 3), for a test reading from a degraded cluster. */
+export function testClient (server: S3Server, options: { maxAttempts?: number } = {}): S3Client {
   return new S3Client({
     ...pluginS3Options(server),
     requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED'
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    ...options
   })
 }
 
@@ -186,15 +188,31 @@ async function emptyBucket (client: S3Client, bucket: string): Promise<void> {
 }
 
 /** SHA-256 and size of a stored object, read as a stream. */
+/**
+ * The object's SHA-256, size and content type, read back from S3. A read cut
+ * mid-body (ECONNRESET "aborted": seen in CI on the distributed MinIO with a
+ * node killed) is read again from the start, at most 3 times: the SDK retries
+ * a failed request but not a body stream it already handed over, and what a
+ * test checks is the stored bytes, not the read path. An S3 error answer
+ * (404, 403) is never retried.
+ */
 export async function objectDigest (client: S3Client, bucket: string, key: string): Promise<{ sha256: string, size: number, contentType: string | undefined }> {
-  const object = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
-  const hash = createHash('sha256')
-  let size = 0
-  for await (const chunk of object.Body as Readable) {
-    hash.update(chunk as Buffer)
-    size += (chunk as Buffer).byteLength
+  for (let attempt = 1; ; attempt++) {
+    const object = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
+    const hash = createHash('sha256')
+    let size = 0
+    try {
+      for await (const chunk of object.Body as Readable) {
+        hash.update(chunk as Buffer)
+        size += (chunk as Buffer).byteLength
+      }
+    } catch (error) {
+      if (attempt >= 3) throw error
+      await new Promise((resolve) => setTimeout(resolve, 250 * attempt))
+      continue
+    }
+    return { sha256: hash.digest('hex'), size, contentType: object.ContentType }
   }
-  return { sha256: hash.digest('hex'), size, contentType: object.ContentType }
 }
 
 export async function objectExists (client: S3Client, bucket: string, key: string): Promise<boolean> {

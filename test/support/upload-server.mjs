@@ -56,7 +56,15 @@ process.once('SIGTERM', () => {
     setInterval(() => {
       const sym = Object.getOwnPropertySymbols(app.server).find((x) => String(x).includes('connections'))
       const list = sym ? app.server[sym].all() : []
-      console.error('DBG', Date.now() - t0, JSON.stringify(app.s3Chunk.stats().uploadsInFlight), list.map((so) => JSON.stringify({ port: so.remotePort, msg: so._httpMessage ? { finished: so._httpMessage.finished, sent: so._httpMessage.headersSent, last: so._httpMessage._last, url: so._httpMessage.req?.url, complete: so._httpMessage.req?.complete } : null, read: so.bytesRead, ended: so.readableEnded, wend: so.writableEnded })).join(' | '))
+      const connections = list.map((so) => JSON.stringify({
+        remotePort: so.remotePort,
+        // null: no response on this socket (idle keep-alive, or its response already sent)
+        response: so._httpMessage ? { url: so._httpMessage.req?.url, headersSent: so._httpMessage.headersSent, finished: so._httpMessage.finished, requestComplete: so._httpMessage.req?.complete } : null,
+        bytesRead: so.bytesRead,
+        readableEnded: so.readableEnded,
+        writableEnded: so.writableEnded
+      }))
+      console.error(`# pid ${process.pid}: close() still running after ${Date.now() - t0} ms; engine ${JSON.stringify(app.s3Chunk.stats())}; ${list.length} connection(s) open: ${connections.join(' | ')}`)
     }, 2000).unref()
   }
   void app.close().then(() => process.exit(0))
