@@ -80,15 +80,19 @@ t.test('the shipped nginx config: 1 GiB streamed through, nothing on nginx\'s di
   t.ok(stillFor >= 3000, `the client stalled while S3 was paused (no bytes for ${stillFor} ms)`)
   // What left the client after the pause sits in the plugin's budget and the socket buffers on the way.
   t.ok(stalledAt - sentAtPause <= BUDGET + 64 * MiB, `${((stalledAt - sentAtPause) / MiB).toFixed(1)} MiB left the client after the pause (≤ budget ${BUDGET / MiB} MiB + 64 MiB of socket buffers)`)
-  // The server's memory stays flat while stalled.
+  // The server takes no more memory while stalled. Bounded generously: the
+  // proof of backpressure is the client's bytes stopping (above and below);
+  // RSS moves with the GC on its own (a 16 MiB window was once exceeded on
+  // Node 24 in CI: 202–244 MiB with no byte arriving), but a server that kept
+  // taking the body would grow past its budget within these 3 s.
   const samples = []
   for (let i = 0; i < 4; i++) {
     samples.push(await app.health())
     await sleep(750)
   }
   const rss = samples.map((s) => s.rss)
-  const growth = Math.max(...rss) - Math.min(...rss)
-  t.ok(growth < 16 * MiB, `server RSS flat while stalled: ${(Math.min(...rss) / MiB).toFixed(0)}–${(Math.max(...rss) / MiB).toFixed(0)} MiB`)
+  const growth = Math.max(...rss) - (rss[0] as number)
+  t.ok(growth < BUDGET, `server RSS while stalled: ${rss.map((r) => (r / MiB).toFixed(0)).join(', ')} MiB (grew ${(Math.max(0, growth) / MiB).toFixed(0)} MiB, bound: the ${BUDGET / MiB} MiB budget)`)
   t.ok(samples.every((s) => s.stats.bufferedBytes <= BUDGET), 'part buffers within the budget while stalled')
   t.equal(sent, stalledAt, 'and still no bytes from the client')
   own.node.resume()

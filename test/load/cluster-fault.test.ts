@@ -5,8 +5,9 @@
 // plugin instance is restarted (SIGTERM → fastify.close(), then started again
 // on the same port). Uploads keep succeeding on 4 of 5 drives; the restarted
 // instance's uploads in flight fail with a retryable answer (5xx or a reset)
-// and the client retries them; nothing is left open, and no upload answered
-// 200 is missing or corrupt. A direct multipart upload begun on instance A
+// and the client retries them; nothing is left open (after a kill: only what
+// abortStaleUploads() then removes), and no upload answered 200 is missing or
+// corrupt. A direct multipart upload begun on instance A
 // (the one restarted) is finished through instance B.
 //
 // With 4 nodes (3 left, write quorum 3) MinIO answered 503 SlowDownWrite
