@@ -8,7 +8,9 @@
 // stays within the budget; the rest is the runtime (an idle server with its
 // worker thread, socket buffers, GC headroom). The RSS check below is the
 // bound that holds on both runtimes, there to catch a regression (buffers
-// escaping the pool), not the target.
+// escaping the pool), not the target. CI's runs on 2026-11-22 grew 328–331 MiB
+// on Node 20 and 381–388 on Node 24: a slack of 160 MiB (416) left Node 24
+// within 7 % of failing on noise, so it is 224 MiB (480).
 import t from 'tap'
 import { HeadObjectCommand } from '@aws-sdk/client-s3'
 import { startServerProcess } from '../support/server-process.ts'
@@ -22,7 +24,7 @@ const UPLOADS = 16
 const SIZE = 256 * MiB
 const BUDGET = 256 * MiB
 /** Growth over idle RSS beyond the budget that Node 20 and 24 stay within (see above). */
-const RUNTIME_SLACK = 160 * MiB
+const RUNTIME_SLACK = 224 * MiB
 
 t.test(`${UPLOADS} concurrent ${SIZE / MiB} MiB uploads: part buffers within the budget, RSS bounded`, async (t) => {
   const bucket = await freshBucket(t, server, client)
