@@ -220,7 +220,7 @@ t.test('close() resolves at once, ending open connections and pending delays', a
   for (let i = 0; i < 50 && proxy.stats().requests < 2; i++) await sleep(20)
   const started = performance.now()
   await proxy.close()
-  t.ok(performance.now() - started < 1000, 'close did not wait for the delay or the keep-alive connection')
+  t.ok(performance.now() - started < 5000, 'close did not wait for the 60 s delay or the keep-alive connection (bound: 5 s, generous on a shared machine)')
   t.equal((await pending).$metadata?.httpStatusCode, undefined, 'the delayed request ended with a network error')
   await proxy.close()
   t.pass('close() twice is harmless')
