@@ -12,10 +12,12 @@ import { startTreeSampler } from '../../bench/proc-sampler.ts'
 
 const work = "require('node:crypto').pbkdf2Sync('x', 'y', 300000, 32, 'sha256')"
 // Main thread: idle. A child process: the work, then idle until killed. A worker thread: the work, then it exits; "done" when it has.
+// Both start their work 300 ms in, well after the sampler's first look (100 ms): a child
+// that worked at once had sometimes finished before it (CI, Node 24: tree 0.16 s < 0.16…).
 const script = `
 const { Worker } = require('node:worker_threads')
 const { spawn } = require('node:child_process')
-spawn(process.execPath, ['-e', ${JSON.stringify(`${work}; setInterval(() => {}, 1000)`)}], { stdio: 'ignore' })
+spawn(process.execPath, ['-e', ${JSON.stringify(`setTimeout(() => { ${work} }, 300); setInterval(() => {}, 1000)`)}], { stdio: 'ignore' })
 setTimeout(() => {
   new Worker(${JSON.stringify(work)}, { eval: true }).on('exit', () => { console.log('done') })
 }, 300)
@@ -29,7 +31,8 @@ t.test('exited threads and child processes are counted, the main thread apart', 
   const sampler = startTreeSampler(child.pid as number, 20)
   // Bounded, and unref'd so the file ends when the test does.
   await Promise.race([once(child.stdout, 'data'), sleep(60_000, undefined, { ref: false })])
-  await sleep(300)
+  // The child's work runs beside the worker's; give it time to end on a busy machine.
+  await sleep(1000)
   const figures = sampler.stop()
   t.equal(figures.processes, 2, 'the child process is in the tree')
   const exited = figures.exitedSampledSeconds + figures.exitedUnseenSeconds
