@@ -8,11 +8,9 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { buildMinio, freePort, minioBinary, type S3Server } from './s3-server.ts'
+import { buildMinio, freePort, MINIO_CREDENTIALS, minioBinary, minioEnv, type S3Server } from './s3-server.ts'
 import { startNginx, type Nginx } from './nginx.ts'
 
-const accessKeyId = 'minio-test-user'
-const secretAccessKey = 'minio-test-secret-key'
 
 export interface MinioNode {
   port: number
@@ -38,14 +36,9 @@ export function needsMinioBinary (): false | string {
   return reason
 }
 
-function minioEnv (): NodeJS.ProcessEnv {
+function clusterEnv (): NodeJS.ProcessEnv {
   return {
-    ...process.env,
-    MINIO_ROOT_USER: accessKeyId,
-    MINIO_ROOT_PASSWORD: secretAccessKey,
-    MINIO_BROWSER: 'off',
-    MINIO_UPDATE: 'off',
-    MINIO_CALLHOME_ENABLE: 'off',
+    ...minioEnv(),
     // The drives are directories on the root disk: MinIO refuses that in
     // distributed mode unless told it is a test.
     MINIO_CI_CD: 'on'
@@ -60,7 +53,7 @@ function node (port: number, args: string[], quiet: boolean): MinioNode {
       // resolve to loopback to "resolve to a valid IP" (cmd/endpoint.go,
       // UpdateIsLocal); _MINIO_SERVER_LOCAL names the endpoint that is this
       // process, which ends that wait. Harmless elsewhere.
-      env: { ...minioEnv(), _MINIO_SERVER_LOCAL: `127.0.0.1:${port}` },
+      env: { ...clusterEnv(), _MINIO_SERVER_LOCAL: `127.0.0.1:${port}` },
       stdio: ['ignore', quiet ? 'ignore' : 'inherit', quiet ? 'ignore' : 'inherit']
     })
     child.unref()
@@ -139,7 +132,7 @@ export async function startOwnMinio (options: { quiet?: boolean } = {}): Promise
   }
   return {
     node: n,
-    server: { kind: 'minio', endpoint, region: 'us-east-1', accessKeyId, secretAccessKey, strict: true, description: `MinIO at ${endpoint} (pid ${n.pid()}, this test's own)`, stop }
+    server: { kind: 'minio', endpoint, region: 'us-east-1', ...MINIO_CREDENTIALS, strict: true, description: `MinIO at ${endpoint} (pid ${n.pid()}, this test's own)`, stop }
   }
 }
 
@@ -209,8 +202,7 @@ export async function startMinioCluster (options: { size?: number, quiet?: boole
       kind: 'minio',
       endpoint,
       region: 'us-east-1',
-      accessKeyId,
-      secretAccessKey,
+      ...MINIO_CREDENTIALS,
       strict: true,
       description: `distributed MinIO (${size} nodes, EC, pids ${nodes.map((n) => n.pid()).join(' ')}) behind nginx at ${endpoint}`,
       stop

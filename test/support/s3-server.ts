@@ -71,30 +71,41 @@ function haveGo (): boolean {
 
 /** Builds MinIO with Go into the cache directory; returns false when Go is missing or the build fails. */
 export function buildMinio (log: (line: string) => void = console.error): boolean {
-  if (existsSync(minioBinary())) return true
-  if (!haveGo()) return false
-  const bin = join(cacheDir(), 'bin')
-  mkdirSync(bin, { recursive: true })
-  log(`fastify-s3-chunk: building MinIO (${MINIO_VERSION}) into ${bin} — once per machine, a few minutes`)
-  const built = spawnSync('go', ['install', `${MINIO_MODULE}@${MINIO_VERSION}`], {
-    stdio: ['ignore', 'inherit', 'inherit'],
-    env: { ...process.env, GOBIN: bin, CGO_ENABLED: '0', GOFLAGS: '-buildvcs=false' }
-  })
-  return built.status === 0 && existsSync(minioBinary())
+  return goInstall('MinIO', MINIO_MODULE, MINIO_VERSION, minioBinary(), log)
 }
 
 /** Builds versitygw with Go into the cache directory; returns false when Go is missing or the build fails. */
 export function buildVersitygw (log: (line: string) => void = console.error): boolean {
-  if (existsSync(versitygwBinary())) return true
+  return goInstall('versitygw', VERSITYGW_MODULE, VERSITYGW_VERSION, versitygwBinary(), log)
+}
+
+/** `go install module@version` into the cache's bin directory, once: true when `binary` is there. */
+function goInstall (name: string, module: string, version: string, binary: string, log: (line: string) => void): boolean {
+  if (existsSync(binary)) return true
   if (!haveGo()) return false
   const bin = join(cacheDir(), 'bin')
   mkdirSync(bin, { recursive: true })
-  log(`fastify-s3-chunk: building versitygw (${VERSITYGW_VERSION}) into ${bin} — once per machine, a few minutes`)
-  const built = spawnSync('go', ['install', `${VERSITYGW_MODULE}@${VERSITYGW_VERSION}`], {
+  log(`fastify-s3-chunk: building ${name} (${version}) into ${bin} — once per machine, a few minutes`)
+  const built = spawnSync('go', ['install', `${module}@${version}`], {
     stdio: ['ignore', 'inherit', 'inherit'],
     env: { ...process.env, GOBIN: bin, CGO_ENABLED: '0', GOFLAGS: '-buildvcs=false' }
   })
-  return built.status === 0 && existsSync(versitygwBinary())
+  return built.status === 0 && existsSync(binary)
+}
+
+/** The test MinIOs' root credentials (every MinIO the tests start, alone or in a cluster). */
+export const MINIO_CREDENTIALS = { accessKeyId: 'minio-test-user', secretAccessKey: 'minio-test-secret-key' }
+
+/** A test MinIO's environment: the credentials, and no browser, update check or call-home. */
+export function minioEnv (): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    MINIO_ROOT_USER: MINIO_CREDENTIALS.accessKeyId,
+    MINIO_ROOT_PASSWORD: MINIO_CREDENTIALS.secretAccessKey,
+    MINIO_BROWSER: 'off',
+    MINIO_UPDATE: 'off',
+    MINIO_CALLHOME_ENABLE: 'off'
+  }
 }
 
 export async function freePort (): Promise<number> {
@@ -206,18 +217,11 @@ export async function startMinio (options: { quiet?: boolean, tls?: boolean } = 
       throw error
     }
   }
-  const accessKeyId = 'minio-test-user'
-  const secretAccessKey = 'minio-test-secret-key'
   const args = ['server', '--quiet', '--address', `127.0.0.1:${port}`, '--console-address', `127.0.0.1:${consolePort}`]
   if (certsDir !== null) args.push('--certs-dir', certsDir)
   const child = spawn(minioBinary(), [...args, dataDir], {
     env: {
-      ...process.env,
-      MINIO_ROOT_USER: accessKeyId,
-      MINIO_ROOT_PASSWORD: secretAccessKey,
-      MINIO_BROWSER: 'off',
-      MINIO_UPDATE: 'off',
-      MINIO_CALLHOME_ENABLE: 'off',
+      ...minioEnv(),
       // MinIO's static-key KMS: one 256-bit key, SSE-KMS and SSE-S3 use it.
       MINIO_KMS_SECRET_KEY: `${KMS_KEY_NAME}:${randomBytes(32).toString('base64')}`
     },
@@ -255,8 +259,7 @@ export async function startMinio (options: { quiet?: boolean, tls?: boolean } = 
     kind: 'minio',
     endpoint,
     region: 'us-east-1',
-    accessKeyId,
-    secretAccessKey,
+    ...MINIO_CREDENTIALS,
     strict: true,
     description: `MinIO ${MINIO_VERSION} at ${endpoint} (pid ${child.pid}${tls ? ', self-signed TLS' : ''}, KMS key ${KMS_KEY_NAME})`,
     kmsKeyId: KMS_KEY_NAME,
