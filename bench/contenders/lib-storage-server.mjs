@@ -8,7 +8,7 @@ import Fastify from 'fastify'
 import multipart from '@fastify/multipart'
 import { S3Client } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
-import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { serveContender } from './serve-contender.mjs'
 
 const options = JSON.parse(process.env.BENCH_SERVER_OPTIONS ?? '{}')
 const client = new S3Client({
@@ -47,21 +47,4 @@ app.post('/upload', async (request, reply) => {
   }
 })
 
-// The same resolution as upload-server.mjs: the bench subtracts it from the figures.
-const loop = monitorEventLoopDelay({ resolution: 10 })
-loop.enable()
-app.get('/health', async () => ({
-  ok: true,
-  stats: { mode: 'lib-storage', uploadsInFlight },
-  rss: process.memoryUsage().rss,
-  maxRss: process.resourceUsage().maxRSS * 1024,
-  eventLoopDelayMs: { p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 }
-}))
-
-process.once('SIGTERM', () => {
-  void app.close().then(() => process.exit(0))
-})
-
-await app.listen({ port: 0, host: '127.0.0.1' })
-const address = app.server.address()
-console.log(JSON.stringify({ port: typeof address === 'object' && address !== null ? address.port : 0 }))
+await serveContender(app, () => ({ mode: 'lib-storage', uploadsInFlight }))

@@ -10,7 +10,7 @@
 import Fastify from 'fastify'
 import { Server } from '@tus/server'
 import { S3Store } from '@tus/s3-store'
-import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { serveContender } from './serve-contender.mjs'
 
 const options = JSON.parse(process.env.BENCH_SERVER_OPTIONS ?? '{}')
 const store = new S3Store({
@@ -39,21 +39,4 @@ app.addContentTypeParser('application/offset+octet-stream', (_request, _payload,
 app.all('/files', (request, reply) => { void tus.handle(request.raw, reply.raw) })
 app.all('/files/*', (request, reply) => { void tus.handle(request.raw, reply.raw) })
 
-// The same resolution as upload-server.mjs: the bench subtracts it from the figures.
-const loop = monitorEventLoopDelay({ resolution: 10 })
-loop.enable()
-app.get('/health', async () => ({
-  ok: true,
-  stats: { mode: '@tus/s3-store' },
-  rss: process.memoryUsage().rss,
-  maxRss: process.resourceUsage().maxRSS * 1024,
-  eventLoopDelayMs: { p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 }
-}))
-
-process.once('SIGTERM', () => {
-  void app.close().then(() => process.exit(0))
-})
-
-await app.listen({ port: 0, host: '127.0.0.1' })
-const address = app.server.address()
-console.log(JSON.stringify({ port: typeof address === 'object' && address !== null ? address.port : 0 }))
+await serveContender(app, () => ({ mode: '@tus/s3-store' }))
