@@ -16,11 +16,10 @@ import {
   UploadPartCommand
 } from '@aws-sdk/client-s3'
 import { uploadStream, type UploadDeps } from '../../lib/upload/coordinator.ts'
+import { UNIT_PART, unitUploadDeps } from '../support/upload-deps.ts'
 import { abortMultipartUpload } from '../../lib/upload/multipart-calls.ts'
-import { PartBufferPool } from '../../lib/upload/part-buffer-pool.ts'
-import { createInlineSender } from '../../lib/upload/part-sender.ts'
 
-const PART = 1024
+const PART = UNIT_PART
 const retry = { attempts: 4, baseDelayMs: 1, maxDelayMs: 2 }
 const target = { bucket: 'uploads', key: 'media/file.bin', contentType: 'application/octet-stream', overwrite: true }
 
@@ -97,18 +96,7 @@ t.test('a Complete whose answer is lost: an upload listing 0 parts is not taken 
   s3.on(ListPartsCommand).resolves({ Parts: [] })
   s3.on(HeadObjectCommand).rejects(Object.assign(new Error('Not Found'), { name: 'NotFound', $metadata: { httpStatusCode: 404 } }))
   s3.on(CompleteMultipartUploadCommand).rejectsOnce(connectionReset()).resolves({ ETag: '"final-2"' })
-  const deps: UploadDeps = {
-    client,
-    retry,
-    sender: createInlineSender(client, { checksum: 'none', retry }),
-    partSize: () => PART,
-    partConcurrency: 2,
-    maxFileSize: 1024 * 1024,
-    maxParts: 10_000,
-    checksum: 'none',
-    buffers: new PartBufferPool(1024 * 1024),
-    counters: { uploadsInFlight: 0, partsInFlight: 0 }
-  }
+  const deps = unitUploadDeps(client, { retry })
   async function * source (): AsyncGenerator<Uint8Array> { yield new Uint8Array(PART + 10).fill(7) }
   const outcome = await uploadStream(source(), target, deps)
   t.same(outcome, { size: PART + 10, etag: 'final-2', parts: 2 })
@@ -123,19 +111,7 @@ t.test('a file over maxFileSize on a SeaweedFS-like store: 413, one abort, nothi
   s3.on(UploadPartCommand).callsFake(async (input: { PartNumber: number }) => ({ ETag: `"etag-${input.PartNumber}"` }))
   s3.on(AbortMultipartUploadCommand).resolves({})
   s3.on(ListPartsCommand).resolves({ Parts: [] })
-  const deps: UploadDeps = {
-    client,
-    retry,
-    sender: createInlineSender(client, { checksum: 'none', retry }),
-    partSize: () => PART,
-    partConcurrency: 2,
-    maxFileSize: 3 * PART,
-    maxParts: 10_000,
-    checksum: 'none',
-    buffers: new PartBufferPool(1024 * 1024),
-    counters: { uploadsInFlight: 0, partsInFlight: 0 },
-    log
-  }
+  const deps = unitUploadDeps(client, { retry, maxFileSize: 3 * PART, log })
   async function * source (): AsyncGenerator<Uint8Array> { for (let i = 0; i < 10; i++) yield new Uint8Array(PART).fill(i) }
   await t.rejects(uploadStream(source(), target, deps), { code: 'FST_S3CHUNK_FILE_TOO_LARGE', statusCode: 413 })
   t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 1)

@@ -18,10 +18,9 @@ import {
   UploadPartCommand
 } from '@aws-sdk/client-s3'
 import { uploadStream, type UploadDeps } from '../../lib/upload/coordinator.ts'
-import { PartBufferPool } from '../../lib/upload/part-buffer-pool.ts'
-import { createInlineSender } from '../../lib/upload/part-sender.ts'
+import { UNIT_PART, unitUploadDeps } from '../support/upload-deps.ts'
 
-const PART = 1024
+const PART = UNIT_PART
 const SIZE = 2 * PART + 100
 const target = { bucket: 'uploads', key: 'media/file.bin', contentType: 'application/octet-stream', overwrite: true }
 const noRetry = { attempts: 1, baseDelayMs: 0, maxDelayMs: 0 }
@@ -40,19 +39,7 @@ function setup (): { s3: ReturnType<typeof mockClient>, deps: UploadDeps } {
     if (open) return { Parts: [] }
     throw Object.assign(new Error('The specified upload does not exist'), { name: 'NoSuchUpload', $metadata: { httpStatusCode: 404 } })
   })
-  const deps: UploadDeps = {
-    client,
-    retry: noRetry,
-    sender: createInlineSender(client, { checksum: 'CRC32', retry: noRetry }),
-    partSize: () => PART,
-    partConcurrency: 2,
-    maxFileSize: 1024 * 1024,
-    maxParts: 10_000,
-    checksum: 'CRC32',
-    buffers: new PartBufferPool(1024 * 1024),
-    counters: { uploadsInFlight: 0, partsInFlight: 0 }
-  }
-  return { s3, deps }
+  return { s3, deps: unitUploadDeps(client, { retry: noRetry, checksum: 'CRC32' }) }
 }
 
 async function * source (size: number): AsyncGenerator<Uint8Array> {

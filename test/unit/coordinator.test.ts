@@ -15,6 +15,7 @@ import {
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createHash } from 'node:crypto'
 import { uploadStream, type UploadDeps } from '../../lib/upload/coordinator.ts'
+import { UNIT_PART, unitUploadDeps } from '../support/upload-deps.ts'
 import { multipartEtag } from '../../lib/upload/multipart-calls.ts'
 import { PartBufferPool } from '../../lib/upload/part-buffer-pool.ts'
 import { createInlineSender } from '../../lib/upload/part-sender.ts'
@@ -22,7 +23,7 @@ import { crc32Base64 } from '../../lib/upload/send-part.ts'
 import { ClosingError } from '../../lib/errors.ts'
 import { Shutdown } from '../../lib/upload/shutdown.ts'
 
-const PART = 1024
+const PART = UNIT_PART
 const target = { bucket: 'uploads', key: 'media/file.bin', contentType: 'application/octet-stream', overwrite: true }
 
 const noRetry = { attempts: 1, baseDelayMs: 0, maxDelayMs: 0 }
@@ -39,20 +40,7 @@ function setup (overrides: Partial<UploadDeps> = {}, retry = noRetry): { s3: Ret
   s3.on(AbortMultipartUploadCommand).callsFake(async () => { open = false; return {} })
   s3.on(ListPartsCommand).callsFake(async () => { if (open) return { Parts: [] }; throw noSuchUpload() })
   s3.on(HeadObjectCommand).rejects(Object.assign(new Error('Not Found'), { name: 'NotFound', $metadata: { httpStatusCode: 404 } }))
-  const deps: UploadDeps = {
-    client,
-    retry,
-    sender: createInlineSender(client, { checksum: 'none', retry }),
-    partSize: () => PART,
-    partConcurrency: 2,
-    maxFileSize: 1024 * 1024,
-    maxParts: 10_000,
-    checksum: 'none',
-    buffers: new PartBufferPool(1024 * 1024),
-    counters: { uploadsInFlight: 0, partsInFlight: 0 },
-    ...overrides
-  }
-  return { s3, deps }
+  return { s3, deps: unitUploadDeps(client, { retry, ...overrides }) }
 }
 
 function noSuchUpload (): Error {
