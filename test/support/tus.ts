@@ -6,7 +6,7 @@ import type { Test } from 'tap'
 import type { S3ChunkOptions } from 'fastify-s3-chunk'
 import { startApp } from './app.ts'
 import type { S3Server } from './s3-server.ts'
-import { listKeys, pendingUploads } from './s3.ts'
+import { listKeys, objectDigest, pendingUploads, sha256 } from './s3.ts'
 
 export interface TusApp { app: FastifyInstance, url: string, endpoint: string }
 
@@ -51,6 +51,14 @@ export async function tusLeftovers (client: S3Client, bucket: string): Promise<s
 export async function expectClean (t: Pick<Test, 'same'>, client: S3Client, bucket: string): Promise<void> {
   t.same(await pendingUploads(client, bucket), [], 'no multipart upload left open')
   t.same(await tusLeftovers(client, bucket), [], 'no tus state or tail object left')
+}
+
+/** After an upload of `data`: exactly one object, byte-identical, and nothing else left (expectClean). */
+export async function expectOnlyObject (t: Pick<Test, 'same' | 'equal'>, client: S3Client, bucket: string, data: Uint8Array): Promise<void> {
+  const keys = await listKeys(client, bucket)
+  t.equal(keys.length, 1, 'one object')
+  t.equal((await objectDigest(client, bucket, keys[0] as string)).sha256, sha256(data), 'byte-identical')
+  await expectClean(t, client, bucket)
 }
 
 /** tus-js-client in Node: uploads `data`, resolving with the upload URL once done. */
