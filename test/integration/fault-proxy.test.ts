@@ -14,6 +14,8 @@ import {
   UploadPartCommand
 } from '@aws-sdk/client-s3'
 import { randomBytes } from 'node:crypto'
+import { createServer, request as httpRequest } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import type { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { isGetObject, isPutObject, isUploadPart, startFaultProxy, type FaultProxy } from '../support/fault-proxy.ts'
@@ -129,6 +131,39 @@ t.test('resetMidBody: S3 sees a truncated part and stores nothing', { skip }, as
   t.same(listed.Parts ?? [], [], 'no part was stored')
   await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: 'cut.bin', UploadId }))
   await expectNoPendingUploads(t, server, client, bucket)
+})
+
+// Not S3 behind it: a server that counts what arrives, since what matters is the last byte never reaching it.
+t.test('resetMidBody by fraction: cut before the body\'s last byte even at 1, and refused without Content-Length', async (t) => {
+  const received: Array<{ bytes: number, whole: boolean }> = []
+  const counter = createServer((request, response) => {
+    let bytes = 0
+    request.on('data', (chunk: Buffer) => { bytes += chunk.byteLength })
+    request.on('end', () => { response.end() })
+    request.on('close', () => { received.push({ bytes, whole: request.complete }) })
+  })
+  await new Promise<void>((resolve) => counter.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { counter.closeAllConnections(); counter.close() })
+  const proxy = await startFaultProxy({ target: `http://127.0.0.1:${(counter.address() as AddressInfo).port}` })
+  t.teardown(async () => { await proxy.close() })
+  const put = async (headers: Record<string, string>, body: Buffer): Promise<number | string> => await new Promise((resolve) => {
+    const request = httpRequest(`${proxy.endpoint}/file.bin`, { method: 'PUT', headers }, (response) => {
+      response.resume()
+      resolve(response.statusCode ?? 0)
+    })
+    request.on('error', (error: NodeJS.ErrnoException) => { resolve(error.code ?? 'error') })
+    request.end(body)
+  })
+
+  proxy.setRules([{ match: () => true, fault: { kind: 'resetMidBody', fraction: 1 } }])
+  const body = randomBytes(MiB)
+  t.match(await put({ 'content-length': String(body.byteLength) }, body), /^E/, 'the client gets no answer')
+  await sleep(200)
+  t.equal(received.length, 1)
+  t.ok((received[0]?.bytes ?? MiB) < MiB && received[0]?.whole === false, `the server saw ${received[0]?.bytes ?? '?'} of ${MiB} bytes, never the whole body`)
+  // A chunked body has no length to take a share of: the proxy says so rather than guess.
+  t.equal(await put({ 'transfer-encoding': 'chunked' }, randomBytes(1024)), 411)
+  t.equal(received.length, 1, 'and forwards nothing')
 })
 
 t.test('flip: S3 rejects the corrupted part; the same part sent again is stored', { skip }, async (t) => {

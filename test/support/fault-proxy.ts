@@ -13,8 +13,14 @@ export type FaultKind = 'reset' | 'status' | 'delay' | 'flip' | 'resetMidBody' |
 export type Fault =
   /** Destroy the client's socket (TCP RST) without answering. */
   | { kind: 'reset' }
-  /** Forward, then reset both sides once `afterBytes` body bytes went through (or at the body's end if shorter). */
+  /**
+   * Forward, then reset both sides once `afterBytes` body bytes went through (or at the body's end if
+   * shorter: the server has the whole body, the client never hears). With `fraction` instead, the cut
+   * is at that share of the request's Content-Length and always before its last byte, so the server
+   * never sees a body that looks whole (a request without Content-Length is answered 411).
+   */
   | { kind: 'resetMidBody', afterBytes: number }
+  | { kind: 'resetMidBody', fraction: number }
   /** Drain the body and answer an S3-style XML error; nothing is forwarded. */
   | { kind: 'status', status: number, code?: string, message?: string }
   /** Wait, then forward normally. */
@@ -192,7 +198,9 @@ export async function startFaultProxy (options: { target: string, seed?: number 
 
     const contentLength = Number(req.headers['content-length'])
     const flipAt = fault?.kind === 'flip' ? fault.offset ?? (Number.isFinite(contentLength) && contentLength > 0 ? Math.floor(contentLength / 2) : 0) : -1
-    const cutAfter = fault?.kind === 'resetMidBody' ? Math.max(0, fault.afterBytes) : Infinity
+    const cutAfter = fault?.kind === 'resetMidBody'
+      ? Math.max(0, 'fraction' in fault ? Math.min(Math.floor(fault.fraction * contentLength), contentLength - 1) : fault.afterBytes)
+      : Infinity
     let passed = 0
     req.on('data', (chunk: Buffer) => {
       if (cut || upstream.destroyed) return
@@ -253,6 +261,11 @@ export async function startFaultProxy (options: { target: string, seed?: number 
         if (!req.destroyed && !req.socket.destroyed) forward(req, res, null)
         return
       default:
+        if (fault?.kind === 'resetMidBody' && 'fraction' in fault && !(Number(req.headers['content-length']) > 0)) {
+          req.resume()
+          req.on('end', () => { answerError(res, 411, 'MissingContentLength', 'fault proxy: resetMidBody by fraction needs a Content-Length') })
+          return
+        }
         forward(req, res, fault ?? null)
     }
   }
