@@ -1,6 +1,6 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto'
 import { crc32 } from 'node:zlib'
-import { DeleteObjectCommand, PutObjectCommand, type CompletedPart } from '@aws-sdk/client-s3'
+import { DeleteObjectCommand, HeadObjectCommand, PutObjectCommand, type CompletedPart } from '@aws-sdk/client-s3'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { SNIFF_BYTES, checkDeclaredType, decideType, parseMediaType, sniffType } from '../content-types.js'
 import type { Engine } from '../engine.js'
@@ -34,6 +34,9 @@ import { isStorageFailure, storageFailure } from '../upload/s3-failure.js'
 import { failureInfo, withRetries } from '../upload/send-part.js'
 import { StateConflict, StateStore, type Loaded, type StoredPart, type TusState } from './state.js'
 import { UploadTokens } from './token.js'
+
+// The object's own record of the upload it came from: a finished upload is told from an object that merely took its key.
+export const UPLOAD_ID_META = 'tus-upload-id'
 
 export const TUS_VERSION = '1.0.0'
 export const TUS_EXTENSIONS = 'creation,creation-with-upload,creation-defer-length,termination,expiration,checksum'
@@ -109,15 +112,48 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     return user
   }
 
-  /** The upload at this URL, when the caller may see it: 404 otherwise (forged, someone else's, gone), 410 once expired. */
+  /** The upload at this URL, when the caller may see it: 404 otherwise (forged, someone else's, gone, finished), 410 once expired. */
   async function open (request: FastifyRequest): Promise<Loaded> {
+    const found = await lookup(request, { finished: false })
+    if ('finished' in found) throw new TusNotFoundError()
+    return found
+  }
+
+  /**
+   * As open(), and with `finished`, an upload that is over: its state is gone
+   * and its object is at the key its URL seals, carrying its id. A client whose
+   * last PATCH went unanswered asks with HEAD; told 404 it would start the file
+   * over as a new upload, so it is told the upload's whole length instead.
+   */
+  async function lookup (request: FastifyRequest, options: { finished: boolean }): Promise<Loaded | { finished: number }> {
     const user = await userOf(request)
-    const id = tokens.open((request.params as { token: string }).token, user?.userId)
-    if (id === null) throw new TusNotFoundError()
-    const loaded = await store.load(id)
-    if (loaded === null || loaded.state.owner !== user?.userId) throw new TusNotFoundError()
+    const token = tokens.open((request.params as { '*': string })['*'], user?.userId)
+    if (token === null) throw new TusNotFoundError()
+    const loaded = await store.load(token.id)
+    if (loaded === null) {
+      const size = options.finished && token.key !== undefined ? await finishedSize(token.id, token.key) : null
+      if (size === null) throw new TusNotFoundError()
+      return { finished: size }
+    }
+    if (loaded.state.owner !== user?.userId) throw new TusNotFoundError()
     if (loaded.state.expires <= Date.now()) throw new TusExpiredError()
     return loaded
+  }
+
+  /**
+   * The size of the object a finished upload stored, or null: no object there,
+   * one another upload or writer put at that key, or one S3 will not describe
+   * (an SSE-C object, without its key). S3 unreachable is a 503, never a 404.
+   */
+  async function finishedSize (id: string, key: string): Promise<number | null> {
+    try {
+      const { value } = await withRetries('HeadObject', engine.config.retry, async () => await engine.uploadClient.send(new HeadObjectCommand({ Bucket: config.bucket, Key: key })))
+      return value.Metadata?.[UPLOAD_ID_META] === id ? value.ContentLength ?? 0 : null
+    } catch (error) {
+      const info = failureInfo('HeadObject', error)
+      if (info.status !== undefined && info.status >= 400 && info.status < 500) return null
+      throw storageFailure(info)
+    }
   }
 
   function capabilities (reply: FastifyReply): void {
@@ -128,14 +164,15 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
   }
 
   fastify.options('/', async (_request, reply) => { capabilities(reply); await reply.code(204).send() })
-  fastify.options('/:token', async (_request, reply) => { capabilities(reply); await reply.code(204).send() })
+  fastify.options('/*', async (_request, reply) => { capabilities(reply); await reply.code(204).send() })
 
   fastify.post('/', async (request, reply) => { await create(request, reply) })
-  fastify.head('/:token', async (request, reply) => { await head(request, reply) })
-  fastify.patch('/:token', async (request, reply) => { await patch(request, reply) })
-  fastify.delete('/:token', async (request, reply) => { await terminate(request, reply) })
+  // `/*` rather than `/:token`: a URL that seals a long key outgrows Fastify's 100-character parameters.
+  fastify.head('/*', async (request, reply) => { await head(request, reply) })
+  fastify.patch('/*', async (request, reply) => { await patch(request, reply) })
+  fastify.delete('/*', async (request, reply) => { await terminate(request, reply) })
   // X-HTTP-Method-Override: clients behind proxies that allow only GET and POST.
-  fastify.post('/:token', async (request, reply) => {
+  fastify.post('/*', async (request, reply) => {
     const method = String(request.headers['x-http-method-override'] ?? '').toUpperCase()
     if (method === 'PATCH') await patch(request, reply)
     else if (method === 'DELETE') await terminate(request, reply)
@@ -144,8 +181,15 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
   })
 
   async function head (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const { state } = await open(request)
+    const found = await lookup(request, { finished: true })
     reply.header('Cache-Control', 'no-store')
+    if ('finished' in found) {
+      reply.header('Upload-Offset', String(found.finished))
+      reply.header('Upload-Length', String(found.finished))
+      await reply.code(200).send()
+      return
+    }
+    const { state } = found
     reply.header('Upload-Offset', String(state.offset))
     if (state.length === undefined) reply.header('Upload-Defer-Length', '1')
     else reply.header('Upload-Length', String(state.length))
@@ -188,7 +232,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       ? customKey(keyRules, overrides.key)
       : await makeKey(keyRules, { filename, originalName, fieldName: 'file', mimetype: declaredType ?? 'application/octet-stream', request })
 
-    const { id, token } = tokens.issue(user?.userId)
+    const { id, token } = tokens.issue(user?.userId, key)
     const state: TusState = {
       v: 1,
       id,
@@ -236,7 +280,15 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     if (parseMediaType(request.headers['content-type']) !== OFFSET_STREAM) throw new TusContentTypeError()
     const offset = byteCount(request.headers['upload-offset'], 'Upload-Offset')
     const checksum = parseChecksum(request.headers['upload-checksum'])
-    const loaded = await open(request)
+    const loaded = await lookup(request, { finished: true })
+    if ('finished' in loaded) {
+      // Sent again after its answer was lost: nothing more to write.
+      if (offset !== loaded.finished) throw new TusOffsetMismatchError(loaded.finished)
+      if (Number(request.headers['content-length'] ?? 0) > 0) throw new BadRequestError('the upload is complete: no more bytes are taken')
+      reply.header('Upload-Offset', String(loaded.finished))
+      await reply.code(204).send()
+      return
+    }
     const { state } = loaded
     if (offset !== state.offset) throw new TusOffsetMismatchError(state.offset)
     const lengthHeader = request.headers['upload-length']
@@ -276,7 +328,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
 
   function scopeOf (state: TusState, objectParams: ObjectParams | undefined): MultipartScope {
     const target: UploadTarget = { bucket: config.bucket, key: state.key, contentType: state.contentType ?? 'application/octet-stream', overwrite: config.overwrite }
-    if (objectParams !== undefined) target.objectParams = objectParams
+    target.objectParams = withUploadId(objectParams, state.id)
     return { client: engine.uploadClient, retry: engine.config.retry, target, checksum: engine.config.checksum, log: fastify.log }
   }
 
@@ -290,7 +342,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     const objectParams = await objectParamsFor(config, fileContext(state, request, contentType), state.objectParams)
     try {
       const { value } = await withRetries('PutObject', engine.config.retry, async () => await engine.uploadClient.send(new PutObjectCommand({
-        ...objectParams, Bucket: config.bucket, Key: state.key, ContentType: contentType, Body: new Uint8Array(0), ContentLength: 0, ...conditionalWrite({ overwrite: config.overwrite })
+        ...withUploadId(objectParams, state.id), Bucket: config.bucket, Key: state.key, ContentType: contentType, Body: new Uint8Array(0), ContentLength: 0, ...conditionalWrite({ overwrite: config.overwrite })
       })))
       await finish(request, state, { size: 0, etag: (value.ETag ?? '').replace(/"/g, ''), parts: 0, ...(value.VersionId !== undefined ? { versionId: value.VersionId } : {}) })
     } catch (error) {
@@ -628,6 +680,11 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
 function storable (params: ObjectParams): ObjectParams {
   const { SSECustomerKey: _key, SSECustomerKeyMD5: _md5, SSECustomerAlgorithm: _algorithm, ...rest } = params
   return rest
+}
+
+/** The object settings with the upload's id among the object's metadata (UPLOAD_ID_META). */
+function withUploadId (params: ObjectParams | undefined, id: string): ObjectParams {
+  return { ...params, Metadata: { ...params?.Metadata, [UPLOAD_ID_META]: id } }
 }
 
 function isRefusal (error: unknown): boolean {

@@ -157,3 +157,23 @@ t.test('resume after a cut at 90 %: how many bytes are sent again', { skip }, as
   t.equal(resent, size - kept, 'the resume sends only what the server does not have')
   await expectOnlyObject(t, client, bucket, data)
 })
+
+// The last PATCH's answer is lost (a proxy's timeout while a long Complete runs, a dropped
+// connection): the upload is finished, the client does not know. tus-js-client asks with
+// HEAD before sending again; an answer of 404 there makes it start the file over as a new
+// upload — the whole file sent twice, a second object, onUploadComplete called twice.
+t.test('the last PATCH\'s answer lost: the client\'s HEAD learns the upload is finished and sends nothing again', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server)
+  const { url } = await startTus(t, server, bucket)
+  const proxy = await startFaultProxy({ target: url })
+  t.teardown(async () => { await proxy.close() })
+  const size = 7 * MiB + 9
+  const data = randomBytes(size)
+  proxy.setRules([{ match: (request) => request.method === 'PATCH', fault: { kind: 'dropAnswer' }, times: 1 }])
+  const result = await run(`${proxy.endpoint}/files`, data, 'lost-answer.bin', null, { retryDelays: [100, 300, 1000] })
+  t.equal(result.outcome, 'done', 'the client finished')
+  const stats = proxy.stats()
+  t.equal(stats.faults.dropAnswer, 1, 'the answer of the PATCH that finished the upload was dropped')
+  t.equal(stats.requests, 3, 'POST, PATCH (unanswered), HEAD, and nothing more')
+  await expectOnlyObject(t, client, bucket, data)
+})

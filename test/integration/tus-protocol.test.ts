@@ -4,6 +4,7 @@
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
 import { crc32 } from 'node:zlib'
+import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import { ForbiddenError } from 'fastify-s3-chunk'
 import { freshBucket, listKeys, needsStrictS3, objectDigest, sha256, testClient, testS3 } from '../support/s3.ts'
 import { pngBytes } from '../support/samples.ts'
@@ -45,7 +46,7 @@ t.test('creation: 201, an absolute Location, Upload-Expires as an RFC 7231 date;
   const created = await tusRequest(endpoint, 'POST', { 'upload-length': '100', 'upload-metadata': metadata })
   t.equal(created.status, 201)
   const location = created.headers.get('location') as string
-  t.match(location, new RegExp(`^${endpoint}/[0-9a-f]{32}\\.[A-Za-z0-9_-]{22}$`))
+  t.match(location, new RegExp(`^${endpoint}/[0-9a-f]{32}\\.[A-Za-z0-9_-]{38,}$`))
   t.match(created.headers.get('upload-expires'), /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$/)
   t.match(created.headers.get('access-control-expose-headers'), /Location.*Upload-Offset/)
   const head = await tusRequest(location, 'HEAD')
@@ -339,4 +340,64 @@ t.test('onUploadComplete fires once with the stored file', { skip }, async (t) =
   t.equal(seen[0]?.size, 7 * MiB)
   t.equal(seen[0]?.originalName, 'clip.bin')
   t.same(await listKeys(client, bucket), [seen[0]?.key])
+})
+
+// A client whose last PATCH went unanswered asks with HEAD; told 404, tus-js-client and
+// Uppy start the file over as a new upload. The state is gone once the upload finished,
+// so the answer comes from the object at the key the URL seals, which carries the upload's id.
+t.test('a finished upload: HEAD gives its whole length, the last PATCH sent again is 204, another offset 409, DELETE 404', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server)
+  const { endpoint } = await startTus(t, server, bucket)
+  const size = 6 * MiB + 3
+  const data = randomBytes(size)
+  const url = await createUpload(endpoint, size)
+  t.equal((await patchUpload(url, 0, data)).status, 204)
+  const head = await tusRequest(url, 'HEAD')
+  t.equal(head.status, 200)
+  t.equal(head.headers.get('upload-offset'), String(size))
+  t.equal(head.headers.get('upload-length'), String(size))
+  t.equal(head.headers.get('cache-control'), 'no-store')
+  const again = await patchUpload(url, size, new Uint8Array(0))
+  t.equal(again.status, 204, 'the finishing PATCH again, with nothing more: nothing to do')
+  t.equal(again.headers.get('upload-offset'), String(size))
+  const behind = await patchUpload(url, 0, data.subarray(0, 10))
+  t.equal(behind.status, 409, 'bytes from another offset')
+  t.match(await behind.text(), `(${size})`, 'the answer names the offset')
+  t.equal((await patchUpload(url, size, randomBytes(10))).status, 400, 'bytes past the end')
+  t.equal((await tusRequest(url, 'DELETE')).status, 404, 'termination does not reach a stored object')
+  await expectOnlyObject(t, client, bucket, data)
+})
+
+t.test('a finished upload whose object was replaced or removed is 404 again', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server)
+  const { endpoint } = await startTus(t, server, bucket)
+  const url = await createUpload(endpoint, 100)
+  t.equal((await patchUpload(url, 0, randomBytes(100))).status, 204)
+  const [key = ''] = await listKeys(client, bucket)
+  t.equal((await tusRequest(url, 'HEAD')).status, 200)
+  // Another writer's object at that key is not this upload's.
+  await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: randomBytes(100) }))
+  t.equal((await tusRequest(url, 'HEAD')).status, 404, 'replaced')
+  await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }))
+  t.equal((await tusRequest(url, 'HEAD')).status, 404, 'removed')
+})
+
+t.test('a finished upload is its owner\'s alone; a URL sealing a long key works', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server)
+  // ~900 bytes of key: a URL of over 1,000 characters, past Fastify's 100-character route parameters.
+  const longName = `${'d'.repeat(200)}/`.repeat(4) + 'clip.bin'
+  const { endpoint } = await startTus(t, server, bucket, {
+    onFile: () => ({ key: longName }),
+    tus: { authorize: (request) => request.headers.authorization === undefined ? null : { userId: request.headers.authorization } }
+  })
+  const url = await createUpload(endpoint, 10, { authorization: 'alice' })
+  t.ok(url.length > 1000, `URL of ${url.length} characters`)
+  t.equal((await patchUpload(url, 0, randomBytes(5), { authorization: 'alice' })).status, 204)
+  t.equal((await tusRequest(url, 'HEAD', { authorization: 'alice' })).headers.get('upload-offset'), '5')
+  t.equal((await patchUpload(url, 5, randomBytes(5), { authorization: 'alice' })).status, 204)
+  t.equal((await tusRequest(url, 'HEAD', { authorization: 'alice' })).status, 200)
+  t.equal((await tusRequest(url, 'HEAD', { authorization: 'bob' })).status, 404, 'another user learns nothing of it')
+  t.equal((await patchUpload(url, 10, new Uint8Array(0), { authorization: 'bob' })).status, 404)
+  t.match(await listKeys(client, bucket), [new RegExp(`^alice/${longName}$`)])
+  await expectClean(t, client, bucket)
 })
