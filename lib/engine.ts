@@ -97,16 +97,20 @@ export class Engine {
    */
   async drain (): Promise<void> {
     this.#closing = true
-    const deadline = Date.now() + this.config.closeGracePeriod
-    // Polled, not evented: a few wake-ups during a close cost nothing, and no upload path pays for it.
-    for (let left = deadline - Date.now(); left > 0 && this.#inFlight() > 0; left = deadline - Date.now()) {
-      await sleep(Math.min(50, left))
-    }
+    await this.#waitForUploads(this.config.closeGracePeriod)
     this.shutdown.close(new ClosingError())
   }
 
   #inFlight (): number {
     return this.counters.uploadsInFlight + this.#tracked
+  }
+
+  /** Until no upload is in flight, at most `ms`. Polled, not evented: a few wake-ups during a close cost nothing, and no upload path pays for it. */
+  async #waitForUploads (ms: number): Promise<void> {
+    const deadline = Date.now() + ms
+    for (let left = deadline - Date.now(); left > 0 && this.#inFlight() > 0; left = deadline - Date.now()) {
+      await sleep(Math.min(50, left))
+    }
   }
 
   stats (): S3ChunkStats {
@@ -133,7 +137,7 @@ export class Engine {
     // closed first (closeAllConnections) reaches onClose without waiting for those
     // requests, and closing the pool and clients under them turned a kept PATCH into a
     // lost one (and left its multipart upload open). Bounded: onClose must end.
-    for (let waited = 0; this.#inFlight() > 0 && waited < SETTLE_ON_CLOSE_MS; waited += 50) await sleep(50)
+    await this.#waitForUploads(SETTLE_ON_CLOSE_MS)
     this.telemetry.close()
     await this.sender.close()
     this.client.destroy()
