@@ -114,36 +114,39 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
 
   /** The upload at this URL, when the caller may see it: 404 otherwise (forged, someone else's, gone, finished), 410 once expired. */
   async function open (request: FastifyRequest): Promise<Loaded> {
-    const found = await lookup(request, { finished: false })
-    if ('finished' in found) throw new TusNotFoundError()
+    const found = await lookup(request, { acceptFinished: false })
+    if ('finishedSize' in found) throw new TusNotFoundError()
     return found
   }
 
   /**
-   * As open(), and with `finished`, an upload that is over: its state is gone
+   * As open(), and with `acceptFinished`, an upload that is over: its state is gone
    * and its object is at the key its URL seals, carrying its id. A client whose
    * last PATCH went unanswered asks with HEAD; told 404 it would start the file
    * over as a new upload, so it is told the upload's whole length instead.
    */
-  async function lookup (request: FastifyRequest, options: { finished: boolean }): Promise<Loaded | { finished: number }> {
+  async function lookup (request: FastifyRequest, options: { acceptFinished: boolean }): Promise<Loaded | { finishedSize: number }> {
     const user = await userOf(request)
     const token = tokens.open((request.params as { '*': string })['*'], user?.userId)
     if (token === null) throw new TusNotFoundError()
     const loaded = await store.load(token.id)
     if (loaded === null) {
-      const size = options.finished && token.key !== undefined ? await finishedSize(token.id, token.key) : null
+      const size = options.acceptFinished && token.key !== undefined ? await finishedSize(token.id, token.key) : null
       if (size === null) throw new TusNotFoundError()
-      return { finished: size }
+      return { finishedSize: size }
     }
-    if (loaded.state.owner !== user?.userId) throw new TusNotFoundError()
+    if (loaded.state.owner !== user?.userId || loaded.state.refused === true) throw new TusNotFoundError()
     if (loaded.state.expires <= Date.now()) throw new TusExpiredError()
     return loaded
   }
 
   /**
    * The size of the object a finished upload stored, or null: no object there,
-   * one another upload or writer put at that key, or one S3 will not describe
-   * (an SSE-C object, without its key). S3 unreachable is a 503, never a 404.
+   * one another upload put at that key, or one S3 will not describe: any 4xx —
+   * an SSE-C object without its key is 400, and a missing key is 403 to
+   * credentials without s3:ListBucket (the IAM policy the README gives). S3
+   * unreachable (5xx, no answer) is a 503, never a 404, which would make the
+   * client start over.
    */
   async function finishedSize (id: string, key: string): Promise<number | null> {
     try {
@@ -181,11 +184,11 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
   })
 
   async function head (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const found = await lookup(request, { finished: true })
+    const found = await lookup(request, { acceptFinished: true })
     reply.header('Cache-Control', 'no-store')
-    if ('finished' in found) {
-      reply.header('Upload-Offset', String(found.finished))
-      reply.header('Upload-Length', String(found.finished))
+    if ('finishedSize' in found) {
+      reply.header('Upload-Offset', String(found.finishedSize))
+      reply.header('Upload-Length', String(found.finishedSize))
       await reply.code(200).send()
       return
     }
@@ -257,7 +260,9 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
 
     if (length === 0) {
       // Nothing to wait for: the (empty) object is stored now, and no state is kept.
-      await storeEmpty(state, request)
+      const verdict = await storeEmpty(state, request)
+      if (verdict === 'kept') await markRefused(state, null, request)
+      if (verdict !== 'accepted') throw new UploadHookError()
       reply.header('Upload-Offset', '0')
       await reply.code(201).send()
       return
@@ -280,12 +285,15 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     if (parseMediaType(request.headers['content-type']) !== OFFSET_STREAM) throw new TusContentTypeError()
     const offset = byteCount(request.headers['upload-offset'], 'Upload-Offset')
     const checksum = parseChecksum(request.headers['upload-checksum'])
-    const loaded = await lookup(request, { finished: true })
-    if ('finished' in loaded) {
-      // Sent again after its answer was lost: nothing more to write.
-      if (offset !== loaded.finished) throw new TusOffsetMismatchError(loaded.finished)
-      if (Number(request.headers['content-length'] ?? 0) > 0) throw new BadRequestError('the upload is complete: no more bytes are taken')
-      reply.header('Upload-Offset', String(loaded.finished))
+    const loaded = await lookup(request, { acceptFinished: true })
+    if ('finishedSize' in loaded) {
+      // The finishing PATCH sent again after its answer was lost: nothing more to write.
+      const size = loaded.finishedSize
+      if (offset !== size) throw new TusOffsetMismatchError(size)
+      const withBody = request.headers['transfer-encoding'] !== undefined || (request.headers['content-length'] ?? '0') !== '0'
+      if (withBody) throw new BadRequestError('the upload is complete: no more bytes are taken')
+      if (request.headers['upload-length'] !== undefined && request.headers['upload-length'] !== String(size)) throw new BadRequestError('Upload-Length cannot change once set')
+      reply.header('Upload-Offset', String(size))
       await reply.code(204).send()
       return
     }
@@ -336,7 +344,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     return { fieldName: 'file', originalName: state.originalName, filename: sanitiseFilename(state.originalName), declaredType: state.declaredType, contentType, fields: { ...state.metadata }, request }
   }
 
-  async function storeEmpty (state: TusState, request: FastifyRequest): Promise<void> {
+  async function storeEmpty (state: TusState, request: FastifyRequest): Promise<Verdict> {
     const contentType = decideType(state.declaredType, undefined, config.allowedTypes)
     state.contentType = contentType
     const objectParams = await objectParamsFor(config, fileContext(state, request, contentType), state.objectParams)
@@ -344,14 +352,15 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       const { value } = await withRetries('PutObject', engine.config.retry, async () => await engine.uploadClient.send(new PutObjectCommand({
         ...withUploadId(objectParams, state.id), Bucket: config.bucket, Key: state.key, ContentType: contentType, Body: new Uint8Array(0), ContentLength: 0, ...conditionalWrite({ overwrite: config.overwrite })
       })))
-      await finish(request, state, { size: 0, etag: (value.ETag ?? '').replace(/"/g, ''), parts: 0, ...(value.VersionId !== undefined ? { versionId: value.VersionId } : {}) })
+      return await finish(request, state, { size: 0, etag: (value.ETag ?? '').replace(/"/g, ''), parts: 0, ...(value.VersionId !== undefined ? { versionId: value.VersionId } : {}) })
     } catch (error) {
       if (error instanceof Error && 'code' in error && typeof error.code === 'string' && error.code.startsWith('FST_')) throw error
       throw storageFailure(failureInfo('PutObject', error))
     }
   }
 
-  async function finish (request: FastifyRequest, state: TusState, outcome: { size: number, etag: string, parts: number, versionId?: string, checksum?: string }): Promise<void> {
+  /** onUploadComplete for the stored object: 'accepted'; when it threw, 'deleted', or 'kept' where deleting would lose more (or failed). */
+  async function finish (request: FastifyRequest, state: TusState, outcome: { size: number, etag: string, parts: number, versionId?: string, checksum?: string }): Promise<Verdict> {
     const file: S3File = {
       fieldName: 'file',
       originalName: state.originalName,
@@ -367,18 +376,29 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     if (outcome.checksum !== undefined) file.checksum = outcome.checksum
     try {
       await onStored(file, request)
+      return 'accepted'
     } catch (error) {
       // As for a streamed upload: storage and the app's records agree — unless deleting would lose
       // the object this one replaced (overwrite on an unversioned bucket).
       if (config.overwrite && file.versionId === undefined) {
         request.log.error({ key: file.key, err: error }, 'fastify-s3-chunk: onUploadComplete threw for a tus upload; the object stays stored (overwrite is on)')
-      } else {
-        request.log.error({ key: file.key, err: error }, 'fastify-s3-chunk: onUploadComplete threw for a tus upload; deleting the stored object')
-        await engine.uploadClient.send(new DeleteObjectCommand({ Bucket: file.bucket, Key: file.key, ...(file.versionId !== undefined ? { VersionId: file.versionId } : {}) }))
-          .catch((failure: unknown) => { request.log.error({ key: file.key, err: failure }, 'fastify-s3-chunk: could not delete it') })
+        return 'kept'
       }
-      throw new UploadHookError()
+      request.log.error({ key: file.key, err: error }, 'fastify-s3-chunk: onUploadComplete threw for a tus upload; deleting the stored object')
+      return await engine.uploadClient.send(new DeleteObjectCommand({ Bucket: file.bucket, Key: file.key, ...(file.versionId !== undefined ? { VersionId: file.versionId } : {}) }))
+        .then(() => 'deleted' as const, (failure: unknown) => {
+          request.log.error({ key: file.key, err: failure }, 'fastify-s3-chunk: could not delete it')
+          return 'kept' as const
+        })
     }
+  }
+
+  /** An upload whose object the app refused but which stays: its state says so (404 to every request) until the sweep. */
+  async function markRefused (state: TusState, etag: string | null, request: FastifyRequest): Promise<void> {
+    const next: TusState = { ...state, refused: true, parts: [], tail: 0 }
+    delete next.lease
+    delete next.uploadId
+    await store.save(next, etag).catch((error: unknown) => { request.log.warn({ err: error, key: state.key }, 'fastify-s3-chunk: could not mark a refused tus upload; its URL may answer "finished"') })
   }
 
   /**
@@ -417,15 +437,38 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     let tailBuffer: ArrayBuffer | null = null
     let held_ = 0
 
-    // The hold is renewed while the request runs; losing it (another instance took an expired hold, or the upload was terminated) fails this request.
-    // One renewal at a time, and none while the final write goes: each needs the ETag the one before made.
+    /**
+     * The upload as a crash now should leave it: with the parts this request has stored in a
+     * row from its first, and the offset at their end. The first of them began with the stored
+     * tail, so no tail is named (that object stays until the upload's next tail or its end
+     * removes it). Only whole parts count (the short last one may exist before Complete does),
+     * and a request with a checksum records nothing until its whole body is verified.
+     */
+    const progress = (): TusState => {
+      if (checksum !== null || uploadId === undefined || completing) return state
+      const stored = [...newParts].sort((a, b) => a[0] - b[0])
+      let inRow = 0
+      while (inRow < stored.length && stored[inRow]?.[0] === base + inRow + 1 && (base + inRow + 1) * state.partSize <= state.offset + received) inRow++
+      if (inRow === 0) return state
+      return { ...state, uploadId, offset: (base + inRow) * state.partSize, parts: [...state.parts, ...stored.slice(0, inRow)], tail: 0 }
+    }
+
+    // The hold is renewed while the request runs, and records its progress (a PATCH cut short
+    // by a crash keeps what it stored); losing the hold (another instance took an expired
+    // hold, or the upload was terminated) fails this request. One renewal at a time, and none
+    // while the final write goes: each needs the ETag the one before made.
     let renewing: Promise<void> = Promise.resolve()
+    let progressRecorded = false
+    // Set once Complete begins: renewals then only extend the hold.
+    let completing = false
     const renew = setInterval(() => {
       renewing = renewing.then(async () => {
         if (failure !== null) return
-        const next = { ...state, lease: { holder, until: Date.now() + leaseMs } }
+        const recorded = progress()
+        const next = { ...recorded, lease: { holder, until: Date.now() + leaseMs } }
         try {
           etag = await store.save(next, etag)
+          if (recorded !== state) progressRecorded = true
         } catch (error) {
           fail(error instanceof StateConflict ? new TusLockedError() : error)
         }
@@ -593,45 +636,55 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         }
       }
       if (tailBuffer !== null) { held_ -= (tailBuffer as ArrayBuffer).byteLength; engine.buffers.release(tailBuffer) }
-      await stopRenewing()
+      // A finishing request keeps its hold through Complete and onUploadComplete (below).
+      if (!complete) await stopRenewing()
 
       if (failure !== null) {
         const { error } = failure as { error: unknown }
         // An upload the rules refuse (its bytes are not of an allowed type, too large) can never finish: it is removed.
         const fatal = isRefusal(error)
-        if (createdHere && uploadId !== undefined) await abortMultipartUpload(scopeOf(state, objectParams), uploadId)
         if (fatal) {
-          if (!createdHere && uploadId !== undefined) await abortMultipartUpload(scopeOf(state, objectParams), uploadId)
+          if (uploadId !== undefined) await abortMultipartUpload(scopeOf(state, objectParams), uploadId)
           await store.remove(state).catch(() => {})
         } else {
-          await release(state, etag, holder)
+          // Back to the state before this request. A multipart upload this request made is
+          // aborted once no state names it — not while the state may still hold the progress
+          // a renewal recorded (the release failed): that upload goes on from there.
+          const released = await release(state, etag, holder)
+          if (createdHere && uploadId !== undefined && (released || !progressRecorded)) await abortMultipartUpload(scopeOf(state, objectParams), uploadId)
         }
         throw error
       }
 
       const allParts = [...state.parts, ...newParts.sort((a, b) => a[0] - b[0])]
-      if (complete && allParts.length === 0) {
-        // A deferred length declared 0: nothing was ever sent.
-        await store.remove(state).catch(() => {})
-        await storeEmpty(state, request)
-        return 0
-      }
       if (complete) {
-        const id = uploadId as string
-        const completed: CompletedPart[] = allParts.map(([number, partEtag, partChecksum]) => {
-          const part: CompletedPart = { PartNumber: number, ETag: partEtag }
-          if (partChecksum !== undefined && engine.config.checksum !== 'none') part[`Checksum${engine.config.checksum}`] = partChecksum
-          return part
-        })
-        state.contentType = contentType
-        let outcome
+        // The hold lasts until the app has accepted the file: meanwhile HEAD gives the offset
+        // before this request and a PATCH is 409, so a client whose answer was lost never hears
+        // "finished" (from the object, once the state is gone) for a file the app then refuses.
+        completing = true
+        let verdict: Verdict = 'deleted'
         try {
-          outcome = await completeMultipartUpload(scopeOf(state, objectParams), id, completed, length)
+          if (allParts.length === 0) {
+            // A deferred length declared 0: nothing was ever sent.
+            verdict = await storeEmpty(state, request)
+          } else {
+            const completed: CompletedPart[] = allParts.map(([number, partEtag, partChecksum]) => {
+              const part: CompletedPart = { PartNumber: number, ETag: partEtag }
+              if (partChecksum !== undefined && engine.config.checksum !== 'none') part[`Checksum${engine.config.checksum}`] = partChecksum
+              return part
+            })
+            state.contentType = contentType
+            const outcome = await completeMultipartUpload(scopeOf(state, objectParams), uploadId as string, completed, length)
+            verdict = await finish(request, state, outcome)
+          }
         } finally {
-          // Completed, or refused (key taken) and aborted: either way the upload is over.
-          await store.remove(state).catch((error: unknown) => { request.log.warn({ err: error, key: state.key }, 'fastify-s3-chunk: could not remove a finished tus upload\'s state; the sweep will') })
+          await stopRenewing()
+          // Completed, or refused (key taken) and aborted, or failed: the upload is over —
+          // and an object the app refused that stays is marked so.
+          if (verdict === 'kept') await markRefused(state, etag, request)
+          else await store.remove(state).catch((error: unknown) => { request.log.warn({ err: error, key: state.key }, 'fastify-s3-chunk: could not remove a finished tus upload\'s state; the sweep will') })
         }
-        await finish(request, state, outcome)
+        if (verdict !== 'accepted') throw new UploadHookError()
         return length
       }
 
@@ -663,12 +716,12 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     }
   }
 
-  /** Gives the hold up (the state otherwise unchanged); best effort: it expires on its own. */
-  async function release (state: TusState, etag: string, holder: string): Promise<void> {
-    if (state.lease?.holder !== holder) return
+  /** Gives the hold up, the state as `state` says; best effort (the hold expires on its own): whether it was written. */
+  async function release (state: TusState, etag: string, holder: string): Promise<boolean> {
+    if (state.lease?.holder !== holder) return false
     const next = { ...state }
     delete next.lease
-    await store.save(next, etag).catch(() => {})
+    return await store.save(next, etag).then(() => true, () => false)
   }
 }
 
@@ -693,6 +746,9 @@ function isRefusal (error: unknown): boolean {
 }
 
 interface Checksum { hash: Hash | Crc32Hash, expected: string }
+
+/** What became of a stored object once onUploadComplete answered. */
+type Verdict = 'accepted' | 'deleted' | 'kept'
 
 /** node:zlib's crc32 as a running hash. */
 class Crc32Hash {

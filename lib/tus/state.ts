@@ -53,6 +53,12 @@ export interface TusState {
   gen: number
   /** A PATCH in progress holds the upload until `until` (ms), renewing it as it runs. */
   lease?: { holder: string, until: number }
+  /**
+   * onUploadComplete refused the stored object and it stays (overwrite on, or its delete
+   * failed): the upload answers 404 as a removed one would — never "finished" from the
+   * object — until the sweep removes this state at `expires`.
+   */
+  refused?: true
 }
 
 export interface Loaded { state: TusState, etag: string }

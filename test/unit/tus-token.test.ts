@@ -25,6 +25,20 @@ t.test('another owner, no owner, another secret: nothing opens', async (t) => {
   t.equal(tokens.open(anonymous, ''), null, 'an empty owner is not no owner')
 })
 
+t.test('a token of another endpoint (bucket, key prefix) opens nothing here', async (t) => {
+  const { token } = tokens.issue('alice', key)
+  t.equal(new UploadTokens(configOf({ bucket: 'other' }), 'a secret shared by every instance').open(token, 'alice'), null)
+  t.equal(new UploadTokens(configOf({ bucket: 'uploads', keyPrefix: 'media' }), 'a secret shared by every instance').open(token, 'alice'), null)
+})
+
+t.test('a URL does not tell how long its key is (padded to 64 bytes), and holds S3\'s longest key', async (t) => {
+  const lengths = new Set(['a', 'alice/salary-2026.pdf', 'x'.repeat(61)].map((name) => tokens.issue('alice', name).token.length))
+  t.equal(lengths.size, 1, 'keys of 1 to 61 bytes give URLs of one length')
+  const longest = 'é'.repeat(512)
+  const { id, token } = tokens.issue('alice', longest)
+  t.same(tokens.open(token, 'alice'), { id, key: longest }, `a 1024-byte key (a ${token.length}-character token)`)
+})
+
 t.test('a token changed at any one character opens nothing', async (t) => {
   const { token } = tokens.issue('alice', key)
   const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
