@@ -91,9 +91,20 @@ for (const mode of ['workers', 'inline'] as const) {
       const one = await postMultipart(`${url}/upload`, [{ name: 'file', filename: 'a.bin', data: first }])
       t.equal(one.status, 200, 'the first upload is stored')
       t.match(one.json(), { key: 'fixed/name.bin', size: first.byteLength, parts: 3 })
+      // Refused at its first part, 5 of its 12 MiB in: the 409 goes out with Connection: close while
+      // the client is still writing, and Node closes the socket with the rest unread (a reset, no
+      // lingering close as nginx does). The reset can reach the client before it has read the
+      // answer — seen once in CI on versitygw. Either way nothing may be replaced.
       const two = await postMultipart(`${url}/upload`, [{ name: 'file', filename: 'b.bin', data: second }])
-      t.equal(two.status, 409, `the second upload is refused (${two.body.slice(0, 200)})`)
-      t.match(two.json(), { statusCode: 409, code: 'FST_S3CHUNK_KEY_EXISTS' })
+        .catch((error: NodeJS.ErrnoException) => {
+          if (error.code !== 'ECONNRESET' && error.code !== 'EPIPE') throw error
+          t.comment(`the second upload's answer was lost to the connection reset (${error.code})`)
+          return null
+        })
+      if (two !== null) {
+        t.equal(two.status, 409, `the second upload is refused (${two.body.slice(0, 200)})`)
+        t.match(two.json(), { statusCode: 409, code: 'FST_S3CHUNK_KEY_EXISTS' })
+      }
       t.equal((await objectDigest(client, bucket, 'fixed/name.bin')).sha256, sha256(first), 'the first object is unchanged')
       t.equal(completed.length, 1, 'onUploadComplete fired for the first upload only')
       await expectNoPendingUploads(t, server, client, bucket)
