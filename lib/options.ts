@@ -384,8 +384,8 @@ const engineShape = {
   /** Bytes held in part buffers by all uploads of the process at once; a new part waits for room. */
   maxBufferedBytes: int(MIN_PART_SIZE, 64 * GiB).default(256 * MiB),
   /**
-   * Checksum of every part and single PUT, computed where it is sent (CRC32: Node's
-   * zlib.crc32) and verified by S3, which refuses a body corrupted on the way; the
+   * Checksum of every part and single PUT, computed where it is sent (CRC32:
+   * @node-rs/crc32, else Node's zlib.crc32) and verified by S3, which refuses a body corrupted on the way; the
    * object's checksum is S3File.checksum. 'none' for stores that reject or ignore
    * checksum headers (payloads are then signed, see `payloadSigning`).
    */

@@ -1,5 +1,5 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto'
-import { crc32 } from 'node:zlib'
+import { crc32 } from '../crc32.js'
 import { DeleteObjectCommand, HeadObjectCommand, PutObjectCommand, type CompletedPart } from '@aws-sdk/client-s3'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { SNIFF_BYTES, checkDeclaredType, decideType, parseMediaType, sniffType } from '../content-types.js'
@@ -750,7 +750,7 @@ interface Checksum { hash: Hash | Crc32Hash, expected: string }
 /** What became of a stored object once onUploadComplete answered. */
 type Verdict = 'accepted' | 'deleted' | 'kept'
 
-/** node:zlib's crc32 as a running hash. */
+/** CRC32 (../crc32.ts) as a running hash. */
 class Crc32Hash {
   #value = 0
   update (chunk: Uint8Array): this { this.#value = crc32(chunk, this.#value); return this }

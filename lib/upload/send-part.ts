@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { crc32 } from 'node:zlib'
 import { UploadPartCommand, type S3Client, type UploadPartCommandOutput } from '@aws-sdk/client-s3'
+import { crc32 } from '../crc32.js'
 import type { ChecksumSetting, RetryPolicy } from '../options.js'
 import type { PartDone, PartPolicy, PartTask } from './part-task.js'
 import { describeS3Error, type RetriedRequest, type S3FailureInfo } from './s3-failure.js'
@@ -80,8 +80,8 @@ async function sendPart (client: S3Client, task: PartTask, checksum: ChecksumSet
     Body: body,
     ContentLength: task.length,
     ...task.sse,
-    // Computed here (in the worker) and verified by S3. CRC32 we compute with Node's
-    // zlib.crc32, so the SDK never hashes the part (it skips a checksum already given);
+    // Computed here (in the worker) and verified by S3. CRC32 we compute ourselves
+    // (../crc32.ts: native, else zlib), so the SDK never hashes the part (it skips a checksum already given);
     // the others the SDK computes.
     ...(checksum === 'CRC32' ? { ChecksumCRC32: crc32Base64(body) } : checksum !== 'none' ? { ChecksumAlgorithm: checksum } : {})
   }))
@@ -105,6 +105,6 @@ export function checksumOf (result: Pick<UploadPartCommandOutput, 'ChecksumCRC32
 /** CRC32 of bytes as S3 writes it: 4 big-endian bytes, base64. */
 export function crc32Base64 (bytes: Uint8Array): string {
   const value = Buffer.alloc(4)
-  value.writeUInt32BE(crc32(bytes) >>> 0)
+  value.writeUInt32BE(crc32(bytes))
   return value.toString('base64')
 }
