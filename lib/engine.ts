@@ -48,7 +48,8 @@ export class Engine {
     this.sender = config.mode === 'workers'
       ? createWorkerPoolSender(config, this.uploadClient)
       : createInlineSender(this.uploadClient, policy)
-    this.buffers = new PartBufferPool(config.maxBufferedBytes)
+    // Workers mode shares whole part buffers with the threads (see PartBufferPool).
+    this.buffers = new PartBufferPool(config.maxBufferedBytes, { shared: config.mode === 'workers' })
     this.telemetry = new Telemetry(this.buffers)
     this.buffers.onWaited = (ms) => { this.telemetry.waitedForMemory(ms) }
   }

@@ -14,8 +14,9 @@ let client: S3Client | undefined
 /**
  * Piscina task: one UploadPart, retries included. Never throws — an error's
  * class and metadata would be lost crossing the thread boundary, so it
- * answers an envelope the main thread rebuilds the error from. The part's
- * buffer goes back with it (moved, not copied) to be reused.
+ * answers an envelope the main thread rebuilds the error from. A part moved
+ * here in an ArrayBuffer goes back with it (moved, not copied) to be reused; a
+ * SharedArrayBuffer was read in place and stays where it is.
  */
 export default async function uploadPart (task: PartTask): Promise<PartEnvelope> {
   if (task.credentials !== undefined) handed = task.credentials
@@ -28,5 +29,7 @@ export default async function uploadPart (task: PartTask): Promise<PartEnvelope>
   } catch (error) {
     envelope = { ok: false, ...failureInfo('UploadPart', error), body: task.body }
   }
+  // A shared buffer stays the main thread's: nothing to hand back.
+  if (task.body instanceof SharedArrayBuffer) return { ...envelope, body: undefined }
   return move({ [transferableSymbol]: task.body, [valueSymbol]: envelope }) as unknown as PartEnvelope
 }

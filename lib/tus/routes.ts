@@ -31,6 +31,7 @@ import { abortMultipartUpload, completeMultipartUpload, conditionalWrite, create
 import { cutParts, type Part } from '../upload/part-cutter.js'
 import { maxPartSize } from '../upload/part-schedule.js'
 import { isStorageFailure, storageFailure } from '../upload/s3-failure.js'
+import type { PartMemory } from '../upload/part-buffer-pool.js'
 import { failureInfo, withRetries } from '../upload/send-part.js'
 import { StateConflict, StateStore, type Loaded, type StoredPart, type TusState } from './state.js'
 import { UploadTokens } from './token.js'
@@ -434,7 +435,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     const newParts: StoredPart[] = []
     const inFlight = new Set<Promise<void>>()
     let tailBytes: Uint8Array | null = null
-    let tailBuffer: ArrayBuffer | null = null
+    let tailBuffer: PartMemory | null = null
     let held_ = 0
 
     /**
@@ -566,7 +567,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         key: state.key,
         uploadId: id,
         partNumber: number,
-        body: part.bytes.buffer as ArrayBuffer,
+        body: part.bytes.buffer as PartMemory,
         length: part.bytes.byteLength,
         ...(objectParams?.SSECustomerKey !== undefined ? { sse: customerKeyOf(objectParams) } : {})
       }).then((done) => {
@@ -574,14 +575,14 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         settle(capacity, done.body)
       }, (error: unknown) => {
         fail(error)
-        settle(capacity, (error as { partBuffer?: ArrayBuffer }).partBuffer)
+        settle(capacity, (error as { partBuffer?: PartMemory }).partBuffer)
       }).finally(() => {
         engine.counters.partsInFlight -= 1
         inFlight.delete(sending)
       })
       inFlight.add(sending)
     }
-    const settle = (capacity: number, returned: ArrayBuffer | undefined): void => {
+    const settle = (capacity: number, returned: PartMemory | undefined): void => {
       held_ -= capacity
       if (returned !== undefined && returned.byteLength === capacity) engine.buffers.release(returned)
       else engine.buffers.forget(capacity)
@@ -598,7 +599,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         for await (const part of parts) {
           if (failure !== null) {
             // Read on to the end (the source stops at once): a cutter left mid-part would keep its reservation.
-            if (part.bytes.buffer.byteLength > 0) engine.buffers.release(part.bytes.buffer as ArrayBuffer)
+            if (part.bytes.buffer.byteLength > 0) engine.buffers.release(part.bytes.buffer as PartMemory)
             continue
           }
           const offsetAfter = state.offset + received
@@ -607,15 +608,15 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
             if (base + part.number > config.maxParts) throw new PartLimitError(config.maxParts)
             const id = await ensureUpload()
             while (inFlight.size >= config.partConcurrency && failure === null) await Promise.race(inFlight)
-            if (failure !== null) { engine.buffers.release(part.bytes.buffer as ArrayBuffer); continue }
+            if (failure !== null) { engine.buffers.release(part.bytes.buffer as PartMemory); continue }
             dispatch(part, id)
           } else if (part.bytes.byteLength > 0) {
             // Less than a part, and more is to come: it waits in S3 (never on disk, never in memory) for the next PATCH.
             tailBytes = part.bytes
-            tailBuffer = part.bytes.buffer as ArrayBuffer
+            tailBuffer = part.bytes.buffer as PartMemory
             held_ += tailBuffer.byteLength
           } else if (part.bytes.buffer.byteLength > 0) {
-            engine.buffers.release(part.bytes.buffer as ArrayBuffer)
+            engine.buffers.release(part.bytes.buffer as PartMemory)
           }
         }
       } catch (error) {
@@ -635,7 +636,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
           fail(storageFailure(failureInfo('PutObject', error)))
         }
       }
-      if (tailBuffer !== null) { held_ -= (tailBuffer as ArrayBuffer).byteLength; engine.buffers.release(tailBuffer) }
+      if (tailBuffer !== null) { held_ -= (tailBuffer as PartMemory).byteLength; engine.buffers.release(tailBuffer) }
       // A finishing request keeps its hold through Complete and onUploadComplete (below).
       if (!complete) await stopRenewing()
 

@@ -5,7 +5,7 @@ import { FileTooLargeError, KeyExistsError, PartLimitError, UploadCancelledError
 import { customerKeyOf, etagIsOpaque } from '../object-params.js'
 import type { ChecksumSetting, RetryPolicy } from '../options.js'
 import { cutParts, type Part } from './part-cutter.js'
-import type { PartBufferPool } from './part-buffer-pool.js'
+import type { PartBufferPool, PartMemory } from './part-buffer-pool.js'
 import type { PartSizeFn } from './part-schedule.js'
 import type { PartSender } from './part-sender.js'
 import { etagValue } from '../s3-client.js'
@@ -188,7 +188,7 @@ class FileUpload {
         await this.#awaitCommit()
         if (this.#failure !== null) return null
         const outcome = await this.#putObject(part.bytes)
-        if (part.bytes.buffer.byteLength > 0) this.#giveBack(part.bytes.buffer as ArrayBuffer)
+        if (part.bytes.buffer.byteLength > 0) this.#giveBack(part.bytes.buffer as PartMemory)
         return outcome
       }
 
@@ -216,7 +216,7 @@ class FileUpload {
       key: this.#target.key,
       uploadId,
       partNumber: part.number,
-      body: part.bytes.buffer as ArrayBuffer,
+      body: part.bytes.buffer as PartMemory,
       length: part.bytes.byteLength,
       ...(this.#target.objectParams?.SSECustomerKey !== undefined ? { sse: customerKeyOf(this.#target.objectParams) } : {})
     }).then(
@@ -229,7 +229,7 @@ class FileUpload {
       (error: unknown) => {
         if (isStorageFailure(error)) this.#deps.telemetry?.failure(error.s3)
         this.#fail(error)
-        this.#settle(capacity, (error as { partBuffer?: ArrayBuffer }).partBuffer)
+        this.#settle(capacity, (error as { partBuffer?: PartMemory }).partBuffer)
       }
     ).finally(() => {
       counters.partsInFlight -= 1
@@ -296,12 +296,12 @@ class FileUpload {
   }
 
   /** A sent part's buffer comes back to the pool; when it did not come back (a thread died), it is written off. */
-  #settle (capacity: number, returned: ArrayBuffer | undefined): void {
+  #settle (capacity: number, returned: PartMemory | undefined): void {
     if (returned !== undefined && returned.byteLength === capacity) this.#giveBack(returned)
     else this.#forget(capacity)
   }
 
-  #giveBack (buffer: ArrayBuffer): void {
+  #giveBack (buffer: PartMemory): void {
     this.#held -= buffer.byteLength
     this.#deps.buffers.release(buffer)
   }

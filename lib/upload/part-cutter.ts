@@ -1,10 +1,10 @@
-import { allocatePartBuffer } from './part-buffer-pool.js'
+import { allocatePartBuffer, type PartMemory } from './part-buffer-pool.js'
 
 /** One S3 part: its number and its bytes, in a buffer of its own. */
 export interface Part {
   /** 1-based part number. */
   number: number
-  /** The part's bytes: a view from offset 0 of an ArrayBuffer no other part or socket shares. */
+  /** The part's bytes: a view from offset 0 of a buffer no other part or socket shares. */
   bytes: Uint8Array
   /** True for the stream's final part (known because the cutter reads one byte ahead). */
   last: boolean
@@ -33,7 +33,7 @@ export interface CutOptions {
    */
   open?: (size: number) => Promise<PartFill>
   /** Takes back a sealed part's buffer the caller never received (the source failed first). */
-  release?: (buffer: ArrayBuffer) => void
+  release?: (buffer: PartMemory) => void
 }
 
 /**
@@ -81,7 +81,7 @@ export async function * cutParts (source: AsyncIterable<Uint8Array>, options: Cu
     }
   } catch (error) {
     current?.abandon()
-    if (full !== null) options.release?.(full.buffer as ArrayBuffer)
+    if (full !== null) options.release?.(full.buffer as PartMemory)
     throw error
   }
 

@@ -1,3 +1,4 @@
+import type { PartMemory } from './part-buffer-pool.js'
 import { payloadSigningOf, type ChecksumSetting, type EngineConfig, type PayloadSigning, type RetryPolicy } from '../options.js'
 import type { RetriedRequest, S3FailureInfo } from './s3-failure.js'
 
@@ -7,8 +8,12 @@ export interface PartTask {
   key: string
   uploadId: string
   partNumber: number
-  /** The part's own ArrayBuffer (transferred, not copied, to a worker). */
-  body: ArrayBuffer
+  /**
+   * The part's own memory: an ArrayBuffer is transferred to a worker (moved,
+   * not copied) and moved back; a SharedArrayBuffer (workers mode's whole
+   * parts) is read by the worker in place and never leaves the main thread.
+   */
+  body: PartMemory
   /** Bytes of `body` that belong to the part (the last part's buffer is not full). */
   length: number
   /** SSE-C: the customer key, sent with every part (S3 needs it on each). */
@@ -45,11 +50,11 @@ export interface PartDone {
   attempts: number
   /** The failures retried on the way, when there were any (for telemetry). */
   retried?: RetriedRequest[]
-  /** The part's buffer, handed back (transferred back from a worker) for reuse. */
-  body?: ArrayBuffer
+  /** The part's buffer, handed back (transferred back from a worker, or the shared one) for reuse. */
+  body?: PartMemory
 }
 
 /** What a worker answers: plain data, since errors lose their class crossing threads. */
 export type PartEnvelope =
   | ({ ok: true } & PartDone)
-  | ({ ok: false, body?: ArrayBuffer } & S3FailureInfo)
+  | ({ ok: false, body?: PartMemory } & S3FailureInfo)

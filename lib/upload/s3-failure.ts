@@ -1,4 +1,5 @@
 import { StorageError } from '../errors.js'
+import type { PartMemory } from './part-buffer-pool.js'
 
 /**
  * What is known of a failed S3 request, as plain data: errors crossing a
@@ -67,10 +68,10 @@ export function describeS3Error (operation: string, error: unknown): S3FailureIn
 }
 
 /** A StorageError (502) carrying the S3 details for the log; its message stays safe for clients. */
-export type StorageFailure = InstanceType<typeof StorageError> & { s3: S3FailureInfo, partBuffer?: ArrayBuffer }
+export type StorageFailure = InstanceType<typeof StorageError> & { s3: S3FailureInfo, partBuffer?: PartMemory }
 
 /** `partBuffer`: a failed part's buffer handed back for reuse (not enumerable: never logged). */
-export function storageFailure (info: S3FailureInfo, partBuffer?: ArrayBuffer): StorageFailure {
+export function storageFailure (info: S3FailureInfo, partBuffer?: PartMemory): StorageFailure {
   const error = new StorageError() as StorageFailure
   error.s3 = info
   if (partBuffer !== undefined) Object.defineProperty(error, 'partBuffer', { value: partBuffer, enumerable: false })

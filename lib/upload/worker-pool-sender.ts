@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url'
 import { Piscina } from 'piscina'
 import type { EngineConfig } from '../options.js'
 import { workerSettings, type WorkerS3Settings } from '../s3-client.js'
+import { isShared } from './part-buffer-pool.js'
 import { partPolicyOf, type PartEnvelope, type PartPolicy, type PartTask } from './part-task.js'
 import type { PartSender } from './part-sender.js'
 import { InvalidOptionError } from '../errors.js'
@@ -37,7 +38,9 @@ export interface WorkerPoolSender extends PartSender {
 
 /**
  * Mode `workers`: parts go to a Piscina pool; each thread has its own
- * long-lived S3 client. With a credential provider, `client` (the main
+ * long-lived S3 client. Whole parts are SharedArrayBuffers (the engine's pool
+ * is shared in this mode), which the thread reads in place; a small part in
+ * an ArrayBuffer is moved to the thread and back. With a credential provider, `client` (the main
  * thread's, whose SDK caches and refreshes what the provider gives) resolves
  * the credentials each part is handed.
  */
@@ -72,12 +75,14 @@ export function createWorkerPoolSender (config: EngineConfig, client?: S3Client)
           const { accessKeyId, secretAccessKey, sessionToken } = await client.config.credentials()
           task = { ...task, credentials: { accessKeyId, secretAccessKey, ...(sessionToken !== undefined ? { sessionToken } : {}) } }
         }
-        // The part's ArrayBuffer is moved to the thread, not copied.
-        envelope = await pool.run(task, { transferList: [task.body] })
+        // A shared part is read by the thread in place; an ArrayBuffer is moved to it, not copied.
+        envelope = isShared(task.body) ? await pool.run(task) : await pool.run(task, { transferList: [task.body] })
       } catch (error) {
         // The thread itself failed (crashed, or the pool was destroyed).
         throw storageFailure(describeS3Error('UploadPart', error))
       }
+      // The thread answers only once the part is stored or given up: the shared buffer is ours again.
+      if (isShared(task.body)) envelope.body = task.body
       if (!envelope.ok) {
         const { ok: _ok, body, ...info } = envelope
         throw storageFailure(info, body)

@@ -1,5 +1,6 @@
-// The worker pool: parts are moved to the threads (not copied) and S3 errors
-// come back rebuilt on the main thread.
+// The worker pool: parts are moved to the threads (ArrayBuffers) or read there
+// in place (SharedArrayBuffers), never copied, and S3 errors come back rebuilt
+// on the main thread.
 import t from 'tap'
 import { AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand } from '@aws-sdk/client-s3'
 import { randomBytes } from 'node:crypto'
@@ -28,6 +29,37 @@ t.test('a part is transferred to the worker (the ArrayBuffer detaches) and store
   t.equal(stored.sha256, sha256(data))
   t.equal(sender.stats()?.completed, 1)
   await expectNoPendingUploads(t, server, client, bucket)
+})
+
+t.test('a shared part is read by the worker in place: stored, and the same buffer handed back', async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const sender = createWorkerPoolSender(configOf({ bucket, s3: pluginS3Options(server) }))
+  t.teardown(() => sender.close())
+  const key = 'shared.bin'
+  const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }))
+  const data = randomBytes(100_000)
+  const body = new SharedArrayBuffer(128 * 1024)
+  new Uint8Array(body).set(data)
+  const done = await sender.send({ bucket, key, uploadId: UploadId as string, partNumber: 1, body, length: data.byteLength })
+  t.equal(done.body, body, 'the very SharedArrayBuffer comes back, for the next part')
+  t.equal(body.byteLength, 128 * 1024, 'nothing was moved')
+  await client.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: done.etag }] } }))
+  const stored = await objectDigest(client, bucket, key)
+  t.equal(stored.size, 100_000, 'only `length` bytes were sent')
+  t.equal(stored.sha256, sha256(data))
+  await expectNoPendingUploads(t, server, client, bucket)
+})
+
+t.test('a shared part whose upload fails comes back with the failure', { skip: needsStrictS3(server) }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const sender = createWorkerPoolSender(configOf({ bucket, s3: pluginS3Options(server) }))
+  t.teardown(() => sender.close())
+  const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'k' }))
+  await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: 'k', UploadId }))
+  const body = new SharedArrayBuffer(10)
+  const failure = await sender.send({ bucket, key: 'k', uploadId: UploadId as string, partNumber: 1, body, length: 10 }).then(() => null, (error: unknown) => error)
+  t.match(failure, { code: 'FST_S3CHUNK_STORAGE', s3: { code: 'NoSuchUpload' } })
+  t.equal((failure as { partBuffer?: unknown }).partBuffer, body, 'the failure carries the same buffer back')
 })
 
 t.test('an S3 error in a worker comes back as a StorageFailure with its code', { skip: needsStrictS3(server) }, async (t) => {

@@ -6,7 +6,7 @@
 // Plugin options come as JSON in UPLOAD_SERVER_OPTIONS; it prints one line
 // {"port":N} when listening and stops on SIGTERM.
 import Fastify from 'fastify'
-import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
 import s3Chunk from 'fastify-s3-chunk'
 
 const options = JSON.parse(process.env.UPLOAD_SERVER_OPTIONS ?? '{}')
@@ -47,7 +47,23 @@ if (process.env.UPLOAD_SERVER_SAMPLE !== undefined) {
   }, Number(process.env.UPLOAD_SERVER_SAMPLE)).unref()
 }
 
+// Debug aid: UPLOAD_SERVER_GC=1 prints, on SIGTERM, the main thread's garbage
+// collections by kind (count and milliseconds) to stderr.
+const gcSeen = {}
+if (process.env.UPLOAD_SERVER_GC === '1') {
+  const kinds = { 1: 'minor', 2: 'major', 4: 'incremental', 8: 'weakcb' }
+  new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      const kind = kinds[entry.detail?.kind] ?? String(entry.detail?.kind)
+      const seen = gcSeen[kind] ??= { count: 0, ms: 0 }
+      seen.count += 1
+      seen.ms += entry.duration
+    }
+  }).observe({ entryTypes: ['gc'] })
+}
+
 process.once('SIGTERM', () => {
+  if (process.env.UPLOAD_SERVER_GC === '1') console.error(`# pid ${process.pid} main-thread GC: ${JSON.stringify(gcSeen, (k, v) => typeof v === 'number' ? Math.round(v) : v)}`)
   // Diagnosis aid (the cluster fault test sets it): while close() runs, every
   // 2 s, the connections still open and what each is doing (Node's internal
   // connection list; nothing is printed when close() ends sooner).
