@@ -49,7 +49,7 @@ export class Engine {
       ? createWorkerPoolSender(config, this.uploadClient)
       : createInlineSender(this.uploadClient, policy)
     // Workers mode shares whole part buffers with the threads (see PartBufferPool).
-    this.buffers = new PartBufferPool(config.maxBufferedBytes, { shared: config.mode === 'workers' })
+    this.buffers = new PartBufferPool(config.maxBufferedBytes, { shared: config.mode === 'workers' && config.workers.sharedBuffers })
     this.telemetry = new Telemetry(this.buffers)
     this.buffers.onWaited = (ms) => { this.telemetry.waitedForMemory(ms) }
   }

@@ -197,6 +197,15 @@ const workersSchema = z.strictObject({
   /** Milliseconds an idle thread (and its S3 client and sockets) is kept for reuse. */
   idleTimeout: int(0, 24 * 3600 * 1000).default(60_000),
   /**
+   * Whole part buffers are SharedArrayBuffers the threads read in place
+   * (measured: far fewer GCs and less CPU with concurrent uploads). They are
+   * kept for reuse while idle, within `maxBufferedBytes`: a thread may hold a
+   * shared buffer until its next GC, so dropping one would not give its memory
+   * back. `false`: buffers are moved to the threads and back, and free ones are
+   * given back to the OS after 30 s idle.
+   */
+  sharedBuffers: z.boolean().default(true),
+  /**
    * The worker file (absolute path or file: URL). Default: the one beside the
    * package (`dist/workers/upload-part.js`). A bundled app ships its own bundle of
    * that file and names it here.
@@ -404,7 +413,7 @@ const engineShape = {
   /** `workers`: parts sent from a Piscina thread pool; `inline`: from the main thread. */
   mode: z.enum(['workers', 'inline']).default('workers'),
   /** Worker pool sizing (mode `workers`). */
-  workers: workersSchema.default({ maxThreads: defaultThreads, concurrentTasksPerWorker: 16, idleTimeout: 60_000 }),
+  workers: workersSchema.default({ maxThreads: defaultThreads, concurrentTasksPerWorker: 16, idleTimeout: 60_000, sharedBuffers: true }),
   /**
    * Milliseconds `app.close()` lets uploads in flight finish before it aborts
    * them; new uploads are refused (503 FST_S3CHUNK_CLOSING, `Retry-After`) from

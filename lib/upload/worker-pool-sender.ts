@@ -40,9 +40,9 @@ export interface WorkerPoolSender extends PartSender {
  * Mode `workers`: parts go to a Piscina pool; each thread has its own
  * long-lived S3 client. Whole parts are SharedArrayBuffers (the engine's pool
  * is shared in this mode), which the thread reads in place; a small part in
- * an ArrayBuffer is moved to the thread and back. With a credential provider, `client` (the main
- * thread's, whose SDK caches and refreshes what the provider gives) resolves
- * the credentials each part is handed.
+ * an ArrayBuffer is moved to the thread and back. With a credential provider,
+ * `client` (the main thread's, whose SDK caches and refreshes what the
+ * provider gives) resolves the credentials each part is handed.
  */
 export function createWorkerPoolSender (config: EngineConfig, client?: S3Client): WorkerPoolSender {
   const s3 = workerSettings(config.s3)

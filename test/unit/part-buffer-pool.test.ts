@@ -267,3 +267,72 @@ t.test('a shared pool: a short last part is sealed and released whole', async (t
   pool.release(bytes.buffer)
   t.equal(pool.used, 0)
 })
+
+t.test('a parked part growing back its own buffer makes room among the free ones: in use + free stay within the budget', async (t) => {
+  // Found in review (a fuzz of the pool): the waiter woken for the parked part's room was
+  // counted against reservations only, and the parked buffer then grew back in place.
+  let clock = 0
+  const pool = new PartBufferPool(8 * MiB, { now: () => clock })
+  const slow = await pool.open(5 * MiB)
+  slow.write(new Uint8Array(HEAD_BYTES))
+  await slow.grow()
+  slow.write(new Uint8Array(100 * 1024))
+  const other = await pool.open(5 * MiB)
+  other.write(new Uint8Array(HEAD_BYTES))
+  clock += SLOW_AFTER_MS + 1
+  await other.grow()
+  t.equal(slow.stage, 'parked')
+  other.write(new Uint8Array(other.room()))
+  pool.release(other.seal().buffer)
+  t.ok(pool.free >= 5 * MiB, 'the other part\'s buffer is kept for reuse')
+  slow.write(new Uint8Array(slow.room()))
+  await slow.grow()
+  t.equal(slow.buffer.byteLength, 5 * MiB)
+  t.ok(pool.used + pool.free <= pool.limit, `in use ${pool.used} + free ${pool.free} <= ${pool.limit}`)
+  slow.abandon()
+})
+
+t.test('a buffer given back twice is kept once (a shared buffer must never serve two parts)', async (t) => {
+  const pool = new PartBufferPool(16 * MiB, { shared: true })
+  const part = await pool.open(5 * MiB)
+  part.write(new Uint8Array(HEAD_BYTES))
+  await part.grow()
+  const bytes = part.seal()
+  pool.release(bytes.buffer)
+  pool.release(bytes.buffer)
+  const a = await pool.acquire(5 * MiB)
+  const b = await pool.acquire(5 * MiB)
+  t.not(a, b, 'two parts, two buffers')
+})
+
+t.test('a shared pool does not keep a parked part\'s small copy (no part asks for its size)', async (t) => {
+  let clock = 0
+  const pool = new PartBufferPool(8 * MiB, { now: () => clock, shared: true })
+  const slow = await pool.open(5 * MiB)
+  slow.write(new Uint8Array(HEAD_BYTES))
+  await slow.grow()
+  slow.write(new Uint8Array(100 * 1024))
+  const other = await pool.open(5 * MiB)
+  other.write(new Uint8Array(HEAD_BYTES))
+  clock += SLOW_AFTER_MS + 1
+  await other.grow()
+  t.equal(slow.stage, 'parked')
+  other.abandon()
+  const free = pool.free
+  const last = slow.seal()
+  t.equal(last.buffer.byteLength, 3 * HEAD_BYTES)
+  pool.release(last.buffer)
+  t.equal(pool.free, free, 'the 192 KiB copy was dropped, not filed')
+  t.equal(pool.used, 0)
+})
+
+t.test('an idle shared pool keeps its shared buffers (dropping them would give nothing back) and drops the rest', async (t) => {
+  const pool = new PartBufferPool(16 * MiB, { idleMs: 20, shared: true })
+  const part = await pool.open(5 * MiB)
+  part.write(new Uint8Array(HEAD_BYTES))
+  await part.grow()
+  pool.release(part.seal().buffer)
+  t.equal(pool.free, 5 * MiB + HEAD_BYTES)
+  await sleep(60)
+  t.equal(pool.free, 5 * MiB, 'the head went, the shared buffer stays for the next upload')
+})
