@@ -35,9 +35,14 @@ import { ServerBusyError } from '../errors.js'
  * inline mode (bench, 2026-11-22). Heads, and the small copies parked parts
  * keep, stay plain resizable ArrayBuffers (a SharedArrayBuffer cannot shrink).
  * A shared buffer's memory goes only once neither thread holds it, and an
- * idle worker thread runs no GC: dropping free shared buffers when idle gave
- * nothing back (measured: RSS 273 → 260 MiB, against 334 → 142 with moved
- * buffers), so they are kept for the next uploads instead, within the budget.
+ * idle worker thread runs no GC: dropping free shared buffers gave nothing
+ * back (idle: RSS 273 → 260 MiB, against 334 → 142 with moved buffers), and
+ * under a full budget, dropping them to make room for heads and allocating
+ * new ones took a server to 863 MiB with a 256 MiB budget (memory-load). So a
+ * shared pool keeps its free shared buffers: it makes room by dropping plain
+ * ones, and drops a shared one only for a whole part of another size. Shared
+ * buffers then never outnumber what the busiest moment used at once (within
+ * the budget); heads may take free room beyond it, 64 KiB per part filling.
  */
 
 /** Bytes a part may hold before it reserves its whole size. */
@@ -149,7 +154,6 @@ export class PartBufferPool {
     return buffer
   }
 
-
   /**
    * @internal FillingPart: `bytes` of a parked part's reservation given back;
    * with `whole`, the shared buffer its bytes were copied out of, kept for
@@ -168,7 +172,7 @@ export class PartBufferPool {
    * part takes back by growing its own buffer must come out of the free ones.
    */
   trim (): void {
-    this.#dropFree(this.#used + this.#freeBytes - this.limit)
+    this.#dropFree(this.#used + this.#freeBytes - this.limit, this.shared)
   }
 
   /** @internal FillingPart: the part stopped filling (sealed or abandoned). */
@@ -232,8 +236,10 @@ export class PartBufferPool {
       this.trim()
       return reused
     }
-    this.#dropFree(this.#used + this.#freeBytes - this.limit)
-    return this.shared && size > HEAD_BYTES ? new SharedArrayBuffer(size) : allocatePartBuffer(size)
+    const shared = this.shared && size > HEAD_BYTES
+    // A head never costs a shared buffer (see above); a whole part of a new size may.
+    this.#dropFree(this.#used + this.#freeBytes - this.limit, this.shared && !shared)
+    return shared ? new SharedArrayBuffer(size) : allocatePartBuffer(size)
   }
 
   #reuse (size: number): PartMemory | undefined {
@@ -253,7 +259,8 @@ export class PartBufferPool {
     if (buffer.byteLength === 0 || (!isShared(buffer) && buffer.detached) || this.#isFree.has(buffer)) return
     // In a shared pool a plain buffer is a head or a parked part's small copy; only heads are asked for again.
     const unwanted = this.shared && !isShared(buffer) && size !== HEAD_BYTES
-    if (unwanted || this.#used + this.#freeBytes + buffer.byteLength > this.limit) {
+    // A shared buffer is kept even beyond the budget: dropping it would free nothing now (see above).
+    if (unwanted || (!isShared(buffer) && this.#used + this.#freeBytes + buffer.byteLength > this.limit)) {
       release(buffer)
       return
     }
@@ -275,10 +282,12 @@ export class PartBufferPool {
     }
   }
 
-  /** Drops free buffers, `bytes` of them at least; with `keepShared`, plain ones only. */
+  /** Drops free buffers, `bytes` of them at least, plain ones first; with `keepShared`, plain ones only. */
   #dropFree (bytes: number, keepShared = false): void {
-    for (const [size, list] of this.#free) {
-      if (keepShared && list.length > 0 && isShared(list[0] as PartMemory)) continue
+    if (bytes <= 0) return
+    const lists = [...this.#free].sort(([, a], [, b]) => Number(isShared(a[0] as PartMemory)) - Number(isShared(b[0] as PartMemory)))
+    for (const [size, list] of lists) {
+      if (keepShared && isShared(list[0] as PartMemory)) continue
       while (bytes > 0 && list.length > 0) {
         const buffer = list.pop() as PartMemory
         this.#isFree.delete(buffer)

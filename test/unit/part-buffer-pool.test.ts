@@ -1,6 +1,6 @@
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { HEAD_BYTES, PartBufferPool, SLOW_AFTER_MS } from '../../lib/upload/part-buffer-pool.ts'
+import { HEAD_BYTES, PartBufferPool, SLOW_AFTER_MS, type FillingPart } from '../../lib/upload/part-buffer-pool.ts'
 
 const MiB = 1024 * 1024
 
@@ -335,4 +335,32 @@ t.test('an idle shared pool keeps its shared buffers (dropping them would give n
   t.equal(pool.free, 5 * MiB + HEAD_BYTES)
   await sleep(60)
   t.equal(pool.free, 5 * MiB, 'the head went, the shared buffer stays for the next upload')
+})
+
+t.test('a shared pool with a full budget keeps its free shared buffers: heads never cost one', async (t) => {
+  // Found by CI's memory-load test: each new part's head made room by dropping a free shared
+  // buffer, which frees nothing until both threads collect it, and the next whole part
+  // allocated a new one — 863 MiB resident with a 256 MiB budget.
+  const pool = new PartBufferPool(10 * MiB + HEAD_BYTES, { shared: true })
+  const whole = async (): Promise<FillingPart> => {
+    const part = await pool.open(5 * MiB)
+    part.write(new Uint8Array(HEAD_BYTES))
+    await part.grow()
+    return part
+  }
+  const a = await whole()
+  const b = await whole()
+  const shared = a.buffer
+  a.write(new Uint8Array(a.room()))
+  pool.release(a.seal().buffer)
+  t.ok(pool.free >= 5 * MiB, 'a shared buffer is free')
+  const heads = await Promise.all([0, 1, 2, 3].map(async () => await pool.open(5 * MiB)))
+  t.ok(pool.used + pool.free > pool.limit, 'more heads than the room beside the free shared buffer')
+  t.ok(pool.free >= 5 * MiB, 'the heads took plain room; the shared buffer is still free')
+  for (const head of heads) head.abandon()
+  const c = await whole()
+  t.equal(c.buffer, shared, 'and the next whole part fills it: no new shared buffer')
+  b.abandon()
+  c.abandon()
+  t.equal(pool.used, 0)
 })
