@@ -31,8 +31,8 @@ import { ServerBusyError } from '../errors.js'
  * buffer never leaves the main thread. Moving an ArrayBuffer to a thread and
  * back made each isolate take it in as new external memory every time, and
  * V8 answers that with garbage collections: with 8 concurrent uploads the
- * main thread ran ~55 more major and ~70 more minor GCs per 2 GiB than in
- * inline mode (bench, 2026-11-22). Heads, and the small copies parked parts
+ * main thread ran 32–61 major and 127–150 minor GCs per 2 GiB, against 1 and
+ * ~65 with shared buffers (bench, 2026-11-22). Heads, and the small copies parked parts
  * keep, stay plain resizable ArrayBuffers (a SharedArrayBuffer cannot shrink).
  * A shared buffer's memory goes only once neither thread holds it, and an
  * idle worker thread runs no GC: dropping free shared buffers gave nothing
