@@ -247,6 +247,35 @@ t.test('a shared pool parks a slow part in a small copy of its bytes; the waiter
   t.ok(pool.free <= pool.limit)
 })
 
+t.test('a shared pool stores misaligned chunks byte-exact, each exactly once, and refuses a write past the part', async (t) => {
+  // Shared parts are written with Buffer.prototype.fill (a memcpy), which repeats
+  // its value to fill a longer range: every write must cover exactly its own bytes.
+  const pool = new PartBufferPool(32 * MiB, { shared: true })
+  const source = new Uint8Array(5 * MiB + 64)
+  for (let i = 0; i < source.length; i += 1) source[i] = (i * 31 + (i >>> 9)) & 0xff
+  for (const round of [1, 2]) {
+    const part = await pool.open(5 * MiB)
+    // Chunk lengths and source offsets that keep source and destination unequally aligned.
+    const start = round === 1 ? 3 : 61
+    let from = start
+    let length = 1
+    while (part.written < 5 * MiB) {
+      if (part.room() === 0) await part.grow()
+      const take = Math.min(length, part.room(), 5 * MiB - part.written)
+      part.write(source.subarray(from, from + take))
+      from += take
+      length = (length * 7 + 13) % 70_001 + 1
+    }
+    t.throws(() => { part.write(new Uint8Array(1)) }, RangeError, `round ${round}: a write past the part is refused`)
+    const bytes = part.seal()
+    t.ok(bytes.buffer instanceof SharedArrayBuffer)
+    t.ok(Buffer.from(bytes.buffer, 0, bytes.byteLength).equals(source.subarray(start, start + 5 * MiB)), `round ${round}: the part holds the source's bytes, in order`)
+    // Round 2 reuses this buffer, dirty, with other bytes: nothing of round 1 may show through.
+    pool.release(bytes.buffer)
+  }
+  t.equal(pool.used, 0)
+})
+
 t.test('a shared pool: a short last part is sealed and released whole', async (t) => {
   const pool = new PartBufferPool(16 * MiB, { shared: true })
   const small = await pool.open(5 * MiB)
