@@ -11,7 +11,7 @@
 // (threads born and gone between two samples, and each exited thread's time
 // after its last sample) is `exitedUnseenSeconds`. A child process that exits
 // and is reaped moves its time into its parent's cutime/cstime, counted there.
-import { diskWrites, processCpu, processTree, peakRss, rss, threadCpu, threadIds } from './proc-stats.ts'
+import { diskWrites, processCpu, processTree, peakRss, rss, threadCpu, threadIds, threadRunQueueWait } from './proc-stats.ts'
 
 export interface ThreadFigure {
   pid: number
@@ -27,6 +27,8 @@ export interface TreeFigures {
   cpuSeconds: number
   /** The root process's main thread (its event loop, for a Node server). */
   mainThreadSeconds: number
+  /** Seconds the main thread was runnable but waited for a CPU (null without schedstat). */
+  mainThreadWaitSeconds: number | null
   /** Threads that exited during the run, as sampled; and what no sample saw of them. */
   exitedSampledSeconds: number
   exitedUnseenSeconds: number
@@ -80,6 +82,7 @@ export function startTreeSampler (root: number, intervalMs = 200): { stop: () =>
   }
 
   sample(true)
+  const waitBase = threadRunQueueWait(root, root)
   const timer = setInterval(() => { sample(false) }, intervalMs)
   timer.unref()
 
@@ -87,6 +90,7 @@ export function startTreeSampler (root: number, intervalMs = 200): { stop: () =>
     stop: () => {
       clearInterval(timer)
       sample(false)
+      const waitLast = threadRunQueueWait(root, root)
       let cpuSeconds = 0
       let disk: number | null = 0
       for (const state of processes.values()) {
@@ -111,6 +115,7 @@ export function startTreeSampler (root: number, intervalMs = 200): { stop: () =>
       return {
         cpuSeconds,
         mainThreadSeconds: mainThread,
+        mainThreadWaitSeconds: waitBase === null || waitLast === null ? null : waitLast - waitBase,
         exitedSampledSeconds: exitedSampled,
         exitedUnseenSeconds: exitedUnseen,
         threads: list.filter((thread) => thread.seconds >= 0.01).sort((x, y) => y.seconds - x.seconds),

@@ -94,6 +94,17 @@ export function threadCpu (pid: number, tid: number): { seconds: number, name: s
   return Number.isFinite(seconds) ? { seconds, name } : null
 }
 
+/**
+ * Seconds a thread has spent runnable but waiting for a CPU (the second field
+ * of /proc/<pid>/task/<tid>/schedstat, in ns); null where the kernel keeps no
+ * schedstat. An event loop that waits here is late however little work it has.
+ */
+export function threadRunQueueWait (pid: number, tid: number): number | null {
+  const text = readOrNull(`/proc/${pid}/task/${tid}/schedstat`)
+  const waited = Number(text?.trim().split(/\s+/)[1])
+  return text === null || !Number.isFinite(waited) ? null : waited / 1e9
+}
+
 /** Thread ids of a live process. */
 export function threadIds (pid: number): number[] {
   try {

@@ -50,6 +50,7 @@ const COLUMNS: Column[] = [
   { header: 'main thread s/GiB', value: (cell) => fixed(cell.mainThreadCpuSecondsPerGiB, 2) },
   { header: 'disk written MiB', value: (cell) => diskMiB(cell.diskWriteMiB) },
   { header: 'event loop p99 / max ms', value: (cell) => cell.eventLoopP99Ms === null ? '—' : `${fixed(cell.eventLoopP99Ms, 1)} / ${fixed(cell.eventLoopMaxMs, 1)}` },
+  { header: 'main thread waiting for a CPU', value: (cell) => cell.mainThreadWaitPercent === null ? '—' : `${fixed(cell.mainThreadWaitPercent)} %` },
   { header: 'health p99 ms', value: (cell) => fixed(cell.healthP99Ms, 1) },
   { header: 'runs', value: (cell) => cell.failed > 0 ? `${cell.runs} (${cell.failed} failed)` : String(cell.runs) }
 ]

@@ -47,6 +47,12 @@ export interface RunResult {
   cpuSecondsPerGiB: number | null
   /** The server's main thread alone (a Node server's event loop): one process can never go faster than 1 / this GiB/s. */
   mainThreadCpuSecondsPerGiB: number | null
+  /**
+   * Share of the run the server's main thread spent runnable but waiting for a
+   * CPU (schedstat): on a host busier than its cores, the event loop's delay
+   * is mostly this, not the loop's own work.
+   */
+  mainThreadWaitShare: number | null
   /** Bytes the server's process tree caused to be written to storage during the run (/proc/<pid>/io write_bytes), in MiB. */
   diskWriteMiB: number | null
   /** Where the server's CPU went, thread by thread (see proc-sampler.ts); null without a server. */
@@ -97,6 +103,7 @@ export async function runOnce (contender: Contender, scenario: Scenario, repetit
     peakRssMiB: null,
     cpuSecondsPerGiB: null,
     mainThreadCpuSecondsPerGiB: null,
+    mainThreadWaitShare: null,
     diskWriteMiB: null,
     threads: null,
     eventLoopMs: null,
@@ -166,7 +173,10 @@ export async function runOnce (contender: Contender, scenario: Scenario, repetit
       if (tree.samples > 0) {
         result.cpuSecondsPerGiB = tree.cpuSeconds / (bytes / GiB)
         // A pre-fork server has a main thread per worker: no one thread bounds it (contenders.ts, multiProcess).
-        if (contender.multiProcess !== true) result.mainThreadCpuSecondsPerGiB = tree.mainThreadSeconds / (bytes / GiB)
+        if (contender.multiProcess !== true) {
+          result.mainThreadCpuSecondsPerGiB = tree.mainThreadSeconds / (bytes / GiB)
+          if (tree.mainThreadWaitSeconds !== null) result.mainThreadWaitShare = tree.mainThreadWaitSeconds / result.seconds
+        }
         result.threads = { processes: tree.processes, exitedSampledSeconds: tree.exitedSampledSeconds, exitedUnseenSeconds: tree.exitedUnseenSeconds, busiest: tree.threads.slice(0, 12), samples: tree.samples }
       }
       if (tree.diskWriteBytes !== null) result.diskWriteMiB = tree.diskWriteBytes / MiB

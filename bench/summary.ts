@@ -15,6 +15,8 @@ export interface Cell {
   diskWriteMiB: number | null
   eventLoopP99Ms: number | null
   eventLoopMaxMs: number | null
+  /** Median share of the run the main thread waited for a CPU, in %. */
+  mainThreadWaitPercent: number | null
   healthP99Ms: number | null
   /** Most files any run left in the server's temporary directory (contenders with one). */
   tempFilesLeft: number | null
@@ -57,6 +59,7 @@ export function summarize (results: RunResult[], scenarios: string[], contenders
         diskWriteMiB: medianOf(ok, (run) => run.diskWriteMiB),
         eventLoopP99Ms: medianOf(ok, (run) => run.eventLoopMs?.p99),
         eventLoopMaxMs: medianOf(ok, (run) => run.eventLoopMs?.max),
+        mainThreadWaitPercent: medianOf(ok, (run) => run.mainThreadWaitShare === null ? null : run.mainThreadWaitShare * 100),
         healthP99Ms: medianOf(ok, (run) => run.healthMs?.p99),
         tempFilesLeft: all.some((run) => run.tempFilesLeft !== undefined) ? Math.max(...all.map((run) => run.tempFilesLeft ?? 0)) : null
       })

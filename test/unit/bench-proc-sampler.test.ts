@@ -44,3 +44,17 @@ t.test('exited threads and child processes are counted, the main thread apart', 
   t.equal(figures.diskWriteBytes, 0, 'nothing written to disk')
   t.ok(figures.peakRssBytes !== null && figures.peakRssBytes > 0, 'RSS summed over the tree')
 })
+
+t.test('the main thread\'s wait for a CPU is measured (two busy processes on one core)', { skip: existsSync('/proc/self/task/' + process.pid + '/schedstat') ? false : 'no schedstat here' }, async (t) => {
+  // Both run the same fixed work pinned to CPU 0 (taskset, util-linux): each waits while the other runs.
+  const busy = `setTimeout(() => { ${work}; console.log('done') }, 300); setInterval(() => {}, 1000)`
+  const measured = spawn('taskset', ['-c', '0', process.execPath, '-e', busy], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const rival = spawn('taskset', ['-c', '0', process.execPath, '-e', busy], { stdio: ['ignore', 'ignore', 'inherit'] })
+  t.teardown(() => { measured.kill('SIGKILL'); rival.kill('SIGKILL') })
+  await sleep(100)
+  const sampler = startTreeSampler(measured.pid as number, 20)
+  await Promise.race([once(measured.stdout, 'data'), sleep(60_000, undefined, { ref: false })])
+  const figures = sampler.stop()
+  t.ok(figures.mainThreadSeconds >= 0.05, `the main thread worked: ${figures.mainThreadSeconds} s`)
+  t.ok(figures.mainThreadWaitSeconds !== null && figures.mainThreadWaitSeconds >= 0.3 * figures.mainThreadSeconds, `and waited for the core it shares: ${figures.mainThreadWaitSeconds} s`)
+})
