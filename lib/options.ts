@@ -174,6 +174,14 @@ const s3Schema = z.strictObject({
   maxSockets: int(1, 10_000).optional(),
   /** Keep connections to S3 open between requests (default true). */
   keepAlive: z.boolean().optional(),
+  /**
+   * Send `Expect: 100-continue` with bodies of 2 MiB and more (parts, single
+   * PUTs), as the AWS SDK does by default: S3 may then refuse a request before
+   * its body is sent. Default false: MinIO (Go's HTTP server) closes the
+   * connection after every such request, one TCP connection (and TLS
+   * handshake) per part; without it parts reuse their connections.
+   */
+  expectContinue: z.boolean().optional(),
   /** Appended to the SDK's user agent, e.g. `my-app/1.2`. */
   userAgent: z.string().regex(/^[\x21-\x7e]+( [\x21-\x7e]+)*$/, 'must be printable ASCII words').max(256).optional(),
   /** Attempts per request of `fastify.s3Chunk.client` (direct routes, maintenance helpers) by the AWS SDK's retry strategy. Streamed uploads use `retry`. */

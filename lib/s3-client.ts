@@ -22,6 +22,9 @@ export function createS3Client (settings: S3Settings | WorkerS3Settings, overrid
       httpAgent: agent,
       httpsAgent: agent
     },
+    // The SDK's default sends Expect: 100-continue with bodies >= 2 MiB, and MinIO then
+    // closes the connection after each part: over TLS, a handshake per 5 MiB (see options.ts).
+    expectContinueHeader: settings.expectContinue ?? false,
     // Newer SDKs add CRC32 checksums to every upload by default and some
     // S3-compatible stores reject them; checksums are sent only when asked for.
     requestChecksumCalculation: 'WHEN_REQUIRED',
