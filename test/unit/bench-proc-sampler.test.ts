@@ -47,7 +47,8 @@ t.test('exited threads and child processes are counted, the main thread apart', 
 
 t.test('the main thread\'s wait for a CPU is measured (two busy processes on one core)', { skip: existsSync('/proc/self/task/' + process.pid + '/schedstat') ? false : 'no schedstat here' }, async (t) => {
   // Both run the same fixed work pinned to CPU 0 (taskset, util-linux): each waits while the other runs.
-  const busy = `setTimeout(() => { ${work}; console.log('done') }, 300); setInterval(() => {}, 1000)`
+  // Three times the work above: once, it was 0.05 s on a fast core (CI, Node 24), too near the bound.
+  const busy = `setTimeout(() => { for (let i = 0; i < 3; i++) ${work}; console.log('done') }, 300); setInterval(() => {}, 1000)`
   const measured = spawn('taskset', ['-c', '0', process.execPath, '-e', busy], { stdio: ['ignore', 'pipe', 'inherit'] })
   const rival = spawn('taskset', ['-c', '0', process.execPath, '-e', busy], { stdio: ['ignore', 'ignore', 'inherit'] })
   t.teardown(() => { measured.kill('SIGKILL'); rival.kill('SIGKILL') })
