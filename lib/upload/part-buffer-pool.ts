@@ -377,8 +377,6 @@ export class FillingPart {
   /** True while grow() waits for room. */
   waiting = false
   #markAt = HEAD_BYTES
-  /** A Buffer over `buffer` while it is a shared one (see copyIntoShared). */
-  #sharedView: Buffer | undefined
   readonly #pool: PartBufferPool
   readonly #now: () => number
   readonly #evict: ((error: Error) => void) | undefined
@@ -413,8 +411,7 @@ export class FillingPart {
     if (bytes.byteLength === 0) return
     const buffer = this.buffer
     if (isShared(buffer)) {
-      if (this.#sharedView?.buffer !== buffer) this.#sharedView = Buffer.from(buffer)
-      copyIntoShared(this.#sharedView, bytes, this.written)
+      copyIntoShared(sharedView(buffer), bytes, this.written)
     } else {
       new Uint8Array(buffer, this.written, bytes.byteLength).set(bytes)
     }
@@ -490,6 +487,22 @@ interface Waiter {
   part: FillingPart | null
   signal?: AbortSignal
   onAbort?: () => void
+}
+
+/**
+ * A Buffer over each shared part buffer, made once per buffer (not per write).
+ * Weakly held: a part keeps no view of a buffer it gave back, so a buffer the
+ * pool drops is collected even while a parked part lives on.
+ */
+const sharedViews = new WeakMap<SharedArrayBuffer, Buffer>()
+
+function sharedView (buffer: SharedArrayBuffer): Buffer {
+  let view = sharedViews.get(buffer)
+  if (view === undefined) {
+    view = Buffer.from(buffer)
+    sharedViews.set(buffer, view)
+  }
+  return view
 }
 
 /**

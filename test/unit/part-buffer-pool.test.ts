@@ -1,5 +1,7 @@
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { HEAD_BYTES, PartBufferPool, SLOW_AFTER_MS, type FillingPart } from '../../lib/upload/part-buffer-pool.ts'
 
 const MiB = 1024 * 1024
@@ -274,6 +276,35 @@ t.test('a shared pool stores misaligned chunks byte-exact, each exactly once, an
     pool.release(bytes.buffer)
   }
   t.equal(pool.used, 0)
+})
+
+t.test('a parked part does not keep alive the shared buffer it gave back once the pool drops it', async (t) => {
+  // The view a shared part is written through must not outlive the part's hold on the buffer:
+  // a parked part (a slow client) could otherwise pin a dropped 5–64 MiB buffer outside the budget.
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  const pool = new PartBufferPool(8 * MiB, { shared: true })
+  const slow = await pool.open(5 * MiB)
+  slow.write(new Uint8Array(HEAD_BYTES))
+  await slow.grow()
+  slow.write(new Uint8Array(1000))
+  t.ok(slow.buffer instanceof SharedArrayBuffer, 'written through a view of its shared buffer')
+  const given = new WeakRef(slow.buffer)
+  slow.park()
+  t.equal(slow.stage, 'parked')
+  // A part of another size: making room drops the free 5 MiB buffer.
+  const other = await pool.open(6 * MiB)
+  other.write(new Uint8Array(HEAD_BYTES))
+  await other.grow()
+  // No deref() before the end: it would keep the buffer alive until the current job ends.
+  for (let i = 0; i < 5; i += 1) {
+    gc()
+    await sleep(10)
+  }
+  t.equal(given.deref(), undefined, 'the dropped buffer was collected while the parked part lives')
+  t.equal(slow.written, HEAD_BYTES + 1000, 'the parked part still holds its bytes')
+  other.abandon()
+  slow.abandon()
 })
 
 t.test('a shared pool: a short last part is sealed and released whole', async (t) => {
