@@ -179,8 +179,9 @@ const s3Schema = z.strictObject({
    * PUTs), as the AWS SDK does by default: S3 may then refuse a request before
    * its body is sent. Default false: the SDK's HTTP handler
    * (@smithy/node-http-handler 4) sends every request with that header on a
-   * connection of its own, without keep-alive — one TCP connection, and over
-   * TLS one handshake, per part; without it parts reuse their connections.
+   * connection of its own, without keep-alive (and outside `maxSockets`) — one
+   * TCP connection, and over TLS one handshake, per part; without it parts
+   * reuse their connections.
    */
   expectContinue: z.boolean().optional(),
   /** Appended to the SDK's user agent, e.g. `my-app/1.2`. */

@@ -1,6 +1,9 @@
 import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3'
 import type { PayloadSigning, S3Settings } from './options.js'
 
+/** The AWS SDK's default `expectContinueHeader`: bodies of 2 MiB and more. */
+const EXPECT_CONTINUE_MIN_BYTES = 2 * 1024 * 1024
+
 /**
  * One place that turns the plain S3 settings into an S3Client, so the main
  * thread and every worker thread talk to S3 the same way.
@@ -24,7 +27,8 @@ export function createS3Client (settings: S3Settings | WorkerS3Settings, overrid
     },
     // The SDK's default sends Expect: 100-continue with bodies >= 2 MiB, and MinIO then
     // closes the connection after each part: over TLS, a handshake per 5 MiB (see options.ts).
-    expectContinueHeader: settings.expectContinue ?? false,
+    // `true` to the SDK means every body, however small; ours means the SDK's own default threshold.
+    expectContinueHeader: settings.expectContinue === true ? EXPECT_CONTINUE_MIN_BYTES : false,
     // Newer SDKs add CRC32 checksums to every upload by default and some
     // S3-compatible stores reject them; checksums are sent only when asked for.
     requestChecksumCalculation: 'WHEN_REQUIRED',
