@@ -25,8 +25,8 @@ export function createS3Client (settings: S3Settings | WorkerS3Settings, overrid
       httpAgent: agent,
       httpsAgent: agent
     },
-    // The SDK's default sends Expect: 100-continue with bodies >= 2 MiB, and MinIO then
-    // closes the connection after each part: over TLS, a handshake per 5 MiB (see options.ts).
+    // The SDK's default sends Expect: 100-continue with bodies >= 2 MiB, and its HTTP handler
+    // sends each such request on a throwaway connection: over TLS, a handshake per part (see options.ts).
     // `true` to the SDK means every body, however small; ours means the SDK's own default threshold.
     expectContinueHeader: settings.expectContinue === true ? EXPECT_CONTINUE_MIN_BYTES : false,
     // Newer SDKs add CRC32 checksums to every upload by default and some
