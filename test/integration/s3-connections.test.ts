@@ -60,8 +60,7 @@ async function countingRelay (t: { teardown: (fn: () => unknown) => void }): Pro
       const text = chunk.toString('latin1')
       counts.expects += text.match(EXPECT)?.length ?? 0
       counts.requests += text.match(REQUEST_LINE)?.length ?? 0
-      if (saidClose === null && CONNECTION_CLOSE.test(text)) saidClose = 'closedByPlugin'
-      CONNECTION_CLOSE.lastIndex = 0
+      if (text.match(CONNECTION_CLOSE) !== null) saidClose ??= 'closedByPlugin'
     })
     outbound.on('data', (chunk: Buffer) => {
       const closeHeaders = chunk.toString('latin1').match(CONNECTION_CLOSE)?.length ?? 0
