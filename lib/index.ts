@@ -11,6 +11,7 @@ import { abortStaleUploads, ensureCors, ensureLifecycleRule } from './maintenanc
 import type { S3ChunkDecorator } from './types.js'
 import { maxPartSize, scheduleCapacity } from './upload/part-schedule.js'
 import { closingReplies, directLifecycle } from './lifecycle.js'
+import { youngGenerationHint } from './runtime-hint.js'
 
 type Scoped = FastifyInstance & { [kScope]?: Scope }
 
@@ -30,6 +31,8 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
   if (outer === undefined) checkGracePeriod(fastify, parsed.config.closeGracePeriod)
   const { engine, created } = engineFor(fastify, parsed.config, parsed.given)
   if (created) {
+    const hint = youngGenerationHint(process.versions.node, process.execArgv, process.env.NODE_OPTIONS)
+    if (hint !== null) fastify.log.info(hint)
     // On close new uploads are refused (503, Retry-After); those in flight may
     // finish for closeGracePeriod, then the rest are aborted (never committed
     // half-done), so close() does not wait on clients that may take hours.
