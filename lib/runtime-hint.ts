@@ -8,7 +8,8 @@
  * them per GiB uploaded, measured here. With `--max-semi-space-size=2` the
  * scavenges free the buffers first (one major GC per GiB): in the bench,
  * CPU per GiB 4.2–4.6 → 2.7–3.2 s and peak RSS 251–261 → 179–194 MiB
- * (README, "Instances and memory"). Node 20 and 22 showed no such storm.
+ * (README, "Instances and memory"). Node 22 showed no such storm, Node 20
+ * one in some runs only, and there the flag moved the CPU within the noise.
  * A library cannot set a V8 heap flag after the process started, so it says so.
  */
 export function youngGenerationHint (nodeVersion: string, execArgv: readonly string[], nodeOptions: string | undefined): string | null {
