@@ -18,7 +18,7 @@ export function youngGenerationHint (nodeVersion: string, execArgv: readonly str
   const flags = [...execArgv, ...(nodeOptions ?? '').split(/\s+/)]
   // V8 takes dashes or underscores, and the value after "=" or as the next argument.
   if (flags.some((flag) => /^--max[-_]semi[-_]space[-_]size(=|$)/.test(flag))) return null
-  return 'fastify-s3-chunk: on Node 24 run the server with NODE_OPTIONS=--max-semi-space-size=2 — ' +
-    'without it, uploads measured ~1.5× the CPU per GiB (one large upload ~70 MiB more memory) ' +
+  return 'fastify-s3-chunk: on Node 24 and later run the server with NODE_OPTIONS=--max-semi-space-size=2 — ' +
+    'without it, uploads on Node 24 measured ~1.5× the CPU per GiB (one large upload ~70 MiB more memory) ' +
     '(V8 frees the HTTP parser\'s body buffers with major GCs); see the README, "Instances and memory"'
 }
