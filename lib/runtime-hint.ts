@@ -6,10 +6,13 @@
  * generation is large, scavenges come a few times per GiB, and the dead
  * buffers pile up as external memory until V8 starts a major GC: 28–33 of
  * them per GiB uploaded, measured here. With `--max-semi-space-size=2` the
- * scavenges free the buffers first (one major GC per GiB): in the bench,
- * CPU per GiB 4.2–4.6 → 2.7–3.2 s and peak RSS 251–261 → 179–194 MiB
- * (README, "Instances and memory"). Node 22 showed no such storm, Node 20
- * one in some runs only, and there the flag moved the CPU within the noise.
+ * scavenges free the buffers first (one major GC per GiB): in the bench
+ * (medians, three scenarios) CPU per GiB 4.2–4.6 → 2.7–3.2 s, and one
+ * upload's peak RSS 251–261 → 179–194 MiB (README, "Instances and memory").
+ * Node 22 showed no such storm, and Node 20 one in some runs only; there the
+ * flag saved memory and moved the CPU both ways. Measured on Node 24 only;
+ * said on later versions too, whose V8 sizes the young generation the same way.
+ * Any explicit size silences it: a size someone chose is theirs to keep.
  * A library cannot set a V8 heap flag after the process started, so it says so.
  */
 export function youngGenerationHint (nodeVersion: string, execArgv: readonly string[], nodeOptions: string | undefined): string | null {

@@ -35,20 +35,35 @@ async function hintsLogged (t: { teardown: (fn: () => unknown) => void }): Promi
   return lines.filter((line) => line.msg.includes('max-semi-space-size'))
 }
 
-t.test('registering the plugin logs it once per app, at info, exactly when this process needs it', async (t) => {
-  const expected = youngGenerationHint(process.versions.node, process.execArgv, process.env.NODE_OPTIONS)
-  const hints = await hintsLogged(t)
-  if (expected === null) {
-    t.equal(hints.length, 0, `Node ${process.versions.node} here: no hint`)
-    return
+/** Runs `fn` as if this process were Node `version` started with NODE_OPTIONS `nodeOptions`. */
+async function asIf (t: { teardown: (fn: () => unknown) => void }, version: string, nodeOptions: string | undefined, fn: () => Promise<void>): Promise<void> {
+  const realVersion = Object.getOwnPropertyDescriptor(process.versions, 'node') as PropertyDescriptor
+  const realOptions = process.env.NODE_OPTIONS
+  const restore = (): void => {
+    Object.defineProperty(process.versions, 'node', realVersion)
+    if (realOptions === undefined) delete process.env.NODE_OPTIONS
+    else process.env.NODE_OPTIONS = realOptions
   }
-  t.equal(hints.length, 1, `Node ${process.versions.node} here: one hint`)
-  t.equal(hints[0]?.level, 30, 'at info')
-  t.equal(hints[0]?.msg, expected)
+  t.teardown(restore)
+  Object.defineProperty(process.versions, 'node', { ...realVersion, value: version })
+  if (nodeOptions === undefined) delete process.env.NODE_OPTIONS
+  else process.env.NODE_OPTIONS = nodeOptions
+  try { await fn() } finally { restore() }
+}
 
-  // The same process told it has the flag (NODE_OPTIONS is read at registration): no hint.
-  const before = process.env.NODE_OPTIONS
-  process.env.NODE_OPTIONS = `${before ?? ''} --max-semi-space-size=2`
-  t.teardown(() => { if (before === undefined) delete process.env.NODE_OPTIONS; else process.env.NODE_OPTIONS = before })
-  t.equal((await hintsLogged(t)).length, 0, 'not with the flag in NODE_OPTIONS')
+t.test('registering the plugin logs it once per app, at info, on Node 24 without the flag', async (t) => {
+  const expected = youngGenerationHint('24.0.0', process.execArgv, '--enable-source-maps')
+  t.not(expected, null, 'this test process was not started with a semi-space size (else the check below is empty)')
+  await asIf(t, '24.0.0', '--enable-source-maps', async () => {
+    const hints = await hintsLogged(t)
+    t.equal(hints.length, 1, 'one hint for two registrations')
+    t.equal(hints[0]?.level, 30, 'at info')
+    t.equal(hints[0]?.msg, expected)
+  })
+  await asIf(t, '24.0.0', '--enable-source-maps --max-semi-space-size=2', async () => {
+    t.equal((await hintsLogged(t)).length, 0, 'none with the flag in NODE_OPTIONS')
+  })
+  await asIf(t, '22.12.0', undefined, async () => {
+    t.equal((await hintsLogged(t)).length, 0, 'none on Node 22')
+  })
 })
