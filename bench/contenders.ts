@@ -11,6 +11,9 @@ export const PART_CONCURRENCY = 4
 
 export type ContenderId = 'a' | 'b' | 'c' | 'd' | 'e' | 'f' | 's'
 
+/** The main thread's garbage collections so far, by kind (test/support/gc-counter.mjs). */
+export type GcSeen = Partial<Record<'minor' | 'major' | 'incremental' | 'weakcb', { count: number, ms: number }>>
+
 export interface S3Access {
   region: string
   endpoint: string
@@ -25,7 +28,7 @@ export interface ContenderServer {
   /** The server's root process: its threads and child processes are measured from /proc. */
   pid: number
   /** What the server says of itself (Node contenders: peak RSS and event-loop delay). */
-  health: () => Promise<{ maxRss?: number, eventLoopDelayMs?: { p99: number, max: number } }>
+  health: () => Promise<{ maxRss?: number, eventLoopDelayMs?: { p99: number, max: number }, gc?: GcSeen }>
   stop: (graceMs?: number) => Promise<void>
 }
 

@@ -61,6 +61,12 @@ export interface RunResult {
   eventLoopMs: { p99: number, max: number } | null
   /** As the server's histogram reports it, interval included. */
   eventLoopRawMs: { p99: number, max: number } | null
+  /**
+   * The server's main-thread garbage collections during the measured uploads,
+   * per GiB (Node contenders): major ones are what a young generation too large
+   * for the body's dead buffers costs (README, "Instances and memory").
+   */
+  gcPerGiB: { minor: number, major: number, majorMs: number } | null
   healthMs: { p99: number, max: number, count: number, errors: number } | null
   /** The load client's own CPU (this process), for context. */
   clientCpuSecondsPerGiB: number
@@ -108,6 +114,7 @@ export async function runOnce (contender: Contender, scenario: Scenario, repetit
     threads: null,
     eventLoopMs: null,
     eventLoopRawMs: null,
+    gcPerGiB: null,
     healthMs: null,
     clientCpuSecondsPerGiB: 0,
     hostBusy: null
@@ -145,6 +152,7 @@ export async function runOnce (contender: Contender, scenario: Scenario, repetit
     for (const [index, size] of WARM_UP.entries()) await send(WARM_UP_SEED + index, size, `warm-up-${index}.bin`)
 
     const pid = server?.pid
+    const gcBefore = server === null ? undefined : (await server.health()).gc
     const sampler = pid === undefined ? null : startTreeSampler(pid)
     const hostBefore = hostCpu()
     const clientBefore = process.cpuUsage()
@@ -180,6 +188,10 @@ export async function runOnce (contender: Contender, scenario: Scenario, repetit
         result.threads = { processes: tree.processes, exitedSampledSeconds: tree.exitedSampledSeconds, exitedUnseenSeconds: tree.exitedUnseenSeconds, busiest: tree.threads.slice(0, 12), samples: tree.samples }
       }
       if (tree.diskWriteBytes !== null) result.diskWriteMiB = tree.diskWriteBytes / MiB
+      if (gcBefore !== undefined && health.gc !== undefined) {
+        const during = (kind: 'minor' | 'major', figure: 'count' | 'ms'): number => ((health.gc?.[kind]?.[figure] ?? 0) - (gcBefore[kind]?.[figure] ?? 0)) / (bytes / GiB)
+        result.gcPerGiB = { minor: during('minor', 'count'), major: during('major', 'count'), majorMs: during('major', 'ms') }
+      }
       if (health.eventLoopDelayMs !== undefined) {
         const { p99, max } = health.eventLoopDelayMs
         result.eventLoopRawMs = { p99, max }

@@ -173,6 +173,7 @@ function describeRun (result: RunResult): string {
   if (result.cpuSecondsPerGiB !== null) parts.push(`CPU ${result.cpuSecondsPerGiB.toFixed(2)} s/GiB${result.mainThreadCpuSecondsPerGiB === null ? '' : ` (main thread ${result.mainThreadCpuSecondsPerGiB.toFixed(2)})`}`)
   if (result.diskWriteMiB !== null) parts.push(`disk written ${result.diskWriteMiB.toFixed(0)} MiB`)
   if (result.eventLoopMs !== null) parts.push(`event loop p99 ${result.eventLoopMs.p99.toFixed(1)} / max ${result.eventLoopMs.max.toFixed(1)} ms`)
+  if (result.gcPerGiB !== null) parts.push(`main-thread GCs per GiB ${result.gcPerGiB.minor.toFixed(0)} minor / ${result.gcPerGiB.major.toFixed(1)} major (${result.gcPerGiB.majorMs.toFixed(0)} ms)`)
   if (result.mainThreadWaitShare !== null) parts.push(`main thread waiting for a CPU ${(result.mainThreadWaitShare * 100).toFixed(0)} % of the run`)
   if (result.healthMs !== null) parts.push(`health p99 ${result.healthMs.p99.toFixed(1)} ms`)
   if (result.hostBusy !== null) parts.push(`host CPU ${(result.hostBusy * 100).toFixed(0)} %`)

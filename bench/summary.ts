@@ -18,6 +18,8 @@ export interface Cell {
   /** Median share of the run the main thread waited for a CPU, in %. */
   mainThreadWaitPercent: number | null
   healthP99Ms: number | null
+  /** Median major GCs of the main thread per GiB uploaded (Node contenders). */
+  majorGcPerGiB: number | null
   /** Most files any run left in the server's temporary directory (contenders with one). */
   tempFilesLeft: number | null
 }
@@ -61,6 +63,7 @@ export function summarize (results: RunResult[], scenarios: string[], contenders
         eventLoopMaxMs: medianOf(ok, (run) => run.eventLoopMs?.max),
         mainThreadWaitPercent: medianOf(ok, (run) => run.mainThreadWaitShare === null ? null : run.mainThreadWaitShare * 100),
         healthP99Ms: medianOf(ok, (run) => run.healthMs?.p99),
+        majorGcPerGiB: medianOf(ok, (run) => run.gcPerGiB?.major),
         tempFilesLeft: all.some((run) => run.tempFilesLeft !== undefined) ? Math.max(...all.map((run) => run.tempFilesLeft ?? 0)) : null
       })
     }

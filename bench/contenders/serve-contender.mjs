@@ -3,18 +3,21 @@
 // and event-loop figures, stop on SIGTERM, and one line {"port":N} on stdout
 // once listening on a free loopback port.
 import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { countGarbageCollections } from '../../test/support/gc-counter.mjs'
 
 /** `stats()`: the contender's own figures for /health (its mode, uploads in flight…). */
 export async function serveContender (app, stats) {
   // The same resolution as upload-server.mjs: the bench subtracts it from the figures.
   const loop = monitorEventLoopDelay({ resolution: 10 })
   loop.enable()
+  const gcSeen = countGarbageCollections()
   app.get('/health', async () => ({
     ok: true,
     stats: stats(),
     rss: process.memoryUsage().rss,
     maxRss: process.resourceUsage().maxRSS * 1024,
-    eventLoopDelayMs: { p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 }
+    eventLoopDelayMs: { p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 },
+    gc: gcSeen()
   }))
 
   process.once('SIGTERM', () => {

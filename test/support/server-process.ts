@@ -12,6 +12,8 @@ export interface ServerHealth<Stats = Record<string, unknown>> {
   /** Peak resident set of the whole process (all threads), in bytes. */
   maxRss: number
   eventLoopDelayMs: { p99: number, max: number }
+  /** The main thread's garbage collections so far, by kind (gc-counter.mjs). */
+  gc?: Record<string, { count: number, ms: number }>
   stats: Stats
 }
 

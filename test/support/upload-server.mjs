@@ -6,8 +6,9 @@
 // Plugin options come as JSON in UPLOAD_SERVER_OPTIONS; it prints one line
 // {"port":N} when listening and stops on SIGTERM.
 import Fastify from 'fastify'
-import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import s3Chunk from 'fastify-s3-chunk'
+import { countGarbageCollections } from './gc-counter.mjs'
 
 const options = JSON.parse(process.env.UPLOAD_SERVER_OPTIONS ?? '{}')
 // Direct routes for the deployment tests: every caller is this user (authorize
@@ -29,13 +30,15 @@ app.post('/many', async (request) => {
 
 const loop = monitorEventLoopDelay({ resolution: 10 })
 loop.enable()
+const gcSeen = countGarbageCollections()
 app.get('/health', async () => ({
   ok: true,
   stats: app.s3Chunk.stats(),
   rss: process.memoryUsage().rss,
   // Peak resident set of the whole process (all threads), in bytes.
   maxRss: process.resourceUsage().maxRSS * 1024,
-  eventLoopDelayMs: { p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 }
+  eventLoopDelayMs: { p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 },
+  gc: gcSeen()
 }))
 
 // Debug aid: UPLOAD_SERVER_SAMPLE=ms prints the main thread's memory figures to stderr.
@@ -48,22 +51,9 @@ if (process.env.UPLOAD_SERVER_SAMPLE !== undefined) {
 }
 
 // Debug aid: UPLOAD_SERVER_GC=1 prints, on SIGTERM, the main thread's garbage
-// collections by kind (count and milliseconds) to stderr.
-const gcSeen = {}
-if (process.env.UPLOAD_SERVER_GC === '1') {
-  const kinds = { 1: 'minor', 2: 'major', 4: 'incremental', 8: 'weakcb' }
-  new PerformanceObserver((list) => {
-    for (const entry of list.getEntries()) {
-      const kind = kinds[entry.detail?.kind] ?? String(entry.detail?.kind)
-      const seen = gcSeen[kind] ??= { count: 0, ms: 0 }
-      seen.count += 1
-      seen.ms += entry.duration
-    }
-  }).observe({ entryTypes: ['gc'] })
-}
-
+// collections by kind (count and milliseconds) to stderr; /health always has them.
 process.once('SIGTERM', () => {
-  if (process.env.UPLOAD_SERVER_GC === '1') console.error(`# pid ${process.pid} main-thread GC: ${JSON.stringify(gcSeen, (k, v) => typeof v === 'number' ? Math.round(v) : v)}`)
+  if (process.env.UPLOAD_SERVER_GC === '1') console.error(`# pid ${process.pid} main-thread GC: ${JSON.stringify(gcSeen(), (k, v) => typeof v === 'number' ? Math.round(v) : v)}`)
   // Diagnosis aid (the cluster fault test sets it): while close() runs, every
   // 2 s, the connections still open and what each is doing (Node's internal
   // connection list; nothing is printed when close() ends sooner).
