@@ -5,14 +5,12 @@
 // client sending to S3 itself); `unavailable` says why it cannot run on this machine.
 import { fileURLToPath } from 'node:url'
 import { prepareSeed, seedDescription, startSeedServer } from './contenders/seed.ts'
+import type { GcSeen } from '../test/support/gc-counter.mjs'
 
 export const PART_SIZE = 5 * 1024 * 1024
 export const PART_CONCURRENCY = 4
 
 export type ContenderId = 'a' | 'b' | 'c' | 'd' | 'e' | 'f' | 's'
-
-/** The main thread's garbage collections so far, by kind (test/support/gc-counter.mjs). */
-export type GcSeen = Partial<Record<'minor' | 'major' | 'incremental' | 'weakcb', { count: number, ms: number }>>
 
 export interface S3Access {
   region: string

@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import type { S3ChunkOptions } from 'fastify-s3-chunk'
+import type { GcSeen } from './gc-counter.mjs'
 
 export interface ServerHealth<Stats = Record<string, unknown>> {
   rss: number
@@ -13,7 +14,7 @@ export interface ServerHealth<Stats = Record<string, unknown>> {
   maxRss: number
   eventLoopDelayMs: { p99: number, max: number }
   /** The main thread's garbage collections so far, by kind (gc-counter.mjs). */
-  gc?: Record<string, { count: number, ms: number }>
+  gc?: GcSeen
   stats: Stats
 }
 
