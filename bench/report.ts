@@ -150,7 +150,7 @@ const NOTES = [
   'Disk written is write_bytes of /proc/<pid>/io (bytes sent, or to be sent, to storage) over the tree during the run. ' +
   'Event-loop delay is what lies beyond monitorEventLoopDelay\'s 10 ms sampling interval (Node records the whole interval: an idle loop reads ~10.1 ms, here ~0.1), ' +
   'over the server\'s life after it started listening (the warm-up of two small uploads included); health p99 is a GET /health sent every 50 ms during the run. ' +
-  'Major GCs per GiB: the Node servers\' main-thread mark-compacts (perf_hooks \'gc\' entries) during the measured uploads, per GiB uploaded. ' +
+  'Major GCs per GiB: the Node servers\' main-thread mark-compacts (perf_hooks \'gc\' entries, delivered a moment late: ±1 or so per read) during the measured uploads, per GiB uploaded. ' +
   '(d) has no server: only its throughput applies. HTTPS scenarios talk to a second MinIO over TLS with a certificate the bench makes (openssl) and every contender trusts.',
   `(s) is ${seedDescription()}, with the uploader's defaults (parts of just over 5 MiB, its 10-thread pool per file, boto3's default checksums and payload signing).`,
   'Ceiling: one process cannot upload faster than 1 / (its main thread\'s CPU s/GiB) GiB/s, however many cores it has — a projection from this machine\'s per-GiB figure, not a measurement.'

@@ -11,7 +11,11 @@ const KINDS = {
   [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb'
 }
 
-/** Starts counting; the function returned gives the figures so far ({ minor: { count, ms }, major: … }). */
+/**
+ * Starts counting; the function returned gives a copy of the figures so far
+ * ({ minor: { count, ms }, major: … }). Node delivers the entries a moment
+ * after each GC, so a read may miss the last one or two.
+ */
 export function countGarbageCollections () {
   const seen = {}
   new PerformanceObserver((list) => {
@@ -22,5 +26,5 @@ export function countGarbageCollections () {
       figures.ms += entry.duration
     }
   }).observe({ entryTypes: ['gc'] })
-  return () => seen
+  return () => structuredClone(seen)
 }
