@@ -95,7 +95,7 @@ function isTus (scenarioId: string, scenarios: Scenario[]): boolean {
   return scenarios.find((scenario) => scenario.id === scenarioId)?.protocol === 'tus'
 }
 
-const TUS_HEADERS = ['scenario', 'contender', 'MiB/s (min–max)', 'CPU s/GiB', 'peak RSS MiB', 'disk written MiB', 'event loop p99 / max ms', 'e/f', 'runs']
+const TUS_HEADERS = ['scenario', 'contender', 'MiB/s (min–max)', 'CPU s/GiB', 'peak RSS MiB', 'disk written MiB', 'event loop p99 / max ms', 'major GCs per GiB', 'e/f', 'runs']
 
 function tusRows (cells: Cell[], list: Ratio[], scenarios: Scenario[]): string[][] {
   return cells.filter((cell) => isTus(cell.scenario, scenarios)).map((cell) => {
@@ -109,6 +109,7 @@ function tusRows (cells: Cell[], list: Ratio[], scenarios: Scenario[]): string[]
       fixed(cell.peakRssMiB),
       `${fixed(cell.diskWriteMiB)}${left}`,
       cell.eventLoopP99Ms === null ? '—' : `${fixed(cell.eventLoopP99Ms, 1)} / ${fixed(cell.eventLoopMaxMs, 1)}`,
+      fixed(cell.majorGcPerGiB, 1),
       cell.contender === 'e' ? ratio(list.find((entry) => entry.scenario === cell.scenario)?.values['e/f'] ?? null) : '',
       cell.failed > 0 ? `${cell.runs} (${cell.failed} failed)` : String(cell.runs)
     ]
