@@ -2,16 +2,13 @@
 // major, scavenges as minor — the kinds perf_hooks numbers 4 and 1 (the
 // counter it replaced had them the wrong way round).
 import t from 'tap'
-import { setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { countGarbageCollections } from '../support/gc-counter.mjs'
+import { exposedGc } from '../support/force-gc.ts'
 
 t.test('counts a forced full GC as major, young-generation GCs as minor', async (t) => {
-  setFlagsFromString('--expose-gc')
-  const gc = runInNewContext('gc') as (options?: { type: 'major' | 'minor' }) => void
+  const gc = exposedGc()
   const seen = countGarbageCollections()
-  // gc() with no options is a full GC on every Node (Node 20's V8 reads { type: 'major' } as a scavenge).
   gc()
   gc()
   gc({ type: 'minor' })

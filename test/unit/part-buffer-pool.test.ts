@@ -1,8 +1,7 @@
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
 import { HEAD_BYTES, PartBufferPool, SLOW_AFTER_MS, type FillingPart } from '../../lib/upload/part-buffer-pool.ts'
+import { exposedGc } from '../support/force-gc.ts'
 
 const MiB = 1024 * 1024
 
@@ -281,8 +280,7 @@ t.test('a shared pool stores misaligned chunks byte-exact, each exactly once, an
 t.test('a parked part does not keep alive the shared buffer it gave back once the pool drops it', async (t) => {
   // The view a shared part is written through must not outlive the part's hold on the buffer:
   // a parked part (a slow client) could otherwise pin a dropped 5–64 MiB buffer outside the budget.
-  setFlagsFromString('--expose-gc')
-  const gc = runInNewContext('gc') as () => void
+  const gc = exposedGc()
   const pool = new PartBufferPool(8 * MiB, { shared: true })
   const slow = await pool.open(5 * MiB)
   slow.write(new Uint8Array(HEAD_BYTES))
