@@ -459,7 +459,6 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     // hold, or the upload was terminated) fails this request. One renewal at a time, and none
     // while the final write goes: each needs the ETag the one before made.
     let renewing: Promise<void> = Promise.resolve()
-    let progressRecorded = false
     // Set once Complete begins: renewals then only extend the hold.
     let completing = false
     const renew = setInterval(() => {
@@ -469,7 +468,6 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         const next = { ...recorded, lease: { holder, until: Date.now() + leaseMs } }
         try {
           etag = await store.save(next, etag)
-          if (recorded !== state) progressRecorded = true
         } catch (error) {
           fail(error instanceof StateConflict ? new TusLockedError() : error)
         }
@@ -648,11 +646,10 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
           if (uploadId !== undefined) await abortMultipartUpload(scopeOf(state, objectParams), uploadId)
           await store.remove(state).catch(() => {})
         } else {
-          // Back to the state before this request. A multipart upload this request made is
-          // aborted once no state names it — not while the state may still hold the progress
-          // a renewal recorded (the release failed): that upload goes on from there.
-          const released = await release(state, etag, holder)
-          if (createdHere && uploadId !== undefined && (released || !progressRecorded)) await abortMultipartUpload(scopeOf(state, objectParams), uploadId)
+          // Back to the state before this request; then a multipart upload this request made
+          // is aborted unless the stored state names it (a renewal recorded it, and the release failed).
+          await release(state, etag, holder)
+          if (createdHere && uploadId !== undefined) await abortUnlessNamed(state, objectParams, uploadId, request)
         }
         throw error
       }
@@ -696,8 +693,11 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       try {
         await store.save(next, etag)
       } catch (error) {
-        // Our hold was lost meanwhile: nothing of this request counts.
+        // Our hold was lost meanwhile (the upload terminated, or taken over once the hold
+        // expired): nothing of this request counts, and a multipart upload it made that no
+        // state names would be left to the sweep.
         if (tailBytes !== null) await store.delete(store.tailKey(state.id, gen)).catch(() => {})
+        if (createdHere && uploadId !== undefined) await abortUnlessNamed(state, objectParams, uploadId, request)
         throw error instanceof StateConflict ? new TusLockedError() : error
       }
       if (tailBytes !== null || state.tail > 0) {
@@ -717,12 +717,31 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     }
   }
 
-  /** Gives the hold up, the state as `state` says; best effort (the hold expires on its own): whether it was written. */
-  async function release (state: TusState, etag: string, holder: string): Promise<boolean> {
-    if (state.lease?.holder !== holder) return false
+  /**
+   * Aborts the multipart upload a failed request made, unless the stored state
+   * names it: a renewal recorded it, and the upload goes on from there (another
+   * request, once the hold expires). No state (terminated) or another id: no one
+   * else can ever name it. When the state cannot be read it is left, logged, for
+   * the sweep (abortStaleUploads, or a lifecycle rule).
+   */
+  async function abortUnlessNamed (state: TusState, objectParams: ObjectParams | undefined, uploadId: string, request: FastifyRequest): Promise<void> {
+    let stored: Loaded | null
+    try {
+      stored = await store.load(state.id)
+    } catch (error) {
+      request.log.warn({ err: error, key: state.key, uploadId }, 'fastify-s3-chunk: could not read a tus upload\'s state to tell whether its multipart upload is still named; left to the sweep')
+      return
+    }
+    if (stored?.state.uploadId === uploadId) return
+    await abortMultipartUpload(scopeOf(state, objectParams), uploadId)
+  }
+
+  /** Gives the hold up, the state as `state` says; best effort (the hold expires on its own). */
+  async function release (state: TusState, etag: string, holder: string): Promise<void> {
+    if (state.lease?.holder !== holder) return
     const next = { ...state }
     delete next.lease
-    return await store.save(next, etag).then(() => true, () => false)
+    await store.save(next, etag).catch(() => {})
   }
 }
 
