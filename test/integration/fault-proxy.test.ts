@@ -239,6 +239,38 @@ t.test('times limits a rule; a seeded probability fails the same requests on eve
   await expectNoPendingUploads(t, server, client, bucket)
 })
 
+// A server that refuses a request before reading its body (a tus PATCH answered 409 while
+// another holds the upload) closes the connection on it. The proxy used to wait for the
+// upstream to drain, which it never did: the client's body stalled behind it, and the client
+// heard nothing until the proxy's keep-alive timeout (31 s) reset it.
+t.test('an answer before the body ends reaches the client at once, whatever the server did with the rest', async (t) => {
+  const early = createServer((_request, response) => {
+    setTimeout(() => { response.writeHead(409, { connection: 'close' }).end('locked') }, 5)
+  })
+  await new Promise<void>((resolve) => early.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { early.closeAllConnections(); early.close() })
+  const proxy = await startFaultProxy({ target: `http://127.0.0.1:${(early.address() as AddressInfo).port}` })
+  t.teardown(async () => { await proxy.close() })
+  const body = Buffer.alloc(4 * MiB + 3)
+  // Five requests: before the fix, two of five stalled on this machine.
+  for (let round = 0; round < 5; round++) {
+    const started = performance.now()
+    const outcome = await new Promise<number | string>((resolve) => {
+      const request = httpRequest(`${proxy.endpoint}/files/x`, { method: 'PATCH', headers: { 'content-length': String(body.byteLength) } }, (response) => {
+        response.resume()
+        response.on('end', () => { resolve(response.statusCode ?? 0) })
+      })
+      request.on('error', (error: NodeJS.ErrnoException) => { resolve(error.code ?? 'error') })
+      for (let offset = 0; offset < body.byteLength; offset += 64 * 1024) request.write(body.subarray(offset, offset + 64 * 1024))
+      request.end()
+    })
+    const elapsed = performance.now() - started
+    // 409 relayed, or 502 when the server's close reached the proxy before its answer could be read.
+    t.ok(outcome === 409 || outcome === 502, `round ${round + 1}: answered ${outcome}`)
+    t.ok(elapsed < 10_000, `round ${round + 1}: in ${Math.round(elapsed)} ms (bound: 10 s, generous on a shared machine; the stall was 31 s)`)
+  }
+})
+
 t.test('an unreachable S3 is a 502, not a crash', async (t) => {
   const { proxy, s3 } = await proxied(t, { target: `http://127.0.0.1:${await freePort()}` })
   const error = await failure(s3.send(new PutObjectCommand({ Bucket: 'nowhere', Key: 'k', Body: randomBytes(MiB) })))

@@ -50,6 +50,7 @@ export interface FaultRule {
 export interface FaultStats {
   requests: number
   forwarded: number
+  /** Faults injected; a resetMidBody only once its cut was made. */
   faults: Record<FaultKind, number>
 }
 
@@ -167,10 +168,14 @@ export async function startFaultProxy (options: { target: string, seed?: number 
       headers: req.rawHeaders
     })
     const cutBoth = (): void => {
+      if (!cut) stats.faults.resetMidBody++
       cut = true
       upstream.destroy()
       req.socket.resetAndDestroy()
     }
+    // An upstream that answered (or failed) before the whole body went through drains no more:
+    // read the rest of the client's body (dropped) so its answer is not stuck behind it.
+    upstream.on('close', () => { if (!cut && !req.complete) req.resume() })
     upstream.on('error', () => {
       if (cut) return
       // Keep reading the client's body so it gets the answer rather than a write error.
@@ -241,7 +246,9 @@ export async function startFaultProxy (options: { target: string, seed?: number 
     res.on('error', noop)
     const { path, query } = splitUrl(req.url ?? '/')
     const fault = pick({ method: req.method ?? 'GET', path, query, headers: req.headers })
-    if (fault !== null) stats.faults[fault.kind]++
+    // A resetMidBody is counted when the cut is made: a server that answers before the cut
+    // point (and closes) leaves nothing to cut.
+    if (fault !== null && fault.kind !== 'resetMidBody') stats.faults[fault.kind]++
     switch (fault?.kind) {
       case 'reset':
         req.socket.resetAndDestroy()
