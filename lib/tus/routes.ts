@@ -649,7 +649,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
           // Back to the state before this request; then a multipart upload this request made
           // is aborted unless the stored state names it (a renewal recorded it, and the release failed).
           await release(state, etag, holder)
-          if (createdHere && uploadId !== undefined) await abortUnlessNamed(state, objectParams, uploadId, request)
+          if (createdHere && uploadId !== undefined) await abortUnlessNamed(state, objectParams, uploadId, await readState(state, request))
         }
         throw error
       }
@@ -693,12 +693,18 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       try {
         await store.save(next, etag)
       } catch (error) {
-        // Our hold was lost meanwhile (the upload terminated, or taken over once the hold
-        // expired): nothing of this request counts, and a multipart upload it made that no
-        // state names would be left to the sweep.
-        if (tailBytes !== null) await store.delete(store.tailKey(state.id, gen)).catch(() => {})
-        if (createdHere && uploadId !== undefined) await abortUnlessNamed(state, objectParams, uploadId, request)
-        throw error instanceof StateConflict ? new TusLockedError() : error
+        // The answer can be lost although S3 stored the write: what it holds decides. (One
+        // attempt per call: a conflict answer is to this write, which did not land.)
+        const stored = await readState(state, request)
+        const landed = !(error instanceof StateConflict) && stored !== undefined && stored !== null && JSON.stringify(stored.state) === JSON.stringify(next)
+        if (!landed) {
+          // Our hold was lost meanwhile (the upload terminated, or taken over once the hold
+          // expired): nothing of this request counts — its tail object is for no state, and a
+          // multipart upload it made that no state names would be left to the sweep.
+          if (tailBytes !== null && (error instanceof StateConflict || stored !== undefined)) await store.delete(store.tailKey(state.id, gen)).catch(() => {})
+          if (createdHere && uploadId !== undefined) await abortUnlessNamed(state, objectParams, uploadId, stored)
+          throw error instanceof StateConflict ? new TusLockedError() : error
+        }
       }
       if (tailBytes !== null || state.tail > 0) {
         if (next.gen !== state.gen || next.tail === 0) await store.delete(store.tailKey(state.id, state.gen)).catch(() => {})
@@ -717,22 +723,25 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     }
   }
 
+  /** The upload's state as S3 holds it now (null: none); undefined when it cannot be read (logged). */
+  async function readState (state: TusState, request: FastifyRequest): Promise<Loaded | null | undefined> {
+    try {
+      return await store.load(state.id)
+    } catch (error) {
+      request.log.warn({ err: error, key: state.key }, 'fastify-s3-chunk: could not read a tus upload\'s state back after a failed write; its tail or multipart upload may be left to the sweep')
+      return undefined
+    }
+  }
+
   /**
    * Aborts the multipart upload a failed request made, unless the stored state
-   * names it: a renewal recorded it, and the upload goes on from there (another
-   * request, once the hold expires). No state (terminated) or another id: no one
-   * else can ever name it. When the state cannot be read it is left, logged, for
-   * the sweep (abortStaleUploads, or a lifecycle rule).
+   * names it: a renewal recorded it (or the last write landed), and the upload
+   * goes on from there. No state (terminated) or another id: nothing can name it
+   * any more — the request's renewals have stopped. A state that could not be
+   * read (undefined) leaves it to the sweep (abortStaleUploads, or a lifecycle rule).
    */
-  async function abortUnlessNamed (state: TusState, objectParams: ObjectParams | undefined, uploadId: string, request: FastifyRequest): Promise<void> {
-    let stored: Loaded | null
-    try {
-      stored = await store.load(state.id)
-    } catch (error) {
-      request.log.warn({ err: error, key: state.key, uploadId }, 'fastify-s3-chunk: could not read a tus upload\'s state to tell whether its multipart upload is still named; left to the sweep')
-      return
-    }
-    if (stored?.state.uploadId === uploadId) return
+  async function abortUnlessNamed (state: TusState, objectParams: ObjectParams | undefined, uploadId: string, stored: Loaded | null | undefined): Promise<void> {
+    if (stored === undefined || stored?.state.uploadId === uploadId) return
     await abortMultipartUpload(scopeOf(state, objectParams), uploadId)
   }
 
