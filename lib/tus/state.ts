@@ -98,13 +98,19 @@ export class StateStore {
     }
   }
 
-  /** Writes the state: only when it is still at `etag` (null: only when there is none yet). Returns the new ETag. */
+  /**
+   * Writes the state: only when it is still at `etag` (null: only when there is none yet).
+   * Returns the new ETag. One attempt (the client's): a conflict answer is to this write.
+   * A write whose answer is lost (no answer, a 5xx) may have landed: the state is read back,
+   * and this very state there means it did; otherwise the error is thrown.
+   */
   async save (state: TusState, etag: string | null): Promise<string> {
+    const body = JSON.stringify(state)
     try {
       const answer = await this.#client.send(new PutObjectCommand({
         Bucket: this.#bucket,
         Key: this.stateKey(state.id),
-        Body: JSON.stringify(state),
+        Body: body,
         ContentType: 'application/json',
         ...(etag === null ? { IfNoneMatch: '*' } : { IfMatch: etag })
       }))
@@ -113,6 +119,8 @@ export class StateStore {
       const info = describeS3Error('PutObject', error)
       // 412: changed; 409: a concurrent conditional write; 404: deleted (terminated) meanwhile.
       if (info.status === 412 || info.status === 409 || info.status === 404 || info.code === 'PreconditionFailed' || info.code === 'ConditionalRequestConflict' || info.code === 'NoSuchKey') throw new StateConflict()
+      const stored = await this.load(state.id).catch(() => null)
+      if (stored !== null && JSON.stringify(stored.state) === body) return stored.etag
       throw error
     }
   }
