@@ -130,7 +130,13 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     const user = await userOf(request)
     const token = tokens.open((request.params as { '*': string })['*'], user?.userId)
     if (token === null) throw new TusNotFoundError()
-    const loaded = await store.load(token.id)
+    let loaded: Loaded | null
+    try {
+      loaded = await store.load(token.id)
+    } catch (error) {
+      // A state whose body and ETag never agreed is being written (a hold taken or given up): 409, as when held.
+      throw error instanceof StateConflict ? new TusLockedError() : error
+    }
     if (loaded === null) {
       const size = options.acceptFinished && token.key !== undefined ? await finishedSize(token.id, token.key) : null
       if (size === null) throw new TusNotFoundError()

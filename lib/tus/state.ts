@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import { joinKey } from '../keys.js'
 import type { ObjectParams } from '../options.js'
@@ -71,10 +73,17 @@ export class StateConflict extends Error {
   }
 }
 
+/** Reads of a state whose body is not its ETag's, before giving up (StateConflict): ~100 ms. */
+const LOAD_ATTEMPTS = 5
+
+interface StateRead { text: string, etag: string, md5: string }
+
 export class StateStore {
   readonly #client: S3Client
   readonly #bucket: string
   readonly #prefix: string
+  /** What this store's ETags of a state are, once seen: its body's MD5, or something else (SSE-KMS). */
+  #etags: 'unknown' | 'md5' | 'opaque' = 'unknown'
 
   constructor (client: S3Client, bucket: string, keyPrefix: string) {
     this.#client = client
@@ -86,11 +95,38 @@ export class StateStore {
   /** Per generation: a PATCH that fails (checksum mismatch) never touches the tail the state still names. */
   tailKey (id: string, gen: number): string { return `${this.#prefix}/${id}.tail.${gen}` }
 
+  /**
+   * The state and the ETag a write of it is conditional on — the body must be the ETag's. A
+   * store can answer a read that races a write with the old body and the new ETag (versitygw
+   * v1.8.0 with sidecar metadata stores the ETag before it moves the new body in): a write
+   * If-Match that ETag would replace a state no one read, and two requests would both hold
+   * the upload. Where ETags are the body's MD5 (S3's for a plain PutObject), a body of another
+   * MD5 is read again. Where they are not (SSE-KMS), which the first read that two reads agree
+   * on tells, a read is believed as it comes. StateConflict when it never settles.
+   */
   async load (id: string): Promise<Loaded | null> {
+    let previous: StateRead | null = null
+    for (let attempt = 1; ; attempt++) {
+      const read = await this.#read(id)
+      if (read === null) return null
+      if (read.md5 === read.etag.replace(/"/g, '').toLowerCase()) this.#etags = 'md5'
+      else if (this.#etags === 'unknown' && previous !== null && previous.etag === read.etag && previous.text === read.text) this.#etags = 'opaque'
+      else if (this.#etags !== 'opaque') {
+        if (attempt >= LOAD_ATTEMPTS) throw new StateConflict()
+        previous = read
+        await sleep(10 * attempt)
+        continue
+      }
+      return { state: JSON.parse(read.text) as TusState, etag: read.etag }
+    }
+  }
+
+  async #read (id: string): Promise<StateRead | null> {
     try {
       const answer = await this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: this.stateKey(id) }))
-      const text = await answer.Body?.transformToString() ?? ''
-      return { state: JSON.parse(text) as TusState, etag: answer.ETag ?? '' }
+      const bytes = await answer.Body?.transformToByteArray() ?? new Uint8Array(0)
+      const body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+      return { text: body.toString('utf8'), etag: answer.ETag ?? '', md5: createHash('md5').update(body).digest('hex') }
     } catch (error) {
       const info = describeS3Error('GetObject', error)
       if (info.status === 404 || info.code === 'NoSuchKey') return null
