@@ -126,13 +126,13 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
    * last PATCH went unanswered asks with HEAD; told 404 it would start the file
    * over as a new upload, so it is told the upload's whole length instead.
    */
-  async function lookup (request: FastifyRequest, options: { acceptFinished: boolean }): Promise<Loaded | { finishedSize: number }> {
+  async function lookup (request: FastifyRequest, options: { acceptFinished: boolean, forWriting?: boolean }): Promise<Loaded | { finishedSize: number }> {
     const user = await userOf(request)
     const token = tokens.open((request.params as { '*': string })['*'], user?.userId)
     if (token === null) throw new TusNotFoundError()
     let loaded: Loaded | null
     try {
-      loaded = await store.load(token.id)
+      loaded = await store.load(token.id, { forWriting: options.forWriting })
     } catch (error) {
       // A state whose body and ETag never agreed is being written (a hold taken or given up): 409, as when held.
       throw error instanceof StateConflict ? new TusLockedError() : error
@@ -191,7 +191,10 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
   })
 
   async function head (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const found = await lookup(request, { acceptFinished: true })
+    // HEAD writes nothing: a state read while a write lands (the store's body and ETag not yet
+    // of one version) still gives a recent offset — and to tus-js-client any answer but 2xx or
+    // 423 to HEAD means "start the file over as a new upload".
+    const found = await lookup(request, { acceptFinished: true, forWriting: false })
     reply.header('Cache-Control', 'no-store')
     if ('finishedSize' in found) {
       reply.header('Upload-Offset', String(found.finishedSize))

@@ -54,6 +54,14 @@ t.test('a store whose ETags are MD5s: a body that never matches its ETag is a co
   t.equal(gets(), 1 + 5, 'five reads (about 100 ms), then a conflict (409 to the client)')
 })
 
+t.test('a reader that writes nothing (HEAD) takes the last read rather than a conflict', async (t) => {
+  const body = state(1)
+  const { store, gets } = storeAnswering([{ body, etag: md5(body) }, { body: state(7), etag: md5(state(8)) }])
+  await store.load(ID)
+  t.equal((await store.load(ID, { forWriting: false }))?.state.offset, 7, 'a recent offset, not a 409 (tus-js-client would start the file over)')
+  t.equal(gets(), 1 + 5)
+})
+
 t.test('a store whose ETags are not MD5s (SSE-KMS): the first load reads twice to tell, later ones once', async (t) => {
   const body = state(1)
   const { store, gets } = storeAnswering([{ body, etag: '"0123456789abcdef0123456789abcdef"' }])
