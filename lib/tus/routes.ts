@@ -702,17 +702,28 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       try {
         await store.save(next, etag)
       } catch (error) {
-        // The answer can be lost although S3 stored the write: what it holds decides. (One
-        // attempt per call: a conflict answer is to this write, which did not land.)
-        const stored = await readState(state, request)
-        const landed = !(error instanceof StateConflict) && stored !== undefined && stored !== null && JSON.stringify(stored.state) === JSON.stringify(next)
+        // The answer can be lost although S3 stored the write — or stores it a moment later (a
+        // PUT whose body it had whole): what it holds decides. (One attempt per call: a conflict
+        // answer is to this write, which can then never land.)
+        const conflict = error instanceof StateConflict
+        let stored = await readState(state, request)
+        if (!conflict && stored?.etag === etag) {
+          // Still as our hold left it, so the write may yet land: fence it off by giving the
+          // hold up (the ETag changes; the write, If-Match the old one, can no longer land),
+          // then look again — it may have landed first.
+          await release(state, etag, holder)
+          stored = await readState(state, request)
+        }
+        const landed = !conflict && stored !== undefined && stored !== null && JSON.stringify(stored.state) === JSON.stringify(next)
         if (!landed) {
-          // Our hold was lost meanwhile (the upload terminated, or taken over once the hold
-          // expired): nothing of this request counts — its tail object is for no state, and a
-          // multipart upload it made that no state names would be left to the sweep.
-          if (tailBytes !== null && (error instanceof StateConflict || stored !== undefined)) await store.delete(store.tailKey(state.id, gen)).catch(() => {})
-          if (createdHere && uploadId !== undefined) await abortUnlessNamed(state, objectParams, uploadId, stored)
-          throw error instanceof StateConflict ? new TusLockedError() : error
+          // Settled without this write (the upload terminated, taken over once the hold
+          // expired, or fenced off above): nothing of this request counts — its tail object is
+          // for no state, and a multipart upload it made that no state names would be left to
+          // the sweep. Not settled (S3 unreadable): both stay, for the sweep.
+          const settled = conflict || (stored !== undefined && stored?.etag !== etag)
+          if (settled && tailBytes !== null) await store.delete(store.tailKey(state.id, gen)).catch(() => {})
+          if (settled && createdHere && uploadId !== undefined) await abortUnlessNamed(state, objectParams, uploadId, stored)
+          throw conflict ? new TusLockedError() : error
         }
       }
       if (tailBytes !== null || state.tail > 0) {

@@ -78,11 +78,16 @@ const LOAD_ATTEMPTS = 5
 
 interface StateRead { text: string, etag: string, md5: string }
 
+/** An ETag as a bare lowercase hex string (S3 sends it quoted). */
+function unquoted (etag: string): string {
+  return etag.replace(/"/g, '').toLowerCase()
+}
+
 export class StateStore {
   readonly #client: S3Client
   readonly #bucket: string
   readonly #prefix: string
-  /** What this store's ETags of a state are, once seen: its body's MD5, or something else (SSE-KMS). */
+  /** What this store's last state write answered for an ETag: its body's MD5, or something else (SSE-KMS); unknown before any. */
   #etags: 'unknown' | 'md5' | 'opaque' = 'unknown'
 
   constructor (client: S3Client, bucket: string, keyPrefix: string) {
@@ -100,28 +105,23 @@ export class StateStore {
    * store can answer a read that races a write with the old body and the new ETag (versitygw
    * v1.8.0 with sidecar metadata stores the ETag before it moves the new body in): a write
    * If-Match that ETag would replace a state no one read, and two requests would both hold
-   * the upload. Where ETags are the body's MD5 (S3's for a plain PutObject), a body of another
-   * MD5 is read again. Where they are not (SSE-KMS), which the first read that two reads agree
-   * on tells, a read is believed as it comes. StateConflict when it never settles — unless
-   * `forWriting` is false: a reader that writes nothing (HEAD) takes the last read as it is.
+   * the upload. So a body whose MD5 is not its ETag is read again — unless this store's last
+   * state write answered an ETag that is not its body's MD5 (SSE-KMS): then a read is believed
+   * as it comes. Before any write of this process has told, five reads that end with two alike
+   * are believed too (~100 ms, once). StateConflict when it never settles — unless `forWriting`
+   * is false: a reader that writes nothing (HEAD) takes the last read as it is.
    */
   async load (id: string, { forWriting = true }: { forWriting?: boolean } = {}): Promise<Loaded | null> {
     let previous: StateRead | null = null
     for (let attempt = 1; ; attempt++) {
       const read = await this.#read(id)
       if (read === null) return null
-      if (read.md5 === read.etag.replace(/"/g, '').toLowerCase()) this.#etags = 'md5'
-      else if (this.#etags === 'unknown' && previous !== null && previous.etag === read.etag && previous.text === read.text) this.#etags = 'opaque'
-      else if (this.#etags !== 'opaque') {
-        if (attempt >= LOAD_ATTEMPTS) {
-          if (forWriting) throw new StateConflict()
-          return { state: JSON.parse(read.text) as TusState, etag: read.etag }
-        }
-        previous = read
-        await sleep(10 * attempt)
-        continue
-      }
-      return { state: JSON.parse(read.text) as TusState, etag: read.etag }
+      const believed = read.md5 === unquoted(read.etag) || this.#etags === 'opaque' ||
+        (attempt >= LOAD_ATTEMPTS && (!forWriting || (this.#etags === 'unknown' && previous?.etag === read.etag && previous.text === read.text)))
+      if (believed) return { state: JSON.parse(read.text) as TusState, etag: read.etag }
+      if (attempt >= LOAD_ATTEMPTS) throw new StateConflict()
+      previous = read
+      await sleep(10 * attempt)
     }
   }
 
@@ -154,7 +154,10 @@ export class StateStore {
         ContentType: 'application/json',
         ...(etag === null ? { IfNoneMatch: '*' } : { IfMatch: etag })
       }))
-      return answer.ETag ?? ''
+      const written = answer.ETag ?? ''
+      // Every write tells what the store's ETags are (learnt here, where no read can race it).
+      this.#etags = unquoted(written) === createHash('md5').update(body).digest('hex') ? 'md5' : 'opaque'
+      return written
     } catch (error) {
       const info = describeS3Error('PutObject', error)
       // 412: changed; 409: a concurrent conditional write; 404: deleted (terminated) meanwhile.

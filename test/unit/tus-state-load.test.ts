@@ -7,7 +7,7 @@
 // own ETag. These tests play that store with a fake client.
 import t from 'tap'
 import { createHash } from 'node:crypto'
-import type { S3Client } from '@aws-sdk/client-s3'
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import { StateConflict, StateStore, type TusState } from '../../lib/tus/state.ts'
 
 const ID = 'f'.repeat(32)
@@ -17,16 +17,22 @@ const state = (offset: number, holder?: string): string => JSON.stringify({
   ...(holder !== undefined ? { lease: { holder, until: 1 } } : {})
 } satisfies TusState)
 
-/** A store over a client whose GetObject answers `reads` in turn (the last one again after). */
-function storeAnswering (reads: Array<{ body: string, etag: string }>): { store: StateStore, gets: () => number } {
+const OPAQUE = '"0123456789abcdef0123456789abcdef"'
+
+/**
+ * A store over a client whose GetObject answers `reads` in turn (the last one again after) and
+ * whose PutObject answers the body's MD5 as ETag, or an opaque one (SSE-KMS) with `opaquePuts`.
+ */
+function storeAnswering (reads: Array<{ body: string, etag: string }>, opaquePuts = false): { store: StateStore, gets: () => number, putsOpaque: (opaque: boolean) => void } {
   let gets = 0
   const client = {
-    send: async () => {
+    send: async (command: unknown) => {
+      if (command instanceof PutObjectCommand) return { ETag: opaquePuts ? OPAQUE : md5(command.input.Body as string) }
       const read = reads[Math.min(gets++, reads.length - 1)] as { body: string, etag: string }
       return { ETag: read.etag, Body: { transformToByteArray: async () => new Uint8Array(Buffer.from(read.body)) } }
     }
   } as unknown as S3Client
-  return { store: new StateStore(client, 'b', ''), gets: () => gets }
+  return { store: new StateStore(client, 'b', ''), gets: () => gets, putsOpaque: (opaque) => { opaquePuts = opaque } }
 }
 
 t.test('a body with its own ETag: one read', async (t) => {
@@ -46,29 +52,45 @@ t.test('the old body with the new ETag (a read racing a write) is read again: th
   t.equal(gets(), 2)
 })
 
-t.test('a store whose ETags are MD5s: a body that never matches its ETag is a conflict, never believed', async (t) => {
-  const body = state(1)
-  const { store, gets } = storeAnswering([{ body, etag: md5(body) }, { body, etag: md5(state(2)) }])
-  await store.load(ID)
+t.test('a store whose writes answer MD5 ETags: a body that never matches its ETag is a conflict, never believed', async (t) => {
+  const { store, gets } = storeAnswering([{ body: state(1), etag: md5(state(2)) }])
+  await store.save(JSON.parse(state(3)) as TusState, null)
   await t.rejects(store.load(ID), StateConflict)
-  t.equal(gets(), 1 + 5, 'five reads (about 100 ms), then a conflict (409 to the client)')
+  t.equal(gets(), 5, 'five reads (about 100 ms), then a conflict (409 to the client)')
 })
 
 t.test('a reader that writes nothing (HEAD) takes the last read rather than a conflict', async (t) => {
-  const body = state(1)
-  const { store, gets } = storeAnswering([{ body, etag: md5(body) }, { body: state(7), etag: md5(state(8)) }])
-  await store.load(ID)
+  const { store, gets } = storeAnswering([{ body: state(7), etag: md5(state(8)) }])
+  await store.save(JSON.parse(state(3)) as TusState, null)
   t.equal((await store.load(ID, { forWriting: false }))?.state.offset, 7, 'a recent offset, not a 409 (tus-js-client would start the file over)')
-  t.equal(gets(), 1 + 5)
+  t.equal(gets(), 5)
 })
 
-t.test('a store whose ETags are not MD5s (SSE-KMS): the first load reads twice to tell, later ones once', async (t) => {
+t.test('a store whose writes answer other ETags (SSE-KMS): a read is believed as it comes', async (t) => {
   const body = state(1)
-  const { store, gets } = storeAnswering([{ body, etag: '"0123456789abcdef0123456789abcdef"' }])
+  const { store, gets } = storeAnswering([{ body, etag: OPAQUE }], true)
+  await store.save(JSON.parse(state(3)) as TusState, null)
   t.equal((await store.load(ID))?.state.offset, 1)
-  t.equal(gets(), 2, 'two reads agreeing: the ETags are not MD5s')
+  t.equal(gets(), 1)
+})
+
+t.test('before any write of the process: five reads ending alike are believed (an SSE-KMS store, ~100 ms once)', async (t) => {
+  const body = state(1)
+  const { store, gets } = storeAnswering([{ body, etag: OPAQUE }], true)
   t.equal((await store.load(ID))?.state.offset, 1)
-  t.equal(gets(), 3, 'then one read per load, as before')
+  t.equal(gets(), 5)
+})
+
+// A store can change under a live upload (bucket-default SSE-KMS switched on, or off): the last write decides.
+t.test('what the ETags are follows the store\'s last write, both ways', async (t) => {
+  const { store, gets, putsOpaque } = storeAnswering([{ body: state(1), etag: OPAQUE }], true)
+  await store.save(JSON.parse(state(3)) as TusState, null)
+  t.equal((await store.load(ID))?.state.offset, 1, 'after a write answered an opaque ETag: believed at once')
+  t.equal(gets(), 1)
+  putsOpaque(false)
+  await store.save(JSON.parse(state(3)) as TusState, null)
+  await t.rejects(store.load(ID), StateConflict, 'after a write answered its MD5: the same read is no longer believed')
+  t.equal(gets(), 1 + 5)
 })
 
 t.test('no state: null, one read', async (t) => {
