@@ -89,6 +89,9 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => { running?.kill(signal) })
 }
 const counts = { passed: 0, failed: 0, skipped: 0, declared: 0 }
+// Every failed assertion with its diagnostics, printed again at the very end: CI
+// shows the tail of a long log, and a failure must be readable there.
+const failures: string[] = []
 // Skips a strict run accepts: those for a feature the store is declared to lack.
 const accepted = new Set(acceptedSkipReasons(server.kind))
 let code = 0
@@ -111,6 +114,7 @@ for (const args of phases) {
   counts.failed += phase.failed
   counts.skipped += phase.skipped
   counts.declared += phase.declared
+  failures.push(...failedAssertions(resultsDir))
 }
 await tls.server?.stop()
 await server.stop()
@@ -119,6 +123,7 @@ const unexpectedSkips = counts.skipped - counts.declared
 if (strictRequired && unexpectedSkips > 0) {
   console.error(`S3_REQUIRE_STRICT=1: ${unexpectedSkips} test(s) skipped, which CI does not allow`)
 }
+if (failures.length > 0) console.log(`\n== failed, by file (${failures.length})\n${failures.join('\n')}\n`)
 const declaredNote = counts.declared > 0 ? ` (${counts.declared} for a feature ${server.kind} is declared to lack: store-suites.ts)` : ''
 console.log(`${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped${declaredNote}`)
 process.exit(code !== 0 ? code : counts.failed > 0 || (strictRequired && unexpectedSkips > 0) ? 1 : 0)
@@ -146,6 +151,35 @@ function countResults (dir: string): { passed: number, failed: number, skipped: 
     }
   }
   return counts
+}
+
+/**
+ * Each file's `not ok` lines at any depth, the first of a chain (the deepest:
+ * TAP prints a subtest's children before its own line) with its YAML
+ * diagnostics, capped; the enclosing subtests' lines after it name the path.
+ */
+function failedAssertions (dir: string): string[] {
+  const found: string[] = []
+  for (const file of walk(dir, '.tap')) {
+    const lines = readFileSync(file, 'utf8').split('\n')
+    const report: string[] = []
+    let depth = Infinity
+    lines.forEach((line, index) => {
+      const match = /^(\s*)not ok \d+/.exec(line)
+      if (match === null) return
+      const indent = match[1]?.length ?? 0
+      report.push(line)
+      if (indent < depth && depth !== Infinity) { depth = indent; return }
+      depth = indent
+      if (lines[index + 1]?.trim() !== '---') return
+      for (let next = index + 1; next < lines.length && next <= index + 30; next++) {
+        report.push(lines[next] ?? '')
+        if (lines[next]?.trim() === '...') break
+      }
+    })
+    if (report.length > 0) found.push(`# ${relative(dir, file).replace(/\.tap$/, '')}\n${report.join('\n')}`)
+  }
+  return found
 }
 
 function walk (dir: string, suffix: string): string[] {
