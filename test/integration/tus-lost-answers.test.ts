@@ -14,18 +14,28 @@ const server = await testS3()
 const client = testClient(server)
 const skip = needsStrictS3(server)
 
-/** A conditional rewrite of a tus state object (`.tus/<id>`, not a tail): a hold taken, renewed or given back, or a PATCH's last write. */
-const isStateRewrite = (request: FaultRequest): boolean =>
-  request.method === 'PUT' && request.path.includes('/.tus/') && !request.path.includes('.tail.') && request.headers['if-match'] !== undefined
+/** A write of a tus state object (`.tus/<id>`, not a tail) conditional on `header`. */
+const isStateWrite = (header: 'if-match' | 'if-none-match') => (request: FaultRequest): boolean =>
+  request.method === 'PUT' && request.path.includes('/.tus/') && !request.path.includes('.tail.') && request.headers[header] !== undefined
+/** A rewrite (If-Match): a hold taken, renewed or given back, or a PATCH's last write. */
+const isStateRewrite = isStateWrite('if-match')
+/** The creation (If-None-Match). */
+const isStateCreation = isStateWrite('if-none-match')
+
+/** A tus app whose S3 calls go through a fault proxy (no rules yet), and the bucket. */
+async function proxiedTus (t: Parameters<typeof freshBucket>[0], tus: Record<string, unknown> = {}): Promise<{ bucket: string, endpoint: string, proxy: Awaited<ReturnType<typeof startFaultProxy>> }> {
+  const bucket = await freshBucket(t, server, client)
+  const proxy = await startFaultProxy({ target: server.endpoint })
+  t.teardown(async () => { await proxy.close() })
+  const { endpoint } = await startTus(t, server, bucket, { s3: { ...pluginS3Options(server), endpoint: proxy.endpoint }, tus })
+  return { bucket, endpoint, proxy }
+}
 
 // The PATCH's last write (offset, parts, tail) landed, its answer lost. The plugin used to take
 // it as lost: it deleted the tail object that state names, and every later PATCH failed (500)
 // reading it until the upload expired.
 t.test('a PATCH\'s last state write stored but its answer lost: the PATCH counts, the upload goes on', { skip }, async (t) => {
-  const bucket = await freshBucket(t, server, client)
-  const proxy = await startFaultProxy({ target: server.endpoint })
-  t.teardown(async () => { await proxy.close() })
-  const { endpoint } = await startTus(t, server, bucket, { s3: { ...pluginS3Options(server), endpoint: proxy.endpoint } })
+  const { bucket, endpoint, proxy } = await proxiedTus(t)
   const data = randomBytes(12 * MiB)
   const url = await createUpload(endpoint, data.byteLength)
   // The first PATCH rewrites the state twice: its hold, then its last write (the second).
@@ -41,19 +51,10 @@ t.test('a PATCH\'s last state write stored but its answer lost: the PATCH counts
   await expectOnlyObject(t, client, bucket, data)
 })
 
-/** A tus app whose S3 calls go through a fault proxy (no rules yet), and the bucket. */
-async function proxiedTus (t: Parameters<typeof freshBucket>[0], tus: Record<string, unknown> = {}): Promise<{ bucket: string, endpoint: string, proxy: Awaited<ReturnType<typeof startFaultProxy>> }> {
-  const bucket = await freshBucket(t, server, client)
-  const proxy = await startFaultProxy({ target: server.endpoint })
-  t.teardown(async () => { await proxy.close() })
-  const { endpoint } = await startTus(t, server, bucket, { s3: { ...pluginS3Options(server), endpoint: proxy.endpoint }, tus })
-  return { bucket, endpoint, proxy }
-}
-
 // The state object's first write (If-None-Match) stored, its answer lost: the upload exists.
 t.test('creation: the state write stored but its answer lost is 201, and the upload works', { skip }, async (t) => {
   const { bucket, endpoint, proxy } = await proxiedTus(t)
-  proxy.setRules([{ match: (request) => request.method === 'PUT' && request.path.includes('/.tus/') && !request.path.includes('.tail.') && request.headers['if-none-match'] !== undefined, fault: { kind: 'dropAnswer' }, times: 1 }])
+  proxy.setRules([{ match: isStateCreation, fault: { kind: 'dropAnswer' }, times: 1 }])
   const data = randomBytes(3 * MiB)
   const url = await createUpload(endpoint, data.byteLength)
   t.equal(proxy.stats().faults.dropAnswer, 1, 'the creation\'s answer was dropped')
