@@ -43,7 +43,9 @@ t.test('an upload answered while closing closes its keep-alive connection, so cl
   const started = Date.now()
   let closedAfter: number | null = null
   const closing = app.close().then(() => { closedAfter = Date.now() - started })
-  await sleep(50)
+  // Until the plugin knows it is closing (bounded: 5 s); a fixed 50 ms was a guess on a busy machine.
+  for (let round = 0; round < 500 && !app.s3Chunk.stats().closing; round++) await sleep(10)
+  t.ok(app.s3Chunk.stats().closing, 'the plugin is closing')
   release()
   const answered = await answer
   t.equal(answered.status, 503, 'the upload in flight is refused: the server is closing')

@@ -9,6 +9,7 @@ import { createWorkerPoolSender } from '../../dist/lib/upload/worker-pool-sender
 import { configOf } from '../../dist/lib/options.js'
 import { createS3Client } from '../../dist/lib/s3-client.js'
 import { startApp } from '../support/app.ts'
+import { isUploadPart, startFaultProxy } from '../support/fault-proxy.ts'
 import { postMultipart } from '../support/multipart.ts'
 import { expectNoPendingUploads, freshBucket, listKeys, needsStrictS3, pendingUploads, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
 
@@ -19,7 +20,12 @@ const skip = needsStrictS3(server)
 
 t.test('a worker thread that dies mid-upload fails the upload, which is aborted', { skip }, async (t) => {
   const bucket = await freshBucket(t, server, client)
-  const config = configOf({ bucket, s3: pluginS3Options(server), workers: { minThreads: 1, maxThreads: 1 } })
+  // Every part held 3 s on its way to S3, so the thread is killed with parts in it: a thread
+  // whose parts had all been sent would die idle, and Piscina's next one would store the file.
+  const proxy = await startFaultProxy({ target: server.endpoint })
+  t.teardown(async () => { await proxy.close() })
+  proxy.setRules([{ match: isUploadPart, fault: { kind: 'delay', ms: 3000 } }])
+  const config = configOf({ bucket, s3: { ...pluginS3Options(server), endpoint: proxy.endpoint }, workers: { minThreads: 1, maxThreads: 1 } })
   const sender = createWorkerPoolSender(config)
   const s3 = createS3Client(config.s3)
   t.teardown(async () => { await sender.close(); s3.destroy() })

@@ -279,10 +279,12 @@ t.test('a hold left by a dead request expires (leaseTimeout), then the upload go
   const id = (url.split('/').pop() as string).split('.')[0] as string
   const answer = await client.send(new GetObjectCommand({ Bucket: bucket, Key: `.tus/${id}` }))
   const state = JSON.parse(await answer.Body?.transformToString() ?? '') as Record<string, unknown>
-  state.lease = { holder: 'crashed', until: Date.now() + 1000 }
+  // 3 s: the PATCH below must reach the plugin before it ends, even on a busy machine.
+  const until = Date.now() + 3000
+  state.lease = { holder: 'crashed', until }
   await client.send(new PutObjectCommand({ Bucket: bucket, Key: `.tus/${id}`, Body: JSON.stringify(state) }))
   t.equal((await patchUpload(url, 0, randomBytes(10))).status, 409, 'held')
-  await new Promise((resolve) => setTimeout(resolve, 1100))
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, until - Date.now()) + 150))
   t.equal((await patchUpload(url, 0, randomBytes(10))).status, 204, 'the hold expired')
   await expectClean(t, client, bucket)
 })
@@ -307,10 +309,11 @@ t.test('allowedTypes: the first bytes decide; an upload of another type is 415 a
 
 t.test('expiration: an expired upload is 410, and the sweep aborts it and removes its state and tail', { skip }, async (t) => {
   const bucket = await freshBucket(t, server)
-  const { app, endpoint } = await startTus(t, server, bucket, { tus: { expiresIn: 1 } })
+  // 3 s: the first PATCH must land before the upload expires, even on a busy machine.
+  const { app, endpoint } = await startTus(t, server, bucket, { tus: { expiresIn: 3 } })
   const url = await createUpload(endpoint, 20 * MiB)
   t.equal((await patchUpload(url, 0, randomBytes(6 * MiB))).status, 204)
-  await new Promise((resolve) => setTimeout(resolve, 1200))
+  await new Promise((resolve) => setTimeout(resolve, 3200))
   t.equal((await tusRequest(url, 'HEAD')).status, 410)
   t.equal((await patchUpload(url, 6 * MiB, randomBytes(10))).status, 410)
   const swept = await app.s3Chunk.abortStaleUploads({ olderThan: 24 * 3600 * 1000 })
@@ -441,14 +444,15 @@ t.test('while onUploadComplete runs the upload is not "finished"; once it throws
 // the object it replaced. Its id is on it, so its state stays, marked refused, until the sweep.
 t.test('an object onUploadComplete refused but kept (overwrite on) never answers "finished"; the sweep removes its state', { skip }, async (t) => {
   const bucket = await freshBucket(t, server)
-  const { app, endpoint } = await startTus(t, server, bucket, { overwrite: true, tus: { expiresIn: 1 }, onUploadComplete: () => { throw new Error('database down') } })
+  // 3 s: the PATCH must land before the upload expires, even on a busy machine.
+  const { app, endpoint } = await startTus(t, server, bucket, { overwrite: true, tus: { expiresIn: 3 }, onUploadComplete: () => { throw new Error('database down') } })
   const url = await createUpload(endpoint, 100)
   t.equal((await patchUpload(url, 0, randomBytes(100))).status, 500)
   t.equal((await listKeys(client, bucket)).filter((key) => !key.startsWith('.tus/')).length, 1, 'the object stays')
   t.equal((await tusRequest(url, 'HEAD')).status, 404, 'HEAD: not "finished"')
   t.equal((await patchUpload(url, 100, new Uint8Array(0))).status, 404)
   t.equal((await tusLeftovers(client, bucket)).length, 1, 'its state, marked refused')
-  await new Promise((resolve) => setTimeout(resolve, 1200))
+  await new Promise((resolve) => setTimeout(resolve, 3200))
   await app.s3Chunk.abortStaleUploads({ olderThan: 24 * 3600 * 1000 })
   await expectClean(t, client, bucket)
 })
