@@ -9,6 +9,7 @@
 import { spawn } from 'node:child_process'
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
+import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { s3Environment, startS3, startTlsS3 } from './s3-server.ts'
 import { nginxMissing } from './nginx.ts'
@@ -92,29 +93,40 @@ const counts = { passed: 0, failed: 0, skipped: 0, declared: 0 }
 // Every failed assertion with its diagnostics, printed again at the very end: CI
 // shows the tail of a long log, and a failure must be readable there.
 const failures: string[] = []
+/** Diagnostics lines kept per failure (a long `t.same` diff is cut, and says so). */
+const DIAGNOSTIC_LINES = 200
 // Skips a strict run accepts: those for a feature the store is declared to lack.
 const accepted = new Set(acceptedSkipReasons(server.kind))
 let code = 0
 for (const args of phases) {
   if (args.filter((arg) => !arg.startsWith('--')).length === 0) continue
   rmSync(resultsDir, { recursive: true, force: true })
+  // Not on a terminal (CI), tap's output passes through here: its verdict on each file (a file
+  // that exited non-zero, timed out or was killed may have no failed assertion of its own).
+  const tee = reporter.length > 0
   const tap = spawn(process.execPath, [tapBin, ...reporter, ...args], {
     cwd: root,
-    stdio: 'inherit',
+    stdio: ['inherit', tee ? 'pipe' : 'inherit', 'inherit'],
     // The SDK's Node 20 end-of-support notice would repeat in every test process.
     env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env, ...s3Environment(server, tls.server) }
   })
   running = tap
+  const verdicts = tap.stdout === null ? Promise.resolve(new Map<string, string[]>()) : failedFiles(tap.stdout)
   const exitCode = await new Promise<number>((resolve) => {
     tap.on('exit', (exit, signal) => { resolve(exit ?? (signal !== null ? 1 : 0)) })
   })
   if (exitCode !== 0) code = exitCode
   const phase = countResults(resultsDir)
+  const reported = failedAssertions(resultsDir)
+  // A file tap failed, or that has no plan, without a failed assertion: it failed as a whole.
+  const failedWhole = new Map<string, string[]>()
+  for (const [file, verdict] of await verdicts) if (reported.get(file) === undefined) failedWhole.set(file, verdict)
+  for (const file of phase.planless) if (reported.get(file) === undefined && !failedWhole.has(file)) failedWhole.set(file, ['no plan: the file crashed or was killed before it ended (its output is above)'])
   counts.passed += phase.passed
-  counts.failed += phase.failed
+  counts.failed += phase.failed + failedWhole.size
   counts.skipped += phase.skipped
   counts.declared += phase.declared
-  failures.push(...failedAssertions(resultsDir))
+  for (const [file, lines] of [...reported, ...failedWhole]) failures.push(`# ${file}\n${lines.join('\n')}`)
 }
 await tls.server?.stop()
 await server.stop()
@@ -134,12 +146,14 @@ function testFiles (dir: string): string[] {
 
 /**
  * Counts the top-level tests of every file from tap's saved TAP output;
- * `declared`: the skips whose reason is one the store is declared to lack.
+ * `declared`: the skips whose reason is one the store is declared to lack;
+ * `planless`: files whose output has no plan (crashed or killed before the end).
  */
-function countResults (dir: string): { passed: number, failed: number, skipped: number, declared: number } {
-  const counts = { passed: 0, failed: 0, skipped: 0, declared: 0 }
-  for (const file of walk(dir, '.tap')) {
-    for (const line of readFileSync(file, 'utf8').split('\n')) {
+function countResults (dir: string): { passed: number, failed: number, skipped: number, declared: number, planless: string[] } {
+  const counts = { passed: 0, failed: 0, skipped: 0, declared: 0, planless: [] as string[] }
+  for (const [file, lines] of savedOutputs(dir)) {
+    if (!lines.some((line) => /^1\.\.\d+/.test(line))) counts.planless.push(file)
+    for (const line of lines) {
       const match = /^(not )?ok \d+ - .*?(# (SKIP|TODO)\b ?(.*))?$/.exec(line)
       if (match === null) continue
       if (match[3] !== undefined) {
@@ -153,15 +167,19 @@ function countResults (dir: string): { passed: number, failed: number, skipped: 
   return counts
 }
 
+/** Each test file's saved TAP output (tap's .tap/test-results), by the test file's path, as lines. */
+function savedOutputs (dir: string): Array<[string, string[]]> {
+  return walk(dir, '.tap').map((path) => [relative(dir, path).replace(/\.tap$/, ''), readFileSync(path, 'utf8').split('\n')])
+}
+
 /**
  * Each file's `not ok` lines at any depth, the first of a chain (the deepest:
  * TAP prints a subtest's children before its own line) with its YAML
  * diagnostics, capped; the enclosing subtests' lines after it name the path.
  */
-function failedAssertions (dir: string): string[] {
-  const found: string[] = []
-  for (const file of walk(dir, '.tap')) {
-    const lines = readFileSync(file, 'utf8').split('\n')
+function failedAssertions (dir: string): Map<string, string[]> {
+  const found = new Map<string, string[]>()
+  for (const [file, lines] of savedOutputs(dir)) {
     const report: string[] = []
     let depth = Infinity
     lines.forEach((line, index) => {
@@ -172,12 +190,44 @@ function failedAssertions (dir: string): string[] {
       if (indent < depth && depth !== Infinity) { depth = indent; return }
       depth = indent
       if (lines[index + 1]?.trim() !== '---') return
-      for (let next = index + 1; next < lines.length && next <= index + 30; next++) {
-        report.push(lines[next] ?? '')
-        if (lines[next]?.trim() === '...') break
-      }
+      report.push(...diagnostics(lines, index + 1, match[1] ?? ''))
     })
-    if (report.length > 0) found.push(`# ${relative(dir, file).replace(/\.tap$/, '')}\n${report.join('\n')}`)
+    if (report.length > 0) found.set(file, report)
+  }
+  return found
+}
+
+/** The YAML block starting at `lines[from]` ('---') through its '...', capped (and said so). */
+function diagnostics (lines: string[], from: number, indent: string): string[] {
+  const block: string[] = []
+  for (let next = from; next < lines.length; next++) {
+    if (block.length >= DIAGNOSTIC_LINES) { block.push(`${indent}  … (cut at ${DIAGNOSTIC_LINES} lines)`); break }
+    block.push(lines[next] ?? '')
+    if (lines[next]?.trim() === '...') break
+  }
+  return block
+}
+
+/**
+ * Passes tap's output through to ours and collects its top-level `not ok N - <file>`
+ * lines with their diagnostics (exit code, signal, timeout), by file.
+ */
+async function failedFiles (output: NodeJS.ReadableStream): Promise<Map<string, string[]>> {
+  const found = new Map<string, string[]>()
+  let open: string[] | null = null
+  for await (const line of createInterface({ input: output, crlfDelay: Infinity })) {
+    process.stdout.write(`${line}\n`)
+    const verdict = /^not ok \d+ - (\S+)/.exec(line)
+    if (verdict !== null) {
+      open = [line]
+      found.set(verdict[1] as string, open)
+    } else if (open !== null) {
+      // Its diagnostics follow it, indented, from '  ---' to '  ...'; anything else ends it.
+      const inBlock = open.length === 1 ? line === '  ---' : line.startsWith('  ')
+      if (!inBlock) { open = null; continue }
+      if (open.length <= DIAGNOSTIC_LINES) open.push(line)
+      if (line === '  ...') open = null
+    }
   }
   return found
 }
