@@ -20,8 +20,9 @@ const skip = needsStrictS3(server)
 
 t.test('a worker thread that dies mid-upload fails the upload, which is aborted', { skip }, async (t) => {
   const bucket = await freshBucket(t, server, client)
-  // Every part held 3 s on its way to S3, so the thread is killed with parts in it: a thread
-  // whose parts had all been sent would die idle, and Piscina's next one would store the file.
+  // Every part held 3 s on its way to S3, so the thread is killed with its parts unfinished
+  // (queued, or sent and held): a thread whose parts had all been stored would die idle, and
+  // Piscina's next one would store the file.
   const proxy = await startFaultProxy({ target: server.endpoint })
   t.teardown(async () => { await proxy.close() })
   proxy.setRules([{ match: isUploadPart, fault: { kind: 'delay', ms: 3000 } }])

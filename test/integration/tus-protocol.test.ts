@@ -7,7 +7,7 @@ import { request as httpRequest } from 'node:http'
 import { crc32 } from 'node:zlib'
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import { ForbiddenError } from 'fastify-s3-chunk'
-import { freshBucket, listKeys, needsStrictS3, objectDigest, pendingUploads, sha256, testClient, testS3 } from '../support/s3.ts'
+import { freshBucket, listKeys, needsStrictS3, objectDigest, sha256, testClient, testS3 } from '../support/s3.ts'
 import { pngBytes } from '../support/samples.ts'
 import { createUpload, expectClean, expectOnlyObject, metadataHeader, patchUpload, settledOffset, startTus, tusLeftovers, tusRequest } from '../support/tus.ts'
 
@@ -270,7 +270,7 @@ t.test('two PATCHes of one upload at once: one goes on, the other is 409, and th
   await expectOnlyObject(t, client, bucket, data)
 })
 
-t.test('a hold left by a dead request expires (leaseTimeout), then the upload goes on', { skip }, async (t) => {
+t.test('a hold left by a dead request expires (at its `until`), then the upload goes on', { skip }, async (t) => {
   const bucket = await freshBucket(t, server)
   const { endpoint } = await startTus(t, server, bucket, { tus: { leaseTimeout: 1 } })
   const url = await createUpload(endpoint, 10)

@@ -87,8 +87,9 @@ for (const mode of ['workers', 'inline'] as const) {
         void (async () => {
           for (let at = 0; at < body.byteLength && !req.destroyed; at += 64 * KiB) {
             req.write(body.subarray(at, Math.min(body.byteLength, at + 64 * KiB)))
-            // A gap an eighth of the timeout: client and server share this event loop, and a
-            // stall of it (GC, a busy machine) delays both timers alike.
+            // A gap an eighth of the timeout: client and server share this event loop, and after
+            // a stall of it (GC, a busy machine) both timers fire in one turn, the server's before
+            // the bytes the client just wrote are read — so the margin is the timeout less the gap.
             await sleep(250)
           }
           req.end()

@@ -14,30 +14,35 @@ import { startTreeSampler } from '../../bench/proc-sampler.ts'
 // Three rounds (~0.15 s on Node 24): once, the worker's start-up was half of what it counted,
 // and the bounds below had a tick or two to spare.
 const work = "for (let i = 0; i < 3; i++) require('node:crypto').pbkdf2Sync('x', 'y', 300000, 32, 'sha256')"
-// Main thread: idle. A child process: the work, then "child done <its CPU seconds for the
-// work>", then idle until killed. A worker thread: the work, then it exits; "done" when it has.
-// Both start their work 300 ms in, well after the sampler's first look (100 ms): a child that
-// worked at once had sometimes finished before it (CI, Node 24: tree 0.16 s < 0.16…). The test
-// waits for both lines, not for a time (a child given 1 s on a busy machine had once done less
-// than half its work), and holds the tree to the child's own count of its work.
-const childScript = `setTimeout(() => { const before = process.cpuUsage(); ${work}; const spent = process.cpuUsage(before); console.log('child done ' + (spent.user + spent.system) / 1e6) }, 300); setInterval(() => {}, 1000)`
+// Idle until the process that started it is gone (a test killed before its teardown leaves no
+// process behind: an idle interval kept orphans alive for ever).
+const idle = 'const parent = process.ppid; setInterval(() => { if (process.ppid !== parent) process.exit() }, 200)'
+// Main thread: idle. Once the test has taken its first look (a byte on stdin): a child process
+// does the work, says "child done <its CPU seconds for the work>" and idles; a worker thread
+// does the work and exits, "done" when it has. (Work started on a timer had sometimes begun
+// before the first look on a busy machine, or finished before it.) The test waits for both
+// lines, not for a time (a child given 1 s on a busy machine had once done less than half its
+// work), and holds the tree to the child's own count of its work.
+const childScript = `const before = process.cpuUsage(); ${work}; const spent = process.cpuUsage(before); console.log('child done ' + (spent.user + spent.system) / 1e6); ${idle}`
 const script = `
 const { Worker } = require('node:worker_threads')
 const { spawn } = require('node:child_process')
-spawn(process.execPath, ['-e', ${JSON.stringify(childScript)}], { stdio: ['ignore', 'inherit', 'ignore'] })
-setTimeout(() => {
+process.stdin.once('data', () => {
+  process.stdin.pause()
+  spawn(process.execPath, ['-e', ${JSON.stringify(childScript)}], { stdio: ['ignore', 'inherit', 'ignore'] })
   new Worker(${JSON.stringify(work)}, { eval: true }).on('exit', () => { console.log('done') })
-}, 300)
-setInterval(() => {}, 1000)
+})
+${idle}
 `
 
 t.test('exited threads and child processes are counted, the main thread apart', { skip: existsSync('/proc/self/task') ? false : 'no /proc here' }, async (t) => {
   // A process group of its own: the teardown ends the child process with it (an orphan kept
   // the test's stdout open, and outlived every run).
-  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'], detached: true })
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'pipe', 'inherit'], detached: true })
   t.teardown(() => { try { process.kill(-(child.pid as number), 'SIGKILL') } catch {} })
   await sleep(100)
   const sampler = startTreeSampler(child.pid as number, 20)
+  child.stdin.write('go\n')
   // Both lines, in either order; bounded, and unref'd so the file ends when the test does.
   let workerDone = false
   let childWork: number | null = null
@@ -68,7 +73,7 @@ t.test('exited threads and child processes are counted, the main thread apart', 
 t.test('the main thread\'s wait for a CPU is measured (two busy processes on one core)', { skip: existsSync('/proc/self/task/' + process.pid + '/schedstat') ? false : 'no schedstat here' }, async (t) => {
   // Both run the same fixed work pinned to CPU 0 (taskset, util-linux): each waits while the other runs.
   // Three rounds of work: once, one was 0.05 s on a fast core (CI, Node 24), too near the bound.
-  const busy = `setTimeout(() => { ${work}; console.log('done') }, 300); setInterval(() => {}, 1000)`
+  const busy = `setTimeout(() => { ${work}; console.log('done') }, 300); ${idle}`
   const measured = spawn('taskset', ['-c', '0', process.execPath, '-e', busy], { stdio: ['ignore', 'pipe', 'inherit'] })
   const rival = spawn('taskset', ['-c', '0', process.execPath, '-e', busy], { stdio: ['ignore', 'ignore', 'inherit'] })
   t.teardown(() => { measured.kill('SIGKILL'); rival.kill('SIGKILL') })
