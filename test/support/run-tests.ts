@@ -73,6 +73,8 @@ const clusterOff = process.env.S3_CLUSTER_TESTS === '0'
 if (clusterOff && process.argv.length <= 2) console.log(`# not run (S3_CLUSTER_TESTS=0): ${CLUSTER_TESTS.join(', ')}`)
 
 const reporter = process.stdout.isTTY ? [] : ['--reporter=tap']
+// A reader that went away (`npm test | head`) must not end the run with its S3 servers up.
+process.stdout.on('error', () => {})
 const tapBin = join(root, 'node_modules', 'tap', 'dist', 'esm', 'run.mjs')
 // Files named on the command line run as given. Otherwise two phases: unit,
 // integration and browser tests in parallel, then the load tests (test/load: memory under
