@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import { joinKey } from '../keys.js'
+import { etagValue } from '../s3-client.js'
 import type { ObjectParams } from '../options.js'
 import { describeS3Error } from '../upload/s3-failure.js'
 
@@ -76,11 +77,12 @@ export class StateConflict extends Error {
 /** Reads of a state whose body is not its ETag's, before giving up (StateConflict): ~100 ms. */
 const LOAD_ATTEMPTS = 5
 
-interface StateRead { text: string, etag: string, md5: string }
+/** `ownEtag`: the ETag is the body's MD5 (a store's plain ETag for a single PUT). */
+interface StateRead { text: string, etag: string, ownEtag: boolean }
 
-/** An ETag as a bare lowercase hex string (S3 sends it quoted). */
-function unquoted (etag: string): string {
-  return etag.replace(/"/g, '').toLowerCase()
+/** Whether `etag` (as S3 sends it, quoted) is the MD5 of `body`. */
+function isMd5Of (etag: string | undefined, body: Uint8Array | string): boolean {
+  return etagValue(etag).toLowerCase() === createHash('md5').update(body).digest('hex')
 }
 
 export class StateStore {
@@ -116,7 +118,7 @@ export class StateStore {
     for (let attempt = 1; ; attempt++) {
       const read = await this.#read(id)
       if (read === null) return null
-      const believed = read.md5 === unquoted(read.etag) || this.#etags === 'opaque' ||
+      const believed = read.ownEtag || this.#etags === 'opaque' ||
         (attempt >= LOAD_ATTEMPTS && (!forWriting || (this.#etags === 'unknown' && previous?.etag === read.etag && previous.text === read.text)))
       if (believed) return { state: JSON.parse(read.text) as TusState, etag: read.etag }
       if (attempt >= LOAD_ATTEMPTS) throw new StateConflict()
@@ -130,7 +132,7 @@ export class StateStore {
       const answer = await this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: this.stateKey(id) }))
       const bytes = await answer.Body?.transformToByteArray() ?? new Uint8Array(0)
       const body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-      return { text: body.toString('utf8'), etag: answer.ETag ?? '', md5: createHash('md5').update(body).digest('hex') }
+      return { text: body.toString('utf8'), etag: answer.ETag ?? '', ownEtag: isMd5Of(answer.ETag, body) }
     } catch (error) {
       const info = describeS3Error('GetObject', error)
       if (info.status === 404 || info.code === 'NoSuchKey') return null
@@ -156,7 +158,7 @@ export class StateStore {
       }))
       const written = answer.ETag ?? ''
       // Every write tells what the store's ETags are (learnt here, where no read can race it).
-      this.#etags = unquoted(written) === createHash('md5').update(body).digest('hex') ? 'md5' : 'opaque'
+      this.#etags = isMd5Of(written, body) ? 'md5' : 'opaque'
       return written
     } catch (error) {
       const info = describeS3Error('PutObject', error)
