@@ -699,14 +699,15 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       if (uploadId !== undefined) next.uploadId = uploadId
       if (contentType !== undefined) next.contentType = contentType
       delete next.lease
-      try {
-        await store.save(next, etag)
-      } catch (error) {
+      const written = await store.write(next, etag)
+      if (!written.landed) {
         // The answer can be lost although S3 stored the write — or stores it a moment later (a
         // PUT whose body it had whole): what it holds decides. (One attempt per call: a conflict
-        // answer is to this write, which can then never land.)
-        const conflict = error instanceof StateConflict
-        let stored = await readState(state, request)
+        // answer is to this write, which can then never land.) The write read the state back
+        // already when the answer was lost; after a conflict it is read here.
+        const conflict = written.conflict
+        if (!written.conflict && written.readError !== undefined) unreadableState(written.readError, state, request)
+        let stored = written.conflict ? await readState(state, request) : written.stored
         if (!conflict && stored?.etag === etag) {
           // Still as our hold left it, so the write may yet land: fence it off by giving the
           // hold up (the ETag changes; the write, If-Match the old one, can no longer land),
@@ -723,7 +724,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
           const settled = conflict || (stored !== undefined && stored?.etag !== etag)
           if (settled && tailBytes !== null) await store.delete(store.tailKey(state.id, gen)).catch(() => {})
           if (settled && createdHere && uploadId !== undefined) await abortUnlessNamed(state, objectParams, uploadId, stored)
-          throw conflict ? new TusLockedError() : error
+          throw written.conflict ? new TusLockedError() : written.error
         }
       }
       if (tailBytes !== null || state.tail > 0) {
@@ -748,9 +749,13 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     try {
       return await store.load(state.id)
     } catch (error) {
-      request.log.warn({ err: error, key: state.key }, 'fastify-s3-chunk: could not read a tus upload\'s state back after a failed write; its tail or multipart upload may be left to the sweep')
+      unreadableState(error, state, request)
       return undefined
     }
+  }
+
+  function unreadableState (error: unknown, state: TusState, request: FastifyRequest): void {
+    request.log.warn({ err: error, key: state.key }, 'fastify-s3-chunk: could not read a tus upload\'s state back after a failed write; its tail or multipart upload may be left to the sweep')
   }
 
   /**

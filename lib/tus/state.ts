@@ -66,6 +66,16 @@ export interface TusState {
 
 export interface Loaded { state: TusState, etag: string }
 
+/**
+ * How a conditional state write went. Not landed and no conflict (the answer lost, a 5xx):
+ * `stored` is what the state read back as — another state, or null (none) — or undefined
+ * when it could not be read (`readError`).
+ */
+export type StateWrite =
+  | { landed: true, etag: string }
+  | { landed: false, conflict: true }
+  | { landed: false, conflict: false, error: unknown, stored: Loaded | null | undefined, readError?: unknown }
+
 /** The conditional write lost: someone else wrote (or deleted) the state since we read it. */
 export class StateConflict extends Error {
   constructor () {
@@ -147,6 +157,16 @@ export class StateStore {
    * and this very state there means it did; otherwise the error is thrown.
    */
   async save (state: TusState, etag: string | null): Promise<string> {
+    const written = await this.write(state, etag)
+    if (written.landed) return written.etag
+    throw written.conflict ? new StateConflict() : written.error
+  }
+
+  /**
+   * save() for a caller that must act on what a failed write left: the same write and the
+   * same read-back, with what was read handed back rather than read again.
+   */
+  async write (state: TusState, etag: string | null): Promise<StateWrite> {
     const body = JSON.stringify(state)
     try {
       const answer = await this.#client.send(new PutObjectCommand({
@@ -159,14 +179,18 @@ export class StateStore {
       const written = answer.ETag ?? ''
       // Every write tells what the store's ETags are (learnt here, where no read can race it).
       this.#etags = isMd5Of(written, body) ? 'md5' : 'opaque'
-      return written
+      return { landed: true, etag: written }
     } catch (error) {
       const info = describeS3Error('PutObject', error)
       // 412: changed; 409: a concurrent conditional write; 404: deleted (terminated) meanwhile.
-      if (info.status === 412 || info.status === 409 || info.status === 404 || info.code === 'PreconditionFailed' || info.code === 'ConditionalRequestConflict' || info.code === 'NoSuchKey') throw new StateConflict()
-      const stored = await this.load(state.id).catch(() => null)
-      if (stored !== null && JSON.stringify(stored.state) === body) return stored.etag
-      throw error
+      if (info.status === 412 || info.status === 409 || info.status === 404 || info.code === 'PreconditionFailed' || info.code === 'ConditionalRequestConflict' || info.code === 'NoSuchKey') return { landed: false, conflict: true }
+      try {
+        const stored = await this.load(state.id)
+        if (stored !== null && JSON.stringify(stored.state) === body) return { landed: true, etag: stored.etag }
+        return { landed: false, conflict: false, error, stored }
+      } catch (readError) {
+        return { landed: false, conflict: false, error, stored: undefined, readError }
+      }
     }
   }
 
