@@ -111,7 +111,7 @@ export async function abortStaleUploads (client: S3Client, bucket: string, prefi
 
 /**
  * The tus uploads under `<prefix>/.tus/`: each expired one (Upload-Expires
- * passed) has its multipart upload aborted and its state and tail objects
+ * passed, or terminated by a DELETE that did not finish) has its multipart upload aborted and its state and tail objects
  * deleted; a tail object whose upload has no state any more is deleted once
  * older than the cutoff. Returns the live uploads' S3 ids (spared by the
  * age-based abort: a tus upload may rightly run for longer).
@@ -140,7 +140,8 @@ async function sweepTus (client: S3Client, bucket: string, prefix: string, cutof
     } catch {
       continue
     }
-    if (state.expires > now) {
+    // A terminated one is over whatever its expiry (its DELETE stopped before the cleanup).
+    if (state.expires > now && state.terminated !== true) {
       if (state.uploadId !== undefined) live.add(state.uploadId)
       continue
     }

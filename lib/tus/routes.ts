@@ -43,6 +43,8 @@ export const TUS_VERSION = '1.0.0'
 export const TUS_EXTENSIONS = 'creation,creation-with-upload,creation-defer-length,termination,expiration,checksum'
 export const TUS_CHECKSUMS = 'sha1,md5,crc32,sha256'
 const OFFSET_STREAM = 'application/offset+octet-stream'
+/** Tries of a DELETE's conditional write against a PATCH's hold renewals before it answers 409. */
+const TERMINATE_ATTEMPTS = 3
 // Every tus header a browser's script must read (CORS hides the rest).
 const EXPOSED = 'Location, Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Expires, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm'
 
@@ -142,7 +144,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       if (size === null) throw new TusNotFoundError()
       return { finishedSize: size }
     }
-    if (loaded.state.owner !== user?.userId || loaded.state.refused === true) throw new TusNotFoundError()
+    if (loaded.state.owner !== user?.userId || loaded.state.refused === true || loaded.state.terminated === true) throw new TusNotFoundError()
     if (loaded.state.expires <= Date.now()) throw new TusExpiredError()
     return loaded
   }
@@ -211,10 +213,28 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     await reply.code(200).send()
   }
 
+  /**
+   * DELETE: the upload is taken by a conditional write (terminated), so a PATCH holding it
+   * fails at its next state write (and aborts a multipart upload it made that no state
+   * names) — then its multipart upload is aborted and its objects removed. Refused (409)
+   * while a PATCH is finishing the upload: that file is being stored.
+   */
   async function terminate (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const { state } = await open(request)
-    if (state.uploadId !== undefined) await abortMultipartUpload(scopeOf(state, undefined), state.uploadId)
-    await store.remove(state)
+    let taken: TusState | null = null
+    // A PATCH's hold renewals change the ETag every few seconds: a write that lost to one is tried again on the new state.
+    for (let attempt = 1; taken === null; attempt++) {
+      const { state, etag } = await open(request)
+      if (state.completing === true && state.lease !== undefined && state.lease.until > Date.now()) throw new TusLockedError()
+      try {
+        await store.save({ ...state, terminated: true }, etag)
+        taken = state
+      } catch (error) {
+        if (!(error instanceof StateConflict)) throw error
+        if (attempt >= TERMINATE_ATTEMPTS) throw new TusLockedError()
+      }
+    }
+    if (taken.uploadId !== undefined) await abortMultipartUpload(scopeOf(taken, undefined), taken.uploadId)
+    await store.remove(taken)
     await reply.code(204).send()
   }
 
@@ -474,7 +494,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       renewing = renewing.then(async () => {
         if (failure !== null) return
         const recorded = progress()
-        const next = { ...recorded, lease: { holder, until: Date.now() + leaseMs } }
+        const next: TusState = { ...recorded, lease: { holder, until: Date.now() + leaseMs }, ...(completing ? { completing: true } : {}) }
         try {
           etag = await store.save(next, etag)
         } catch (error) {
@@ -644,8 +664,20 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         }
       }
       if (tailBuffer !== null) { held_ -= (tailBuffer as PartMemory).byteLength; engine.buffers.release(tailBuffer) }
+      if (complete) {
+        // Marked before Complete (the state as before this request, so HEAD never says
+        // "finished" for a file the app may yet refuse): from here a DELETE is refused. A
+        // DELETE (or another holder) that wrote first makes this write, and the PATCH, fail.
+        completing = true
+        const marked = renewing.then(async () => {
+          if (failure !== null) return
+          etag = await store.save({ ...state, lease: { holder, until: Date.now() + leaseMs }, completing: true }, etag)
+        })
+        renewing = marked.catch(() => {})
+        await marked.catch((error: unknown) => { fail(error instanceof StateConflict ? new TusLockedError() : error) })
+      }
       // A finishing request keeps its hold through Complete and onUploadComplete (below).
-      if (!complete) await stopRenewing()
+      if (!complete || failure !== null) await stopRenewing()
 
       if (failure !== null) {
         const { error } = failure as { error: unknown }

@@ -62,6 +62,18 @@ export interface TusState {
    * object — until the sweep removes this state at `expires`.
    */
   refused?: true
+  /**
+   * The PATCH holding the upload has the whole file and is finishing it (Complete, then
+   * onUploadComplete): a DELETE is refused (409) rather than answered 204 for a file that
+   * is then stored. Written before Complete, conditionally, so a DELETE that took the upload
+   * first makes the PATCH fail instead.
+   */
+  completing?: true
+  /**
+   * A DELETE took the upload (a conditional write, so no PATCH's write lands after it):
+   * 404 to every request while its multipart upload is aborted and the state removed.
+   */
+  terminated?: true
 }
 
 export interface Loaded { state: TusState, etag: string }

@@ -3,11 +3,15 @@
 // the state. The PATCH can no longer record it, and must abort it: a multipart upload no state
 // names is on the bucket's bill until a lifecycle rule or the sweep finds it. (This left one
 // open before 67c6ea7.)
+//
+// And once a PATCH has the whole file and is finishing it (Complete, then onUploadComplete), a
+// DELETE must not answer 204 "terminated" for a file that is then stored and accepted anyway.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { request as httpRequest } from 'node:http'
-import { freshBucket, listKeys, needsStrictS3, pendingUploads, testClient, testS3 } from '../support/s3.ts'
-import { createUpload, expectClean, startTus, tusRequest } from '../support/tus.ts'
+import { startFaultProxy } from '../support/fault-proxy.ts'
+import { freshBucket, listKeys, needsStrictS3, pendingUploads, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
+import { createUpload, expectClean, expectOnlyObject, patchUpload, startTus, tusRequest } from '../support/tus.ts'
 
 const MiB = 1024 * 1024
 const server = await testS3()
@@ -38,5 +42,87 @@ t.test('termination while a PATCH runs: the PATCH is refused and leaves no multi
   t.ok(status === 404 || status === 409, `the PATCH is refused (${status}): its upload is gone`)
   t.equal((await tusRequest(url, 'HEAD')).status, 404)
   t.same(await listKeys(client, bucket), [])
+  await expectClean(t, client, bucket)
+})
+
+t.test('DELETE while a PATCH finishes the upload: refused (409), never 204 for a file that is then stored', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server)
+  // The app's hook holds the finishing PATCH (Complete done, the file not yet accepted) until the DELETE was answered.
+  let entered = (): void => {}
+  const inHook = new Promise<void>((resolve) => { entered = resolve })
+  let leave = (): void => {}
+  const hookMayReturn = new Promise<void>((resolve) => { leave = resolve })
+  const accepted: string[] = []
+  const { endpoint } = await startTus(t, server, bucket, {
+    onUploadComplete: async (file) => {
+      entered()
+      await hookMayReturn
+      accepted.push(file.key)
+    }
+  })
+  t.teardown(leave)
+  const data = randomBytes(6 * MiB)
+  const url = await createUpload(endpoint, data.byteLength)
+  const patch = patchUpload(url, 0, data)
+  await inHook
+  const deleted = await tusRequest(url, 'DELETE')
+  leave()
+  t.equal(deleted.status, 409, `the DELETE is refused while the upload finishes (${deleted.status})`)
+  t.equal((await patch).status, 204, 'the PATCH finishes')
+  t.equal(accepted.length, 1, 'the app accepted the file')
+  await expectOnlyObject(t, client, bucket, data)
+  t.equal((await tusRequest(url, 'DELETE')).status, 404, 'a DELETE once it is finished: 404 (nothing to terminate)')
+  await expectClean(t, client, bucket)
+})
+
+t.test('DELETE just before a finishing PATCH marks the upload: the DELETE wins, nothing is stored', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server)
+  // The PATCH's state writes go through a proxy that holds its second rewrite (the hold is the
+  // first, the mark "finishing" the second; leaseTimeout is long enough that no renewal comes
+  // between) for 2 s: the DELETE, sent meanwhile, takes the upload first.
+  const proxy = await startFaultProxy({ target: server.endpoint })
+  t.teardown(async () => { await proxy.close() })
+  let rewrites = 0
+  let markSeen = (): void => {}
+  const marking = new Promise<void>((resolve) => { markSeen = resolve })
+  proxy.setRules([{
+    match: (request) => {
+      const rewrite = request.method === 'PUT' && request.path.includes('/.tus/') && !request.path.includes('.tail.') && request.headers['if-match'] !== undefined
+      if (!rewrite || ++rewrites !== 2) return false
+      markSeen()
+      return true
+    },
+    fault: { kind: 'delay', ms: 2000 }
+  }])
+  const { endpoint } = await startTus(t, server, bucket, { s3: { ...pluginS3Options(server), endpoint: proxy.endpoint }, tus: { leaseTimeout: 60 } })
+  const data = randomBytes(6 * MiB)
+  const url = await createUpload(endpoint, data.byteLength)
+  const patch = patchUpload(url, 0, data)
+  await marking
+  t.equal((await tusRequest(url, 'DELETE')).status, 204, 'the DELETE terminates the upload')
+  const patched = await patch
+  t.equal(patched.status, 409, `the PATCH, whose mark lost to the DELETE, fails (${patched.status})`)
+  t.equal((await tusRequest(url, 'HEAD')).status, 404)
+  t.same(await listKeys(client, bucket), [], 'no object stored')
+  await expectClean(t, client, bucket)
+})
+
+t.test('a DELETE cut short once it took the upload: 404 from then on, and the sweep finishes its cleanup at once', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server)
+  const proxy = await startFaultProxy({ target: server.endpoint })
+  t.teardown(async () => { await proxy.close() })
+  const { app, endpoint } = await startTus(t, server, bucket, { s3: { ...pluginS3Options(server), endpoint: proxy.endpoint } })
+  const url = await createUpload(endpoint, 20 * MiB)
+  t.equal((await patchUpload(url, 0, randomBytes(6 * MiB))).status, 204, 'a first part stored')
+  // S3 refuses the DELETE's cleanup: the abort of the multipart upload and the removal of the state.
+  proxy.setRules([{ match: (request) => request.method === 'DELETE' && (request.query.has('uploadId') || (request.path.includes('/.tus/') && !request.path.includes('.tail.'))), fault: { kind: 'status', status: 500 } }])
+  const deleted = await tusRequest(url, 'DELETE')
+  t.ok(deleted.status >= 500, `the DELETE fails (${deleted.status})`)
+  proxy.setRules([])
+  t.equal((await tusRequest(url, 'HEAD')).status, 404, 'yet the upload is over: HEAD 404')
+  t.equal((await patchUpload(url, 6 * MiB, randomBytes(10))).status, 404, 'and PATCH 404')
+  t.equal((await pendingUploads(client, bucket)).length, 1, 'its multipart upload is still open')
+  const swept = await app.s3Chunk.abortStaleUploads({ olderThan: 24 * 3600 * 1000 })
+  t.equal(swept.aborted.length, 1, 'the sweep aborts it, though the upload had not expired')
   await expectClean(t, client, bucket)
 })
