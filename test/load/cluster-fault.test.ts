@@ -19,7 +19,7 @@
 // close() of A can then outlast its grace period — the process is killed, as
 // an orchestrator would; what that may leave is checked below.
 import t from 'tap'
-import { CreateBucketCommand } from '@aws-sdk/client-s3'
+import { CreateBucketCommand, HeadObjectCommand } from '@aws-sdk/client-s3'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { needsMinioBinary, startMinioCluster } from '../support/minio-cluster.ts'
 import { needsNginx, nginxPort, renderDeployConfig, startNginx } from '../support/nginx.ts'
@@ -30,6 +30,8 @@ import { expectedSha256, streamUpload } from '../support/stream-upload.ts'
 import { listKeys, objectDigest, openUploads, pendingUploads, pluginS3Options, sha256, testClient } from '../support/s3.ts'
 import { abortStaleUploads } from '../../lib/maintenance.ts'
 import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
 
 const MiB = 1024 * 1024
 const UPLOADS = 48
@@ -43,7 +45,8 @@ const RETRYABLE = new Set([502, 503, 504])
 
 const skip = needsNginx() || needsMinioBinary()
 
-interface Attempt { upload: number, attempt: number, status: number | null, body: string, error?: string, key: string, ms: number }
+/** `endedMs`: when its answer came, in ms from the first upload's start. */
+interface Attempt { upload: number, attempt: number, status: number | null, body: string, error?: string, key: string, ms: number, endedMs: number }
 
 t.test(`${UPLOADS} uploads through nginx to 2 instances on a 5-node MinIO: a node killed, an instance restarted`, { skip, timeout: 280_000 }, async (t) => {
   const cluster = await startMinioCluster({ size: 5 })
@@ -81,6 +84,18 @@ t.test(`${UPLOADS} uploads through nginx to 2 instances on a 5-node MinIO: a nod
   }
   const bucket = `cluster-${Date.now().toString(36)}`
   await client.send(new CreateBucketCommand({ Bucket: bucket }))
+  // For an object the cluster says is not there: what each node answers for
+  // it on its own (no nginx) and which drives hold its metadata — tells a
+  // write that reached too few drives from one that never happened.
+  const whereIs = async (key: string): Promise<string[]> => await Promise.all(cluster.nodes.map(async (node, i) => {
+    const onDrive = existsSync(join(cluster.drives[i] as string, bucket, key, 'xl.meta')) ? 'xl.meta on its drive' : 'no xl.meta on its drive'
+    if (!node.running()) return `node ${i + 1} (port ${node.port}): not running; ${onDrive}`
+    const direct = testClient({ ...cluster.server, endpoint: `http://127.0.0.1:${node.port}` }, { maxAttempts: 1 })
+    const answer = await direct.send(new HeadObjectCommand({ Bucket: bucket, Key: key })).then(
+      (head) => `HeadObject 200 (${String(head.ContentLength)} bytes, ETag ${String(head.ETag)})`,
+      (error: { name?: string, $metadata?: { httpStatusCode?: number } }) => `HeadObject ${String(error.$metadata?.httpStatusCode)} ${String(error.name)}`)
+    return `node ${i + 1} (port ${node.port}): ${answer}; ${onDrive}`
+  }))
 
   const options = {
     bucket,
@@ -123,7 +138,7 @@ t.test(`${UPLOADS} uploads through nginx to 2 instances on a 5-node MinIO: a nod
       const key = `u-${plan.upload}-try${attempt}.bin`
       const began = Date.now()
       const result = await streamUpload(`${url}/upload`, { seed: plan.seed, size: plan.size, filename: key, hash: false })
-      const record: Attempt = { upload: plan.upload, attempt, status: result.status, body: result.body.slice(0, 300), key, ms: Date.now() - began, ...(result.error !== undefined ? { error: result.error.message } : {}) }
+      const record: Attempt = { upload: plan.upload, attempt, status: result.status, body: result.body.slice(0, 300), key, ms: Date.now() - began, endedMs: Date.now() - started, ...(result.error !== undefined ? { error: result.error.message } : {}) }
       attempts.push(record)
       final.set(plan.upload, record)
       const retryable = result.status === null || RETRYABLE.has(result.status)
@@ -170,6 +185,7 @@ t.test(`${UPLOADS} uploads through nginx to 2 instances on a 5-node MinIO: a nod
   const killed = cluster.nodes[3]
   await killed?.kill()
   const killedAt = done
+  const killedMs = Date.now() - started
   t.ok(await cluster.healthy(), 'the cluster keeps write quorum with 4 of 5 nodes (/minio/health/cluster 200)')
 
   // Fault 2: instance A restarts at the half, once it has uploads in flight.
@@ -218,7 +234,11 @@ t.test(`${UPLOADS} uploads through nginx to 2 instances on a 5-node MinIO: a nod
   let corrupt = 0
   for (const attempt of ok) {
     const digest = await digestEventually(attempt.key)
-    if (digest === null) { missing++; t.fail(`${attempt.key}: answered 200 but not in the bucket`); continue }
+    if (digest === null) {
+      missing++
+      t.fail(`${attempt.key}: answered 200 but not in the bucket`, { answer: attempt.body, answeredMs: attempt.endedMs, nodeKilledMs: killedMs, where: await whereIs(attempt.key) })
+      continue
+    }
     const plan = plans[attempt.upload] as typeof plans[number]
     if (digest.size !== plan.size || digest.sha256 !== expectedSha256(plan.seed, plan.size)) corrupt++
   }

@@ -4,7 +4,7 @@
 // 4 `minio server` processes on loopback ports, one drive each, sharing one
 // endpoint list — with nginx in front of the 4 nodes, as MinIO documents it.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -45,17 +45,34 @@ function clusterEnv (): NodeJS.ProcessEnv {
   }
 }
 
+/**
+ * Where a node's output goes: MINIO_CLUSTER_LOG_DIR=<dir> appends it to
+ * `<dir>/minio-<port>.log` (a debugging aid for the cluster tests: MinIO logs
+ * a drive it judges offline, a quorum lost, a heal); else the test's own output, or nowhere.
+ */
+function nodeOutput (port: number, quiet: boolean): 'ignore' | 'inherit' | number {
+  const dir = process.env.MINIO_CLUSTER_LOG_DIR
+  if (dir !== undefined && dir !== '') {
+    mkdirSync(dir, { recursive: true })
+    return openSync(join(dir, `minio-${port}.log`), 'a')
+  }
+  return quiet ? 'ignore' : 'inherit'
+}
+
 function node (port: number, args: string[], quiet: boolean): MinioNode {
   let child: ChildProcess
   const launch = (): void => {
+    const output = nodeOutput(port, quiet)
     child = spawn(minioBinary(), ['server', '--quiet', '--address', `127.0.0.1:${port}`, '--console-address', `127.0.0.1:0`, ...args], {
       // In a container (/.dockerenv) MinIO waits forever for endpoints that
       // resolve to loopback to "resolve to a valid IP" (cmd/endpoint.go,
       // UpdateIsLocal); _MINIO_SERVER_LOCAL names the endpoint that is this
       // process, which ends that wait. Harmless elsewhere.
       env: { ...clusterEnv(), _MINIO_SERVER_LOCAL: `127.0.0.1:${port}` },
-      stdio: ['ignore', quiet ? 'ignore' : 'inherit', quiet ? 'ignore' : 'inherit']
+      stdio: ['ignore', output, output]
     })
+    // The child has its own copy of the log file's descriptor.
+    if (typeof output === 'number') closeSync(output)
     child.unref()
   }
   launch()
@@ -140,6 +157,8 @@ export interface MinioCluster {
   /** The S3 to use: nginx in front of every node. */
   server: S3Server
   nodes: MinioNode[]
+  /** Each node's drive (a directory), in the order of `nodes`: an object's `<drive>/<bucket>/<key>/xl.meta` says which drives hold it. */
+  drives: string[]
   nginx: Nginx
   /** GET /minio/health/cluster on a running node, through nginx: 200 when the cluster has write quorum. */
   healthy: () => Promise<boolean>
@@ -192,6 +211,7 @@ export async function startMinioCluster (options: { size?: number, quiet?: boole
   const endpoint = front.url
   return {
     nodes,
+    drives,
     nginx: front,
     healthy: async () => {
       try {
