@@ -30,7 +30,8 @@ import { expectedSha256, streamUpload } from '../support/stream-upload.ts'
 import { listKeys, objectDigest, openUploads, pendingUploads, pluginS3Options, sha256, testClient } from '../support/s3.ts'
 import { abortStaleUploads } from '../../lib/maintenance.ts'
 import { randomBytes } from 'node:crypto'
-import { existsSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 const MiB = 1024 * 1024
@@ -49,7 +50,16 @@ const skip = needsNginx() || needsMinioBinary()
 interface Attempt { upload: number, attempt: number, status: number | null, body: string, error?: string, key: string, ms: number, endedMs: number }
 
 t.test(`${UPLOADS} uploads through nginx to 2 instances on a 5-node MinIO: a node killed, an instance restarted`, { skip, timeout: 280_000 }, async (t) => {
-  const cluster = await startMinioCluster({ size: 5 })
+  // Each node's log is kept (in the env's directory, or a temp one removed after): shown for an object answered 200 and not found.
+  const logDir = process.env.MINIO_CLUSTER_LOG_DIR ?? mkdtempSync(join(tmpdir(), 'cluster-fault-logs-'))
+  if (process.env.MINIO_CLUSTER_LOG_DIR === undefined) t.teardown(() => { rmSync(logDir, { recursive: true, force: true }) })
+  const cluster = await startMinioCluster({ size: 5, logDir })
+  /** The last lines of each node's log, without Go's stack frames. */
+  const nodeLogTails = (): string[] => cluster.nodes.map((node, i) => {
+    const path = join(logDir, `minio-${node.port}.log`)
+    const lines = existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter((line) => line.trim() !== '' && !/^\s+\d+: /.test(line)) : []
+    return `node ${i + 1} (port ${node.port}), last ${Math.min(lines.length, 30)} of ${lines.length} lines:\n${lines.slice(-30).join('\n')}`
+  })
   const servers: Array<NodeServer<PluginStats>> = []
   let front: Awaited<ReturnType<typeof startNginx>> | null = null
   t.teardown(async () => {
@@ -237,6 +247,7 @@ t.test(`${UPLOADS} uploads through nginx to 2 instances on a 5-node MinIO: a nod
     if (digest === null) {
       missing++
       t.fail(`${attempt.key}: answered 200 but not in the bucket`, { answer: attempt.body, answeredMs: attempt.endedMs, nodeKilledMs: killedMs, where: await whereIs(attempt.key) })
+      if (missing === 1) for (const tail of nodeLogTails()) t.comment(tail)
       continue
     }
     const plan = plans[attempt.upload] as typeof plans[number]

@@ -46,23 +46,22 @@ function clusterEnv (): NodeJS.ProcessEnv {
 }
 
 /**
- * Where a node's output goes: MINIO_CLUSTER_LOG_DIR=<dir> appends it to
- * `<dir>/minio-<port>.log` (a debugging aid for the cluster tests: MinIO logs
- * a drive it judges offline, a quorum lost, a heal); else the test's own output, or nowhere.
+ * Where a node's output goes: appended to `<logDir>/minio-<port>.log` when a log directory
+ * is given (the `logDir` option, or MINIO_CLUSTER_LOG_DIR: MinIO logs a drive it judges
+ * offline, a quorum lost, a heal); else the test's own output, or nowhere.
  */
-function nodeOutput (port: number, quiet: boolean): 'ignore' | 'inherit' | number {
-  const dir = process.env.MINIO_CLUSTER_LOG_DIR
-  if (dir !== undefined && dir !== '') {
-    mkdirSync(dir, { recursive: true })
-    return openSync(join(dir, `minio-${port}.log`), 'a')
+function nodeOutput (port: number, quiet: boolean, logDir: string | undefined): 'ignore' | 'inherit' | number {
+  if (logDir !== undefined && logDir !== '') {
+    mkdirSync(logDir, { recursive: true })
+    return openSync(join(logDir, `minio-${port}.log`), 'a')
   }
   return quiet ? 'ignore' : 'inherit'
 }
 
-function node (port: number, args: string[], quiet: boolean): MinioNode {
+function node (port: number, args: string[], quiet: boolean, logDir?: string): MinioNode {
   let child: ChildProcess
   const launch = (): void => {
-    const output = nodeOutput(port, quiet)
+    const output = nodeOutput(port, quiet, logDir)
     child = spawn(minioBinary(), ['server', '--quiet', '--address', `127.0.0.1:${port}`, '--console-address', `127.0.0.1:0`, ...args], {
       // In a container (/.dockerenv) MinIO waits forever for endpoints that
       // resolve to loopback to "resolve to a valid IP" (cmd/endpoint.go,
@@ -174,7 +173,8 @@ export interface MinioCluster {
  * nginx balances over the nodes (MinIO's documented proxy settings: Host
  * passed as is for SigV4, bodies unbuffered, HTTP/1.1 keep-alive).
  */
-export async function startMinioCluster (options: { size?: number, quiet?: boolean } = {}): Promise<MinioCluster> {
+/** `logDir`: keep each node's log there as `minio-<port>.log` (MINIO_CLUSTER_LOG_DIR too). */
+export async function startMinioCluster (options: { size?: number, quiet?: boolean, logDir?: string } = {}): Promise<MinioCluster> {
   const size = options.size ?? 4
   const root = mkdtempSync(join(tmpdir(), 'fastify-s3-chunk-minio-cluster-'))
   const ports: number[] = []
@@ -185,7 +185,8 @@ export async function startMinioCluster (options: { size?: number, quiet?: boole
   const drives = ports.map((_, i) => join(root, `drive${i + 1}`))
   for (const drive of drives) mkdirSync(drive)
   const endpoints = ports.map((port, i) => `http://127.0.0.1:${port}${drives[i] as string}`)
-  const nodes = ports.map((port) => node(port, endpoints, options.quiet !== false))
+  const logDir = options.logDir ?? process.env.MINIO_CLUSTER_LOG_DIR
+  const nodes = ports.map((port) => node(port, endpoints, options.quiet !== false, logDir))
   let nginx: Nginx | null = null
   const killOnExit = (): void => {
     for (const n of nodes) { try { process.kill(n.pid(), 'SIGKILL') } catch {} }
