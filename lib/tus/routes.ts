@@ -224,7 +224,16 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     // A PATCH's hold renewals change the ETag every few seconds: a write that lost to one is tried again on the new state.
     for (let attempt = 1; taken === null; attempt++) {
       const { state, etag } = await open(request)
-      if (state.completing === true && state.lease !== undefined && state.lease.until > Date.now()) throw new TusLockedError()
+      if (state.completing === true) {
+        if (state.lease !== undefined && state.lease.until > Date.now()) throw new TusLockedError()
+        // Its finishing PATCH is gone (its instance died): if it stored the object, the upload
+        // is finished — the object is the app's, as for any finished upload (404) — and only
+        // its state is left to remove.
+        if (await finishedSize(state.id, state.key) !== null) {
+          await store.remove(state)
+          throw new TusNotFoundError()
+        }
+      }
       try {
         await store.save({ ...state, terminated: true }, etag)
         taken = state
@@ -339,6 +348,8 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       state.length = length
     }
     if (state.lease !== undefined && state.lease.until > Date.now()) throw new TusLockedError()
+    // A mark left by a finishing PATCH that did not finish (its Complete and its cleanup failed, or its instance died) is not this request's.
+    delete state.completing
     const holder = randomBytes(8).toString('hex')
     state.lease = { holder, until: Date.now() + leaseMs }
     let etag: string
@@ -498,6 +509,13 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         try {
           etag = await store.save(next, etag)
         } catch (error) {
+          // While the upload finishes, a renewal S3 failed is tried again at the next tick (two
+          // more before the hold lapses): a hold given up then would let a DELETE answer 204
+          // for the file being stored. Only a conflict means the hold is gone.
+          if (completing && !(error instanceof StateConflict)) {
+            request.log.warn({ err: error, key: state.key }, 'fastify-s3-chunk: could not renew a finishing tus upload\'s hold; trying again')
+            return
+          }
           fail(error instanceof StateConflict ? new TusLockedError() : error)
         }
       })
