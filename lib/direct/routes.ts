@@ -25,7 +25,8 @@ import { copyChecked } from './promote.js'
 import { PartSigner, type PartToSign } from './signing.js'
 import { checkObject, deleteObject, httpStatus, type CheckedObject } from './verify.js'
 
-interface Query { filename?: string, type?: string, key?: string, partNumbers?: string, [field: string]: unknown }
+/** As parsed: a name given twice arrives as an array, so each is checked before use. */
+interface Query { filename?: unknown, type?: unknown, key?: unknown, partNumbers?: unknown, [field: string]: unknown }
 
 /**
  * The direct-upload routes, speaking the Companion S3 API so @uppy/aws-s3
@@ -287,6 +288,7 @@ export async function directRoutes (
     }
     if (action === 'batch') {
       const raw = request.query.partNumbers ?? ''
+      if (typeof raw !== 'string') throw new BadRequestError('partNumbers is one comma-separated list (given more than once)')
       if (raw.length > direct.maxBatchParts * 6) throw new BadRequestError(`partNumbers lists 1 to ${direct.maxBatchParts} part numbers`)
       const numbers = raw.split(',').filter((n) => n !== '').map(partNumber)
       if (numbers.length === 0 || numbers.length > direct.maxBatchParts) throw new BadRequestError(`partNumbers lists 1 to ${direct.maxBatchParts} part numbers`)
@@ -308,21 +310,27 @@ export async function directRoutes (
     await assertUploadOfKey(key, uploadId)
     const scope = { client, retry: config.retry, target: { bucket, key }, log: request.log }
     try {
-      await s3Call('CompleteMultipartUpload', () => client.send(new CompleteMultipartUploadCommand({
+      await client.send(new CompleteMultipartUploadCommand({
         Bucket: bucket,
         Key: key,
         UploadId: uploadId,
         MultipartUpload: { Parts: parts },
         ...(config.overwrite ? {} : { IfNoneMatch: '*' })
-      })))
+      }))
     } catch (error) {
       // S3 may have completed it with the answer lost: the object says so, and is
       // then checked like any other. Otherwise the upload stays for the client to retry.
       // (With If-None-Match, the SDK's retry of a Complete whose answer was lost meets 412.)
-      const code = isStorageFailure(error) ? error.s3.code : undefined
-      const status = isStorageFailure(error) ? error.s3.status : undefined
-      if (!await completedDespiteFailure(scope, uploadId, parts.map((part) => part.ETag))) {
-        if (status !== 412) throw clientFault(code) ?? error
+      // But S3's answer to this request's first attempt (a 4xx: NoSuchUpload, 412,
+      // InvalidPart) says nothing of this request was carried out: the object there is
+      // another request's — the same Complete sent twice at once, which must not be
+      // recorded twice (onUploadComplete) — or another object.
+      const info = describeS3Error('CompleteMultipartUpload', error)
+      const { code, status } = info
+      const attempts = (error as { $metadata?: { attempts?: number } }).$metadata?.attempts ?? 1
+      const refusedAtOnce = attempts <= 1 && status !== undefined && status < 500
+      if (refusedAtOnce || !await completedDespiteFailure(scope, uploadId, parts.map((part) => part.ETag))) {
+        if (status !== 412) throw clientFault(code) ?? storageFailure(info)
         // The key is taken (a custom direct.key() made a name twice): this upload can never complete.
         await abortMultipartUpload(scope, uploadId)
         throw new KeyExistsError(key)
