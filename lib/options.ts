@@ -376,6 +376,11 @@ const ruleShape = {
   /** Largest non-file field value in bytes. */
   maxFieldSize: int(0, 64 * MiB).default(MiB),
   /**
+   * Most bytes of all non-file fields of one request together (names and values): fields
+   * are held in memory until the request ends, outside maxBufferedBytes.
+   */
+  maxFieldsSize: int(0, 256 * MiB).default(MiB),
+  /**
    * Allowed content types (`image/png`, `image/*`, `video/*`): declared types are checked
    * when signing, and each stored file's first bytes are sniffed (file-type); a file of
    * another type is refused (streamed) or deleted (direct). Unset: any type.

@@ -42,6 +42,8 @@ export const kScope = Symbol('fastify-s3-chunk.scope')
 interface RequestState {
   consumed: boolean
   fields: S3Fields
+  /** Bytes of the fields kept so far (names and values): bounded by maxFieldsSize. */
+  fieldBytes: number
 }
 
 const states = new WeakMap<FastifyRequest, RequestState>()
@@ -49,7 +51,7 @@ const states = new WeakMap<FastifyRequest, RequestState>()
 function stateOf (request: FastifyRequest): RequestState {
   let state = states.get(request)
   if (state === undefined) {
-    state = { consumed: false, fields: Object.create(null) as S3Fields }
+    state = { consumed: false, fields: Object.create(null) as S3Fields, fieldBytes: 0 }
     states.set(request, state)
   }
   return state
@@ -266,12 +268,12 @@ export function createRequestApi (): {
   async function * s3Files (this: FastifyRequest, options?: UploadOptions): AsyncGenerator<S3File, void, undefined> {
     const request = this
     const { upload, parts } = begin(request, options)
-    const { fields } = stateOf(request)
+    const state = stateOf(request)
     const stored: S3File[] = []
     try {
       for await (const part of upload.watch.iterate(parts)) {
         if (part.type === 'field') {
-          addField(fields, part, upload.config)
+          addField(state, part, upload.config)
           continue
         }
         const file = await storeFile(request, part, upload)
@@ -297,13 +299,13 @@ export function createRequestApi (): {
   async function s3File (this: FastifyRequest, options?: UploadOptions): Promise<S3File> {
     const request = this
     const { upload, parts } = begin(request, options)
-    const { fields } = stateOf(request)
+    const state = stateOf(request)
     const gate = commitGate()
     let pending: Promise<S3File> | undefined
     try {
       for await (const part of upload.watch.iterate(parts)) {
         if (part.type === 'field') {
-          addField(fields, part, upload.config)
+          addField(state, part, upload.config)
         } else if (pending === undefined) {
           // The file's parts go out as it arrives; its commit waits for the gate.
           const consumed = deferred()
@@ -397,11 +399,15 @@ function declaredLength (request: FastifyRequest): number | undefined {
   return Number(header)
 }
 
-function addField (fields: S3Fields, part: { fieldname: string, value: unknown, valueTruncated?: boolean, fieldnameTruncated?: boolean }, config: S3ChunkConfig): void {
+function addField (state: RequestState, part: { fieldname: string, value: unknown, valueTruncated?: boolean, fieldnameTruncated?: boolean }, config: S3ChunkConfig): void {
   // busboy cuts an over-long value (or name) and carries on; a cut value is not what the client sent.
   if (part.valueTruncated === true) throw new TooManyPartsError(`a field is larger than ${config.maxFieldSize} bytes`)
   if (part.fieldnameTruncated === true) throw new TooManyPartsError('a field name is longer than 100 bytes')
   const text = typeof part.value === 'string' ? part.value : JSON.stringify(part.value)
+  // Fields are kept in memory until the request ends, outside maxBufferedBytes: their total is bounded too.
+  state.fieldBytes += Buffer.byteLength(part.fieldname) + Buffer.byteLength(text)
+  if (state.fieldBytes > config.maxFieldsSize) throw new TooManyPartsError(`the fields total more than ${config.maxFieldsSize} bytes`)
+  const fields = state.fields
   const existing = fields[part.fieldname]
   if (existing === undefined) fields[part.fieldname] = text
   else if (Array.isArray(existing)) existing.push(text)

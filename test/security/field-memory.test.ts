@@ -1,0 +1,87 @@
+// Attack (found by an attack run): fields are kept in memory until the request ends, outside
+// maxBufferedBytes, and only each one was bounded (maxFieldSize, 1 MiB) and their number
+// (maxFields, 100). Four requests of 100 fields of 1 MiB that then stay open held ~460 MiB of
+// heap with a 20 MiB budget, no sign-in needed, default limits. Their total is bounded now
+// (maxFieldsSize, 1 MiB by default): past it the request is refused with 413.
+import t from 'tap'
+import { request as httpRequest } from 'node:http'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { startApp } from '../support/app.ts'
+import { boundary } from '../support/multipart.ts'
+import { freshBucket, needsStrictS3, testClient, testS3 } from '../support/s3.ts'
+
+const MiB = 1024 * 1024
+const server = await testS3()
+const client = testClient(server)
+const skip = needsStrictS3(server)
+const CONNECTIONS = 4
+const FIELDS = 100
+
+/** Sends up to FIELDS fields of ~1 MiB, then the start of a part it never finishes; resolves with the answer's status (null: none came). */
+async function fieldFlood (url: string, value: string, teardown: (fn: () => void) => void): Promise<{ status: number | null, sent: number, body: string }> {
+  const separator = boundary()
+  return await new Promise((resolve) => {
+    let sent = 0
+    let settled = false
+    const done = (status: number | null, body = ''): void => { if (!settled) { settled = true; resolve({ status, sent, body }) } }
+    const request = httpRequest(`${url}/upload`, { method: 'POST', agent: false, headers: { 'content-type': `multipart/form-data; boundary=${separator}`, 'transfer-encoding': 'chunked' } }, (response) => {
+      let body = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk: string) => { body += chunk })
+      response.on('end', () => { done(response.statusCode ?? null, body) })
+      response.on('error', () => { done(response.statusCode ?? null, body) })
+    })
+    request.on('error', () => { setTimeout(() => { done(null) }, 200) })
+    teardown(() => { request.destroy() })
+    void (async () => {
+      for (; sent < FIELDS && !settled && !request.destroyed; sent++) {
+        if (!request.write(`--${separator}\r\nContent-Disposition: form-data; name="f${sent}"\r\n\r\n${value}\r\n`)) {
+          await new Promise((resolve) => { request.once('drain', resolve); request.once('close', resolve) })
+        }
+      }
+      if (!request.destroyed) request.write(`--${separator}\r\nContent-Disposition: form-data; name="tail"\r\n\r\n`)
+      // No answer within 5 s of the last field: the server holds the request open (the attack works).
+      await sleep(5000)
+      done(null)
+    })()
+  })
+}
+
+t.test(`${CONNECTIONS} requests of ${FIELDS} fields of 1 MiB each, left open: refused with 413, their fields not held`, { skip, timeout: 60_000 }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const { url } = await startApp(t, server, { bucket, mode: 'inline', maxBufferedBytes: 20 * MiB, bodyTimeout: 30_000 })
+  const before = process.memoryUsage().heapUsed
+  const value = 'a'.repeat(MiB - 16)
+  const floods = await Promise.all(Array.from({ length: CONNECTIONS }, async () => await fieldFlood(url, value, t.teardown.bind(t))))
+  const grew = (process.memoryUsage().heapUsed - before) / MiB
+  for (const flood of floods) {
+    t.equal(flood.status, 413, `refused after ${flood.sent} fields sent (${flood.body.slice(0, 160)})`)
+    t.match(flood.body, /FST_S3CHUNK_LIMIT_EXCEEDED/)
+  }
+  // Generous: the fields themselves are 1 MiB a request; the attack held ~460 MiB.
+  t.ok(grew < 64, `heap grew ${grew.toFixed(0)} MiB (under 64)`)
+})
+
+t.test('fields within maxFieldsSize are all kept; one byte more is 413', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const { url } = await startApp(t, server, { bucket, maxFieldsSize: 100, appendTimestamp: false }, (app) => {
+    app.post('/fields', async (request) => {
+      const file = await request.s3File()
+      return { key: file.key, fields: request.s3Fields() }
+    })
+  })
+  const post = async (fields: Record<string, string>): Promise<{ status: number, json: any }> => {
+    const form = new FormData()
+    for (const [name, value] of Object.entries(fields)) form.append(name, value)
+    form.append('file', new Blob([Buffer.from('hello')]), 'f.txt')
+    const response = await fetch(`${url}/fields`, { method: 'POST', body: form })
+    return { status: response.status, json: await response.json() }
+  }
+  // Names and values count: 5 + 45 + 5 + 45 = 100 bytes.
+  const exact = await post({ title: 'x'.repeat(45), notes: 'y'.repeat(45) })
+  t.equal(exact.status, 200)
+  t.same(exact.json.fields, { title: 'x'.repeat(45), notes: 'y'.repeat(45) })
+  const over = await post({ title: 'x'.repeat(45), notes: 'y'.repeat(46) })
+  t.equal(over.status, 413)
+  t.match(over.json, { code: 'FST_S3CHUNK_LIMIT_EXCEEDED', message: /100 bytes/ })
+})
