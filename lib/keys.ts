@@ -71,7 +71,11 @@ export async function makeKey (config: S3ChunkConfig, context: KeyContext, now =
     return customKey(config, custom)
   }
   const name = config.appendTimestamp ? withTimestamp(context.filename, now) : context.filename
-  return checkedLength(joinKey(config.keyPrefix, queryPrefix(config, context), name))
+  const prefix = queryPrefix(config, context)
+  const key = joinKey(config.keyPrefix, prefix, name)
+  // The client chose that prefix: its mistake (400), not the app's key naming (500).
+  if (prefix !== '' && Buffer.byteLength(key) > MAX_KEY_BYTES) throw new BadRequestError(`the prefix query parameter makes the key longer than ${MAX_KEY_BYTES} bytes`)
+  return checkedLength(key)
 }
 
 /**

@@ -74,6 +74,14 @@ t.test('makeKey: the prefix query parameter is sanitised and stays under keyPref
   t.equal(await makeKey(named, context({ query: { folder: 'a' } }), now), 'a/clip.mp4')
 })
 
+// Found by an attack run: eight segments of 190 bytes made the key longer than S3 allows, and the
+// answer was 500 FST_S3CHUNK_INVALID_KEY blaming the app's key() — the client chose that prefix.
+t.test('makeKey: a prefix query parameter that makes the key too long is the client\'s mistake (400)', async (t) => {
+  const config = configOf({ bucket: 'uploads', keyPrefix: 'media', appendTimestamp: false, prefixQueryParam: true })
+  const long = Array.from({ length: 8 }, () => 'a'.repeat(190)).join('/')
+  await t.rejects(makeKey(config, context({ query: { __prefix: long } }), now), { code: 'FST_S3CHUNK_BAD_REQUEST', statusCode: 400, message: /prefix query parameter makes the key longer than 1024 bytes/ })
+})
+
 t.test('makeKey: a key() function names the object, below keyPrefix, sanitised', async (t) => {
   const config = configOf({ bucket: 'uploads', keyPrefix: 'media', key: async ({ fieldName, filename }) => `by-field/${fieldName}/${filename}` })
   t.equal(await makeKey(config, context(), now), 'media/by-field/file/clip.mp4')
