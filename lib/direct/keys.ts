@@ -58,6 +58,16 @@ export function stagingPrefix (keyPrefix: string): string {
   return joinKey(keyPrefix, STAGING_SEGMENT)
 }
 
+/**
+ * `<keyPrefix>/.staging/.claims/<sha-256 of the staging key>`: the object whose conditional write
+ * makes one /s3/complete call the one that promotes a staged upload. Under `.staging/`, so the
+ * sweep and the lifecycle rule remove it; no POST policy names it, and a dot segment is never
+ * the user part of a key, so no client can complete or write it.
+ */
+export function claimKeyOf (keyPrefix: string, stagingKey: string): string {
+  return joinKey(stagingPrefix(keyPrefix), '.claims', createHash('sha256').update(stagingKey).digest('hex'))
+}
+
 /** `<keyPrefix>/<user>/<rest>` → `<keyPrefix>/.staging/<user>/<rest>`: the one key a POST policy may write. */
 export function stagingKeyOf (config: Pick<S3ChunkConfig, 'keyPrefix'>, finalKey: string): string {
   const below = config.keyPrefix === '' ? finalKey : finalKey.slice(config.keyPrefix.length + 1)
