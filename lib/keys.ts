@@ -73,8 +73,10 @@ export async function makeKey (config: S3ChunkConfig, context: KeyContext, now =
   const name = config.appendTimestamp ? withTimestamp(context.filename, now) : context.filename
   const prefix = queryPrefix(config, context)
   const key = joinKey(config.keyPrefix, prefix, name)
-  // The client chose that prefix: its mistake (400), not the app's key naming (500).
-  if (prefix !== '' && Buffer.byteLength(key) > MAX_KEY_BYTES) throw new BadRequestError(`the prefix query parameter makes the key longer than ${MAX_KEY_BYTES} bytes`)
+  // Too long only with the prefix the client chose: its mistake (400), not the app's key naming (500).
+  if (prefix !== '' && Buffer.byteLength(key) > MAX_KEY_BYTES && Buffer.byteLength(joinKey(config.keyPrefix, name)) <= MAX_KEY_BYTES) {
+    throw new BadRequestError(`the prefix query parameter makes the key longer than ${MAX_KEY_BYTES} bytes`)
+  }
   return checkedLength(key)
 }
 

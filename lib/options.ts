@@ -376,10 +376,10 @@ const ruleShape = {
   /** Largest non-file field value in bytes. */
   maxFieldSize: int(0, 64 * MiB).default(MiB),
   /**
-   * Most bytes of all non-file fields of one request together (names and values): fields
-   * are held in memory until the request ends, outside maxBufferedBytes.
+   * Most bytes of all non-file field values of one request together: fields are held in
+   * memory until the request ends, outside maxBufferedBytes. Unset: maxFieldSize, at least 1 MiB.
    */
-  maxFieldsSize: int(0, 256 * MiB).default(MiB),
+  maxFieldsSize: int(0, 256 * MiB).optional(),
   /**
    * Allowed content types (`image/png`, `image/*`, `video/*`): declared types are checked
    * when signing, and each stored file's first bytes are sniffed (file-type); a file of

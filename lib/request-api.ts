@@ -42,7 +42,7 @@ export const kScope = Symbol('fastify-s3-chunk.scope')
 interface RequestState {
   consumed: boolean
   fields: S3Fields
-  /** Bytes of the fields kept so far (names and values): bounded by maxFieldsSize. */
+  /** Bytes of the field values kept so far: bounded by maxFieldsSize. */
   fieldBytes: number
 }
 
@@ -399,14 +399,21 @@ function declaredLength (request: FastifyRequest): number | undefined {
   return Number(header)
 }
 
+/** maxFieldsSize, or by default maxFieldSize (at least 1 MiB): one field as large as allowed always fits. */
+function fieldsSizeLimit (config: S3ChunkConfig): number {
+  return config.maxFieldsSize ?? Math.max(config.maxFieldSize, 1024 * 1024)
+}
+
 function addField (state: RequestState, part: { fieldname: string, value: unknown, valueTruncated?: boolean, fieldnameTruncated?: boolean }, config: S3ChunkConfig): void {
   // busboy cuts an over-long value (or name) and carries on; a cut value is not what the client sent.
   if (part.valueTruncated === true) throw new TooManyPartsError(`a field is larger than ${config.maxFieldSize} bytes`)
   if (part.fieldnameTruncated === true) throw new TooManyPartsError('a field name is longer than 100 bytes')
   const text = typeof part.value === 'string' ? part.value : JSON.stringify(part.value)
-  // Fields are kept in memory until the request ends, outside maxBufferedBytes: their total is bounded too.
-  state.fieldBytes += Buffer.byteLength(part.fieldname) + Buffer.byteLength(text)
-  if (state.fieldBytes > config.maxFieldsSize) throw new TooManyPartsError(`the fields total more than ${config.maxFieldsSize} bytes`)
+  // Fields are kept in memory until the request ends, outside maxBufferedBytes: their total is
+  // bounded too (names are: 100 bytes each, maxFields of them).
+  const limit = fieldsSizeLimit(config)
+  state.fieldBytes += Buffer.byteLength(text)
+  if (state.fieldBytes > limit) throw new TooManyPartsError(`the fields total more than ${limit} bytes`)
   const fields = state.fields
   const existing = fields[part.fieldname]
   if (existing === undefined) fields[part.fieldname] = text

@@ -2,14 +2,11 @@ import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
-  GetObjectCommand,
   HeadObjectCommand,
   ListPartsCommand,
-  PutObjectCommand,
   type Part,
   type S3Client
 } from '@aws-sdk/client-s3'
-import { randomBytes } from 'node:crypto'
 import { createPresignedPost } from '@aws-sdk/s3-presigned-post'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { checkDeclaredType } from '../content-types.js'
@@ -21,7 +18,8 @@ import { etagParts, etagValue, objectUrl } from '../s3-client.js'
 import type { S3File } from '../types.js'
 import { describeS3Error, isStorageFailure, s3Call, storageFailure } from '../upload/s3-failure.js'
 import { abortMultipartUpload, completedDespiteFailure, isNoSuchUpload } from '../upload/multipart-calls.js'
-import { assertOwnKey, assertOwnStagingKey, claimKeyOf, isWellFormed, makeDirectKey, stagingKeyOf } from './keys.js'
+import { PromotionClaims } from './claim.js'
+import { assertOwnKey, assertOwnStagingKey, isWellFormed, makeDirectKey, stagingKeyOf } from './keys.js'
 import { ORIGINAL_NAME_META, decodedFields, directMetadata, keptMetadata, metadataFromQuery, safeDecode } from './metadata.js'
 import { UploadHandles, assertInPlan, declaredPlan, partLength } from './part-plan.js'
 import { copyChecked } from './promote.js'
@@ -47,6 +45,7 @@ export async function directRoutes (
   const bucket = config.bucket
   const signer = new PartSigner(config.s3, bucket, client)
   const handles = new UploadHandles(config, direct)
+  const claims = new PromotionClaims(client, bucket, config.keyPrefix)
 
   async function userOf (request: FastifyRequest): Promise<DirectUser> {
     const user: DirectUser | null | undefined = await direct.authorize(request)
@@ -221,7 +220,7 @@ export async function directRoutes (
     const checked = await checkObject(client, config, staging, request.log)
     // The same upload completed twice at once (a double click, a script) passed that check
     // twice and was promoted and recorded twice: one call claims it, the others get 409.
-    const claim = await claimPromotion(staging)
+    const claim = await claims.claim(staging, request.log)
     if (claim === null) throw new UploadGoneError()
     // The claim goes once the staged object is gone (promoted, or refused and deleted: nothing is
     // left to promote) or the promotion failed (the staged object stays for a retry). It stays
@@ -233,39 +232,10 @@ export async function directRoutes (
       keepClaim = stagedLeft
       return answer
     } finally {
-      if (!keepClaim) await deleteObject(client, bucket, claim).catch(() => {})
+      if (keepClaim) claim.stop()
+      else await claim.release()
     }
   })
-
-  /**
-   * Claims the promotion of a staged upload with a conditional write (If-None-Match) of its
-   * claim object; the claim's key, or null when another call holds it. The body is this
-   * call's token, so a write whose answer was lost (the SDK's retry then meets 412) is
-   * still known as this call's.
-   */
-  async function claimPromotion (staging: string): Promise<string | null> {
-    const key = claimKeyOf(config.keyPrefix, staging)
-    const token = randomBytes(16).toString('hex')
-    try {
-      await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: token, IfNoneMatch: '*' }))
-      return key
-    } catch (error) {
-      const info = describeS3Error('PutObject', error)
-      if (info.status !== 412 && info.status !== 409) throw storageFailure(info)
-      const attempts = (error as { $metadata?: { attempts?: number } }).$metadata?.attempts ?? 1
-      if (attempts > 1 && await claimBody(key) === token) return key
-      return null
-    }
-  }
-
-  async function claimBody (key: string): Promise<string | null> {
-    try {
-      const answer = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
-      return await answer.Body?.transformToString() ?? null
-    } catch {
-      return null
-    }
-  }
 
   /** Copies a checked staged upload to its final key, deletes the staged one, then records it; `stagedLeft`: that delete failed. */
   async function promote (request: FastifyRequest, staging: string, final: string, checked: CheckedObject): Promise<{ answer: { location: string, key: string, file: S3File }, stagedLeft: boolean }> {

@@ -11,7 +11,10 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { api, MiB, params, postToS3, startDirect } from './direct-support.ts'
-import { startFaultProxy } from '../support/fault-proxy.ts'
+import { PutObjectCommand } from '@aws-sdk/client-s3'
+import { CLAIM_STALE_MS } from '../../lib/direct/claim.ts'
+import { claimKeyOf } from '../../lib/direct/keys.ts'
+import { startFaultProxy, type FaultRequest } from '../support/fault-proxy.ts'
 import { freshBucket, listKeys, needsStrictS3, pendingUploads, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
 
 const server = await testS3()
@@ -91,4 +94,39 @@ t.test('/s3/complete: a promotion that fails gives its claim back (a retry succe
   t.equal(proxy.stats().faults.dropAnswer, 1, 'the claim\'s answer was dropped')
   t.equal(retried.status, 200, `the retry promotes it (${JSON.stringify(retried.json).slice(0, 200)})`)
   t.equal(stored.length, 1, 'recorded once')
+})
+
+// From review: a claim is never taken over, so one left behind (the server killed mid-promotion,
+// or its delete refused) made every later /s3/complete of that upload 409 until the sweep.
+t.test('/s3/complete: a claim left by a dead call blocks only while it could still be live', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const { url, stored } = await startDirect(t, server, bucket)
+  const post = await params(url, 'alice', 'left.bin', 'application/octet-stream')
+  t.equal((await postToS3(post.json, randomBytes(10_000))).status, 204)
+  const claimKey = claimKeyOf('media', post.json.key as string)
+  const leave = async (at: number): Promise<void> => { await client.send(new PutObjectCommand({ Bucket: bucket, Key: claimKey, Body: `deadbeef ${at}` })) }
+  await leave(Date.now())
+  t.equal((await api(`${url}/s3/complete`, 'alice', 'POST', { key: post.json.key })).status, 409, 'a fresh claim of another call: 409')
+  await leave(Date.now() - CLAIM_STALE_MS - 1000)
+  const done = await api(`${url}/s3/complete`, 'alice', 'POST', { key: post.json.key })
+  t.equal(done.status, 200, 'a stale one is taken over')
+  t.equal(stored.length, 1)
+  t.same((await listKeys(client, bucket)).filter((key) => key.includes('/.staging/')), [], 'the claim is removed after')
+})
+
+t.test('/s3/complete: a claim whose every answer is lost (maxAttempts 1) is still the call\'s; a store refusing conditional writes (501) promotes unclaimed', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const proxy = await startFaultProxy({ target: server.endpoint })
+  t.teardown(async () => { await proxy.close() })
+  const { url, stored } = await startDirect(t, server, bucket, { s3: { ...pluginS3Options(server), endpoint: proxy.endpoint, maxAttempts: 1 } })
+  const isClaimWrite = (request: FaultRequest): boolean => request.method === 'PUT' && request.path.includes('/.claims/')
+  for (const [name, fault] of [['answer lost', { kind: 'dropAnswer' }], ['501', { kind: 'status', status: 501, code: 'NotImplemented' }]] as const) {
+    const post = await params(url, 'alice', `${name.replace(' ', '-')}.bin`, 'application/octet-stream')
+    t.equal((await postToS3({ ...post.json, url: post.json.url.replace(proxy.endpoint, server.endpoint) }, randomBytes(10_000))).status, 204)
+    proxy.setRules([{ match: isClaimWrite, fault, times: 1 }])
+    const done = await api(`${url}/s3/complete`, 'alice', 'POST', { key: post.json.key })
+    t.equal(done.status, 200, `${name}: promoted (${JSON.stringify(done.json).slice(0, 160)})`)
+  }
+  t.equal(stored.length, 2)
+  t.same((await listKeys(client, bucket)).filter((key) => key.includes('/.staging/')), [], 'no claim or staged object left')
 })

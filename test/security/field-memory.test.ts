@@ -2,7 +2,7 @@
 // maxBufferedBytes, and only each one was bounded (maxFieldSize, 1 MiB) and their number
 // (maxFields, 100). Four requests of 100 fields of 1 MiB that then stay open held ~460 MiB of
 // heap with a 20 MiB budget, no sign-in needed, default limits. Their total is bounded now
-// (maxFieldsSize, 1 MiB by default): past it the request is refused with 413.
+// (maxFieldsSize; by default maxFieldSize, 1 MiB): past it the request is refused with 413.
 import t from 'tap'
 import { request as httpRequest } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -70,18 +70,38 @@ t.test('fields within maxFieldsSize are all kept; one byte more is 413', { skip 
       return { key: file.key, fields: request.s3Fields() }
     })
   })
-  const post = async (fields: Record<string, string>): Promise<{ status: number, json: any }> => {
-    const form = new FormData()
-    for (const [name, value] of Object.entries(fields)) form.append(name, value)
-    form.append('file', new Blob([Buffer.from('hello')]), 'f.txt')
-    const response = await fetch(`${url}/fields`, { method: 'POST', body: form })
-    return { status: response.status, json: await response.json() }
-  }
-  // Names and values count: 5 + 45 + 5 + 45 = 100 bytes.
-  const exact = await post({ title: 'x'.repeat(45), notes: 'y'.repeat(45) })
+  // Values count (names are bounded on their own): 50 + 50 = 100 bytes.
+  const exact = await postFields(`${url}/fields`, { title: 'x'.repeat(50), notes: 'y'.repeat(50) })
   t.equal(exact.status, 200)
-  t.same(exact.json.fields, { title: 'x'.repeat(45), notes: 'y'.repeat(45) })
-  const over = await post({ title: 'x'.repeat(45), notes: 'y'.repeat(46) })
+  t.same(exact.json.fields, { title: 'x'.repeat(50), notes: 'y'.repeat(50) })
+  const over = await postFields(`${url}/fields`, { title: 'x'.repeat(50), notes: 'y'.repeat(51) })
   t.equal(over.status, 413)
   t.match(over.json, { code: 'FST_S3CHUNK_LIMIT_EXCEEDED', message: /100 bytes/ })
 })
+
+// From review: with the total's default a fixed 1 MiB, a field as large as maxFieldSize allows
+// (1 MiB), or a raised maxFieldSize, became a 413. Unset, the total is maxFieldSize (≥ 1 MiB).
+t.test('unset, maxFieldsSize follows maxFieldSize: one field as large as allowed is kept', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  for (const maxFieldSize of [undefined, 4 * MiB]) {
+    const size = maxFieldSize ?? MiB
+    const { url } = await startApp(t, server, { bucket, ...(maxFieldSize !== undefined ? { maxFieldSize } : {}) }, (app) => {
+      app.post('/fields', async (request) => {
+        await request.s3File()
+        return { length: (request.s3Fields().big as string).length }
+      })
+    })
+    const answer = await postFields(`${url}/fields`, { big: 'z'.repeat(size) })
+    t.equal(answer.status, 200, `maxFieldSize ${size}: a field of ${size} bytes`)
+    t.same(answer.json, { length: size })
+    t.equal((await postFields(`${url}/fields`, { big: 'z'.repeat(size), more: 'z' })).status, 413, 'one byte more in all is 413')
+  }
+})
+
+async function postFields (url: string, fields: Record<string, string>): Promise<{ status: number, json: any }> {
+  const form = new FormData()
+  for (const [name, value] of Object.entries(fields)) form.append(name, value)
+  form.append('file', new Blob([Buffer.from('hello')]), 'f.txt')
+  const response = await fetch(url, { method: 'POST', body: form })
+  return { status: response.status, json: await response.json() }
+}

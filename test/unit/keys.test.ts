@@ -80,6 +80,9 @@ t.test('makeKey: a prefix query parameter that makes the key too long is the cli
   const config = configOf({ bucket: 'uploads', keyPrefix: 'media', appendTimestamp: false, prefixQueryParam: true })
   const long = Array.from({ length: 8 }, () => 'a'.repeat(190)).join('/')
   await t.rejects(makeKey(config, context({ query: { __prefix: long } }), now), { code: 'FST_S3CHUNK_BAD_REQUEST', statusCode: 400, message: /prefix query parameter makes the key longer than 1024 bytes/ })
+  // Too long without it too (the app's keyPrefix): the app's, not the client's.
+  const longPrefix = configOf({ bucket: 'uploads', keyPrefix: 'é'.repeat(510), appendTimestamp: false, prefixQueryParam: true })
+  await t.rejects(makeKey(longPrefix, context({ query: { __prefix: 'a' } }), now), { code: 'FST_S3CHUNK_INVALID_KEY' })
 })
 
 t.test('makeKey: a key() function names the object, below keyPrefix, sanitised', async (t) => {
