@@ -1,6 +1,6 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto'
 import { crc32 } from '../crc32.js'
-import { DeleteObjectCommand, HeadObjectCommand, PutObjectCommand, type CompletedPart } from '@aws-sdk/client-s3'
+import { DeleteObjectCommand, HeadObjectCommand, PutObjectCommand, type CompletedPart, type HeadObjectCommandOutput } from '@aws-sdk/client-s3'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { SNIFF_BYTES, checkDeclaredType, decideType, parseMediaType, sniffType } from '../content-types.js'
 import type { Engine } from '../engine.js'
@@ -23,11 +23,11 @@ import {
 import { MAX_ORIGINAL_NAME_BYTES, customKey, makeKey, sanitiseFilename } from '../keys.js'
 import { customerKeyOf, objectParamsFor } from '../object-params.js'
 import { MIN_PART_SIZE, type DirectUser, type FileContext, type ObjectParams, type S3ChunkConfig, type TusConfig } from '../options.js'
-import { objectUrl } from '../s3-client.js'
+import { etagParts, objectUrl } from '../s3-client.js'
 import type { S3File } from '../types.js'
 import { isWellFormed, userPrefix } from '../direct/keys.js'
 import { IdleWatch } from '../upload/idle-watch.js'
-import { abortMultipartUpload, completeMultipartUpload, conditionalWrite, createMultipartUpload, type MultipartScope, type UploadTarget } from '../upload/multipart-calls.js'
+import { abortMultipartUpload, completeMultipartUpload, conditionalWrite, createMultipartUpload, outcomeOf, type MultipartScope, type UploadTarget } from '../upload/multipart-calls.js'
 import { cutParts, type Part } from '../upload/part-cutter.js'
 import { maxPartSize } from '../upload/part-schedule.js'
 import { isStorageFailure, storageFailure } from '../upload/s3-failure.js'
@@ -146,7 +146,54 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     }
     if (loaded.state.owner !== user?.userId || loaded.state.refused === true || loaded.state.terminated === true) throw new TusNotFoundError()
     if (loaded.state.expires <= Date.now()) throw new TusExpiredError()
+    const { lease } = loaded.state
+    if (loaded.state.completing === true && (lease === undefined || lease.until <= Date.now())) {
+      const settled = await settleAbandoned(request, loaded)
+      if (settled !== null) {
+        if (!options.acceptFinished) throw new TusNotFoundError()
+        return settled
+      }
+    }
     return loaded
+  }
+
+  /**
+   * A finishing PATCH whose hold lapsed: its instance died (or lost S3) after it marked the
+   * upload "completing". When the object is stored (carrying the upload's id), its Complete
+   * ran, and whether onUploadComplete did is not known: the request that finds it takes the
+   * hold, runs onUploadComplete (so the hook runs at least once), and removes the state —
+   * the upload answers as finished, or 404 when the app refused the file. Null when the
+   * object is not there (the Complete never ran: the upload goes on from the state) or
+   * another request took the hold first.
+   */
+  async function settleAbandoned (request: FastifyRequest, loaded: Loaded): Promise<{ finishedSize: number } | null> {
+    const { state } = loaded
+    const head = await finishedObject(state.id, state.key)
+    if (head === null) return null
+    const holder = randomBytes(8).toString('hex')
+    const holding = (): TusState => ({ ...state, lease: { holder, until: Date.now() + leaseMs }, completing: true })
+    const held = await store.write(holding(), loaded.etag)
+    if (!held.landed) return null
+    let etag = held.etag
+    // The hold is renewed while the app's hook runs, as a finishing PATCH's is.
+    let renewing: Promise<void> = Promise.resolve()
+    const renew = setInterval(() => {
+      renewing = renewing.then(async () => { etag = await store.save(holding(), etag) }).catch(() => {})
+    }, Math.max(250, Math.floor(leaseMs / 3)))
+    renew.unref()
+    const size = head.ContentLength ?? 0
+    let verdict: Verdict
+    try {
+      request.log.warn({ key: state.key }, 'fastify-s3-chunk: a tus upload whose finishing request stopped after its Complete: running onUploadComplete for it')
+      verdict = await finish(request, state, outcomeOf(head, { size, parts: etagParts(head.ETag) }, engine.config.checksum))
+    } finally {
+      clearInterval(renew)
+      await renewing
+    }
+    if (verdict === 'kept') await markRefused(state, etag, request)
+    else await store.remove(state).catch((error: unknown) => { request.log.warn({ err: error, key: state.key }, 'fastify-s3-chunk: could not remove a finished tus upload\'s state; the sweep will') })
+    if (verdict !== 'accepted') throw new TusNotFoundError()
+    return { finishedSize: size }
   }
 
   /**
@@ -158,9 +205,19 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
    * client start over.
    */
   async function finishedSize (id: string, key: string): Promise<number | null> {
+    const head = await finishedObject(id, key)
+    return head === null ? null : head.ContentLength ?? 0
+  }
+
+  /** finishedSize's HeadObject answer (with the object's checksum when one is configured), or null. */
+  async function finishedObject (id: string, key: string): Promise<HeadObjectCommandOutput | null> {
     try {
-      const { value } = await withRetries('HeadObject', engine.config.retry, async () => await engine.uploadClient.send(new HeadObjectCommand({ Bucket: config.bucket, Key: key })))
-      return value.Metadata?.[UPLOAD_ID_META] === id ? value.ContentLength ?? 0 : null
+      const { value } = await withRetries('HeadObject', engine.config.retry, async () => await engine.uploadClient.send(new HeadObjectCommand({
+        Bucket: config.bucket,
+        Key: key,
+        ...(engine.config.checksum !== 'none' ? { ChecksumMode: 'ENABLED' } : {})
+      })))
+      return value.Metadata?.[UPLOAD_ID_META] === id ? value : null
     } catch (error) {
       const info = failureInfo('HeadObject', error)
       if (info.status !== undefined && info.status >= 400 && info.status < 500) return null
@@ -224,16 +281,8 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     // A PATCH's hold renewals change the ETag every few seconds: a write that lost to one is tried again on the new state.
     for (let attempt = 1; taken === null; attempt++) {
       const { state, etag } = await open(request)
-      if (state.completing === true) {
-        if (state.lease !== undefined && state.lease.until > Date.now()) throw new TusLockedError()
-        // Its finishing PATCH is gone (its instance died): if it stored the object, the upload
-        // is finished — the object is the app's, as for any finished upload (404) — and only
-        // its state is left to remove.
-        if (await finishedSize(state.id, state.key) !== null) {
-          await store.remove(state)
-          throw new TusNotFoundError()
-        }
-      }
+      // (A finishing PATCH whose hold lapsed after it stored the object was settled by open(): 404.)
+      if (state.completing === true && state.lease !== undefined && state.lease.until > Date.now()) throw new TusLockedError()
       try {
         await store.save({ ...state, terminated: true }, etag)
         taken = state

@@ -2,8 +2,10 @@
 // request of an upload, and two PATCHes of one upload on two instances never both write.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
-import { freshBucket, listKeys, needsStrictS3, objectDigest, sha256, testClient, testS3 } from '../support/s3.ts'
-import { createUpload, expectClean, expectOnlyObject, patchUpload, startTus, tusRequest } from '../support/tus.ts'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { startFaultProxy } from '../support/fault-proxy.ts'
+import { freshBucket, listKeys, needsStrictS3, objectDigest, pluginS3Options, sha256, testClient, testS3 } from '../support/s3.ts'
+import { createUpload, expectClean, expectOnlyObject, patchUpload, startTus, tusLeftovers, tusRequest } from '../support/tus.ts'
 
 const MiB = 1024 * 1024
 const server = await testS3()
@@ -80,4 +82,45 @@ t.test('several uploads at once stay within maxBufferedBytes and arrive byte-ide
     t.equal((await objectDigest(client, bucket, key)).sha256, sha256(data), `file ${index}`)
   }
   await expectClean(t, client, bucket)
+})
+
+// An instance that dies between a finishing PATCH's Complete and the removal of its state left
+// the state marked "completing" with its offset from before that PATCH: HEAD sent the client
+// back there, and its resend failed (the multipart upload was completed) until Upload-Expires.
+// Played here by an instance whose hook never returns and whose S3 calls then all fail.
+t.test('a finishing PATCH whose instance stops after its Complete: another instance runs onUploadComplete, and the upload answers finished', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server)
+  const proxy = await startFaultProxy({ target: server.endpoint })
+  t.teardown(async () => { await proxy.close() })
+  let entered = (): void => {}
+  const inHook = new Promise<void>((resolve) => { entered = resolve })
+  let leave = (): void => {}
+  const hookMayReturn = new Promise<void>((resolve) => { leave = resolve })
+  const calls: string[] = []
+  const a = await startTus(t, server, bucket, {
+    s3: { ...pluginS3Options(server), endpoint: proxy.endpoint },
+    tus: { leaseTimeout: 1 },
+    onUploadComplete: async () => { calls.push('A'); entered(); await hookMayReturn }
+  })
+  t.teardown(leave)
+  const b = await startTus(t, server, bucket, { tus: { leaseTimeout: 1 }, onUploadComplete: () => { calls.push('B') } })
+  const data = randomBytes(6 * MiB)
+  const url = await createUpload(a.endpoint, data.byteLength)
+  const onB = `${b.endpoint}/${url.split('/').pop() as string}`
+  const patch = patchUpload(url, 0, data)
+  await inHook
+  // A is as good as gone: every S3 call it makes fails from now on, so its hold lapses.
+  proxy.setRules([{ match: () => true, fault: { kind: 'status', status: 500 } }])
+  await sleep(1500)
+  const head = await tusRequest(onB, 'HEAD')
+  t.equal(head.status, 200, 'HEAD on the other instance')
+  t.equal(head.headers.get('upload-offset'), String(data.byteLength), 'the upload is finished: Upload-Offset is its length')
+  t.same(calls, ['A', 'B'], 'the other instance ran onUploadComplete for it (at least once: A\'s hook never returned)')
+  t.same(await tusLeftovers(client, bucket), [], 'its state is removed')
+  t.equal((await tusRequest(onB, 'HEAD')).headers.get('upload-offset'), String(data.byteLength), 'and it stays finished')
+  proxy.setRules([])
+  leave()
+  await patch
+  await expectOnlyObject(t, client, bucket, data)
+  t.same(calls, ['A', 'B'], 'the hook ran twice in all, never more')
 })
