@@ -723,9 +723,11 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       const offsetAfter = state.offset + received
       const complete = failure === null && length !== undefined && offsetAfter === length && interrupted === null
       const gen = state.gen + 1
+      let tailWritten = false
       if (failure === null && !complete && tailBytes !== null) {
         try {
           await store.putTail(state.id, gen, tailBytes)
+          tailWritten = true
         } catch (error) {
           fail(storageFailure(failureInfo('PutObject', error)))
         }
@@ -748,6 +750,9 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
 
       if (failure !== null) {
         const { error } = failure as { error: unknown }
+        // A tail written before the failure showed (a renewal found the upload terminated
+        // while the tail went to S3) is named by no state: removed, not left to the sweep.
+        if (tailWritten) await store.delete(store.tailKey(state.id, gen)).catch(() => {})
         // An upload the rules refuse (its bytes are not of an allowed type, too large) can never finish: it is removed.
         const fatal = isRefusal(error)
         if (fatal) {

@@ -224,3 +224,31 @@ t.test('a DELETE of a finished upload whose state stayed behind: 404, the object
   await expectOnlyObject(t, client, bucket, data)
   await expectClean(t, client, bucket)
 })
+
+// Seen under load in the test above: a DELETE while a PATCH's tail object was on its way to S3.
+// The PATCH's renewal then found the upload gone and failed the PATCH, whose failure path left
+// the tail it had just written (named by no state) to the sweep.
+t.test('a DELETE while a PATCH writes its tail: the tail is removed with the rest', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server)
+  const proxy = await startFaultProxy({ target: server.endpoint })
+  t.teardown(async () => { await proxy.close() })
+  let tailSeen = (): void => {}
+  const tailOnItsWay = new Promise<void>((resolve) => { tailSeen = resolve })
+  proxy.setRules([{
+    match: (request) => {
+      if (request.method !== 'PUT' || !request.path.includes('.tail.')) return false
+      tailSeen()
+      return true
+    },
+    fault: { kind: 'delay', ms: 2000 }
+  }])
+  // leaseTimeout 1 s: the PATCH renews its hold every ~333 ms, so it learns of the DELETE while its tail is held back.
+  const { endpoint } = await startTus(t, server, bucket, { s3: { ...pluginS3Options(server), endpoint: proxy.endpoint }, tus: { leaseTimeout: 1 } })
+  const url = await createUpload(endpoint, 20 * MiB)
+  const patch = patchUpload(url, 0, randomBytes(7 * MiB)) // one part and a 2 MiB tail
+  await tailOnItsWay
+  t.equal((await tusRequest(url, 'DELETE')).status, 204, 'DELETE while the tail is on its way')
+  t.ok([404, 409].includes((await patch).status), 'the PATCH is refused')
+  t.same(await listKeys(client, bucket), [], 'no object')
+  await expectClean(t, client, bucket)
+})
