@@ -4,13 +4,13 @@ import type { FastifyBaseLogger } from 'fastify'
 import { describeS3Error, storageFailure } from '../upload/s3-failure.js'
 import { claimKeyOf } from './keys.js'
 
-/** A claim not refreshed for this long is a dead call's (its server stopped mid-promotion): another call may take it over. */
+/** A claim not refreshed for this long is a dead call's (its server stopped mid-completion): another call may take it over. */
 export const CLAIM_STALE_MS = 15 * 60_000
-/** How often a live promotion refreshes its claim (a copy of a very large object can take many minutes). */
+/** How often a live completion refreshes its claim (a copy of a very large object can take many minutes). */
 const CLAIM_REFRESH_MS = 5 * 60_000
 
-/** A promotion this call holds; `release()` removes the claim (best effort), `stop()` only ends its refreshing. */
-export interface PromotionClaim {
+/** A completion this call holds; `release()` removes the claim (best effort), `stop()` only ends its refreshing. */
+export interface CompletionClaim {
   release: () => Promise<void>
   stop: () => void
 }
@@ -18,15 +18,16 @@ export interface PromotionClaim {
 interface ClaimRead { token: string, at: number, etag: string | undefined }
 
 /**
- * Claims on the promotion of staged POST uploads: the same upload completed by two calls at
- * once (a double click, a script) was promoted and recorded twice. A claim is a small object
- * (`<keyPrefix>/.staging/.claims/<sha-256 of the staging key>`) written conditionally
+ * Claims on completing a direct upload: the same upload completed by two calls at once (a
+ * double click, a script) was promoted or completed, and recorded, twice. A claim is a small
+ * object (`<keyPrefix>/.staging/.claims/<sha-256 of its subject>`: a staging key, or
+ * `multipart <uploadId>`) written conditionally
  * (If-None-Match): one call wins. Its body is the call's token and the time, so a write whose
  * answer was lost is still known as the call's, and a claim a dead server left behind is taken
  * over once it is CLAIM_STALE_MS old (If-Match its ETag) instead of blocking the upload until
  * the sweep.
  */
-export class PromotionClaims {
+export class CompletionClaims {
   readonly #client: S3Client
   readonly #bucket: string
   readonly #keyPrefix: string
@@ -39,12 +40,12 @@ export class PromotionClaims {
   }
 
   /**
-   * The claim on promoting `staging`, or null when another live call holds it. A store that
-   * answers 501 to conditional writes gets an empty claim (promotions there are not kept
+   * The claim on `subject` (what is being completed), or null when another live call holds it. A store that
+   * answers 501 to conditional writes gets an empty claim (completions there are not kept
    * apart, as before claims existed; logged once).
    */
-  async claim (staging: string, log: FastifyBaseLogger): Promise<PromotionClaim | null> {
-    const key = claimKeyOf(this.#keyPrefix, staging)
+  async claim (subject: string, log: FastifyBaseLogger): Promise<CompletionClaim | null> {
+    const key = claimKeyOf(this.#keyPrefix, subject)
     const token = randomBytes(16).toString('hex')
     let etag: string | undefined
     try {
@@ -52,7 +53,7 @@ export class PromotionClaims {
     } catch (error) {
       const info = describeS3Error('PutObject', error)
       if (info.status === 501) {
-        if (!this.#unsupportedLogged) log.warn({ s3: info }, 'fastify-s3-chunk: this store refuses conditional writes; concurrent /s3/complete calls of one upload are not kept apart')
+        if (!this.#unsupportedLogged) log.warn({ s3: info }, 'fastify-s3-chunk: this store refuses conditional writes; concurrent completions of one direct upload are not kept apart')
         this.#unsupportedLogged = true
         return { release: async () => {}, stop: () => {} }
       }

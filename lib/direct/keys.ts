@@ -59,13 +59,14 @@ export function stagingPrefix (keyPrefix: string): string {
 }
 
 /**
- * `<keyPrefix>/.staging/.claims/<sha-256 of the staging key>`: the object whose conditional write
- * makes one /s3/complete call the one that promotes a staged upload. Under `.staging/`, so the
+ * `<keyPrefix>/.staging/.claims/<sha-256 of the subject>`: the object whose conditional write
+ * makes one call the one that completes an upload (`subject`: a staging key, or
+ * `multipart <uploadId>`; see claim.ts). Under `.staging/`, so the
  * sweep and the lifecycle rule remove it; no POST policy names it, and a dot segment is never
  * the user part of a key, so no client can complete or write it.
  */
-export function claimKeyOf (keyPrefix: string, stagingKey: string): string {
-  return joinKey(stagingPrefix(keyPrefix), '.claims', createHash('sha256').update(stagingKey).digest('hex'))
+export function claimKeyOf (keyPrefix: string, subject: string): string {
+  return joinKey(stagingPrefix(keyPrefix), '.claims', createHash('sha256').update(subject).digest('hex'))
 }
 
 /** `<keyPrefix>/<user>/<rest>` → `<keyPrefix>/.staging/<user>/<rest>`: the one key a POST policy may write. */

@@ -4,6 +4,7 @@ import {
   CreateMultipartUploadCommand,
   HeadObjectCommand,
   ListPartsCommand,
+  type CompletedPart,
   type Part,
   type S3Client
 } from '@aws-sdk/client-s3'
@@ -18,7 +19,7 @@ import { etagParts, etagValue, objectUrl } from '../s3-client.js'
 import type { S3File } from '../types.js'
 import { describeS3Error, isStorageFailure, s3Call, storageFailure } from '../upload/s3-failure.js'
 import { abortMultipartUpload, completedDespiteFailure, isNoSuchUpload } from '../upload/multipart-calls.js'
-import { PromotionClaims } from './claim.js'
+import { CompletionClaims } from './claim.js'
 import { assertOwnKey, assertOwnStagingKey, isWellFormed, makeDirectKey, stagingKeyOf } from './keys.js'
 import { ORIGINAL_NAME_META, decodedFields, directMetadata, keptMetadata, metadataFromQuery, safeDecode } from './metadata.js'
 import { UploadHandles, assertInPlan, declaredPlan, partLength } from './part-plan.js'
@@ -45,7 +46,7 @@ export async function directRoutes (
   const bucket = config.bucket
   const signer = new PartSigner(config.s3, bucket, client)
   const handles = new UploadHandles(config, direct)
-  const claims = new PromotionClaims(client, bucket, config.keyPrefix)
+  const claims = new CompletionClaims(client, bucket, config.keyPrefix)
 
   async function userOf (request: FastifyRequest): Promise<DirectUser> {
     const user: DirectUser | null | undefined = await direct.authorize(request)
@@ -217,9 +218,9 @@ export async function directRoutes (
   fastify.post<{ Body: { key?: unknown } | undefined }>('/s3/complete', async (request) => {
     const user = await userOf(request)
     const { staging, final } = assertOwnStagingKey(config, user, request.body?.key)
-    const checked = await checkObject(client, config, staging, request.log)
-    // The same upload completed twice at once (a double click, a script) passed that check
-    // twice and was promoted and recorded twice: one call claims it, the others get 409.
+    // The same upload completed twice at once (a double click, a script) was checked, promoted
+    // and recorded twice: one call claims it, the others get 409 — and a call that claims it
+    // only after another finished finds no staged object (checked after the claim): 422.
     const claim = await claims.claim(staging, request.log)
     if (claim === null) throw new UploadGoneError()
     // The claim goes once the staged object is gone (promoted, or refused and deleted: nothing is
@@ -228,6 +229,7 @@ export async function directRoutes (
     // lifecycle rule remove both.
     let keepClaim = false
     try {
+      const checked = await checkObject(client, config, staging, request.log)
       const { answer, stagedLeft } = await promote(request, staging, final, checked)
       keepClaim = stagedLeft
       return answer
@@ -332,6 +334,19 @@ export async function directRoutes (
     if (action !== 'complete') throw new BadRequestError('POST /s3/multipart/<uploadId>/complete is the only POST here')
     const parts = completedParts(request.body?.parts)
     await assertUploadOfKey(key, uploadId)
+    // The same Complete sent several times at once: one call claims it — a store may carry out
+    // every one of them (versitygw answered all eight with 200), and each would be recorded.
+    const claim = await claims.claim(`multipart ${uploadId}`, request.log)
+    if (claim === null) throw new UploadGoneError()
+    try {
+      return await completeMultipart(request, key, uploadId, parts)
+    } finally {
+      await claim.release()
+    }
+  })
+
+  /** Completes a direct multipart upload this call has claimed, checks its object, then records it. */
+  async function completeMultipart (request: FastifyRequest, key: string, uploadId: string, parts: CompletedPart[]): Promise<{ location: string, key: string, file: S3File }> {
     const scope = { client, retry: config.retry, target: { bucket, key }, log: request.log }
     try {
       await client.send(new CompleteMultipartUploadCommand({
@@ -377,7 +392,7 @@ export async function directRoutes (
     }
     const file = describe(key, checked, metadata, copied)
     return { location: file.location, key, file: await stored(file, request) }
-  })
+  }
 
   fastify.delete<{ Params: { '*': string }, Querystring: Query }>('/s3/multipart/*', async (request) => {
     const user = await userOf(request)
