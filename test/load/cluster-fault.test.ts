@@ -178,12 +178,19 @@ t.test(`${UPLOADS} uploads through nginx to 2 instances on a 5-node MinIO: a nod
     const signed = await api(base, 'GET', `/s3/multipart/${created.json.uploadId as string}/${number}?${q}`)
     const body = directData.subarray((number - 1) * 5 * MiB, Math.min(number * 5 * MiB, directData.byteLength))
     // The part goes to S3 (the MinIO nginx) — a browser retries a failed part
-    // (Uppy: retryDelays), so does this, for up to ~30 s: the degraded cluster
-    // can refuse writes for a while after the kill (see the top of this file).
-    for (const delay of [500, 1000, 2000, 4000, 8000, 15000, null]) {
-      const response = await fetch(signed.json.url as string, { method: 'PUT', body }).catch(() => null)
+    // (Uppy: retryDelays), so does this, for up to ~60 s: the degraded cluster
+    // can refuse writes for a while after the kill (see the top of this file) —
+    // once (1 run in 25 beside a CPU burner) every try for 30 s failed without
+    // an answer, the connection closed while the part was being sent.
+    const failures: string[] = []
+    for (const delay of [500, 1000, 2000, 4000, 8000, 15000, 30000, null]) {
+      const response = await fetch(signed.json.url as string, { method: 'PUT', body }).catch((error: unknown) => {
+        failures.push(`no answer (${String((error as { cause?: unknown }).cause ?? error)})`)
+        return null
+      })
       if (response?.status === 200) return { PartNumber: number, ETag: response.headers.get('etag') as string }
-      if (delay === null) throw new Error(`part ${number}: ${String(response?.status)} ${(await response?.text().catch(() => '') ?? '').slice(0, 300)}`)
+      if (response !== null) failures.push(`${response.status} ${(await response.text().catch(() => '')).slice(0, 200)}`)
+      if (delay === null) throw new Error(`part ${number}: ${failures.join('; ')}`)
       await sleep(delay)
     }
     throw new Error('unreachable')
