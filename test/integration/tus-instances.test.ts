@@ -3,7 +3,8 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { startFaultProxy } from '../support/fault-proxy.ts'
+import { testFaultProxy } from '../support/fault-proxy.ts'
+import { signal } from '../support/signal.ts'
 import { freshBucket, listKeys, needsStrictS3, objectDigest, pluginS3Options, sha256, testClient, testS3 } from '../support/s3.ts'
 import { createUpload, expectClean, expectOnlyObject, patchUpload, startTus, tusLeftovers, tusRequest } from '../support/tus.ts'
 
@@ -90,25 +91,22 @@ t.test('several uploads at once stay within maxBufferedBytes and arrive byte-ide
 // Played here by an instance whose hook never returns and whose S3 calls then all fail.
 t.test('a finishing PATCH whose instance stops after its Complete: another instance runs onUploadComplete, and the upload answers finished', { skip }, async (t) => {
   const bucket = await freshBucket(t, server)
-  const proxy = await startFaultProxy({ target: server.endpoint })
-  t.teardown(async () => { await proxy.close() })
-  let entered = (): void => {}
-  const inHook = new Promise<void>((resolve) => { entered = resolve })
-  let leave = (): void => {}
-  const hookMayReturn = new Promise<void>((resolve) => { leave = resolve })
+  const proxy = await testFaultProxy(t, server.endpoint)
+  const inHook = signal()
+  const hookMayReturn = signal()
   const calls: string[] = []
   const a = await startTus(t, server, bucket, {
     s3: { ...pluginS3Options(server), endpoint: proxy.endpoint },
     tus: { leaseTimeout: 1 },
-    onUploadComplete: async () => { calls.push('A'); entered(); await hookMayReturn }
+    onUploadComplete: async () => { calls.push('A'); inHook.fire(); await hookMayReturn.fired }
   })
-  t.teardown(leave)
+  t.teardown(hookMayReturn.fire)
   const b = await startTus(t, server, bucket, { tus: { leaseTimeout: 1 }, onUploadComplete: () => { calls.push('B') } })
   const data = randomBytes(6 * MiB)
   const url = await createUpload(a.endpoint, data.byteLength)
   const onB = `${b.endpoint}/${url.split('/').pop() as string}`
   const patch = patchUpload(url, 0, data)
-  await inHook
+  await inHook.fired
   // A is as good as gone: every S3 call it makes fails from now on, so its hold lapses.
   proxy.setRules([{ match: () => true, fault: { kind: 'status', status: 500 } }])
   await sleep(1500)
@@ -119,7 +117,7 @@ t.test('a finishing PATCH whose instance stops after its Complete: another insta
   t.same(await tusLeftovers(client, bucket), [], 'its state is removed')
   t.equal((await tusRequest(onB, 'HEAD')).headers.get('upload-offset'), String(data.byteLength), 'and it stays finished')
   proxy.setRules([])
-  leave()
+  hookMayReturn.fire()
   await patch
   await expectOnlyObject(t, client, bucket, data)
   t.same(calls, ['A', 'B'], 'the hook ran twice in all, never more')

@@ -14,7 +14,7 @@ import { api, MiB, params, postToS3, startDirect } from './direct-support.ts'
 import { PutObjectCommand } from '@aws-sdk/client-s3'
 import { CLAIM_STALE_MS } from '../../lib/direct/claim.ts'
 import { claimKeyOf } from '../../lib/direct/keys.ts'
-import { startFaultProxy, type FaultRequest } from '../support/fault-proxy.ts'
+import { testFaultProxy, type FaultRequest } from '../support/fault-proxy.ts'
 import { freshBucket, listKeys, needsStrictS3, pendingUploads, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
 
 const server = await testS3()
@@ -78,8 +78,7 @@ for (const overwrite of [false, true]) {
 
 t.test('/s3/complete: a promotion that fails gives its claim back (a retry succeeds); a claim whose answer was lost is still the call\'s', { skip }, async (t) => {
   const bucket = await freshBucket(t, server, client)
-  const proxy = await startFaultProxy({ target: server.endpoint })
-  t.teardown(async () => { await proxy.close() })
+  const proxy = await testFaultProxy(t, server.endpoint)
   const { url, stored } = await startDirect(t, server, bucket, { s3: { ...pluginS3Options(server), endpoint: proxy.endpoint } })
   const data = randomBytes(100_000)
   const post = await params(url, 'alice', 'retry.bin', 'application/octet-stream')
@@ -116,8 +115,7 @@ t.test('/s3/complete: a claim left by a dead call blocks only while it could sti
 
 t.test('/s3/complete: a claim whose every answer is lost (maxAttempts 1) is still the call\'s; a store refusing conditional writes (501) promotes unclaimed', { skip }, async (t) => {
   const bucket = await freshBucket(t, server, client)
-  const proxy = await startFaultProxy({ target: server.endpoint })
-  t.teardown(async () => { await proxy.close() })
+  const proxy = await testFaultProxy(t, server.endpoint)
   const { url, stored } = await startDirect(t, server, bucket, { s3: { ...pluginS3Options(server), endpoint: proxy.endpoint, maxAttempts: 1 } })
   const isClaimWrite = (request: FaultRequest): boolean => request.method === 'PUT' && request.path.includes('/.claims/')
   for (const [name, fault] of [['answer lost', { kind: 'dropAnswer' }], ['501', { kind: 'status', status: 501, code: 'NotImplemented' }]] as const) {

@@ -10,7 +10,8 @@ import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { request as httpRequest } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { startFaultProxy, type FaultRequest } from '../support/fault-proxy.ts'
+import { testFaultProxy, type FaultRequest } from '../support/fault-proxy.ts'
+import { signal } from '../support/signal.ts'
 import { freshBucket, listKeys, needsStrictS3, pendingUploads, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
 import { createUpload, expectClean, expectOnlyObject, patchUpload, startTus, tusRequest } from '../support/tus.ts'
 
@@ -49,25 +50,23 @@ t.test('termination while a PATCH runs: the PATCH is refused and leaves no multi
 t.test('DELETE while a PATCH finishes the upload: refused (409), never 204 for a file that is then stored', { skip }, async (t) => {
   const bucket = await freshBucket(t, server)
   // The app's hook holds the finishing PATCH (Complete done, the file not yet accepted) until the DELETE was answered.
-  let entered = (): void => {}
-  const inHook = new Promise<void>((resolve) => { entered = resolve })
-  let leave = (): void => {}
-  const hookMayReturn = new Promise<void>((resolve) => { leave = resolve })
+  const inHook = signal()
+  const hookMayReturn = signal()
   const accepted: string[] = []
   const { endpoint } = await startTus(t, server, bucket, {
     onUploadComplete: async (file) => {
-      entered()
-      await hookMayReturn
+      inHook.fire()
+      await hookMayReturn.fired
       accepted.push(file.key)
     }
   })
-  t.teardown(leave)
+  t.teardown(hookMayReturn.fire)
   const data = randomBytes(6 * MiB)
   const url = await createUpload(endpoint, data.byteLength)
   const patch = patchUpload(url, 0, data)
-  await inHook
+  await inHook.fired
   const deleted = await tusRequest(url, 'DELETE')
-  leave()
+  hookMayReturn.fire()
   t.equal(deleted.status, 409, `the DELETE is refused while the upload finishes (${deleted.status})`)
   t.equal((await patch).status, 204, 'the PATCH finishes')
   t.equal(accepted.length, 1, 'the app accepted the file')
@@ -81,16 +80,14 @@ t.test('DELETE just before a finishing PATCH marks the upload: the DELETE wins, 
   // The PATCH's state writes go through a proxy that holds its second rewrite (the hold is the
   // first, the mark "finishing" the second; leaseTimeout is long enough that no renewal comes
   // between) for 2 s: the DELETE, sent meanwhile, takes the upload first.
-  const proxy = await startFaultProxy({ target: server.endpoint })
-  t.teardown(async () => { await proxy.close() })
+  const proxy = await testFaultProxy(t, server.endpoint)
   let rewrites = 0
-  let markSeen = (): void => {}
-  const marking = new Promise<void>((resolve) => { markSeen = resolve })
+  const marking = signal()
   proxy.setRules([{
     match: (request) => {
       const rewrite = request.method === 'PUT' && request.path.includes('/.tus/') && !request.path.includes('.tail.') && request.headers['if-match'] !== undefined
       if (!rewrite || ++rewrites !== 2) return false
-      markSeen()
+      marking.fire()
       return true
     },
     fault: { kind: 'delay', ms: 2000 }
@@ -99,7 +96,7 @@ t.test('DELETE just before a finishing PATCH marks the upload: the DELETE wins, 
   const data = randomBytes(6 * MiB)
   const url = await createUpload(endpoint, data.byteLength)
   const patch = patchUpload(url, 0, data)
-  await marking
+  await marking.fired
   t.equal((await tusRequest(url, 'DELETE')).status, 204, 'the DELETE terminates the upload')
   const patched = await patch
   t.equal(patched.status, 409, `the PATCH, whose mark lost to the DELETE, fails (${patched.status})`)
@@ -110,8 +107,7 @@ t.test('DELETE just before a finishing PATCH marks the upload: the DELETE wins, 
 
 t.test('a DELETE cut short once it took the upload: 404 from then on, and the sweep finishes its cleanup at once', { skip }, async (t) => {
   const bucket = await freshBucket(t, server)
-  const proxy = await startFaultProxy({ target: server.endpoint })
-  t.teardown(async () => { await proxy.close() })
+  const proxy = await testFaultProxy(t, server.endpoint)
   const { app, endpoint } = await startTus(t, server, bucket, { s3: { ...pluginS3Options(server), endpoint: proxy.endpoint } })
   const url = await createUpload(endpoint, 20 * MiB)
   t.equal((await patchUpload(url, 0, randomBytes(6 * MiB))).status, 204, 'a first part stored')
@@ -138,30 +134,27 @@ const isStateRemoval = (request: FaultRequest): boolean => request.method === 'D
 // the app went on to accept.
 t.test('a renewal S3 refuses while the upload finishes: the hold is kept, and a DELETE is still 409', { skip }, async (t) => {
   const bucket = await freshBucket(t, server)
-  const proxy = await startFaultProxy({ target: server.endpoint })
-  t.teardown(async () => { await proxy.close() })
-  let entered = (): void => {}
-  const inHook = new Promise<void>((resolve) => { entered = resolve })
-  let leave = (): void => {}
-  const hookMayReturn = new Promise<void>((resolve) => { leave = resolve })
+  const proxy = await testFaultProxy(t, server.endpoint)
+  const inHook = signal()
+  const hookMayReturn = signal()
   const accepted: string[] = []
   const { endpoint } = await startTus(t, server, bucket, {
     s3: { ...pluginS3Options(server), endpoint: proxy.endpoint },
     tus: { leaseTimeout: 1 },
-    onUploadComplete: async (file) => { entered(); await hookMayReturn; accepted.push(file.key) }
+    onUploadComplete: async (file) => { inHook.fire(); await hookMayReturn.fired; accepted.push(file.key) }
   })
-  t.teardown(leave)
+  t.teardown(hookMayReturn.fire)
   const data = randomBytes(6 * MiB)
   const url = await createUpload(endpoint, data.byteLength)
   const patch = patchUpload(url, 0, data)
-  await inHook
+  await inHook.fired
   proxy.setRules([{ match: isStateRewrite, fault: { kind: 'status', status: 500 }, times: 1 }])
   // Bounded: renewals come every ~333 ms.
   for (let i = 0; i < 100 && proxy.stats().faults.status === 0; i++) await sleep(50)
   t.equal(proxy.stats().faults.status, 1, 'one renewal was refused')
   await sleep(1500) // longer than the hold (1 s): only renewals after the refused one keep it
   const deleted = await tusRequest(url, 'DELETE')
-  leave()
+  hookMayReturn.fire()
   t.equal(deleted.status, 409, `the DELETE is refused while the upload finishes (${deleted.status})`)
   t.equal((await patch).status, 204, 'the PATCH finishes')
   t.equal(accepted.length, 1, 'the app accepted the file')
@@ -173,8 +166,7 @@ t.test('a renewal S3 refuses while the upload finishes: the hold is kept, and a 
 // every later PATCH carried it on, so a DELETE during any of them was refused.
 t.test('a finishing mark left behind is not carried on: a DELETE during a later PATCH takes the upload', { skip }, async (t) => {
   const bucket = await freshBucket(t, server)
-  const proxy = await startFaultProxy({ target: server.endpoint })
-  t.teardown(async () => { await proxy.close() })
+  const proxy = await testFaultProxy(t, server.endpoint)
   const { endpoint } = await startTus(t, server, bucket, { s3: { ...pluginS3Options(server), endpoint: proxy.endpoint }, tus: { leaseTimeout: 1 } })
   const url = await createUpload(endpoint, 20 * MiB)
   // Complete (POST ?uploadId) refused, and the removal of the state too: the mark stays.
@@ -211,8 +203,7 @@ t.test('a finishing mark left behind is not carried on: a DELETE during a later 
 // is the app's, as for any finished upload — rather than 204 "terminated", and removes the state.
 t.test('a DELETE of a finished upload whose state stayed behind: 404, the object kept, the state removed', { skip }, async (t) => {
   const bucket = await freshBucket(t, server)
-  const proxy = await startFaultProxy({ target: server.endpoint })
-  t.teardown(async () => { await proxy.close() })
+  const proxy = await testFaultProxy(t, server.endpoint)
   const { endpoint } = await startTus(t, server, bucket, { s3: { ...pluginS3Options(server), endpoint: proxy.endpoint }, tus: { leaseTimeout: 1 } })
   const data = randomBytes(6 * MiB)
   const url = await createUpload(endpoint, data.byteLength)
@@ -230,14 +221,12 @@ t.test('a DELETE of a finished upload whose state stayed behind: 404, the object
 // the tail it had just written (named by no state) to the sweep.
 t.test('a DELETE while a PATCH writes its tail: the tail is removed with the rest', { skip }, async (t) => {
   const bucket = await freshBucket(t, server)
-  const proxy = await startFaultProxy({ target: server.endpoint })
-  t.teardown(async () => { await proxy.close() })
-  let tailSeen = (): void => {}
-  const tailOnItsWay = new Promise<void>((resolve) => { tailSeen = resolve })
+  const proxy = await testFaultProxy(t, server.endpoint)
+  const tailOnItsWay = signal()
   proxy.setRules([{
     match: (request) => {
       if (request.method !== 'PUT' || !request.path.includes('.tail.')) return false
-      tailSeen()
+      tailOnItsWay.fire()
       return true
     },
     fault: { kind: 'delay', ms: 2000 }
@@ -246,7 +235,7 @@ t.test('a DELETE while a PATCH writes its tail: the tail is removed with the res
   const { endpoint } = await startTus(t, server, bucket, { s3: { ...pluginS3Options(server), endpoint: proxy.endpoint }, tus: { leaseTimeout: 1 } })
   const url = await createUpload(endpoint, 20 * MiB)
   const patch = patchUpload(url, 0, randomBytes(7 * MiB)) // one part and a 2 MiB tail
-  await tailOnItsWay
+  await tailOnItsWay.fired
   t.equal((await tusRequest(url, 'DELETE')).status, 204, 'DELETE while the tail is on its way')
   t.ok([404, 409].includes((await patch).status), 'the PATCH is refused')
   t.same(await listKeys(client, bucket), [], 'no object')

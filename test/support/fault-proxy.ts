@@ -308,3 +308,10 @@ export async function startFaultProxy (options: { target: string, seed?: number 
     }
   }
 }
+
+/** A fault proxy in front of `target` for one test, closed at its teardown. */
+export async function testFaultProxy (t: { teardown: (fn: () => unknown) => void }, target: string): Promise<FaultProxy> {
+  const proxy = await startFaultProxy({ target })
+  t.teardown(async () => { await proxy.close() })
+  return proxy
+}
