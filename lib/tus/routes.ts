@@ -70,6 +70,12 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
   const tokens = new UploadTokens(config, tus.secret)
   const maxSize = Math.min(tus.maxSize ?? config.maxFileSize, config.maxFileSize)
   const leaseMs = tus.leaseTimeout * 1000
+  /**
+   * A finishing PATCH's mark whose hold lapsed a whole lease ago: its instance is taken as gone.
+   * Only lapsed is not enough — a live instance whose renewal is merely slow (a PUT held up, a
+   * busy event loop) would have its upload settled under it, and its hook run twice at once.
+   */
+  const abandoned = (state: TusState): boolean => state.completing === true && (state.lease === undefined || state.lease.until + leaseMs <= Date.now())
   const largestPart = maxPartSize(config)
 
   // The body of a PATCH (and of a creation with upload) is streamed, never parsed: every
@@ -146,8 +152,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     }
     if (loaded.state.owner !== user?.userId || loaded.state.refused === true || loaded.state.terminated === true) throw new TusNotFoundError()
     if (loaded.state.expires <= Date.now()) throw new TusExpiredError()
-    const { lease } = loaded.state
-    if (loaded.state.completing === true && (lease === undefined || lease.until <= Date.now())) {
+    if (abandoned(loaded.state)) {
       const settled = await settleAbandoned(request, loaded)
       if (settled !== null) {
         if (!options.acceptFinished) throw new TusNotFoundError()
@@ -167,12 +172,15 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
    * another request took the hold first.
    */
   async function settleAbandoned (request: FastifyRequest, loaded: Loaded): Promise<{ finishedSize: number } | null> {
-    const { state } = loaded
-    const head = await finishedObject(state.id, state.key)
+    const head = await finishedObject(loaded.state.id, loaded.state.key)
     if (head === null) return null
+    // Read again as a writer does (HEAD's read takes a state whose body and ETag may not yet agree).
+    const fresh = await store.load(loaded.state.id).catch(() => null)
+    if (fresh === null || !abandoned(fresh.state)) return null
+    const { state } = fresh
     const holder = randomBytes(8).toString('hex')
     const holding = (): TusState => ({ ...state, lease: { holder, until: Date.now() + leaseMs }, completing: true })
-    const held = await store.write(holding(), loaded.etag)
+    const held = await store.write(holding(), fresh.etag)
     if (!held.landed) return null
     let etag = held.etag
     // The hold is renewed while the app's hook runs, as a finishing PATCH's is.
@@ -185,7 +193,8 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     let verdict: Verdict
     try {
       request.log.warn({ key: state.key }, 'fastify-s3-chunk: a tus upload whose finishing request stopped after its Complete: running onUploadComplete for it')
-      verdict = await finish(request, state, outcomeOf(head, { size, parts: etagParts(head.ETag) }, engine.config.checksum))
+      // The object is never deleted here, whatever the hook says: the first run may have accepted it.
+      verdict = await finish(request, state, outcomeOf(head, { size, parts: etagParts(head.ETag) }, engine.config.checksum), { mayDelete: false })
     } finally {
       clearInterval(renew)
       await renewing
@@ -281,8 +290,8 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     // A PATCH's hold renewals change the ETag every few seconds: a write that lost to one is tried again on the new state.
     for (let attempt = 1; taken === null; attempt++) {
       const { state, etag } = await open(request)
-      // (A finishing PATCH whose hold lapsed after it stored the object was settled by open(): 404.)
-      if (state.completing === true && state.lease !== undefined && state.lease.until > Date.now()) throw new TusLockedError()
+      // (A finishing PATCH abandoned after it stored the object was settled by open(): 404.)
+      if (state.completing === true && !abandoned(state)) throw new TusLockedError()
       try {
         await store.save({ ...state, terminated: true }, etag)
         taken = state
@@ -397,6 +406,8 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       state.length = length
     }
     if (state.lease !== undefined && state.lease.until > Date.now()) throw new TusLockedError()
+    // A finishing PATCH may only be late with its renewal: its mark is waited out (see abandoned()).
+    if (state.completing === true && !abandoned(state)) throw new TusLockedError()
     // A mark left by a finishing PATCH that did not finish (its Complete and its cleanup failed, or its instance died) is not this request's.
     delete state.completing
     const holder = randomBytes(8).toString('hex')
@@ -449,8 +460,11 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     }
   }
 
-  /** onUploadComplete for the stored object: 'accepted'; when it threw, 'deleted', or 'kept' where deleting would lose more (or failed). */
-  async function finish (request: FastifyRequest, state: TusState, outcome: { size: number, etag: string, parts: number, versionId?: string, checksum?: string }): Promise<Verdict> {
+  /**
+   * onUploadComplete for the stored object: 'accepted'; when it threw, 'deleted', or 'kept' where
+   * deleting would lose more (or failed, or `mayDelete` is false: a run again after a dead instance's).
+   */
+  async function finish (request: FastifyRequest, state: TusState, outcome: { size: number, etag: string, parts: number, versionId?: string, checksum?: string }, { mayDelete = true }: { mayDelete?: boolean } = {}): Promise<Verdict> {
     const file: S3File = {
       fieldName: 'file',
       originalName: state.originalName,
@@ -470,6 +484,10 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     } catch (error) {
       // As for a streamed upload: storage and the app's records agree — unless deleting would lose
       // the object this one replaced (overwrite on an unversioned bucket).
+      if (!mayDelete) {
+        request.log.error({ key: file.key, err: error }, 'fastify-s3-chunk: onUploadComplete threw when run again for a tus upload whose instance stopped; the object stays stored (the first run may have accepted it), the upload answers 404')
+        return 'kept'
+      }
       if (config.overwrite && file.versionId === undefined) {
         request.log.error({ key: file.key, err: error }, 'fastify-s3-chunk: onUploadComplete threw for a tus upload; the object stays stored (overwrite is on)')
         return 'kept'

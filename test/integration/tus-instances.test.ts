@@ -109,7 +109,7 @@ t.test('a finishing PATCH whose instance stops after its Complete: another insta
   await inHook.fired
   // A is as good as gone: every S3 call it makes fails from now on, so its hold lapses.
   proxy.setRules([{ match: () => true, fault: { kind: 'status', status: 500 } }])
-  await sleep(1500)
+  await sleep(2500) // its hold (1 s) lapses, and a whole lease more: A is taken as gone
   const head = await tusRequest(onB, 'HEAD')
   t.equal(head.status, 200, 'HEAD on the other instance')
   t.equal(head.headers.get('upload-offset'), String(data.byteLength), 'the upload is finished: Upload-Offset is its length')
@@ -121,4 +121,32 @@ t.test('a finishing PATCH whose instance stops after its Complete: another insta
   await patch
   await expectOnlyObject(t, client, bucket, data)
   t.same(calls, ['A', 'B'], 'the hook ran twice in all, never more')
+})
+
+// From review: the instance taken as gone may be alive, its renewal only held up, and its hook
+// may have accepted the file. A run again that throws (a database blip) used to delete the
+// object the app had accepted; it is kept now, whatever the second run says.
+t.test('a finishing instance only slow to renew: a second run of onUploadComplete that throws never deletes the accepted file', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server)
+  const proxy = await testFaultProxy(t, server.endpoint)
+  const inHook = signal()
+  const calls: string[] = []
+  const a = await startTus(t, server, bucket, {
+    s3: { ...pluginS3Options(server), endpoint: proxy.endpoint },
+    tus: { leaseTimeout: 1 },
+    onUploadComplete: async () => { calls.push('A'); inHook.fire(); await sleep(4500) }
+  })
+  const b = await startTus(t, server, bucket, { tus: { leaseTimeout: 1 }, onUploadComplete: () => { calls.push('B'); throw new Error('database blip') } })
+  const data = randomBytes(6 * MiB)
+  const url = await createUpload(a.endpoint, data.byteLength)
+  const patch = patchUpload(url, 0, data)
+  await inHook.fired
+  // A's next renewal is held up 4 s: its hold lapses, and a whole lease more, while A is alive.
+  proxy.setRules([{ match: (request) => request.method === 'PUT' && request.path.includes('/.tus/'), fault: { kind: 'delay', ms: 4000 }, times: 1 }])
+  await sleep(2600)
+  const head = await tusRequest(`${b.endpoint}/${url.split('/').pop() as string}`, 'HEAD')
+  t.same(calls, ['A', 'B'], 'B took A for gone and ran the hook again, which threw')
+  t.equal(head.status, 404, 'HEAD: the upload answers 404 (the second run refused it)')
+  t.equal((await patch).status, 204, 'A\'s PATCH finishes: its hook accepted the file')
+  await expectOnlyObject(t, client, bucket, data)
 })

@@ -176,7 +176,7 @@ t.test('a finishing mark left behind is not carried on: a DELETE during a later 
   ])
   t.ok((await patchUpload(url, 0, randomBytes(20 * MiB))).status >= 500, 'the finishing PATCH fails')
   proxy.setRules([])
-  await sleep(1500) // its hold lapses
+  await sleep(2500) // its hold lapses, and a whole lease (1 s) more: its PATCH is taken as gone
   const head = await tusRequest(url, 'HEAD')
   t.equal(head.status, 200, 'the upload is still there')
   const answered = new Promise<number>((resolve, reject) => {
@@ -210,7 +210,7 @@ t.test('a DELETE of a finished upload whose state stayed behind: 404, the object
   proxy.setRules([{ match: isStateRemoval, fault: { kind: 'status', status: 500 } }])
   t.equal((await patchUpload(url, 0, data)).status, 204, 'the upload finishes (its state removal refused)')
   proxy.setRules([])
-  await sleep(1500) // the finishing hold lapses
+  await sleep(2500) // the finishing hold lapses, and a whole lease more
   t.equal((await tusRequest(url, 'DELETE')).status, 404, 'DELETE: 404, the upload had finished')
   await expectOnlyObject(t, client, bucket, data)
   await expectClean(t, client, bucket)
