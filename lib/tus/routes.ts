@@ -76,6 +76,12 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
    * busy event loop) would have its upload settled under it, and its hook run twice at once.
    */
   const abandoned = (state: TusState): boolean => state.completing === true && (state.lease === undefined || state.lease.until + leaseMs <= Date.now())
+  /** A finishing PATCH still within its margin: PATCH and DELETE wait it out (409). */
+  const finishingNow = (state: TusState): boolean => state.completing === true && !abandoned(state)
+  /** The state held by `holder` for one more lease, marked as finishing (a finishing PATCH's, or a settle's). */
+  const finishingHold = (state: TusState, holder: string): TusState => ({ ...state, lease: { holder, until: Date.now() + leaseMs }, completing: true })
+  /** How often a hold is renewed: three times a lease, so one late renewal does not lose it. */
+  const renewEveryMs = Math.max(250, Math.floor(leaseMs / 3))
   const largestPart = maxPartSize(config)
 
   // The body of a PATCH (and of a creation with upload) is streamed, never parsed: every
@@ -179,15 +185,14 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     if (fresh === null || !abandoned(fresh.state)) return null
     const { state } = fresh
     const holder = randomBytes(8).toString('hex')
-    const holding = (): TusState => ({ ...state, lease: { holder, until: Date.now() + leaseMs }, completing: true })
-    const held = await store.write(holding(), fresh.etag)
+    const held = await store.write(finishingHold(state, holder), fresh.etag)
     if (!held.landed) return null
     let etag = held.etag
     // The hold is renewed while the app's hook runs, as a finishing PATCH's is.
     let renewing: Promise<void> = Promise.resolve()
     const renew = setInterval(() => {
-      renewing = renewing.then(async () => { etag = await store.save(holding(), etag) }).catch(() => {})
-    }, Math.max(250, Math.floor(leaseMs / 3)))
+      renewing = renewing.then(async () => { etag = await store.save(finishingHold(state, holder), etag) }).catch(() => {})
+    }, renewEveryMs)
     renew.unref()
     const size = head.ContentLength ?? 0
     let verdict: Verdict
@@ -291,7 +296,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     for (let attempt = 1; taken === null; attempt++) {
       const { state, etag } = await open(request)
       // (A finishing PATCH abandoned after it stored the object was settled by open(): 404.)
-      if (state.completing === true && !abandoned(state)) throw new TusLockedError()
+      if (finishingNow(state)) throw new TusLockedError()
       try {
         await store.save({ ...state, terminated: true }, etag)
         taken = state
@@ -407,7 +412,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     }
     if (state.lease !== undefined && state.lease.until > Date.now()) throw new TusLockedError()
     // A finishing PATCH may only be late with its renewal: its mark is waited out (see abandoned()).
-    if (state.completing === true && !abandoned(state)) throw new TusLockedError()
+    if (finishingNow(state)) throw new TusLockedError()
     // A mark left by a finishing PATCH that did not finish (its Complete and its cleanup failed, or its instance died) is not this request's.
     delete state.completing
     const holder = randomBytes(8).toString('hex')
@@ -586,7 +591,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
           fail(error instanceof StateConflict ? new TusLockedError() : error)
         }
       })
-    }, Math.max(250, Math.floor(leaseMs / 3)))
+    }, renewEveryMs)
     renew.unref()
     const stopRenewing = async (): Promise<void> => {
       clearInterval(renew)
@@ -758,7 +763,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         completing = true
         const marked = renewing.then(async () => {
           if (failure !== null) return
-          etag = await store.save({ ...state, lease: { holder, until: Date.now() + leaseMs }, completing: true }, etag)
+          etag = await store.save(finishingHold(state, holder), etag)
         })
         renewing = marked.catch(() => {})
         await marked.catch((error: unknown) => { fail(error instanceof StateConflict ? new TusLockedError() : error) })
