@@ -10,7 +10,7 @@ import type { GcSeen } from '../test/support/gc-counter.mjs'
 export const PART_SIZE = 5 * 1024 * 1024
 export const PART_CONCURRENCY = 4
 
-export type ContenderId = 'a' | 'b' | 'c' | 'd' | 'e' | 'f' | 's'
+export type ContenderId = 'a' | 'b' | 'c' | 'd' | 'e' | 'f' | 'r' | 's'
 
 export interface S3Access {
   region: string
@@ -26,7 +26,7 @@ export interface ContenderServer {
   /** The server's root process: its threads and child processes are measured from /proc. */
   pid: number
   /** What the server says of itself (Node contenders: peak RSS and event-loop delay). */
-  health: () => Promise<{ maxRss?: number, eventLoopDelayMs?: { p99: number, max: number }, gc?: GcSeen }>
+  health: () => Promise<{ maxRss?: number, eventLoopDelayMs?: { p99: number, max: number }, gc?: GcSeen, stats?: Record<string, unknown> }>
   stop: (graceMs?: number) => Promise<void>
 }
 
@@ -53,11 +53,19 @@ export interface Contender {
   tempDirEnv?: string
   /** Objects the server keeps beside each file by its design (not counted as files; reported). */
   stateObjects?: RegExp
+  /**
+   * Stores nothing (the receive floor): the run checks the bytes its /health
+   * counted (`stats.bytesReceived`) instead of the objects in the bucket.
+   */
+  receiveOnly?: boolean
+  /** Runs only these scenarios (by id), when set. */
+  onlyScenarios?: string[]
 }
 
 const uploadServer = fileURLToPath(new URL('../test/support/upload-server.mjs', import.meta.url))
 const libStorageServer = fileURLToPath(new URL('./contenders/lib-storage-server.mjs', import.meta.url))
 const tusS3StoreServer = fileURLToPath(new URL('./contenders/tus-s3-store-server.mjs', import.meta.url))
+const receiveFloorServer = fileURLToPath(new URL('./contenders/receive-floor-server.mjs', import.meta.url))
 
 /** Node reads NODE_EXTRA_CA_CERTS at start; worker threads share the process's trust store. */
 function trust (s3: S3Access): Record<string, string> {
@@ -111,6 +119,15 @@ export const contenders: Contender[] = [
     tempDirEnv: 'TMPDIR',
     // @tus/s3-store keeps an empty <upload id>.info object (its state, in the object's metadata) after the upload completes.
     stateObjects: /\.info$/
+  },
+  {
+    // Not a way to upload: what taking a multipart body in costs a Fastify server's
+    // main thread before any S3 work, the floor under (a)'s main thread.
+    id: 'r',
+    label: 'receive floor: @fastify/multipart and one copy, nothing sent',
+    server: () => ({ script: receiveFloorServer, env: {} }),
+    receiveOnly: true,
+    onlyScenarios: ['one-large', 'concurrent']
   },
   {
     id: 's',

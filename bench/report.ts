@@ -81,14 +81,14 @@ function ceilingRows (cells: Cell[], scenarios: Scenario[]): string[][] {
   const main = (scenario: string, id: string): number | null => cells.find((cell) => cell.scenario === scenario && cell.contender === id)?.mainThreadCpuSecondsPerGiB ?? null
   const out: string[][] = []
   for (const scenario of scenarios) {
-    const figures = ['a', 'b', 'c'].map((id) => main(scenario.id, id))
+    const figures = ['a', 'b', 'c', 'r'].map((id) => main(scenario.id, id))
     if (figures.every((value) => value === null)) continue
     out.push([scenario.title, ...figures.map((value) => value === null || value <= 0 ? '—' : `${value.toFixed(2)} s → ${(1 / value).toFixed(1)} GiB/s`)])
   }
   return out
 }
 
-const CEILING_HEADERS = ['scenario', '(a) workers: main thread → ceiling', '(b) inline', '(c) lib-storage']
+const CEILING_HEADERS = ['scenario', '(a) workers: main thread → ceiling', '(b) inline', '(c) lib-storage', '(r) receive floor']
 
 // The tus scenarios have a table of their own: other contenders, a disk column, their own ratio.
 function isTus (scenarioId: string, scenarios: Scenario[]): boolean {
@@ -152,7 +152,7 @@ const NOTES = [
   'Event-loop delay is what lies beyond monitorEventLoopDelay\'s 10 ms sampling interval (Node records the whole interval: an idle loop reads ~10.1 ms, here ~0.1), ' +
   'over the server\'s life after it started listening (the warm-up of two small uploads included); health p99 is a GET /health sent every 50 ms during the run. ' +
   'Major GCs per GiB: the Node servers\' main-thread mark-compacts (perf_hooks \'gc\' entries, delivered a moment late: ±1 or so per read) during the measured uploads, per GiB uploaded. ' +
-  '(d) has no server: only its throughput applies. HTTPS scenarios talk to a second MinIO over TLS with a certificate the bench makes (openssl) and every contender trusts.',
+  '(d) has no server: only its throughput applies. (r) sends nothing to S3 (its throughput is the load client\'s against a server that only reads): it is there for its main-thread CPU, the floor under (a)\'s. HTTPS scenarios talk to a second MinIO over TLS with a certificate the bench makes (openssl) and every contender trusts.',
   `(s) is ${seedDescription()}, with the uploader's defaults (parts of just over 5 MiB, its 10-thread pool per file, boto3's default checksums and payload signing).`,
   'Ceiling: one process cannot upload faster than 1 / (its main thread\'s CPU s/GiB) GiB/s, however many cores it has — a projection from this machine\'s per-GiB figure, not a measurement.'
 ]

@@ -200,12 +200,14 @@ export async function runOnce (contender: Contender, scenario: Scenario, repetit
     }
     if (pings !== null) result.healthMs = { p99: pings.p99, max: pings.max, count: pings.latencies.length, errors: pings.errors }
 
-    // Every file is stored whole: as many objects as sent, as many bytes.
-    const stored = await storedObjects(context.client, context.bucket, contender.stateObjects)
-    if (contender.stateObjects !== undefined) result.stateObjects = stored.ignored
+    // Every file is stored whole: as many objects as sent, as many bytes (the receive floor: counted, stored nowhere).
     const expected = { count: scenario.files + WARM_UP.length, bytes: bytes + WARM_UP.reduce((sum, size) => sum + size, 0) }
+    const stored = contender.receiveOnly === true && server !== null
+      ? receivedBy(await server.health())
+      : await storedObjects(context.client, context.bucket, contender.stateObjects)
+    if (contender.stateObjects !== undefined) result.stateObjects = stored.ignored
     if (stored.count !== expected.count || stored.bytes !== expected.bytes) {
-      throw new Error(`stored ${stored.count} objects / ${stored.bytes} bytes, expected ${expected.count} / ${expected.bytes}`)
+      throw new Error(`${contender.receiveOnly === true ? 'received' : 'stored'} ${stored.count} files / ${stored.bytes} bytes, expected ${expected.count} / ${expected.bytes}`)
     }
     result.ok = true
   } catch (error) {
@@ -268,4 +270,11 @@ async function uploadAll (scenario: Scenario, signal: AbortSignal, upload: (inde
   await Promise.all(Array.from({ length: Math.min(scenario.concurrency, scenario.files) }, lane))
   if (signal.aborted) throw signal.reason
   if (failures.length > 0) throw failures[0]
+}
+
+/** What a receive-only contender (the floor) says it took in, in storedObjects' terms. */
+function receivedBy (health: { stats?: Record<string, unknown> }): { count: number, bytes: number, ignored: number } {
+  const { filesReceived, bytesReceived } = health.stats ?? {}
+  if (typeof filesReceived !== 'number' || typeof bytesReceived !== 'number') throw new Error('the receive-only server\'s /health has no filesReceived/bytesReceived')
+  return { count: filesReceived, bytes: bytesReceived, ignored: 0 }
 }

@@ -40,9 +40,10 @@ function tusScenario (id: string, files: number, size: number, concurrency: numb
   return { ...base, title: `tus: ${base.title}`, protocol: 'tus' }
 }
 
-/** True when a contender runs a scenario: the same protocol, and named by the scenario when it names any. */
-export function runsScenario (scenario: Scenario, contender: { id: ContenderId, protocol?: 'multipart' | 'tus' }): boolean {
-  return (scenario.protocol ?? 'multipart') === (contender.protocol ?? 'multipart') && (scenario.contenders?.includes(contender.id) ?? true)
+/** True when a contender runs a scenario: the same protocol, named by the scenario when it names any, and among the contender's own when it has a list. */
+export function runsScenario (scenario: Scenario, contender: { id: ContenderId, protocol?: 'multipart' | 'tus', onlyScenarios?: string[] }): boolean {
+  return (scenario.protocol ?? 'multipart') === (contender.protocol ?? 'multipart') && (scenario.contenders?.includes(contender.id) ?? true) &&
+    (contender.onlyScenarios?.includes(scenario.id) ?? true)
 }
 
 /** The same over HTTPS: real S3 is always HTTPS, and TLS is work the worker threads take off the main thread. */
@@ -56,7 +57,7 @@ export function scenarios (quick: boolean): Scenario[] {
   const servers: ContenderId[] = ['a', 'b', 'c', 's']
   if (quick) {
     // The seed (s) runs two quick scenarios, one per S3 (its HTTP and TLS set-up), not four more: CI time.
-    const notSeed: ContenderId[] = ['a', 'b', 'c', 'd']
+    const notSeed: ContenderId[] = ['a', 'b', 'c', 'd', 'r']
     return [
       scenario('one-large', 1, 512 * MiB, 1, 'one large file'),
       scenario('concurrent', 8, 64 * MiB, 8, 'concurrent large files', notSeed),
