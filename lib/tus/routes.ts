@@ -361,6 +361,8 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     reply.header('Upload-Expires', new Date(state.expires).toUTCString())
 
     if (length === 0) {
+      // A body's bytes would be more than Upload-Length (413, as for any length), never dropped.
+      if (withBody) await refuseAnyBytes(request)
       // Nothing to wait for: the (empty) object is stored now, and no state is kept.
       const verdict = await storeEmpty(state, request)
       if (verdict === 'kept') await markRefused(state, null, request)
@@ -375,10 +377,11 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       return
     }
     // creation-with-upload: created already held, then the body is written like a PATCH's.
+    const before: TusState = { ...state }
     const holder = randomBytes(8).toString('hex')
     state.lease = { holder, until: Date.now() + leaseMs }
     const etag = await store.save(state, null)
-    const offset = await write(request, { state, etag }, holder, checksum)
+    const offset = await write(request, { state, etag }, holder, checksum, before)
     reply.header('Upload-Offset', String(offset))
     await reply.code(201).send()
   }
@@ -401,6 +404,11 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     }
     const { state } = loaded
     if (offset !== state.offset) throw new TusOffsetMismatchError(state.offset)
+    // What a PATCH that fails leaves: the upload as loaded — not a length it declared, nor a type
+    // sniffed from bytes that then did not count (the next PATCH's bytes are sniffed again).
+    const before: TusState = { ...state }
+    delete before.lease
+    delete before.completing
     const lengthHeader = request.headers['upload-length']
     if (lengthHeader !== undefined) {
       const length = byteCount(lengthHeader, 'Upload-Length')
@@ -425,10 +433,26 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       if (error instanceof StateConflict) throw new TusLockedError()
       throw error
     }
-    const now = await write(request, { state, etag }, holder, checksum)
+    const now = await write(request, { state, etag }, holder, checksum, before)
     reply.header('Upload-Offset', String(now))
     if (now !== state.length) reply.header('Upload-Expires', new Date(Date.now() + tus.expiresIn * 1000).toUTCString())
     await reply.code(204).send()
+  }
+
+  /**
+   * A creation with Upload-Length 0 whose request has a body: 413 once a byte of it is known
+   * (its Content-Length, or a chunked body's first bytes); an empty chunked body passes.
+   */
+  async function refuseAnyBytes (request: FastifyRequest): Promise<void> {
+    if (Number(request.headers['content-length'] ?? 0) > 0) throw new TusTooLargeError(0)
+    const watch = new IdleWatch(config.bodyTimeout)
+    try {
+      for await (const chunk of watch.iterate(request.raw as AsyncIterable<Buffer>)) {
+        if (chunk.byteLength > 0) throw new TusTooLargeError(0)
+      }
+    } finally {
+      watch.stop()
+    }
   }
 
   /** Part size for an upload: the rules', grown so the whole upload fits in maxParts parts. */
@@ -521,10 +545,11 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
    * The state changes only at the end, in one conditional write: a failed or
    * refused PATCH (checksum mismatch) leaves the upload where it was — parts
    * it sent are not counted and are overwritten by the next PATCH, and the
-   * tail it would have written has a generation of its own. A client that
+   * tail it would have written has a generation of its own; `before` is the
+   * state such a request writes back. A client that
    * goes away mid-body (without a checksum to verify) keeps what arrived.
    */
-  async function write (request: FastifyRequest, held: Loaded, holder: string, checksum: Checksum | null): Promise<number> {
+  async function write (request: FastifyRequest, held: Loaded, holder: string, checksum: Checksum | null, before: TusState): Promise<number> {
     const state = held.state
     let etag = held.etag
     const base = state.parts.length
@@ -720,7 +745,9 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
             continue
           }
           const offsetAfter = state.offset + received
-          const complete = part.last && length !== undefined && offsetAfter === length && interrupted === null
+          // Every byte of the upload is here, even if the body then broke off (its Content-Length
+          // lied, its last chunk never came): it finishes — saved as offset = length it never would.
+          const complete = part.last && length !== undefined && offsetAfter === length
           if (part.bytes.byteLength === state.partSize || (complete && part.bytes.byteLength > 0)) {
             if (base + part.number > config.maxParts) throw new PartLimitError(config.maxParts)
             const id = await ensureUpload()
@@ -744,7 +771,8 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       if (failure === null && checksum !== null && checksum.hash.digest('base64') !== checksum.expected) fail(new TusChecksumMismatchError())
 
       const offsetAfter = state.offset + received
-      const complete = failure === null && length !== undefined && offsetAfter === length && interrupted === null
+      // (A body that broke off after its last byte finishes too; with a checksum it has failed above.)
+      const complete = failure === null && length !== undefined && offsetAfter === length
       const gen = state.gen + 1
       let tailWritten = false
       if (failure === null && !complete && tailBytes !== null) {
@@ -784,7 +812,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         } else {
           // Back to the state before this request; then a multipart upload this request made
           // is aborted unless the stored state names it (a renewal recorded it, and the release failed).
-          await release(state, etag, holder)
+          await release(before, etag)
           if (createdHere && uploadId !== undefined) await abortUnlessNamed(state, objectParams, uploadId, await readState(state, request))
         }
         throw error
@@ -839,7 +867,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
           // Still as our hold left it, so the write may yet land: fence it off by giving the
           // hold up (the ETag changes; the write, If-Match the old one, can no longer land),
           // then look again — it may have landed first.
-          await release(state, etag, holder)
+          await release(before, etag)
           stored = await readState(state, request)
         }
         const landed = !conflict && stored !== undefined && stored !== null && JSON.stringify(stored.state) === JSON.stringify(next)
@@ -897,10 +925,9 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     await abortMultipartUpload(scopeOf(state, objectParams), uploadId)
   }
 
-  /** Gives the hold up, the state as `state` says; best effort (the hold expires on its own). */
-  async function release (state: TusState, etag: string, holder: string): Promise<void> {
-    if (state.lease?.holder !== holder) return
-    const next = { ...state }
+  /** Gives the hold up, the upload as it was before the request (`before`); best effort (the hold expires on its own). */
+  async function release (before: TusState, etag: string): Promise<void> {
+    const next = { ...before }
     delete next.lease
     await store.save(next, etag).catch(() => {})
   }
