@@ -140,8 +140,10 @@ async function sweepTus (client: S3Client, bucket: string, prefix: string, cutof
     } catch {
       continue
     }
-    // A terminated one is over whatever its expiry (its DELETE stopped before the cleanup).
-    if (state.expires > now && state.terminated !== true) {
+    // A terminated one is over whatever its expiry (its DELETE stopped before the cleanup);
+    // one a request holds is live whatever its expiry (a PATCH longer than expiresIn).
+    const held = state.lease !== undefined && state.lease.until > now
+    if ((state.expires > now || held) && state.terminated !== true) {
       if (state.uploadId !== undefined) live.add(state.uploadId)
       continue
     }

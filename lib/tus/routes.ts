@@ -80,6 +80,8 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
   const finishingNow = (state: TusState): boolean => state.completing === true && !abandoned(state)
   /** The state held by `holder` for one more lease, marked as finishing (a finishing PATCH's, or a settle's). */
   const finishingHold = (state: TusState, holder: string): TusState => ({ ...state, lease: { holder, until: Date.now() + leaseMs }, completing: true })
+  /** A request holds the upload right now (its lease has not lapsed). */
+  const heldNow = (state: TusState): boolean => state.lease !== undefined && state.lease.until > Date.now()
   /** How often a hold is renewed: three times a lease, so one late renewal does not lose it. */
   const renewEveryMs = Math.max(250, Math.floor(leaseMs / 3))
   const largestPart = maxPartSize(config)
@@ -157,7 +159,8 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       return { finishedSize: size }
     }
     if (loaded.state.owner !== user?.userId || loaded.state.refused === true || loaded.state.terminated === true) throw new TusNotFoundError()
-    if (loaded.state.expires <= Date.now()) throw new TusExpiredError()
+    // A request holding the upload keeps it alive (its renewals push Upload-Expires on too).
+    if (loaded.state.expires <= Date.now() && !heldNow(loaded.state)) throw new TusExpiredError()
     if (abandoned(loaded.state)) {
       const settled = await settleAbandoned(request, loaded)
       if (settled !== null) {
@@ -598,11 +601,15 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     let renewing: Promise<void> = Promise.resolve()
     // Set once Complete begins: renewals then only extend the hold.
     let completing = false
+    // Upload-Expires, pushed on by each renewal: a PATCH longer than expiresIn is activity too
+    // (the sweep spares a held upload anyway), and a failed one leaves it as renewed.
+    let expires = state.expires
     const renew = setInterval(() => {
       renewing = renewing.then(async () => {
         if (failure !== null) return
         const recorded = progress()
-        const next: TusState = { ...recorded, lease: { holder, until: Date.now() + leaseMs }, ...(completing ? { completing: true } : {}) }
+        expires = Math.max(expires, Date.now() + tus.expiresIn * 1000)
+        const next: TusState = { ...recorded, expires, lease: { holder, until: Date.now() + leaseMs }, ...(completing ? { completing: true } : {}) }
         try {
           etag = await store.save(next, etag)
         } catch (error) {
@@ -812,7 +819,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         } else {
           // Back to the state before this request; then a multipart upload this request made
           // is aborted unless the stored state names it (a renewal recorded it, and the release failed).
-          await release(before, etag)
+          await release({ ...before, expires }, etag)
           if (createdHere && uploadId !== undefined) await abortUnlessNamed(state, objectParams, uploadId, await readState(state, request))
         }
         throw error
@@ -867,7 +874,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
           // Still as our hold left it, so the write may yet land: fence it off by giving the
           // hold up (the ETag changes; the write, If-Match the old one, can no longer land),
           // then look again — it may have landed first.
-          await release(before, etag)
+          await release({ ...before, expires }, etag)
           stored = await readState(state, request)
         }
         const landed = !conflict && stored !== undefined && stored !== null && JSON.stringify(stored.state) === JSON.stringify(next)
