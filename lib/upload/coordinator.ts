@@ -64,6 +64,13 @@ export interface UploadDeps {
   telemetry?: UploadTelemetry
 }
 
+/**
+ * How long a one-part file's buffer may wait for the commit gate before the part is sent as
+ * a multipart upload's only part: long enough for an honest request's closing boundary to
+ * arrive, short against the memory budget.
+ */
+const COMMIT_WAIT_MS = 1000
+
 /** A readable we can stop reading at once; plain async iterables are only abandoned. */
 type Source = AsyncIterable<Uint8Array> & { destroy?: (error?: Error) => void }
 
@@ -184,7 +191,13 @@ class FileUpload {
       if (this.#size > this.#deps.maxFileSize) throw new FileTooLargeError(this.#deps.maxFileSize)
       if (part.number > this.#deps.maxParts) throw new PartLimitError(this.#deps.maxParts)
 
-      if (part.number === 1 && part.last) {
+      // One part goes out as one PutObject once the commit gate opens — unless the gate is still
+      // shut a moment later: the client is slow to end its body (another file, fields, a byte a
+      // second), and the part's buffer would stay reserved at its pace, out of reach of the
+      // pool's relief (it counts as on its way to S3). It then goes as the only part of a
+      // multipart upload (S3 takes a last part under 5 MiB), its buffer comes back at once, and
+      // Complete waits for the gate instead.
+      if (part.number === 1 && part.last && (part.bytes.byteLength === 0 || await this.#gateOpensSoon())) {
         await this.#awaitCommit()
         if (this.#failure !== null) return null
         const outcome = await this.#putObject(part.bytes)
@@ -276,6 +289,19 @@ class FileUpload {
     const same = identity !== null ? head[identity.field] === identity.value : etagValue(head.ETag) === createHash('md5').update(bytes).digest('hex')
     if (!same) return null
     return outcomeOf(head, { size: this.#size, parts: 0 }, this.#deps.checksum)
+  }
+
+  /** True when the commit gate (if any) opens, or fails, within COMMIT_WAIT_MS (or the upload fails meanwhile). */
+  async #gateOpensSoon (): Promise<boolean> {
+    const gate = this.#deps.commitGate
+    if (gate === undefined) return true
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<false>((resolve) => { timer = setTimeout(() => { resolve(false) }, COMMIT_WAIT_MS) })
+    try {
+      return await Promise.race([gate.then(() => true, () => true), this.#failed.then(() => true), late])
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   /** Waits for the commit gate (if any); a gate that rejects, or a failure meanwhile, fails the upload. */
