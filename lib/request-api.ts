@@ -5,6 +5,7 @@ import {
   AlreadyConsumedError,
   BadMultipartError,
   BodyAlreadyReadError,
+  ClosingError,
   FileTooLargeError,
   InvalidOptionError,
   NoFileError,
@@ -258,6 +259,11 @@ export function createRequestApi (): {
     const parts = openParts(request, config)
     scope.engine.holdRequest(request.raw)
     const upload: Upload = { engine: scope.engine, config, watch: new IdleWatch(config.bodyTimeout), signal: options?.signal }
+    // Once the close grace is over, a request still reading its body — between files, in its
+    // fields, or reading past s3File()'s file — is failed like the uploads (503), whatever its
+    // client's pace: only the uploads in flight would be told otherwise.
+    const unsubscribe = scope.engine.shutdown.subscribe((reason) => { upload.watch.fail(reason instanceof Error ? reason : new ClosingError()) })
+    request.raw.once('close', unsubscribe)
     return { upload, parts }
   }
 

@@ -17,6 +17,8 @@ export class IdleWatch {
   #timer: NodeJS.Timeout | undefined
   /** The read waiting for the client right now, failed when the timer fires. */
   #waiting: ((error: Error) => void) | null = null
+  /** Set by fail(): every read from then on fails with it, the one waiting now included. */
+  #failure: Error | null = null
 
   constructor (ms: number) {
     this.#ms = ms
@@ -32,7 +34,8 @@ export class IdleWatch {
         try {
           step = await this.#next(iterator)
         } catch (error) {
-          timedOut = error instanceof BodyTimeoutError
+          // The read still pending is abandoned, not awaited (below), when the watch itself failed it.
+          timedOut = error instanceof BodyTimeoutError || (this.#failure !== null && error === this.#failure)
           throw error
         }
         if (step.done === true) return
@@ -47,6 +50,17 @@ export class IdleWatch {
     }
   }
 
+  /**
+   * Fails the read waiting for the client now and every read after it with
+   * `error` (the server closing: a client that keeps its bytes coming, a
+   * field or a byte at a time, is never idle, so the timer alone would not).
+   */
+  fail (error: Error): void {
+    if (this.#failure !== null) return
+    this.#failure = error
+    this.#waiting?.(error)
+  }
+
   stop (): void {
     clearTimeout(this.#timer)
     this.#timer = undefined
@@ -54,6 +68,7 @@ export class IdleWatch {
   }
 
   async #next<T> (iterator: AsyncIterator<T>): Promise<IteratorResult<T>> {
+    if (this.#failure !== null) throw this.#failure
     const read = iterator.next()
     if (this.#timer === undefined) {
       this.#timer = setTimeout(() => { this.#expire() }, this.#ms)
