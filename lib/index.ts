@@ -3,11 +3,11 @@ import fp from 'fastify-plugin'
 import fastifyMultipart from '@fastify/multipart'
 import { AlreadyRegisteredError, InvalidOptionError } from './errors.js'
 import { engineFor, forgetEngine } from './engine.js'
-import { checkRootConfig, layerRules, parseOptions, RULE_OPTIONS, type S3ChunkConfig, type S3ChunkOptions } from './options.js'
+import { checkRootConfig, layerRules, parseOptions, RULE_OPTIONS, type RouteRules, type S3ChunkConfig, type S3ChunkOptions } from './options.js'
 import { bodyConsumed, createRequestApi, kScope, type Scope } from './request-api.js'
 import { directRoutes } from './direct/routes.js'
 import { tusRoutes } from './tus/routes.js'
-import { abortStaleUploads, ensureCors, ensureLifecycleRule } from './maintenance.js'
+import { abortStaleUploadsAt, ensureCors, ensureLifecycleRulesAt, type UploadLocation } from './maintenance.js'
 import type { S3ChunkDecorator } from './types.js'
 import { maxPartSize, scheduleCapacity } from './upload/part-schedule.js'
 import { closingReplies, directLifecycle } from './lifecycle.js'
@@ -65,7 +65,22 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
   // @fastify/multipart parses the body; reuse it when the app registered it already.
   if (!fastify.hasRequestDecorator('parts')) await fastify.register(fastifyMultipart)
 
-  const decorator = scopeDecorator(scope)
+  // Where this scope's routes store beyond its rule sets: a route's own `config.s3Chunk` bucket or
+  // keyPrefix, seen as routes are added (the sweep and the lifecycle rule cover them too).
+  const routeLocations: UploadLocation[] = []
+  fastify.addHook('onRoute', (route) => {
+    const given = (route.config as { s3Chunk?: RouteRules } | undefined)?.s3Chunk
+    if (given === undefined || typeof given === 'string' || (given.bucket === undefined && given.keyPrefix === undefined)) return
+    const { rules: setName, ...overrides } = given
+    const base = setName !== undefined && Object.hasOwn(rules, setName) ? rules[setName] as S3ChunkConfig : config
+    try {
+      const layered = layerRules(base, overrides, 'route config.s3Chunk')
+      routeLocations.push({ bucket: layered.bucket, prefix: layered.keyPrefix })
+    } catch {
+      // Refused again, and said, by the route's first upload.
+    }
+  })
+  const decorator = scopeDecorator(scope, routeLocations)
   // An outer registration decorated the app already: this scope gets its own view.
   if (fastify.hasDecorator('s3Chunk')) Object.defineProperty(fastify, 's3Chunk', { value: decorator, enumerable: true, configurable: true })
   else fastify.decorate('s3Chunk', decorator)
@@ -124,16 +139,25 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
   }
 }
 
-/** `fastify.s3Chunk` for one registration scope: the shared engine, this scope's bucket and prefix. */
-function scopeDecorator (scope: Scope): S3ChunkDecorator {
+/**
+ * `fastify.s3Chunk` for one registration scope: the shared engine, this scope's bucket; its
+ * maintenance covers every place the scope stores to — its own bucket and prefix, each rule
+ * set's (the tus and direct routes' among them) and each route's own.
+ */
+function scopeDecorator (scope: Scope, routeLocations: UploadLocation[]): S3ChunkDecorator {
   const { engine, config } = scope
   const client = engine.client
+  const locations = (): UploadLocation[] => [
+    { bucket: config.bucket, prefix: config.keyPrefix },
+    ...Object.values(scope.rules).map((set) => ({ bucket: set.bucket, prefix: set.keyPrefix })),
+    ...routeLocations
+  ]
   return {
     client,
     bucket: config.bucket,
     stats: () => engine.stats(),
-    abortStaleUploads: async ({ olderThan = 24 * 3600 * 1000 } = {}) => await abortStaleUploads(client, config.bucket, config.keyPrefix, olderThan),
-    ensureLifecycleRule: async ({ days = 1 } = {}) => await ensureLifecycleRule(client, config.bucket, config.keyPrefix, days),
+    abortStaleUploads: async ({ olderThan = 24 * 3600 * 1000 } = {}) => await abortStaleUploadsAt(client, locations(), olderThan),
+    ensureLifecycleRule: async ({ days = 1 } = {}) => await ensureLifecycleRulesAt(client, locations(), days),
     ensureCors: async ({ origins }) => await ensureCors(client, config.bucket, origins)
   }
 }

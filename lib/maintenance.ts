@@ -78,10 +78,18 @@ export interface StaleObject {
  * Also deletes the staged direct uploads (`<prefix>/.staging/`) posted more
  * than `olderThan` ms ago and never completed: never checked, never recorded.
  */
-export async function abortStaleUploads (client: S3Client, bucket: string, prefix: string, olderThan: number, now = Date.now()): Promise<{ aborted: StaleUpload[], deleted: StaleObject[] }> {
+export async function abortStaleUploads (client: S3Client, bucket: string, prefixOrPrefixes: string | string[], olderThan: number, now = Date.now()): Promise<{ aborted: StaleUpload[], deleted: StaleObject[] }> {
   const cutoff = now - olderThan
-  // tus uploads first: expired ones are aborted and their state removed; live ones are spared below, whatever their age.
-  const tus = await sweepTus(client, bucket, prefix, cutoff, now)
+  const prefixes = [...new Set(typeof prefixOrPrefixes === 'string' ? [prefixOrPrefixes] : prefixOrPrefixes)]
+  // tus uploads first, under every prefix: expired ones are aborted and their state removed; live
+  // ones are spared below, whatever their age — also by a prefix that contains theirs ('' holds 'a/').
+  const tus = { aborted: [] as StaleUpload[], deleted: [] as StaleObject[], live: new Set<string>() }
+  for (const prefix of prefixes) {
+    const swept = await sweepTus(client, bucket, prefix, cutoff, now)
+    tus.aborted.push(...swept.aborted)
+    tus.deleted.push(...swept.deleted)
+    for (const id of swept.live) tus.live.add(id)
+  }
   const aborted: StaleUpload[] = [...tus.aborted]
   let keyMarker: string | undefined
   let uploadIdMarker: string | undefined
@@ -95,7 +103,7 @@ export async function abortStaleUploads (client: S3Client, bucket: string, prefi
     })))
     for (const upload of listed.Uploads ?? []) {
       if (upload.Key === undefined || upload.UploadId === undefined) continue
-      if (prefix !== '' && !upload.Key.startsWith(`${prefix}/`)) continue
+      if (!prefixes.some((prefix) => prefix === '' || upload.Key?.startsWith(`${prefix}/`) === true)) continue
       const initiated = upload.Initiated
       if (initiated !== undefined && initiated.getTime() > cutoff) continue
       if (tus.live.has(upload.UploadId) || tus.aborted.some((done) => done.uploadId === upload.UploadId)) continue
@@ -106,7 +114,43 @@ export async function abortStaleUploads (client: S3Client, bucket: string, prefi
     keyMarker = listed.NextKeyMarker
     uploadIdMarker = listed.NextUploadIdMarker
   }
-  return { aborted, deleted: [...tus.deleted, ...await deleteStaleStaged(client, bucket, prefix, cutoff)] }
+  const staged: StaleObject[] = []
+  for (const prefix of prefixes) staged.push(...await deleteStaleStaged(client, bucket, prefix, cutoff))
+  return { aborted, deleted: [...tus.deleted, ...staged] }
+}
+
+/** Where a plugin scope's uploads go: a bucket and a key prefix ('' for the whole bucket). */
+export interface UploadLocation { bucket: string, prefix: string }
+
+/** abortStaleUploads over several locations: each bucket once, with all of its prefixes. */
+export async function abortStaleUploadsAt (client: S3Client, locations: UploadLocation[], olderThan: number, now = Date.now()): Promise<{ aborted: StaleUpload[], deleted: StaleObject[] }> {
+  const result = { aborted: [] as StaleUpload[], deleted: [] as StaleObject[] }
+  for (const [bucket, prefixes] of byBucket(locations)) {
+    const swept = await abortStaleUploads(client, bucket, prefixes, olderThan, now)
+    result.aborted.push(...swept.aborted)
+    result.deleted.push(...swept.deleted)
+  }
+  return result
+}
+
+/** ensureLifecycleRule over several locations: each bucket's rules written once; the first location's rule is returned. */
+export async function ensureLifecycleRulesAt (client: S3Client, locations: UploadLocation[], days: number): Promise<LifecycleRule> {
+  let first: LifecycleRule | undefined
+  for (const [bucket, prefixes] of byBucket(locations)) {
+    const rule = await ensureLifecycleRule(client, bucket, prefixes, days)
+    first ??= rule
+  }
+  return first as LifecycleRule
+}
+
+function byBucket (locations: UploadLocation[]): Map<string, string[]> {
+  const buckets = new Map<string, string[]>()
+  for (const { bucket, prefix } of locations) {
+    const prefixes = buckets.get(bucket) ?? []
+    if (!prefixes.includes(prefix)) prefixes.push(prefix)
+    buckets.set(bucket, prefixes)
+  }
+  return buckets
 }
 
 /**
@@ -201,7 +245,8 @@ async function deleteStaleStaged (client: S3Client, bucket: string, prefix: stri
  * checked, so it is deleted. Other rules on the bucket are kept. Returns the
  * first rule (the staging rule's id is stagingRuleId(prefix)).
  */
-export async function ensureLifecycleRule (client: S3Client, bucket: string, prefix: string, days: number): Promise<LifecycleRule> {
+export async function ensureLifecycleRule (client: S3Client, bucket: string, prefixOrPrefixes: string | string[], days: number): Promise<LifecycleRule> {
+  const prefixes = [...new Set(typeof prefixOrPrefixes === 'string' ? [prefixOrPrefixes] : prefixOrPrefixes)]
   let rules: LifecycleRule[] = []
   try {
     const current = await client.send(new GetBucketLifecycleConfigurationCommand({ Bucket: bucket }))
@@ -211,31 +256,34 @@ export async function ensureLifecycleRule (client: S3Client, bucket: string, pre
       throw bucketFailure(describeS3Error('GetBucketLifecycleConfiguration', error))
     }
   }
-  const rule: LifecycleRule = {
-    ID: lifecycleRuleId(prefix),
-    Status: 'Enabled',
-    Filter: { Prefix: prefix === '' ? '' : `${prefix}/` },
-    AbortIncompleteMultipartUpload: { DaysAfterInitiation: days }
-  }
-  const staging: LifecycleRule = {
-    ID: stagingRuleId(prefix),
-    Status: 'Enabled',
-    Filter: { Prefix: `${stagingPrefix(prefix)}/` },
-    Expiration: { Days: days }
-  }
-  // tus state and tail objects are rewritten by every PATCH: one untouched for `days` belongs to an upload long expired.
-  const tus: LifecycleRule = {
-    ID: tusRuleId(prefix),
-    Status: 'Enabled',
-    Filter: { Prefix: `${tusPrefix(prefix)}/` },
-    Expiration: { Days: days }
-  }
-  const others = rules.filter((existing) => existing.ID !== rule.ID && existing.ID !== staging.ID && existing.ID !== tus.ID)
+  const ours = prefixes.flatMap((prefix) => [
+    {
+      ID: lifecycleRuleId(prefix),
+      Status: 'Enabled',
+      Filter: { Prefix: prefix === '' ? '' : `${prefix}/` },
+      AbortIncompleteMultipartUpload: { DaysAfterInitiation: days }
+    },
+    {
+      ID: stagingRuleId(prefix),
+      Status: 'Enabled',
+      Filter: { Prefix: `${stagingPrefix(prefix)}/` },
+      Expiration: { Days: days }
+    },
+    // tus state and tail objects are rewritten by every PATCH: one untouched for `days` belongs to an upload long expired.
+    {
+      ID: tusRuleId(prefix),
+      Status: 'Enabled',
+      Filter: { Prefix: `${tusPrefix(prefix)}/` },
+      Expiration: { Days: days }
+    }
+  ] satisfies LifecycleRule[])
+  const ids = new Set(ours.map((rule) => rule.ID))
+  const others = rules.filter((existing) => !ids.has(existing.ID ?? ''))
   await bucketCall('PutBucketLifecycleConfiguration', () => client.send(new PutBucketLifecycleConfigurationCommand({
     Bucket: bucket,
-    LifecycleConfiguration: { Rules: [...others, rule, staging, tus] }
+    LifecycleConfiguration: { Rules: [...others, ...ours] }
   })))
-  return rule
+  return ours[0] as LifecycleRule
 }
 
 /**

@@ -63,7 +63,9 @@ export interface S3ChunkDecorator {
    * Aborts multipart uploads under keyPrefix started more than `olderThan` ms
    * ago (default 24 h): what a crashed process could not abort. Also deletes
    * staged direct uploads (`<keyPrefix>/.staging/`) posted more than `olderThan`
-   * ms ago and never completed (`deleted`).
+   * ms ago and never completed (`deleted`), and expired tus uploads. Covers
+   * every bucket and keyPrefix the scope stores to: its own, each rule set's,
+   * each route's own `config.s3Chunk` (not options given to one s3File() call).
    */
   abortStaleUploads: (options?: { olderThan?: number }) => Promise<{
     aborted: Array<{ key: string, uploadId: string, initiated: Date | undefined }>
@@ -72,8 +74,9 @@ export interface S3ChunkDecorator {
   /**
    * Adds or updates a bucket lifecycle rule that makes S3 abort incomplete
    * multipart uploads under keyPrefix after `days` (default 1), and one that
-   * expires staged direct uploads (`<keyPrefix>/.staging/`) after `days`.
-   * Other rules are kept. Returns the first rule.
+   * expires staged direct uploads (`<keyPrefix>/.staging/`) after `days`, for
+   * every bucket and keyPrefix abortStaleUploads() covers. Other rules are
+   * kept. Returns the first rule.
    */
   ensureLifecycleRule: (options?: { days?: number }) => Promise<LifecycleRule>
   /**

@@ -10,7 +10,7 @@ import {
   PutBucketLifecycleConfigurationCommand,
   S3Client
 } from '@aws-sdk/client-s3'
-import { abortStaleUploads, ensureLifecycleRule, lifecycleRuleId, stagingRuleId, tusRuleId } from '../../lib/maintenance.ts'
+import { abortStaleUploads, ensureLifecycleRule, ensureLifecycleRulesAt, lifecycleRuleId, stagingRuleId, tusRuleId } from '../../lib/maintenance.ts'
 
 function setup (): { client: S3Client, s3: ReturnType<typeof mockClient> } {
   const client = new S3Client({ region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } })
@@ -107,4 +107,25 @@ t.test('abortStaleUploads: staged direct uploads older than olderThan are delete
   t.same(deleted.map((object) => object.key), ['media/.staging/alice/1/a.png', 'media/.staging/bob/3/c.png'])
   t.same(s3.commandCalls(ListObjectsV2Command).map((c) => c.args[0].input.Prefix), ['media/.tus/', 'media/.staging/', 'media/.staging/'], 'only the tus and staging prefixes are listed')
   t.same(s3.commandCalls(DeleteObjectsCommand).map((c) => c.args[0].input.Delete?.Objects?.map((o) => o.Key)), [['media/.staging/alice/1/a.png'], ['media/.staging/bob/3/c.png']])
+})
+
+t.test('ensureLifecycleRulesAt: every prefix of a bucket in one write, each bucket once (rule sets and routes with prefixes of their own)', async (t) => {
+  const { client, s3 } = setup()
+  s3.on(GetBucketLifecycleConfigurationCommand).resolves({ Rules: [{ ID: 'keep-me', Status: 'Enabled', Filter: { Prefix: 'logs/' }, Expiration: { Days: 30 } }] })
+  s3.on(PutBucketLifecycleConfigurationCommand).resolves({})
+  const rule = await ensureLifecycleRulesAt(client, [
+    { bucket: 'uploads', prefix: 'media' },
+    { bucket: 'uploads', prefix: 'avatars' },
+    { bucket: 'uploads', prefix: 'media' },
+    { bucket: 'private', prefix: 'docs' }
+  ], 2)
+  t.equal(rule.ID, lifecycleRuleId('media'), 'the first location\'s rule is returned')
+  const puts = s3.commandCalls(PutBucketLifecycleConfigurationCommand).map((call) => call.args[0].input)
+  t.same(puts.map((put) => put.Bucket), ['uploads', 'private'], 'one write per bucket')
+  t.same(puts[0]?.LifecycleConfiguration?.Rules?.map((r) => r.ID), [
+    'keep-me',
+    lifecycleRuleId('media'), stagingRuleId('media'), tusRuleId('media'),
+    lifecycleRuleId('avatars'), stagingRuleId('avatars'), tusRuleId('avatars')
+  ], 'both prefixes of the bucket, each once, beside the rules it had')
+  t.same(puts[1]?.LifecycleConfiguration?.Rules?.map((r) => r.Filter?.Prefix), ['logs/', 'docs/', 'docs/.staging/', 'docs/.tus/'])
 })
