@@ -886,7 +886,8 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
           const settled = conflict || (stored !== undefined && stored?.etag !== etag)
           if (settled && tailBytes !== null) await store.delete(store.tailKey(state.id, gen)).catch(() => {})
           if (settled && createdHere && uploadId !== undefined) await abortUnlessNamed(state, objectParams, uploadId, stored)
-          throw written.conflict ? new TusLockedError() : written.error
+          // S3 failing the write is a storage failure (502), not the server's own (500).
+          throw written.conflict ? new TusLockedError() : isStorageFailure(written.error) ? written.error : storageFailure(failureInfo('PutObject', written.error))
         }
       }
       if (tailBytes !== null || state.tail > 0) {

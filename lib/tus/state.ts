@@ -210,8 +210,23 @@ export class StateStore {
     await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key }))
   }
 
+  /**
+   * Writes a tail of generation `gen` for a request that holds the upload. If-None-Match, so a
+   * writer whose hold was taken over can never replace the one the holder wrote. One already
+   * there was left by a request that failed (or whose instance died) before its state named it:
+   * no state can name it any more (the holder's names `gen - 1`, and a stale writer's final write
+   * cannot land) — it goes, and this one is written. Leaving it blocked every later PATCH that
+   * kept a tail (412, 502) until the upload expired.
+   */
   async putTail (id: string, gen: number, bytes: Uint8Array): Promise<void> {
-    await this.#client.send(new PutObjectCommand({ Bucket: this.#bucket, Key: this.tailKey(id, gen), Body: bytes, ContentLength: bytes.byteLength, IfNoneMatch: '*' }))
+    const put = async (): Promise<unknown> => await this.#client.send(new PutObjectCommand({ Bucket: this.#bucket, Key: this.tailKey(id, gen), Body: bytes, ContentLength: bytes.byteLength, IfNoneMatch: '*' }))
+    try {
+      await put()
+    } catch (error) {
+      if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== 412) throw error
+      await this.delete(this.tailKey(id, gen))
+      await put()
+    }
   }
 
   /** The tail's bytes as a stream (read straight into the next part, never held whole). */
