@@ -68,7 +68,10 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
   // Where this scope's routes store beyond its rule sets: a route's own `config.s3Chunk` bucket or
   // keyPrefix, seen as routes are added (the sweep and the lifecycle rule cover them too).
   const routeLocations: UploadLocation[] = []
-  fastify.addHook('onRoute', (route) => {
+  fastify.addHook('onRoute', function (this: FastifyInstance, route) {
+    // The hook sees the routes of nested scopes too: one with a registration of its own runs by
+    // that one's rules (and its own decorator covers it), not by these.
+    if ((this as Scoped)[kScope] !== scope) return
     const given = (route.config as { s3Chunk?: RouteRules } | undefined)?.s3Chunk
     if (given === undefined || typeof given === 'string' || (given.bucket === undefined && given.keyPrefix === undefined)) return
     const { rules: setName, ...overrides } = given

@@ -262,8 +262,11 @@ export function createRequestApi (): {
     // Once the close grace is over, a request still reading its body — between files, in its
     // fields, or reading past s3File()'s file — is failed like the uploads (503), whatever its
     // client's pace: only the uploads in flight would be told otherwise.
-    const unsubscribe = scope.engine.shutdown.subscribe((reason) => { upload.watch.fail(reason instanceof Error ? reason : new ClosingError()) })
-    request.raw.once('close', unsubscribe)
+    // (Not for a request already closed — its client left before this call: nothing would end the subscription.)
+    if (request.raw.closed !== true && !request.raw.destroyed) {
+      const unsubscribe = scope.engine.shutdown.subscribe((reason) => { upload.watch.fail(reason instanceof Error ? reason : new ClosingError()) })
+      request.raw.once('close', unsubscribe)
+    }
     return { upload, parts }
   }
 

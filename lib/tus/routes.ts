@@ -643,8 +643,9 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
 
     // The bytes in upload order: the stored tail, then the body (counted, bounded, hashed).
     const tailGen = state.gen
+    const tailBy = state.tailBy
     async function * source (): AsyncGenerator<Uint8Array> {
-      if (state.tail > 0) yield * store.readTail(state.id, tailGen)
+      if (state.tail > 0) yield * store.readTail(state.id, tailGen, tailBy)
       const raw = request.raw
       try {
         // A request the client dropped before we began to read has nothing more to give (and iterating it may never end).
@@ -784,7 +785,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       let tailWritten = false
       if (failure === null && !complete && tailBytes !== null) {
         try {
-          await store.putTail(state.id, gen, tailBytes)
+          await store.putTail(state.id, gen, holder, tailBytes)
           tailWritten = true
         } catch (error) {
           fail(storageFailure(failureInfo('PutObject', error)))
@@ -810,7 +811,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         const { error } = failure as { error: unknown }
         // A tail written before the failure showed (a renewal found the upload terminated
         // while the tail went to S3) is named by no state: removed, not left to the sweep.
-        if (tailWritten) await store.delete(store.tailKey(state.id, gen)).catch(() => {})
+        if (tailWritten) await store.delete(store.tailKey(state.id, gen, holder)).catch(() => {})
         // An upload the rules refuse (its bytes are not of an allowed type, too large) can never finish: it is removed.
         const fatal = isRefusal(error)
         if (fatal) {
@@ -860,6 +861,9 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       const next: TusState = { ...state, offset: offsetAfter, parts: allParts, tail: tailBytes === null ? 0 : (tailBytes as Uint8Array).byteLength, gen: tailBytes === null ? state.gen : gen, expires: Date.now() + tus.expiresIn * 1000 }
       if (uploadId !== undefined) next.uploadId = uploadId
       if (contentType !== undefined) next.contentType = contentType
+      // The tail this request wrote carries its hold in its name; without a tail none is named.
+      if (tailBytes !== null) next.tailBy = holder
+      else delete next.tailBy
       delete next.lease
       const written = await store.write(next, etag)
       if (!written.landed) {
@@ -884,14 +888,14 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
           // for no state, and a multipart upload it made that no state names would be left to
           // the sweep. Not settled (S3 unreadable): both stay, for the sweep.
           const settled = conflict || (stored !== undefined && stored?.etag !== etag)
-          if (settled && tailBytes !== null) await store.delete(store.tailKey(state.id, gen)).catch(() => {})
+          if (settled && tailBytes !== null) await store.delete(store.tailKey(state.id, gen, holder)).catch(() => {})
           if (settled && createdHere && uploadId !== undefined) await abortUnlessNamed(state, objectParams, uploadId, stored)
           // S3 failing the write is a storage failure (502), not the server's own (500).
           throw written.conflict ? new TusLockedError() : isStorageFailure(written.error) ? written.error : storageFailure(failureInfo('PutObject', written.error))
         }
       }
       if (tailBytes !== null || state.tail > 0) {
-        if (next.gen !== state.gen || next.tail === 0) await store.delete(store.tailKey(state.id, state.gen)).catch(() => {})
+        if (next.gen !== state.gen || next.tail === 0) await store.delete(store.tailKey(state.id, state.gen, state.tailBy)).catch(() => {})
       }
       if (interrupted !== null) {
         const status = (interrupted as { statusCode?: unknown }).statusCode

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
+import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import { joinKey } from '../keys.js'
 import { etagValue } from '../s3-client.js'
 import type { ObjectParams } from '../options.js'
@@ -54,6 +54,13 @@ export interface TusState {
   tail: number
   /** Generation: bumped by every PATCH that keeps bytes; names the tail object. */
   gen: number
+  /**
+   * The hold that wrote the tail, in its name beside the generation: a writer whose hold was
+   * taken over never meets the holder's tail, nor removes it (with the generation alone a stale
+   * writer's tail blocked the holder's — or, deleted as a stray, took bytes already answered).
+   * Absent for a tail named by its generation alone (written before).
+   */
+  tailBy?: string
   /** A PATCH in progress holds the upload until `until` (ms), renewing it as it runs. */
   lease?: { holder: string, until: number }
   /**
@@ -121,8 +128,8 @@ export class StateStore {
   }
 
   stateKey (id: string): string { return `${this.#prefix}/${id}` }
-  /** Per generation: a PATCH that fails (checksum mismatch) never touches the tail the state still names. */
-  tailKey (id: string, gen: number): string { return `${this.#prefix}/${id}.tail.${gen}` }
+  /** Per generation and writer: a PATCH that fails (checksum mismatch) never touches the tail the state still names. */
+  tailKey (id: string, gen: number, by?: string): string { return by === undefined ? `${this.#prefix}/${id}.tail.${gen}` : `${this.#prefix}/${id}.tail.${gen}.${by}` }
 
   /**
    * The state and the ETag a write of it is conditional on — the body must be the ETag's. A
@@ -210,34 +217,27 @@ export class StateStore {
     await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key }))
   }
 
-  /**
-   * Writes a tail of generation `gen` for a request that holds the upload. If-None-Match, so a
-   * writer whose hold was taken over can never replace the one the holder wrote. One already
-   * there was left by a request that failed (or whose instance died) before its state named it:
-   * no state can name it any more (the holder's names `gen - 1`, and a stale writer's final write
-   * cannot land) — it goes, and this one is written. Leaving it blocked every later PATCH that
-   * kept a tail (412, 502) until the upload expired.
-   */
-  async putTail (id: string, gen: number, bytes: Uint8Array): Promise<void> {
-    const put = async (): Promise<unknown> => await this.#client.send(new PutObjectCommand({ Bucket: this.#bucket, Key: this.tailKey(id, gen), Body: bytes, ContentLength: bytes.byteLength, IfNoneMatch: '*' }))
-    try {
-      await put()
-    } catch (error) {
-      if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== 412) throw error
-      await this.delete(this.tailKey(id, gen))
-      await put()
-    }
+  /** Writes the tail of generation `gen` for the hold `by` (a name no other writer uses). */
+  async putTail (id: string, gen: number, by: string, bytes: Uint8Array): Promise<void> {
+    await this.#client.send(new PutObjectCommand({ Bucket: this.#bucket, Key: this.tailKey(id, gen, by), Body: bytes, ContentLength: bytes.byteLength }))
   }
 
   /** The tail's bytes as a stream (read straight into the next part, never held whole). */
-  async * readTail (id: string, gen: number): AsyncGenerator<Uint8Array> {
-    const answer = await this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: this.tailKey(id, gen) }))
+  async * readTail (id: string, gen: number, by?: string): AsyncGenerator<Uint8Array> {
+    const answer = await this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: this.tailKey(id, gen, by) }))
     for await (const chunk of answer.Body as AsyncIterable<Uint8Array>) yield chunk
   }
 
-  /** Removes the state and its tail objects (best effort for the tails: the sweep removes strays). */
+  /**
+   * Removes the state and every tail object of the upload — the one it names and any a failed
+   * or dead writer left (found by listing: their names carry writers no state knows). Best
+   * effort for the tails: the sweep removes strays.
+   */
   async remove (state: TusState): Promise<void> {
-    await Promise.allSettled([state.gen, state.gen + 1].map(async (gen) => { await this.delete(this.tailKey(state.id, gen)) }))
+    const tails = await this.#client.send(new ListObjectsV2Command({ Bucket: this.#bucket, Prefix: `${this.stateKey(state.id)}.tail.` }))
+      .then((listed) => (listed.Contents ?? []).map((object) => object.Key).filter((key): key is string => key !== undefined), () => [])
+    const named = this.tailKey(state.id, state.gen, state.tailBy)
+    await Promise.allSettled([...new Set([named, ...tails])].map(async (key) => { await this.delete(key) }))
     await this.delete(this.stateKey(state.id))
   }
 }
