@@ -172,10 +172,16 @@ async function sweepTus (client: S3Client, bucket: string, prefix: string, cutof
     if (listed.IsTruncated !== true || listed.NextContinuationToken === undefined) break
     token = listed.NextContinuationToken
   }
+  // A key is read after `<prefix>/.tus/`: the prefix itself may hold '.tail.' (a keyPrefix of 'media.tail.v2').
+  const base = `${tusPrefix(prefix)}/`
+  const tailOwner = (key: string): string | null => {
+    const at = key.indexOf('.tail.', base.length)
+    return at < 0 ? null : key.slice(0, at)
+  }
   const states = new Set<string>()
   const doomed: StaleObject[] = []
   for (const object of objects) {
-    if (object.key.includes('.tail.')) continue
+    if (tailOwner(object.key) !== null) continue
     states.add(object.key)
     let state: TusState
     try {
@@ -199,8 +205,8 @@ async function sweepTus (client: S3Client, bucket: string, prefix: string, cutof
     states.delete(object.key)
   }
   for (const object of objects) {
-    if (!object.key.includes('.tail.')) continue
-    const owner = object.key.slice(0, object.key.indexOf('.tail.'))
+    const owner = tailOwner(object.key)
+    if (owner === null) continue
     const orphan = !states.has(owner) && (object.lastModified === undefined || object.lastModified.getTime() <= cutoff)
     if (orphan || doomed.some((state) => state.key === owner)) doomed.push(object)
   }

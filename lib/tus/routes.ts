@@ -815,8 +815,17 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         // An upload the rules refuse (its bytes are not of an allowed type, too large) can never finish: it is removed.
         const fatal = isRefusal(error)
         if (fatal) {
-          if (uploadId !== undefined) await abortMultipartUpload(scopeOf(state, objectParams), uploadId)
-          await store.remove(state).catch(() => {})
+          // Only while this request still holds it (a conditional write, marking it terminated
+          // should the removal fail): one whose hold was taken over meanwhile would remove the
+          // upload — tail included — another request has since stored bytes in. Then only what
+          // this request made goes.
+          const held = await store.save({ ...before, expires, terminated: true }, etag).then(() => true, () => false)
+          if (held) {
+            if (uploadId !== undefined) await abortMultipartUpload(scopeOf(state, objectParams), uploadId)
+            await store.remove(state).catch(() => {})
+          } else if (createdHere && uploadId !== undefined) {
+            await abortUnlessNamed(state, objectParams, uploadId, await readState(state, request))
+          }
         } else {
           // Back to the state before this request; then a multipart upload this request made
           // is aborted unless the stored state names it (a renewal recorded it, and the release failed).
@@ -881,7 +890,11 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
           await release({ ...before, expires }, etag)
           stored = await readState(state, request)
         }
-        const landed = !conflict && stored !== undefined && stored !== null && JSON.stringify(stored.state) === JSON.stringify(next)
+        // A state naming this request's tail can only come from this write having landed (the name
+        // carries this hold): another request may have taken the upload since — it landed all the
+        // same, and its tail is that request's to read (deleting it lost bytes answered before).
+        const namesOurs = tailBytes !== null && stored !== undefined && stored !== null && stored.state.gen === gen && stored.state.tailBy === holder
+        const landed = namesOurs || (!conflict && stored !== undefined && stored !== null && JSON.stringify(stored.state) === JSON.stringify(next))
         if (!landed) {
           // Settled without this write (the upload terminated, taken over once the hold
           // expired, or fenced off above): nothing of this request counts — its tail object is
