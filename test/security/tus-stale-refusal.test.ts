@@ -2,12 +2,11 @@
 // allowed type), removes the upload unconditionally — the new holder's state and, by the listing
 // remove() now does, the new holder's tail: bytes answered 204 are gone and the upload is 404.
 import t from 'tap'
-import { request as httpRequest } from 'node:http'
 import { randomBytes } from 'node:crypto'
-import { startFaultProxy, type FaultRequest } from '../support/fault-proxy.ts'
+import { startFaultProxy } from '../support/fault-proxy.ts'
 import { freshBucket, needsStrictS3, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
 import { pngBytes } from '../support/samples.ts'
-import { createUpload, patchUpload, startTus, tusLeftovers, tusRequest } from '../support/tus.ts'
+import { createUpload, isTusState, patchUpload, slowPatch, startTus, tusLeftovers, tusRequest } from '../support/tus.ts'
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -15,7 +14,6 @@ const server = await testS3()
 const client = testClient(server)
 const skip = needsStrictS3(server)
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => { setTimeout(resolve, ms).unref() }) }
-const isState = (request: FaultRequest): boolean => request.path.includes('/.tus/') && !request.path.includes('.tail.')
 
 t.test('a refused PATCH whose hold was taken over leaves the new holder\'s upload', { skip }, async (t) => {
   const bucket = await freshBucket(t, server, client)
@@ -27,19 +25,9 @@ t.test('a refused PATCH whose hold was taken over leaves the new holder\'s uploa
 
   // A: 100 bytes now, the rest (not a PNG) later.
   const aBody = randomBytes(300 * KiB)
-  const aAnswer = new Promise<{ status: number, text: string }>((resolve, reject) => {
-    const req = httpRequest(url, { method: 'PATCH', headers: { 'tus-resumable': '1.0.0', 'content-type': 'application/offset+octet-stream', 'upload-offset': '0', 'content-length': String(aBody.byteLength) } }, (res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (c: string) => { text += c })
-      res.on('end', () => { resolve({ status: res.statusCode ?? 0, text }) })
-    })
-    req.on('error', reject)
-    req.write(aBody.subarray(0, 100))
-    setTimeout(() => { req.end(aBody.subarray(100)) }, 3500).unref()
-  })
+  const aAnswer = slowPatch(url, 0, aBody, 100, 3500)
   await sleep(200)
-  proxy.setRules([{ match: (request) => request.method === 'PUT' && isState(request), fault: { kind: 'delay', ms: 6000 }, times: 1 }])
+  proxy.setRules([{ match: (request) => request.method === 'PUT' && isTusState(request), fault: { kind: 'delay', ms: 6000 }, times: 1 }])
   await sleep(2400)
 
   // B takes the lapsed hold and stores 200 KiB of PNG as the tail.

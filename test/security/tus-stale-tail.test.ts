@@ -7,16 +7,15 @@
 // a 500; it is a 502 now.)
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
-import { startFaultProxy, type FaultRequest } from '../support/fault-proxy.ts'
+import { startFaultProxy } from '../support/fault-proxy.ts'
 import { freshBucket, needsStrictS3, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
-import { createUpload, expectOnlyObject, patchUpload, startTus, tusLeftovers, tusRequest } from '../support/tus.ts'
+import { createUpload, expectOnlyObject, isTusState, patchUpload, startTus, tusLeftovers, tusRequest } from '../support/tus.ts'
 
 const MiB = 1024 * 1024
 const server = await testS3()
 const client = testClient(server)
 const skip = needsStrictS3(server)
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => { setTimeout(resolve, ms).unref() }) }
-const isState = (request: FaultRequest): boolean => request.path.includes('/.tus/') && !request.path.includes('.tail.')
 
 t.test('after S3 failed a PATCH\'s last state write (tail written), the upload goes on once S3 is back', { skip }, async (t) => {
   const bucket = await freshBucket(t, server, client)
@@ -30,7 +29,7 @@ t.test('after S3 failed a PATCH\'s last state write (tail written), the upload g
   let armed = false
   proxy.setRules([
     { match: (request) => { if (request.method === 'PUT' && request.path.includes('.tail.2')) armed = true; return false }, fault: { kind: 'status', status: 503 } },
-    { match: (request) => armed && isState(request), fault: { kind: 'status', status: 503, code: 'ServiceUnavailable', message: 'down' }, times: 60 }
+    { match: (request) => armed && isTusState(request), fault: { kind: 'status', status: 503, code: 'ServiceUnavailable', message: 'down' }, times: 60 }
   ])
   const failed = await patchUpload(url, 1 * MiB, data.subarray(1 * MiB, 2 * MiB))
   t.comment(`PATCH while S3 is down: ${failed.status} ${await failed.text()}`)

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { GetObjectCommand } from '@aws-sdk/client-s3'
 import { startFaultProxy, type FaultRequest } from '../support/fault-proxy.ts'
 import { freshBucket, needsStrictS3, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
-import { createUpload, patchUpload, startTus, tusLeftovers, tusRequest } from '../support/tus.ts'
+import { createUpload, isTusState, patchUpload, startTus, tusLeftovers, tusRequest } from '../support/tus.ts'
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -15,7 +15,6 @@ const server = await testS3()
 const client = testClient(server)
 const skip = needsStrictS3(server)
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => { setTimeout(resolve, ms).unref() }) }
-const isState = (request: FaultRequest): boolean => request.path.includes('/.tus/') && !request.path.includes('.tail.')
 const isTail = (request: FaultRequest): boolean => request.path.includes('/.tus/') && request.path.includes('.tail.')
 
 t.test('a final write that landed (answer lost) and was then taken over keeps its tail', { skip }, async (t) => {
@@ -30,9 +29,9 @@ t.test('a final write that landed (answer lost) and was then taken over keeps it
   let dropped = false
   proxy.setRules([
     // A's PUTs of the state: 1 = taking the hold, 2 = the final write (S3 stores it; A never hears).
-    { match: (r) => r.method === 'PUT' && isState(r) && ++statePuts === 2 && (dropped = true), fault: { kind: 'dropAnswer' }, times: 1 },
+    { match: (r) => r.method === 'PUT' && isTusState(r) && ++statePuts === 2 && (dropped = true), fault: { kind: 'dropAnswer' }, times: 1 },
     // A's read-back after the lost answer is slow (S3 slow for it).
-    { match: (r) => r.method === 'GET' && isState(r) && dropped, fault: { kind: 'delay', ms: 1500 }, times: 1 },
+    { match: (r) => r.method === 'GET' && isTusState(r) && dropped, fault: { kind: 'delay', ms: 1500 }, times: 1 },
     // B's read of the tail comes after A's read-back.
     { match: (r) => r.method === 'GET' && isTail(r), fault: { kind: 'delay', ms: 3000 }, times: 1 }
   ])

@@ -6,12 +6,11 @@
 // that no longer existed, the bytes answered 204 were lost, and every later PATCH was a 500.
 // Tails now carry their writer's hold in their name: no writer meets, or removes, another's.
 import t from 'tap'
-import { request as httpRequest } from 'node:http'
 import { randomBytes } from 'node:crypto'
 import { GetObjectCommand } from '@aws-sdk/client-s3'
-import { startFaultProxy, type FaultRequest } from '../support/fault-proxy.ts'
+import { startFaultProxy } from '../support/fault-proxy.ts'
 import { freshBucket, needsStrictS3, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
-import { createUpload, patchUpload, startTus, tusLeftovers, tusRequest } from '../support/tus.ts'
+import { createUpload, isTusState, patchUpload, slowPatch, startTus, tusLeftovers, tusRequest } from '../support/tus.ts'
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -19,7 +18,6 @@ const server = await testS3()
 const client = testClient(server)
 const skip = needsStrictS3(server)
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => { setTimeout(resolve, ms).unref() }) }
-const isState = (request: FaultRequest): boolean => request.path.includes('/.tus/') && !request.path.includes('.tail.')
 
 t.test('a PATCH whose hold was taken over does not delete the new holder\'s tail', { skip }, async (t) => {
   const bucket = await freshBucket(t, server, client)
@@ -31,20 +29,10 @@ t.test('a PATCH whose hold was taken over does not delete the new holder\'s tail
 
   // A: a PATCH whose body comes slowly (300 KiB: 100 now, 200 later).
   const aBody = randomBytes(300 * KiB)
-  const aAnswer = new Promise<{ status: number, text: string }>((resolve, reject) => {
-    const req = httpRequest(url, { method: 'PATCH', headers: { 'tus-resumable': '1.0.0', 'content-type': 'application/offset+octet-stream', 'upload-offset': '0', 'content-length': String(aBody.byteLength) } }, (res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (c: string) => { text += c })
-      res.on('end', () => { resolve({ status: res.statusCode ?? 0, text }) })
-    })
-    req.on('error', reject)
-    req.write(aBody.subarray(0, 100 * KiB))
-    setTimeout(() => { req.end(aBody.subarray(100 * KiB)) }, 3500).unref()
-  })
+  const aAnswer = slowPatch(url, 0, aBody, 100 * KiB, 3500)
   await sleep(200)
   // A's next renewal is slow (S3 slow for it): the hold lapses meanwhile.
-  proxy.setRules([{ match: (request) => request.method === 'PUT' && isState(request), fault: { kind: 'delay', ms: 6000 }, times: 1 }])
+  proxy.setRules([{ match: (request) => request.method === 'PUT' && isTusState(request), fault: { kind: 'delay', ms: 6000 }, times: 1 }])
   await sleep(2400)
 
   // B: the client's retry (a new connection) takes the lapsed hold and stores 200 KiB as the tail.
@@ -80,7 +68,7 @@ t.test('the other order: the stale PATCH wrote its tail first, the new holder re
   // A's renewals are slow from the start (its hold lapses while it still runs).
   let aHeld = false
   proxy.setRules([
-    { match: (request) => { if (request.method === 'PUT' && isState(request)) { if (!aHeld) { aHeld = true; return false } return true } return false }, fault: { kind: 'delay', ms: 6000 }, times: 1 }
+    { match: (request) => { if (request.method === 'PUT' && isTusState(request)) { if (!aHeld) { aHeld = true; return false } return true } return false }, fault: { kind: 'delay', ms: 6000 }, times: 1 }
   ])
   const aBody = randomBytes(300 * KiB)
   const aAnswer = patchUpload(url, 0, aBody)

@@ -1,10 +1,12 @@
 // tus test helpers: a server with the tus endpoint on MinIO, raw tus requests, and tus-js-client uploads in Node.
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import type { FastifyInstance } from 'fastify'
+import { request as httpRequest } from 'node:http'
 import * as tus from 'tus-js-client'
 import type { Test } from 'tap'
 import type { S3ChunkOptions } from 'fastify-s3-chunk'
 import { startApp } from './app.ts'
+import type { FaultRequest } from './fault-proxy.ts'
 import type { S3Server } from './s3-server.ts'
 import { listKeys, objectDigest, pendingUploads, sha256 } from './s3.ts'
 
@@ -92,4 +94,27 @@ export async function settledOffset (client: S3Client, bucket: string, url: stri
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
   throw new Error(`upload ${id} still held after 10 s`)
+}
+
+/** A request a fault proxy sees for a tus state object (not a tail). */
+export function isTusState (request: FaultRequest): boolean {
+  return request.path.includes('/.tus/') && !request.path.includes('.tail.')
+}
+
+/**
+ * A PATCH whose body comes in two goes: `firstBytes` of it now, the rest after `restAfterMs` —
+ * long enough for a test to let its hold lapse and another request take the upload meanwhile.
+ */
+export async function slowPatch (url: string, offset: number, body: Uint8Array, firstBytes: number, restAfterMs: number): Promise<{ status: number, text: string }> {
+  return await new Promise((resolve, reject) => {
+    const request = httpRequest(url, { method: 'PATCH', headers: { 'tus-resumable': '1.0.0', 'content-type': 'application/offset+octet-stream', 'upload-offset': String(offset), 'content-length': String(body.byteLength) } }, (response) => {
+      let text = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk: string) => { text += chunk })
+      response.on('end', () => { resolve({ status: response.statusCode ?? 0, text }) })
+    })
+    request.on('error', reject)
+    request.write(body.subarray(0, firstBytes))
+    setTimeout(() => { request.end(body.subarray(firstBytes)) }, restAfterMs).unref()
+  })
 }
