@@ -14,7 +14,7 @@ import {
 import { createHash } from 'node:crypto'
 import { stagingPrefix } from './direct/keys.js'
 import { BucketCallError } from './errors.js'
-import { tusPrefix, type TusState } from './tus/state.js'
+import { heldAt, tusPrefix, type TusState } from './tus/state.js'
 import { describeS3Error, type S3FailureInfo } from './upload/s3-failure.js'
 
 /**
@@ -80,7 +80,7 @@ export interface StaleObject {
  */
 export async function abortStaleUploads (client: S3Client, bucket: string, prefixOrPrefixes: string | string[], olderThan: number, now = Date.now()): Promise<{ aborted: StaleUpload[], deleted: StaleObject[] }> {
   const cutoff = now - olderThan
-  const prefixes = [...new Set(typeof prefixOrPrefixes === 'string' ? [prefixOrPrefixes] : prefixOrPrefixes)]
+  const prefixes = prefixList(prefixOrPrefixes)
   // tus uploads first, under every prefix: expired ones are aborted and their state removed; live
   // ones are spared below, whatever their age — also by a prefix that contains theirs ('' holds 'a/').
   const tus = { aborted: [] as StaleUpload[], deleted: [] as StaleObject[], live: new Set<string>() }
@@ -143,6 +143,11 @@ export async function ensureLifecycleRulesAt (client: S3Client, locations: Uploa
   return first as LifecycleRule
 }
 
+/** One prefix or several, each once. */
+function prefixList (prefixOrPrefixes: string | string[]): string[] {
+  return [...new Set(typeof prefixOrPrefixes === 'string' ? [prefixOrPrefixes] : prefixOrPrefixes)]
+}
+
 function byBucket (locations: UploadLocation[]): Map<string, string[]> {
   const buckets = new Map<string, string[]>()
   for (const { bucket, prefix } of locations) {
@@ -192,8 +197,7 @@ async function sweepTus (client: S3Client, bucket: string, prefix: string, cutof
     }
     // A terminated one is over whatever its expiry (its DELETE stopped before the cleanup);
     // one a request holds is live whatever its expiry (a PATCH longer than expiresIn).
-    const held = state.lease !== undefined && state.lease.until > now
-    if ((state.expires > now || held) && state.terminated !== true) {
+    if ((state.expires > now || heldAt(state, now)) && state.terminated !== true) {
       if (state.uploadId !== undefined) live.add(state.uploadId)
       continue
     }
@@ -252,7 +256,7 @@ async function deleteStaleStaged (client: S3Client, bucket: string, prefix: stri
  * first rule (the staging rule's id is stagingRuleId(prefix)).
  */
 export async function ensureLifecycleRule (client: S3Client, bucket: string, prefixOrPrefixes: string | string[], days: number): Promise<LifecycleRule> {
-  const prefixes = [...new Set(typeof prefixOrPrefixes === 'string' ? [prefixOrPrefixes] : prefixOrPrefixes)]
+  const prefixes = prefixList(prefixOrPrefixes)
   let rules: LifecycleRule[] = []
   try {
     const current = await client.send(new GetBucketLifecycleConfigurationCommand({ Bucket: bucket }))

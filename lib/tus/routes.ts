@@ -33,7 +33,7 @@ import { maxPartSize } from '../upload/part-schedule.js'
 import { isStorageFailure, storageFailure } from '../upload/s3-failure.js'
 import type { PartMemory } from '../upload/part-buffer-pool.js'
 import { failureInfo, withRetries } from '../upload/send-part.js'
-import { StateConflict, StateStore, type Loaded, type StoredPart, type TusState } from './state.js'
+import { StateConflict, StateStore, heldAt, type Loaded, type StoredPart, type TusState } from './state.js'
 import { UploadTokens } from './token.js'
 
 // The object's own record of the upload it came from: a finished upload is told from an object that merely took its key.
@@ -80,8 +80,6 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
   const finishingNow = (state: TusState): boolean => state.completing === true && !abandoned(state)
   /** The state held by `holder` for one more lease, marked as finishing (a finishing PATCH's, or a settle's). */
   const finishingHold = (state: TusState, holder: string): TusState => ({ ...state, lease: { holder, until: Date.now() + leaseMs }, completing: true })
-  /** A request holds the upload right now (its lease has not lapsed). */
-  const heldNow = (state: TusState): boolean => state.lease !== undefined && state.lease.until > Date.now()
   /** How often a hold is renewed: three times a lease, so one late renewal does not lose it. */
   const renewEveryMs = Math.max(250, Math.floor(leaseMs / 3))
   const largestPart = maxPartSize(config)
@@ -160,7 +158,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     }
     if (loaded.state.owner !== user?.userId || loaded.state.refused === true || loaded.state.terminated === true) throw new TusNotFoundError()
     // A request holding the upload keeps it alive (its renewals push Upload-Expires on too).
-    if (loaded.state.expires <= Date.now() && !heldNow(loaded.state)) throw new TusExpiredError()
+    if (loaded.state.expires <= Date.now() && !heldAt(loaded.state)) throw new TusExpiredError()
     if (abandoned(loaded.state)) {
       const settled = await settleAbandoned(request, loaded)
       if (settled !== null) {
@@ -421,7 +419,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       if (Math.ceil(length / state.partSize) > config.maxParts) throw new PartLimitError(config.maxParts)
       state.length = length
     }
-    if (state.lease !== undefined && state.lease.until > Date.now()) throw new TusLockedError()
+    if (heldAt(state)) throw new TusLockedError()
     // A finishing PATCH may only be late with its renewal: its mark is waited out (see abandoned()).
     if (finishingNow(state)) throw new TusLockedError()
     // A mark left by a finishing PATCH that did not finish (its Complete and its cleanup failed, or its instance died) is not this request's.

@@ -85,6 +85,11 @@ export interface TusState {
 
 export interface Loaded { state: TusState, etag: string }
 
+/** A request holds the upload at `now` (its lease has not lapsed): it is live, whatever its expiry, and locked to others. */
+export function heldAt (state: TusState, now = Date.now()): boolean {
+  return state.lease !== undefined && state.lease.until > now
+}
+
 /**
  * How a conditional state write went. Not landed and no conflict (the answer lost, a 5xx):
  * `stored` is what the state read back as — another state, or null (none) — or undefined
