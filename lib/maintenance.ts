@@ -14,7 +14,7 @@ import {
 import { createHash } from 'node:crypto'
 import { stagingPrefix } from './direct/keys.js'
 import { BucketCallError } from './errors.js'
-import { heldAt, tusPrefix, type TusState } from './tus/state.js'
+import { heldAt, tailOwner, tusPrefix, type TusState } from './tus/state.js'
 import { describeS3Error, type S3FailureInfo } from './upload/s3-failure.js'
 
 /**
@@ -177,16 +177,10 @@ async function sweepTus (client: S3Client, bucket: string, prefix: string, cutof
     if (listed.IsTruncated !== true || listed.NextContinuationToken === undefined) break
     token = listed.NextContinuationToken
   }
-  // A key is read after `<prefix>/.tus/`: the prefix itself may hold '.tail.' (a keyPrefix of 'media.tail.v2').
-  const base = `${tusPrefix(prefix)}/`
-  const tailOwner = (key: string): string | null => {
-    const at = key.indexOf('.tail.', base.length)
-    return at < 0 ? null : key.slice(0, at)
-  }
   const states = new Set<string>()
   const doomed: StaleObject[] = []
   for (const object of objects) {
-    if (tailOwner(object.key) !== null) continue
+    if (tailOwner(prefix, object.key) !== null) continue
     states.add(object.key)
     let state: TusState
     try {
@@ -208,16 +202,29 @@ async function sweepTus (client: S3Client, bucket: string, prefix: string, cutof
     doomed.push({ key: object.key, lastModified: object.lastModified })
     states.delete(object.key)
   }
+  const doomedStates = new Set(doomed.map((state) => state.key))
   for (const object of objects) {
-    const owner = tailOwner(object.key)
+    const owner = tailOwner(prefix, object.key)
     if (owner === null) continue
     const orphan = !states.has(owner) && (object.lastModified === undefined || object.lastModified.getTime() <= cutoff)
-    if (orphan || doomed.some((state) => state.key === owner)) doomed.push(object)
+    if (orphan || doomedStates.has(owner)) doomed.push(object)
   }
-  if (doomed.length > 0) {
-    await bucketCall('DeleteObjects', () => client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: doomed.map((object) => ({ Key: object.key })), Quiet: true } })))
+  return { aborted, deleted: await deleteObjects(client, bucket, doomed), live }
+}
+
+/** S3 takes at most 1,000 keys per DeleteObjects (more and the whole call is refused). */
+const DELETE_BATCH = 1000
+
+/** Deletes the objects, 1,000 per call; returns those S3 did not report an error for. */
+async function deleteObjects (client: S3Client, bucket: string, objects: StaleObject[]): Promise<StaleObject[]> {
+  const deleted: StaleObject[] = []
+  for (let at = 0; at < objects.length; at += DELETE_BATCH) {
+    const batch = objects.slice(at, at + DELETE_BATCH)
+    const answer = await bucketCall('DeleteObjects', () => client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: batch.map((object) => ({ Key: object.key })), Quiet: true } })))
+    const failed = new Set((answer.Errors ?? []).map((error) => error.Key))
+    for (const object of batch) if (!failed.has(object.key)) deleted.push(object)
   }
-  return { aborted, deleted: doomed, live }
+  return deleted
 }
 
 async function deleteStaleStaged (client: S3Client, bucket: string, prefix: string, cutoff: number): Promise<StaleObject[]> {
@@ -231,16 +238,7 @@ async function deleteStaleStaged (client: S3Client, bucket: string, prefix: stri
       ContinuationToken: token
     })))
     const stale = (listed.Contents ?? []).filter((object) => object.Key !== undefined && (object.LastModified === undefined || object.LastModified.getTime() <= cutoff))
-    if (stale.length > 0) {
-      const answer = await bucketCall('DeleteObjects', () => client.send(new DeleteObjectsCommand({
-        Bucket: bucket,
-        Delete: { Objects: stale.map((object) => ({ Key: object.Key as string })), Quiet: true }
-      })))
-      const failed = new Set((answer.Errors ?? []).map((error) => error.Key))
-      for (const object of stale) {
-        if (!failed.has(object.Key)) deleted.push({ key: object.Key as string, lastModified: object.LastModified })
-      }
-    }
+    deleted.push(...await deleteObjects(client, bucket, stale.map((object) => ({ key: object.Key as string, lastModified: object.LastModified }))))
     if (listed.IsTruncated !== true || listed.NextContinuationToken === undefined) break
     token = listed.NextContinuationToken
   }

@@ -14,6 +14,18 @@ export function tusPrefix (keyPrefix: string): string {
   return joinKey(keyPrefix, TUS_SEGMENT)
 }
 
+/** Between a state's key and its tail's generation: `<keyPrefix>/.tus/<id>.tail.<gen>[.<holder>]`. */
+const TAIL_MARK = '.tail.'
+
+/**
+ * The state key a tail object under `<keyPrefix>/.tus/` belongs to; null for a state's own key.
+ * Read after `<keyPrefix>/.tus/`: the prefix itself may hold '.tail.' (a keyPrefix of 'media.tail.v2').
+ */
+export function tailOwner (keyPrefix: string, key: string): string | null {
+  const at = key.indexOf(TAIL_MARK, tusPrefix(keyPrefix).length + 1)
+  return at < 0 ? null : key.slice(0, at)
+}
+
 /** One part S3 holds for the upload: number, ETag, checksum (when the engine's checksum is on). */
 export type StoredPart = [number, string, string?]
 
@@ -134,7 +146,7 @@ export class StateStore {
 
   stateKey (id: string): string { return `${this.#prefix}/${id}` }
   /** Per generation and writer: a PATCH that fails (checksum mismatch) never touches the tail the state still names. */
-  tailKey (id: string, gen: number, by?: string): string { return by === undefined ? `${this.#prefix}/${id}.tail.${gen}` : `${this.#prefix}/${id}.tail.${gen}.${by}` }
+  tailKey (id: string, gen: number, by?: string): string { return `${this.stateKey(id)}${TAIL_MARK}${gen}${by === undefined ? '' : `.${by}`}` }
 
   /**
    * The state and the ETag a write of it is conditional on — the body must be the ETag's. A
@@ -239,7 +251,7 @@ export class StateStore {
    * effort for the tails: the sweep removes strays.
    */
   async remove (state: TusState): Promise<void> {
-    const tails = await this.#client.send(new ListObjectsV2Command({ Bucket: this.#bucket, Prefix: `${this.stateKey(state.id)}.tail.` }))
+    const tails = await this.#client.send(new ListObjectsV2Command({ Bucket: this.#bucket, Prefix: `${this.stateKey(state.id)}${TAIL_MARK}` }))
       .then((listed) => (listed.Contents ?? []).map((object) => object.Key).filter((key): key is string => key !== undefined), () => [])
     const named = this.tailKey(state.id, state.gen, state.tailBy)
     await Promise.allSettled([...new Set([named, ...tails])].map(async (key) => { await this.delete(key) }))

@@ -177,14 +177,24 @@ export async function openUploads (client: S3Client, bucket: string): Promise<Ar
 }
 
 export async function listKeys (client: S3Client, bucket: string): Promise<string[]> {
-  const listed = await client.send(new ListObjectsV2Command({ Bucket: bucket }))
-  return (listed.Contents ?? []).map((object) => object.Key ?? '').sort()
+  const keys: string[] = []
+  let token: string | undefined
+  // Bounded: 100 pages of 1,000 keys is far more than any test stores.
+  for (let page = 0; page < 100; page++) {
+    const listed = await client.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }))
+    for (const object of listed.Contents ?? []) keys.push(object.Key ?? '')
+    if (listed.IsTruncated !== true || listed.NextContinuationToken === undefined) break
+    token = listed.NextContinuationToken
+  }
+  return keys.sort()
 }
 
 async function emptyBucket (client: S3Client, bucket: string): Promise<void> {
   const keys = await listKeys(client, bucket)
-  if (keys.length === 0) return
-  await client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys.map((Key) => ({ Key })) } }))
+  // S3 takes at most 1,000 keys per DeleteObjects.
+  for (let at = 0; at < keys.length; at += 1000) {
+    await client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys.slice(at, at + 1000).map((Key) => ({ Key })) } }))
+  }
 }
 
 /** SHA-256 and size of a stored object, read as a stream. */
