@@ -16,6 +16,7 @@ import { stagingPrefix } from './direct/keys.js'
 import { BucketCallError } from './errors.js'
 import { heldAt, tailOwner, tusPrefix, type TusState } from './tus/state.js'
 import { describeS3Error, type S3FailureInfo } from './upload/s3-failure.js'
+import { isNoSuchUpload } from './upload/multipart-calls.js'
 
 /**
  * The id of the lifecycle rule ensureLifecycleRule() owns for `prefix`: one
@@ -91,6 +92,7 @@ export async function abortStaleUploads (client: S3Client, bucket: string, prefi
     for (const id of swept.live) tus.live.add(id)
   }
   const aborted: StaleUpload[] = [...tus.aborted]
+  const tusAborted = new Set(tus.aborted.map((upload) => upload.uploadId))
   let keyMarker: string | undefined
   let uploadIdMarker: string | undefined
   // Bounded: 1,000 pages of 1,000 uploads.
@@ -106,9 +108,8 @@ export async function abortStaleUploads (client: S3Client, bucket: string, prefi
       if (!prefixes.some((prefix) => prefix === '' || upload.Key?.startsWith(`${prefix}/`) === true)) continue
       const initiated = upload.Initiated
       if (initiated !== undefined && initiated.getTime() > cutoff) continue
-      if (tus.live.has(upload.UploadId) || tus.aborted.some((done) => done.uploadId === upload.UploadId)) continue
-      await bucketCall('AbortMultipartUpload', () => client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: upload.Key, UploadId: upload.UploadId })))
-      aborted.push({ key: upload.Key, uploadId: upload.UploadId, initiated })
+      if (tus.live.has(upload.UploadId) || tusAborted.has(upload.UploadId)) continue
+      if (await abortUpload(client, bucket, upload.Key, upload.UploadId)) aborted.push({ key: upload.Key, uploadId: upload.UploadId, initiated })
     }
     if (listed.IsTruncated !== true) break
     keyMarker = listed.NextKeyMarker
@@ -195,8 +196,7 @@ async function sweepTus (client: S3Client, bucket: string, prefix: string, cutof
       if (state.uploadId !== undefined) live.add(state.uploadId)
       continue
     }
-    if (state.uploadId !== undefined) {
-      await bucketCall('AbortMultipartUpload', () => client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: state.key, UploadId: state.uploadId })))
+    if (state.uploadId !== undefined && await abortUpload(client, bucket, state.key, state.uploadId)) {
       aborted.push({ key: state.key, uploadId: state.uploadId, initiated: undefined })
     }
     doomed.push({ key: object.key, lastModified: object.lastModified })
@@ -210,6 +210,21 @@ async function sweepTus (client: S3Client, bucket: string, prefix: string, cutof
     if (orphan || doomedStates.has(owner)) doomed.push(object)
   }
   return { aborted, deleted: await deleteObjects(client, bucket, doomed), live }
+}
+
+/**
+ * Aborts one multipart upload: true when this call aborted it, false when it was gone already
+ * (NoSuchUpload: aborted by a DELETE whose cleanup then failed, by the lifecycle rule, or by
+ * another instance sweeping at the same time) — never a reason to stop the sweep.
+ */
+async function abortUpload (client: S3Client, bucket: string, key: string, uploadId: string): Promise<boolean> {
+  try {
+    await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }))
+    return true
+  } catch (error) {
+    if (isNoSuchUpload(error)) return false
+    throw bucketFailure(describeS3Error('AbortMultipartUpload', error))
+  }
 }
 
 /** S3 takes at most 1,000 keys per DeleteObjects (more and the whole call is refused). */

@@ -50,6 +50,32 @@ t.test('abortStaleUploads: old uploads under the prefix, every page, nothing els
   t.equal(s3.commandCalls(ListMultipartUploadsCommand)[1]?.args[0].input.UploadIdMarker, 'u2', 'paged with both markers')
 })
 
+t.test('abortStaleUploads: an upload already gone (NoSuchUpload) is skipped, the sweep goes on', async (t) => {
+  const { client, s3 } = setup()
+  s3.on(ListMultipartUploadsCommand).resolves({
+    IsTruncated: false,
+    Uploads: [
+      { Key: 'media/a.bin', UploadId: 'gone', Initiated: hoursAgo(48) },
+      { Key: 'media/b.bin', UploadId: 'open', Initiated: hoursAgo(48) }
+    ]
+  })
+  // Aborted meanwhile by another instance's sweep (S3 and versitygw answer 404; MinIO 204).
+  s3.on(AbortMultipartUploadCommand, { UploadId: 'gone' }).rejects(Object.assign(new Error('The specified upload does not exist'), { name: 'NoSuchUpload', $metadata: { httpStatusCode: 404 } }))
+  s3.on(AbortMultipartUploadCommand, { UploadId: 'open' }).resolves({})
+  s3.on(ListObjectsV2Command).resolves({ IsTruncated: false, Contents: [] })
+  const { aborted } = await abortStaleUploads(client, 'uploads', 'media', 24 * 3600_000, now)
+  t.same(aborted.map((upload) => upload.uploadId), ['open'], 'only the one this sweep aborted is reported')
+  t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 2, 'both were tried')
+})
+
+t.test('abortStaleUploads: another abort failure still fails the sweep', async (t) => {
+  const { client, s3 } = setup()
+  s3.on(ListMultipartUploadsCommand).resolves({ IsTruncated: false, Uploads: [{ Key: 'media/a.bin', UploadId: 'u1', Initiated: hoursAgo(48) }] })
+  s3.on(AbortMultipartUploadCommand).rejects(Object.assign(new Error('Access Denied'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } }))
+  s3.on(ListObjectsV2Command).resolves({ IsTruncated: false, Contents: [] })
+  await t.rejects(abortStaleUploads(client, 'uploads', 'media', 24 * 3600_000, now), { code: 'FST_S3CHUNK_BUCKET_CALL' })
+})
+
 t.test('ensureLifecycleRule: adds the rule, keeps others, replaces its own', async (t) => {
   const { client, s3 } = setup()
   s3.on(GetBucketLifecycleConfigurationCommand).resolves({
