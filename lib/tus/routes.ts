@@ -377,12 +377,12 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       await reply.code(201).send()
       return
     }
-    // creation-with-upload: created already held, then the body is written like a PATCH's.
-    const before: TusState = { ...state }
+    // creation-with-upload: created already held, then the body is written like a PATCH's
+    // (one that fails leaves the upload as created).
     const holder = randomBytes(8).toString('hex')
-    state.lease = { holder, until: Date.now() + leaseMs }
-    const etag = await store.save(state, null)
-    const offset = await write(request, { state, etag }, holder, checksum, before)
+    const held: TusState = { ...state, lease: { holder, until: Date.now() + leaseMs } }
+    const etag = await store.save(held, null)
+    const offset = await write(request, { state: held, etag }, holder, checksum, state)
     reply.header('Upload-Offset', String(offset))
     await reply.code(201).send()
   }
@@ -405,38 +405,39 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     }
     const { state } = loaded
     if (offset !== state.offset) throw new TusOffsetMismatchError(state.offset)
-    // What a PATCH that fails leaves: the upload as loaded — not a length it declared, nor a type
-    // sniffed from bytes that then did not count (the next PATCH's bytes are sniffed again).
-    const before: TusState = { ...state }
-    delete before.lease
-    delete before.completing
+    let length = state.length
     const lengthHeader = request.headers['upload-length']
     if (lengthHeader !== undefined) {
-      const length = byteCount(lengthHeader, 'Upload-Length')
+      length = byteCount(lengthHeader, 'Upload-Length')
       if (state.length !== undefined && state.length !== length) throw new BadRequestError('Upload-Length cannot change once set')
       if (length < state.offset) throw new BadRequestError('Upload-Length is less than the bytes already received')
       if (length > maxSize) throw new TusTooLargeError(maxSize)
       if (Math.ceil(length / state.partSize) > config.maxParts) throw new PartLimitError(config.maxParts)
-      state.length = length
     }
     if (heldAt(state)) throw new TusLockedError()
     // A finishing PATCH may only be late with its renewal: its mark is waited out (see abandoned()).
     if (finishingNow(state)) throw new TusLockedError()
-    // A mark left by a finishing PATCH that did not finish (its Complete and its cleanup failed, or its instance died) is not this request's.
-    delete state.completing
+    // What a PATCH that fails leaves: the upload as loaded — not a length it declared, nor a type
+    // sniffed from bytes that then did not count (the next PATCH's bytes are sniffed again) — and
+    // no mark left by a finishing PATCH that did not finish (its Complete and its cleanup failed,
+    // or its instance died): that is not this request's.
+    const before: TusState = { ...state }
+    delete before.lease
+    delete before.completing
     const holder = randomBytes(8).toString('hex')
-    state.lease = { holder, until: Date.now() + leaseMs }
+    const held: TusState = { ...before, lease: { holder, until: Date.now() + leaseMs } }
+    if (length !== undefined) held.length = length
     let etag: string
     try {
-      etag = await store.save(state, loaded.etag)
+      etag = await store.save(held, loaded.etag)
     } catch (error) {
       // Another request took (or changed) the upload between our read and our write.
       if (error instanceof StateConflict) throw new TusLockedError()
       throw error
     }
-    const now = await write(request, { state, etag }, holder, checksum, before)
+    const now = await write(request, { state: held, etag }, holder, checksum, before)
     reply.header('Upload-Offset', String(now))
-    if (now !== state.length) reply.header('Upload-Expires', new Date(Date.now() + tus.expiresIn * 1000).toUTCString())
+    if (now !== length) reply.header('Upload-Expires', new Date(Date.now() + tus.expiresIn * 1000).toUTCString())
     await reply.code(204).send()
   }
 
@@ -477,13 +478,12 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
 
   async function storeEmpty (state: TusState, request: FastifyRequest): Promise<Verdict> {
     const contentType = decideType(state.declaredType, undefined, config.allowedTypes)
-    state.contentType = contentType
     const objectParams = await objectParamsFor(config, fileContext(state, request, contentType), state.objectParams)
     try {
       const { value } = await withRetries('PutObject', engine.config.retry, async () => await engine.uploadClient.send(new PutObjectCommand({
         ...withUploadId(objectParams, state.id), Bucket: config.bucket, Key: state.key, ContentType: contentType, Body: new Uint8Array(0), ContentLength: 0, ...conditionalWrite({ overwrite: config.overwrite })
       })))
-      return await finish(request, state, { size: 0, etag: (value.ETag ?? '').replace(/"/g, ''), parts: 0, ...(value.VersionId !== undefined ? { versionId: value.VersionId } : {}) })
+      return await finish(request, { ...state, contentType }, { size: 0, etag: (value.ETag ?? '').replace(/"/g, ''), parts: 0, ...(value.VersionId !== undefined ? { versionId: value.VersionId } : {}) })
     } catch (error) {
       if (error instanceof Error && 'code' in error && typeof error.code === 'string' && error.code.startsWith('FST_')) throw error
       throw storageFailure(failureInfo('PutObject', error))
@@ -547,7 +547,9 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
    * refused PATCH (checksum mismatch) leaves the upload where it was — parts
    * it sent are not counted and are overwritten by the next PATCH, and the
    * tail it would have written has a generation of its own; `before` is the
-   * state such a request writes back. A client that
+   * state such a request writes back (`held.state` is never changed: what this
+   * request learns — the type, the multipart upload — goes into the states it
+   * writes). A client that
    * goes away mid-body (without a checksum to verify) keeps what arrived.
    */
   async function write (request: FastifyRequest, held: Loaded, holder: string, checksum: Checksum | null, before: TusState): Promise<number> {
@@ -570,6 +572,8 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     let createdHere = false
     let contentType = state.contentType
     let objectParams: ObjectParams | undefined = contentType === undefined ? undefined : await objectParamsFor(config, fileContext(state, request, contentType), state.objectParams)
+    /** The upload with the type its first bytes were sniffed as (once they were). */
+    const typed = (): TusState => contentType === undefined ? state : { ...state, contentType }
     const newParts: StoredPart[] = []
     const inFlight = new Set<Promise<void>>()
     let tailBytes: Uint8Array | null = null
@@ -584,12 +588,15 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
      * and a request with a checksum records nothing until its whole body is verified.
      */
     const progress = (): TusState => {
-      if (checksum !== null || uploadId === undefined || completing) return state
+      // A finishing request's state carries the type the object is stored with (an instance
+      // settling it after this one died reports that type to onUploadComplete).
+      if (completing) return typed()
+      if (checksum !== null || uploadId === undefined) return state
       const stored = [...newParts].sort((a, b) => a[0] - b[0])
       let inRow = 0
       while (inRow < stored.length && stored[inRow]?.[0] === base + inRow + 1 && (base + inRow + 1) * state.partSize <= state.offset + received) inRow++
       if (inRow === 0) return state
-      return { ...state, uploadId, offset: (base + inRow) * state.partSize, parts: [...state.parts, ...stored.slice(0, inRow)], tail: 0 }
+      return { ...typed(), uploadId, offset: (base + inRow) * state.partSize, parts: [...state.parts, ...stored.slice(0, inRow)], tail: 0 }
     }
 
     // The hold is renewed while the request runs, and records its progress (a PATCH cut short
@@ -602,6 +609,8 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     // Upload-Expires, pushed on by each renewal: a PATCH longer than expiresIn is activity too
     // (the sweep spares a held upload anyway), and a failed one leaves it as renewed.
     let expires = state.expires
+    /** What a request that fails writes back: the upload as before it, with the expiry its renewals pushed on. */
+    const restored = (): TusState => ({ ...before, expires })
     const renew = setInterval(() => {
       renewing = renewing.then(async () => {
         if (failure !== null) return
@@ -698,8 +707,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
 
     async function ensureUpload (): Promise<string> {
       if (uploadId === undefined) {
-        state.contentType = contentType
-        uploadId = await createMultipartUpload(scopeOf(state, objectParams))
+        uploadId = await createMultipartUpload(scopeOf(typed(), objectParams))
         createdHere = true
       }
       return uploadId
@@ -797,7 +805,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         completing = true
         const marked = renewing.then(async () => {
           if (failure !== null) return
-          etag = await store.save(finishingHold(state, holder), etag)
+          etag = await store.save(finishingHold(typed(), holder), etag)
         })
         renewing = marked.catch(() => {})
         await marked.catch((error: unknown) => { fail(error instanceof StateConflict ? new TusLockedError() : error) })
@@ -817,7 +825,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
           // should the removal fail): one whose hold was taken over meanwhile would remove the
           // upload — tail included — another request has since stored bytes in. Then only what
           // this request made goes.
-          const held = await store.save({ ...before, expires, terminated: true }, etag).then(() => true, () => false)
+          const held = await store.save({ ...restored(), terminated: true }, etag).then(() => true, () => false)
           if (held) {
             if (uploadId !== undefined) await abortMultipartUpload(scopeOf(state, objectParams), uploadId)
             await store.remove(state).catch(() => {})
@@ -827,7 +835,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         } else {
           // Back to the state before this request; then a multipart upload this request made
           // is aborted unless the stored state names it (a renewal recorded it, and the release failed).
-          await release({ ...before, expires }, etag)
+          await release(restored(), etag)
           if (createdHere && uploadId !== undefined) await abortUnlessNamed(state, objectParams, uploadId, await readState(state, request))
         }
         throw error
@@ -850,9 +858,8 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
               if (partChecksum !== undefined && engine.config.checksum !== 'none') part[`Checksum${engine.config.checksum}`] = partChecksum
               return part
             })
-            state.contentType = contentType
-            const outcome = await completeMultipartUpload(scopeOf(state, objectParams), uploadId as string, completed, length)
-            verdict = await finish(request, state, outcome)
+            const outcome = await completeMultipartUpload(scopeOf(typed(), objectParams), uploadId as string, completed, length)
+            verdict = await finish(request, typed(), outcome)
           }
         } finally {
           await stopRenewing()
@@ -885,7 +892,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
           // Still as our hold left it, so the write may yet land: fence it off by giving the
           // hold up (the ETag changes; the write, If-Match the old one, can no longer land),
           // then look again — it may have landed first.
-          await release({ ...before, expires }, etag)
+          await release(restored(), etag)
           stored = await readState(state, request)
         }
         // A state naming this request's tail can only come from this write having landed (the name

@@ -4,6 +4,7 @@ import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { testFaultProxy } from '../support/fault-proxy.ts'
+import { pngBytes } from '../support/samples.ts'
 import { signal } from '../support/signal.ts'
 import { freshBucket, listKeys, needsStrictS3, objectDigest, pluginS3Options, sha256, testClient, testS3 } from '../support/s3.ts'
 import { createUpload, expectClean, expectOnlyObject, patchUpload, startTus, tusLeftovers, tusRequest } from '../support/tus.ts'
@@ -95,14 +96,16 @@ t.test('a finishing PATCH whose instance stops after its Complete: another insta
   const inHook = signal()
   const hookMayReturn = signal()
   const calls: string[] = []
+  const types: string[] = []
   const a = await startTus(t, server, bucket, {
     s3: { ...pluginS3Options(server), endpoint: proxy.endpoint },
     tus: { leaseTimeout: 1 },
-    onUploadComplete: async () => { calls.push('A'); inHook.fire(); await hookMayReturn.fired }
+    onUploadComplete: async (file) => { calls.push('A'); types.push(file.contentType); inHook.fire(); await hookMayReturn.fired }
   })
   t.teardown(hookMayReturn.fire)
-  const b = await startTus(t, server, bucket, { tus: { leaseTimeout: 1 }, onUploadComplete: () => { calls.push('B') } })
-  const data = randomBytes(6 * MiB)
+  const b = await startTus(t, server, bucket, { tus: { leaseTimeout: 1 }, onUploadComplete: (file) => { calls.push('B'); types.push(file.contentType) } })
+  // A PNG: its type is sniffed by A's PATCH, and B, settling it, must report the same.
+  const data = Buffer.concat([pngBytes(), randomBytes(6 * MiB)])
   const url = await createUpload(a.endpoint, data.byteLength)
   const onB = `${b.endpoint}/${url.split('/').pop() as string}`
   const patch = patchUpload(url, 0, data)
@@ -121,6 +124,7 @@ t.test('a finishing PATCH whose instance stops after its Complete: another insta
   await patch
   await expectOnlyObject(t, client, bucket, data)
   t.same(calls, ['A', 'B'], 'the hook ran twice in all, never more')
+  t.same(types, ['image/png', 'image/png'], 'both runs were told the type the object is stored with')
 })
 
 // From review: the instance taken as gone may be alive, its renewal only held up, and its hook
