@@ -27,7 +27,7 @@ import { etagParts, objectUrl } from '../s3-client.js'
 import type { S3File } from '../types.js'
 import { isWellFormed, userPrefix } from '../direct/keys.js'
 import { IdleWatch } from '../upload/idle-watch.js'
-import { abortMultipartUpload, completeMultipartUpload, conditionalWrite, createMultipartUpload, outcomeOf, type MultipartScope, type UploadTarget } from '../upload/multipart-calls.js'
+import { abortMultipartUpload, completeMultipartUpload, isUploadLeftOpen, conditionalWrite, createMultipartUpload, outcomeOf, type MultipartScope, type UploadTarget } from '../upload/multipart-calls.js'
 import { cutParts, type Part } from '../upload/part-cutter.js'
 import { maxPartSize } from '../upload/part-schedule.js'
 import { isStorageFailure, storageFailure } from '../upload/s3-failure.js'
@@ -848,6 +848,8 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         // "finished" (from the object, once the state is gone) for a file the app then refuses.
         completing = true
         let verdict: Verdict = 'deleted'
+        // S3 refused the Complete for now (throttled, a 5xx) and the upload stays: the request fails, the upload does not.
+        let leftOpen = false
         try {
           if (allParts.length === 0) {
             // A deferred length declared 0: nothing was ever sent.
@@ -858,14 +860,21 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
               if (partChecksum !== undefined && engine.config.checksum !== 'none') part[`Checksum${engine.config.checksum}`] = partChecksum
               return part
             })
-            const outcome = await completeMultipartUpload(scopeOf(typed(), objectParams), uploadId as string, completed, length)
+            const outcome = await completeMultipartUpload(scopeOf(typed(), objectParams), uploadId as string, completed, length, { resumable: true })
+              .catch((error: unknown) => { leftOpen = isUploadLeftOpen(error); throw error })
             verdict = await finish(request, typed(), outcome)
           }
         } finally {
           await stopRenewing()
+          // Left open: back to the state before this request, whose PATCH the client sends
+          // again (its parts are sent again over the same numbers); a multipart upload this
+          // request made is aborted, as for any failed request.
+          if (leftOpen) {
+            await release(restored(), etag)
+            if (createdHere && uploadId !== undefined) await abortUnlessNamed(state, objectParams, uploadId, await readState(state, request))
           // Completed, or refused (key taken) and aborted, or failed: the upload is over —
           // and an object the app refused that stays is marked so.
-          if (verdict === 'kept') await markRefused(state, etag, request)
+          } else if (verdict === 'kept') await markRefused(state, etag, request)
           else await store.remove(state).catch((error: unknown) => { request.log.warn({ err: error, key: state.key }, 'fastify-s3-chunk: could not remove a finished tus upload\'s state; the sweep will') })
         }
         if (verdict !== 'accepted') throw new UploadHookError()

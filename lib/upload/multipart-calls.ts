@@ -85,11 +85,23 @@ export async function createMultipartUpload (scope: MultipartScope): Promise<str
  * (MinIO locks the upload for both; meanwhile ListParts can already say it
  * is gone, and the upload come back when that Complete fails) — and then
  * the object at the key says whether this upload was stored.
+ *
+ * `resumable`: the caller can take the upload up again later (tus). A Complete S3
+ * answered in every attempt with a failure worth retrying (a 5xx, throttling) while the
+ * upload stays was carried out by none of them: the upload is left open, the error
+ * saying so (isUploadLeftOpen), rather than aborted with every part of a file the
+ * client took hours to send.
  */
-export async function completeMultipartUpload (scope: MultipartScope, uploadId: string, parts: CompletedPart[], size: number): Promise<UploadOutcome> {
+export async function completeMultipartUpload (scope: MultipartScope, uploadId: string, parts: CompletedPart[], size: number, { resumable = false }: { resumable?: boolean } = {}): Promise<UploadOutcome> {
   const { client, retry, target } = scope
   const expected: Expected = { size, parts: parts.length, etag: multipartEtag(parts.map((part) => part.ETag)) }
   let consumed = false
+  // An attempt without an answer (a reset, a timeout) may still be carried out by S3.
+  let unanswered = false
+  const onRetry = (info: S3FailureInfo): void => {
+    if (info.status === undefined) unanswered = true
+    scope.onRetry?.(info)
+  }
   let completed: UploadOutcome
   try {
     const { value } = await withRetries('CompleteMultipartUpload', retry, async () => await client.send(new CompleteMultipartUploadCommand({
@@ -102,12 +114,23 @@ export async function completeMultipartUpload (scope: MultipartScope, uploadId: 
     })), async () => {
       consumed = await uploadState(scope, uploadId) === 'gone'
       return !consumed
-    }, scope.onRetry)
+    }, onRetry)
     completed = outcomeOf(value, { size, parts: parts.length }, scope.checksum)
   } catch (error) {
-    return await recoverComplete(scope, uploadId, expected, consumed, failureInfo('CompleteMultipartUpload', error))
+    const last = failureInfo('CompleteMultipartUpload', error)
+    if (resumable && !consumed && !unanswered && last.retryable && last.status !== undefined && await uploadState(scope, uploadId) === 'present') {
+      const open = storageFailure(last)
+      Object.defineProperty(open, 'uploadLeftOpen', { value: true, enumerable: false })
+      throw open
+    }
+    return await recoverComplete(scope, uploadId, expected, consumed, last)
   }
   return await withChecksum(scope, completed)
+}
+
+/** A resumable Complete that failed with the upload left open for a later one (see completeMultipartUpload). */
+export function isUploadLeftOpen (error: unknown): boolean {
+  return (error as { uploadLeftOpen?: unknown } | null)?.uploadLeftOpen === true
 }
 
 /** How long a Complete that took the upload may still take to write the object (versitygw: measured ~0.5 s under load). */
