@@ -84,15 +84,15 @@ export async function abortStaleUploads (client: S3Client, bucket: string, prefi
   const prefixes = prefixList(prefixOrPrefixes)
   // tus uploads first, under every prefix: expired ones are aborted and their state removed; live
   // ones are spared below, whatever their age — also by a prefix that contains theirs ('' holds 'a/').
-  const tus = { aborted: [] as StaleUpload[], deleted: [] as StaleObject[], live: new Set<string>() }
+  const tus = { aborted: [] as StaleUpload[], deleted: [] as StaleObject[], live: noLiveTus() }
   for (const prefix of prefixes) {
     const swept = await sweepTus(client, bucket, prefix, cutoff, now)
     tus.aborted.push(...swept.aborted)
     tus.deleted.push(...swept.deleted)
-    for (const id of swept.live) tus.live.add(id)
+    addLiveTus(tus.live, swept.live)
   }
-  const aborted: StaleUpload[] = [...tus.aborted]
   const tusAborted = new Set(tus.aborted.map((upload) => upload.uploadId))
+  const candidates: StaleUpload[] = []
   let keyMarker: string | undefined
   let uploadIdMarker: string | undefined
   // Bounded: 1,000 pages of 1,000 uploads.
@@ -108,12 +108,28 @@ export async function abortStaleUploads (client: S3Client, bucket: string, prefi
       if (!prefixes.some((prefix) => prefix === '' || upload.Key?.startsWith(`${prefix}/`) === true)) continue
       const initiated = upload.Initiated
       if (initiated !== undefined && initiated.getTime() > cutoff) continue
-      if (tus.live.has(upload.UploadId) || tusAborted.has(upload.UploadId)) continue
-      if (await abortUpload(client, bucket, upload.Key, upload.UploadId)) aborted.push({ key: upload.Key, uploadId: upload.UploadId, initiated })
+      if (tusAborted.has(upload.UploadId)) continue
+      candidates.push({ key: upload.Key, uploadId: upload.UploadId, initiated })
     }
     if (listed.IsTruncated !== true) break
     keyMarker = listed.NextKeyMarker
     uploadIdMarker = listed.NextUploadIdMarker
+  }
+  // A stale-looking upload may be a live tus upload of a registration whose keyPrefix lies below
+  // these (a nested scope's): its states are under `<that prefix>/.tus/`, one of the folders
+  // between a prefix swept here and the upload's key — each looked into once, only spared from.
+  const looked = new Set(prefixes)
+  for (const upload of candidates) {
+    for (const folder of foldersOf(upload.key)) {
+      if (looked.has(folder) || !prefixes.some((prefix) => prefix === '' || folder.startsWith(`${prefix}/`))) continue
+      looked.add(folder)
+      addLiveTus(tus.live, await liveTusUnder(client, bucket, folder, now))
+    }
+  }
+  const aborted: StaleUpload[] = [...tus.aborted]
+  for (const upload of candidates) {
+    if (isLiveTusUpload(tus.live, upload)) continue
+    if (await abortUpload(client, bucket, upload.key, upload.uploadId)) aborted.push(upload)
   }
   const staged: StaleObject[] = []
   for (const prefix of prefixes) staged.push(...await deleteStaleStaged(client, bucket, prefix, cutoff))
@@ -163,37 +179,22 @@ function byBucket (locations: UploadLocation[]): Map<string, string[]> {
  * The tus uploads under `<prefix>/.tus/`: each expired one (Upload-Expires
  * passed, or terminated by a DELETE that did not finish) has its multipart upload aborted and its state and tail objects
  * deleted; a tail object whose upload has no state any more is deleted once
- * older than the cutoff. Returns the live uploads' S3 ids (spared by the
+ * older than the cutoff. Returns the live uploads (their multipart uploads' ids and keys, spared by the
  * age-based abort: a tus upload may rightly run for longer).
  */
-async function sweepTus (client: S3Client, bucket: string, prefix: string, cutoff: number, now: number): Promise<{ aborted: StaleUpload[], deleted: StaleObject[], live: Set<string> }> {
+async function sweepTus (client: S3Client, bucket: string, prefix: string, cutoff: number, now: number): Promise<{ aborted: StaleUpload[], deleted: StaleObject[], live: LiveTus }> {
   const aborted: StaleUpload[] = []
-  const live = new Set<string>()
-  const objects: Array<{ key: string, lastModified: Date | undefined }> = []
-  let token: string | undefined
-  // Bounded: 1,000 pages of 1,000 objects.
-  for (let page = 0; page < 1000; page++) {
-    const listed = await bucketCall('ListObjectsV2', () => client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: `${tusPrefix(prefix)}/`, ContinuationToken: token })))
-    for (const object of listed.Contents ?? []) if (object.Key !== undefined) objects.push({ key: object.Key, lastModified: object.LastModified })
-    if (listed.IsTruncated !== true || listed.NextContinuationToken === undefined) break
-    token = listed.NextContinuationToken
-  }
+  const live = noLiveTus()
+  const objects = await tusObjects(client, bucket, prefix)
   const states = new Set<string>()
   const doomed: StaleObject[] = []
   for (const object of objects) {
     if (tailOwner(prefix, object.key) !== null) continue
     states.add(object.key)
-    let state: TusState
-    try {
-      const answer = await client.send(new GetObjectCommand({ Bucket: bucket, Key: object.key }))
-      state = JSON.parse(await answer.Body?.transformToString() ?? '') as TusState
-    } catch {
-      continue
-    }
-    // A terminated one is over whatever its expiry (its DELETE stopped before the cleanup);
-    // one a request holds is live whatever its expiry (a PATCH longer than expiresIn).
-    if ((state.expires > now || heldAt(state, now)) && state.terminated !== true) {
-      if (state.uploadId !== undefined) live.add(state.uploadId)
+    const state = await readTusState(client, bucket, object.key)
+    if (state === null) continue
+    if (isLive(state, now)) {
+      addLiveState(live, state)
       continue
     }
     if (state.uploadId !== undefined && await abortUpload(client, bucket, state.key, state.uploadId)) {
@@ -225,6 +226,79 @@ async function abortUpload (client: S3Client, bucket: string, key: string, uploa
     if (isNoSuchUpload(error)) return false
     throw bucketFailure(describeS3Error('AbortMultipartUpload', error))
   }
+}
+
+/**
+ * What the sweep knows of live tus uploads: the multipart uploads their states name, and their
+ * objects' keys — a PATCH may have made a multipart upload its state does not name yet (the
+ * finishing mark is the state as before that PATCH), and a tus key is the upload's own.
+ */
+interface LiveTus { ids: Set<string>, keys: Set<string> }
+
+const noLiveTus = (): LiveTus => ({ ids: new Set(), keys: new Set() })
+
+function addLiveTus (into: LiveTus, from: LiveTus): void {
+  for (const id of from.ids) into.ids.add(id)
+  for (const key of from.keys) into.keys.add(key)
+}
+
+function addLiveState (into: LiveTus, state: TusState): void {
+  if (state.uploadId !== undefined) into.ids.add(state.uploadId)
+  into.keys.add(state.key)
+}
+
+function isLiveTusUpload (live: LiveTus, upload: StaleUpload): boolean {
+  return live.ids.has(upload.uploadId) || live.keys.has(upload.key)
+}
+
+/**
+ * A terminated upload is over whatever its expiry (its DELETE stopped before the cleanup); one a
+ * request holds is live whatever its expiry (a PATCH longer than expiresIn).
+ */
+function isLive (state: TusState, now: number): boolean {
+  return (state.expires > now || heldAt(state, now)) && state.terminated !== true
+}
+
+/** The objects under `<prefix>/.tus/`: states and tails. */
+async function tusObjects (client: S3Client, bucket: string, prefix: string): Promise<StaleObject[]> {
+  const objects: StaleObject[] = []
+  let token: string | undefined
+  // Bounded: 1,000 pages of 1,000 objects.
+  for (let page = 0; page < 1000; page++) {
+    const listed = await bucketCall('ListObjectsV2', () => client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: `${tusPrefix(prefix)}/`, ContinuationToken: token })))
+    for (const object of listed.Contents ?? []) if (object.Key !== undefined) objects.push({ key: object.Key, lastModified: object.LastModified })
+    if (listed.IsTruncated !== true || listed.NextContinuationToken === undefined) break
+    token = listed.NextContinuationToken
+  }
+  return objects
+}
+
+/** A state object's content; null when it cannot be read or is not JSON (left as it is). */
+async function readTusState (client: S3Client, bucket: string, key: string): Promise<TusState | null> {
+  try {
+    const answer = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
+    return JSON.parse(await answer.Body?.transformToString() ?? '') as TusState
+  } catch {
+    return null
+  }
+}
+
+/** The live tus uploads under `<prefix>/.tus/` of a registration this sweep does not own: only read, never swept. */
+async function liveTusUnder (client: S3Client, bucket: string, prefix: string, now: number): Promise<LiveTus> {
+  const live = noLiveTus()
+  for (const object of await tusObjects(client, bucket, prefix)) {
+    if (tailOwner(prefix, object.key) !== null) continue
+    const state = await readTusState(client, bucket, object.key)
+    if (state !== null && isLive(state, now)) addLiveState(live, state)
+  }
+  return live
+}
+
+/** The folders a key lies in, outermost first: 'a/b/c' → 'a', 'a/b'. */
+function foldersOf (key: string): string[] {
+  const folders: string[] = []
+  for (let at = key.indexOf('/'); at > 0; at = key.indexOf('/', at + 1)) folders.push(key.slice(0, at))
+  return folders
 }
 
 /** S3 takes at most 1,000 keys per DeleteObjects (more and the whole call is refused). */
