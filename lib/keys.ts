@@ -15,11 +15,12 @@ const FALLBACK_NAME = 'file'
  * dots, at most 200 UTF-8 bytes with the extension kept.
  */
 export function sanitiseFilename (name: string): string {
-  const normalised = name.normalize('NFC')
   // Browsers may send a full client path (old IE: C:\Users\…); keep the last component.
-  const base = normalised.split(/[/\\]/).pop() ?? ''
+  const base = name.split(/[/\\]/).pop() ?? ''
   let clean = base
     .replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, '')   // control, format (bidi overrides), separators
+    // NFC once they are gone: one between a letter and its combining mark would keep the pair apart.
+    .normalize('NFC')
     .replace(/\s+/gu, '_')
     .replace(/[^\p{L}\p{M}\p{N}._\-()+=@,]/gu, '_')  // keep letters, marks, digits and a few safe marks
     .replace(/_{2,}/g, '_')

@@ -19,6 +19,23 @@ t.test('sanitiseFilename normalises Unicode to NFC', async (t) => {
   t.equal(sanitiseFilename(decomposed), 'p\u00e4sswd.bin')
 })
 
+// Found by an attack run (helper-34, 2026-12-06; failed before the fix): NFC came before the
+// format characters were stripped, so 'cafe' + zero-width space + combining acute gave a key that
+// was not NFC — and direct mode, checking a key is its own sanitised form, refused the owner's
+// own upload (sign, complete, abort: 403) until the sweep.
+t.test('sanitiseFilename and sanitisePrefix give NFC, and are idempotent, whatever they strip', async (t) => {
+  const names = ['cafe\u200b\u0301.bin', 'e\u0000\u0301', 'a\u202e\u0308b', 'x\u200d\u0327c.txt', '\u1100\u200b\u1161', 'o\n\u0302', ' \u0301lead']
+  for (const name of names) {
+    const file = sanitiseFilename(name)
+    t.equal(file, file.normalize('NFC'), `${JSON.stringify(name)} → ${JSON.stringify(file)} is NFC`)
+    t.equal(sanitiseFilename(file), file, `${JSON.stringify(name)}: sanitising again changes nothing`)
+    const prefix = sanitisePrefix(`${name}/${name}`)
+    t.equal(prefix, prefix.normalize('NFC'), `prefix ${JSON.stringify(prefix)} is NFC`)
+    t.equal(sanitisePrefix(prefix), prefix, 'prefix: sanitising again changes nothing')
+  }
+  t.equal(sanitiseFilename('cafe\u200b\u0301.bin'), 'caf\u00e9.bin')
+})
+
 t.test('sanitiseFilename bounds the length in bytes and keeps the extension', async (t) => {
   const long = 'ä'.repeat(500) + '.mp4'
   const clean = sanitiseFilename(long)
