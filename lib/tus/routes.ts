@@ -424,21 +424,35 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     const before: TusState = { ...state }
     delete before.lease
     delete before.completing
+    // No body, and nothing to finish: answered from the state. (Written, the stored tail — up
+    // to a part — would be read from S3 and written back for no byte: a client could make the
+    // server move megabytes per empty request.) A declared deferred length is recorded.
+    const noBody = request.headers['transfer-encoding'] === undefined && (request.headers['content-length'] ?? '0') === '0'
+    if (noBody && checksum === null && length !== state.offset) {
+      if (length !== state.length) await saveOrLocked({ ...before, length }, loaded.etag)
+      reply.header('Upload-Offset', String(state.offset))
+      reply.header('Upload-Expires', new Date(state.expires).toUTCString())
+      await reply.code(204).send()
+      return
+    }
     const holder = randomBytes(8).toString('hex')
     const held: TusState = { ...before, lease: { holder, until: Date.now() + leaseMs } }
     if (length !== undefined) held.length = length
-    let etag: string
-    try {
-      etag = await store.save(held, loaded.etag)
-    } catch (error) {
-      // Another request took (or changed) the upload between our read and our write.
-      if (error instanceof StateConflict) throw new TusLockedError()
-      throw error
-    }
+    const etag = await saveOrLocked(held, loaded.etag)
     const now = await write(request, { state: held, etag }, holder, checksum, before)
     reply.header('Upload-Offset', String(now))
     if (now !== length) reply.header('Upload-Expires', new Date(Date.now() + tus.expiresIn * 1000).toUTCString())
     await reply.code(204).send()
+  }
+
+  /** A conditional state write for a request: 409 when another request took (or changed) the upload since it was read. */
+  async function saveOrLocked (state: TusState, etag: string): Promise<string> {
+    try {
+      return await store.save(state, etag)
+    } catch (error) {
+      if (error instanceof StateConflict) throw new TusLockedError()
+      throw error
+    }
   }
 
   /**
