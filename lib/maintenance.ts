@@ -364,14 +364,17 @@ export async function ensureLifecycleRule (client: S3Client, bucket: string, pre
       ID: stagingRuleId(prefix),
       Status: 'Enabled',
       Filter: { Prefix: `${stagingPrefix(prefix)}/` },
-      Expiration: { Days: days }
+      Expiration: { Days: days },
+      // On a versioned bucket a delete (the sweep's, a promotion's) leaves the bytes as a noncurrent version.
+      NoncurrentVersionExpiration: { NoncurrentDays: days }
     },
     // tus state and tail objects are rewritten by every PATCH: one untouched for `days` belongs to an upload long expired.
     {
       ID: tusRuleId(prefix),
       Status: 'Enabled',
       Filter: { Prefix: `${tusPrefix(prefix)}/` },
-      Expiration: { Days: days }
+      Expiration: { Days: days },
+      NoncurrentVersionExpiration: { NoncurrentDays: days }
     }
   ] satisfies LifecycleRule[])
   const ids = new Set(ours.map((rule) => rule.ID))

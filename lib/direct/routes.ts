@@ -242,8 +242,9 @@ export async function directRoutes (
   /** Copies a checked staged upload to its final key, deletes the staged one, then records it; `stagedLeft`: that delete failed. */
   async function promote (request: FastifyRequest, staging: string, final: string, checked: CheckedObject): Promise<{ answer: { location: string, key: string, file: S3File }, stagedLeft: boolean }> {
     const conditional = !config.overwrite
+    // The staged version checked (a versioned bucket keeps a plain delete's bytes behind a marker).
     const refuse = async (error: Error): Promise<never> => {
-      await deleteObject(client, bucket, staging)
+      await deleteObject(client, bucket, staging, checked.versionId, { log: request.log })
       throw error
     }
     if (conditional && await exists(final)) await refuse(new KeyExistsError(final))
@@ -269,7 +270,7 @@ export async function directRoutes (
       copied = await refuse(await exists(final) ? new KeyExistsError(final) : new UploadRejectedError('it changed while it was checked'))
     }
     // Promoted: a staged copy left behind (a failed delete) is reclaimed by the sweep or the lifecycle rule.
-    const stagedLeft = await deleteObject(client, bucket, staging).then(() => false, (error: unknown) => {
+    const stagedLeft = await deleteObject(client, bucket, staging, checked.versionId, { log: request.log }).then(() => false, (error: unknown) => {
       request.log.warn({ key: staging, err: error }, 'fastify-s3-chunk: a promoted upload\'s staged object could not be deleted')
       return true
     })

@@ -38,7 +38,8 @@ export async function checkObject (client: S3Client, config: S3ChunkConfig, key:
     throw storageFailure(describeS3Error('HeadObject', error))
   }
   const reject = async (reason: string): Promise<never> => {
-    await deleteObject(client, config.bucket, key)
+    // That version: on a versioned bucket a plain delete only hides the bytes behind a marker.
+    await deleteObject(client, config.bucket, key, head.VersionId, { log })
     log.info({ key, reason }, 'fastify-s3-chunk: direct upload rejected and deleted')
     throw new UploadRejectedError(reason)
   }
@@ -66,8 +67,23 @@ export async function checkObject (client: S3Client, config: S3ChunkConfig, key:
   return checked
 }
 
-export async function deleteObject (client: S3Client, bucket: string, key: string, versionId?: string): Promise<void> {
-  await s3Call('DeleteObject', () => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key, ...(versionId !== undefined ? { VersionId: versionId } : {}) })))
+/**
+ * Deletes the object — that version of it, when `versionId` is known (a versioned bucket). With
+ * `log`, credentials without s3:DeleteObjectVersion (403) get a plain delete instead: a delete
+ * marker hides the object, its version stays (logged). Without it the 403 is thrown (a marker
+ * would also hide an older object the caller must not lose).
+ */
+export async function deleteObject (client: S3Client, bucket: string, key: string, versionId?: string, { log }: { log?: FastifyBaseLogger } = {}): Promise<void> {
+  if (versionId !== undefined) {
+    try {
+      await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }))
+      return
+    } catch (error) {
+      if (log === undefined || httpStatus(error) !== 403) throw storageFailure(describeS3Error('DeleteObject', error))
+      log.warn({ key, versionId }, 'fastify-s3-chunk: no s3:DeleteObjectVersion: the object is deleted with a delete marker, its version stays stored (see the README, versioned buckets)')
+    }
+  }
+  await s3Call('DeleteObject', () => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })))
 }
 
 /** The object's first bytes, or null when it is no longer the object of that ETag. */

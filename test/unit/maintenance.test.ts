@@ -90,8 +90,8 @@ t.test('ensureLifecycleRule: adds the rule, keeps others, replaces its own', asy
   t.same(rule, { ID: lifecycleRuleId('media'), Status: 'Enabled', Filter: { Prefix: 'media/' }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 2 } })
   const put = s3.commandCalls(PutBucketLifecycleConfigurationCommand)[0]?.args[0].input
   t.same(put?.LifecycleConfiguration?.Rules?.map((r) => r.ID), ['keep-me', lifecycleRuleId('other'), lifecycleRuleId('media'), stagingRuleId('media'), tusRuleId('media')], "another prefix's rule is kept")
-  t.same(put?.LifecycleConfiguration?.Rules?.[4], { ID: tusRuleId('media'), Status: 'Enabled', Filter: { Prefix: 'media/.tus/' }, Expiration: { Days: 2 } }, 'tus state and tail objects left untouched expire')
-  t.same(put?.LifecycleConfiguration?.Rules?.[3], { ID: stagingRuleId('media'), Status: 'Enabled', Filter: { Prefix: 'media/.staging/' }, Expiration: { Days: 2 } }, 'staged uploads never completed expire')
+  t.same(put?.LifecycleConfiguration?.Rules?.[4], { ID: tusRuleId('media'), Status: 'Enabled', Filter: { Prefix: 'media/.tus/' }, Expiration: { Days: 2 }, NoncurrentVersionExpiration: { NoncurrentDays: 2 } }, 'tus state and tail objects left untouched expire')
+  t.same(put?.LifecycleConfiguration?.Rules?.[3], { ID: stagingRuleId('media'), Status: 'Enabled', Filter: { Prefix: 'media/.staging/' }, Expiration: { Days: 2 }, NoncurrentVersionExpiration: { NoncurrentDays: 2 } }, 'staged uploads never completed expire')
   t.equal(put?.LifecycleConfiguration?.Rules?.[2]?.AbortIncompleteMultipartUpload?.DaysAfterInitiation, 2)
   t.not(lifecycleRuleId('media'), lifecycleRuleId('media/'), 'ids differ per prefix')
   t.not(lifecycleRuleId('media'), stagingRuleId('media'), 'and per rule')
@@ -106,8 +106,8 @@ t.test('ensureLifecycleRule: a bucket with no configuration yet', async (t) => {
   const put = s3.commandCalls(PutBucketLifecycleConfigurationCommand)[0]?.args[0].input
   t.same(put?.LifecycleConfiguration?.Rules, [
     { ID: lifecycleRuleId(''), Status: 'Enabled', Filter: { Prefix: '' }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } },
-    { ID: stagingRuleId(''), Status: 'Enabled', Filter: { Prefix: '.staging/' }, Expiration: { Days: 1 } },
-    { ID: tusRuleId(''), Status: 'Enabled', Filter: { Prefix: '.tus/' }, Expiration: { Days: 1 } }
+    { ID: stagingRuleId(''), Status: 'Enabled', Filter: { Prefix: '.staging/' }, Expiration: { Days: 1 }, NoncurrentVersionExpiration: { NoncurrentDays: 1 } },
+    { ID: tusRuleId(''), Status: 'Enabled', Filter: { Prefix: '.tus/' }, Expiration: { Days: 1 }, NoncurrentVersionExpiration: { NoncurrentDays: 1 } }
   ])
 })
 
