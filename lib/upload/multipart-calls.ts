@@ -87,19 +87,20 @@ export async function createMultipartUpload (scope: MultipartScope): Promise<str
  * the object at the key says whether this upload was stored.
  *
  * `resumable`: the caller can take the upload up again later (tus). A Complete S3
- * answered in every attempt with a failure worth retrying (a 5xx, throttling) while the
- * upload stays was carried out by none of them: the upload is left open, the error
- * saying so (isUploadLeftOpen), rather than aborted with every part of a file the
- * client took hours to send.
+ * refused in every attempt with SlowDown (503: throttled before it was looked at) while
+ * the upload stays was carried out by none of them: the upload is left open, the error
+ * saying so (isUploadLeftOpen), rather than aborted with every part of a file the client
+ * took hours to send. Any other failure may still be carried out (a 500 from S3, a 503 or
+ * 504 from a gateway while S3 goes on: found in review) and is fenced off as above.
  */
 export async function completeMultipartUpload (scope: MultipartScope, uploadId: string, parts: CompletedPart[], size: number, { resumable = false }: { resumable?: boolean } = {}): Promise<UploadOutcome> {
   const { client, retry, target } = scope
   const expected: Expected = { size, parts: parts.length, etag: multipartEtag(parts.map((part) => part.ETag)) }
   let consumed = false
-  // An attempt without an answer (a reset, a timeout) may still be carried out by S3.
-  let unanswered = false
+  // Whether every attempt so far was throttled (SlowDown): only those are known not carried out.
+  let throttledOnly = true
   const onRetry = (info: S3FailureInfo): void => {
-    if (info.status === undefined) unanswered = true
+    if (!isThrottled(info)) throttledOnly = false
     scope.onRetry?.(info)
   }
   let completed: UploadOutcome
@@ -118,7 +119,7 @@ export async function completeMultipartUpload (scope: MultipartScope, uploadId: 
     completed = outcomeOf(value, { size, parts: parts.length }, scope.checksum)
   } catch (error) {
     const last = failureInfo('CompleteMultipartUpload', error)
-    if (resumable && !consumed && !unanswered && last.retryable && last.status !== undefined && await uploadState(scope, uploadId) === 'present') {
+    if (resumable && !consumed && throttledOnly && isThrottled(last) && await uploadState(scope, uploadId) === 'present') {
       const open = storageFailure(last)
       Object.defineProperty(open, 'uploadLeftOpen', { value: true, enumerable: false })
       throw open
@@ -126,6 +127,11 @@ export async function completeMultipartUpload (scope: MultipartScope, uploadId: 
     return await recoverComplete(scope, uploadId, expected, consumed, last)
   }
   return await withChecksum(scope, completed)
+}
+
+/** S3's SlowDown: the request was refused before it was carried out. */
+function isThrottled (info: S3FailureInfo): boolean {
+  return info.status === 503 && info.code === 'SlowDown'
 }
 
 /** A resumable Complete that failed with the upload left open for a later one (see completeMultipartUpload). */
