@@ -1,4 +1,6 @@
-import createError from '@fastify/error'
+// The named export: declarations then name `import("@fastify/error").FastifyErrorConstructor`, which every module setting
+// resolves (the default import's namespace is only seen as one under node16/nodenext ESM).
+import { createError } from '@fastify/error'
 
 // One constant per failure a caller can meet. Codes and statuses are part of the
 // public contract (README "Errors"); messages are safe to send to a client.

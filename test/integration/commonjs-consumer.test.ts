@@ -50,7 +50,9 @@ t.test(`plain JavaScript: require('fastify-s3-chunk') on node ${process.version}
 t.test('TypeScript compiled to CommonJS type-checks and runs', async (t) => {
   copyFileSync(join(fixtures, 'consumer.cts'), join(installed.dir, 'consumer.cts'))
   // node16 is the setting that needs the package's CommonJS-flavoured types (index.d.cts):
-  // without them TypeScript refuses to type a require() of an ES module (TS1479).
+  // without them TypeScript refuses to type a require() of an ES module (TS1479). The package's
+  // own declarations are checked too (no --skipLibCheck: it hid TS1479 there, and errors typed
+  // `any` under commonjs and bundler — found by a new-user review, helper-36).
   const settings = [
     ['--module', 'node16', '--moduleResolution', 'node16'],
     ['--module', 'nodenext', '--moduleResolution', 'nodenext'],
@@ -58,9 +60,24 @@ t.test('TypeScript compiled to CommonJS type-checks and runs', async (t) => {
   ]
   for (const [index, flags] of settings.entries()) {
     const outDir = join(installed.dir, `out-${index}`)
-    const compiled = await run(process.execPath, [tsc, '--strict', '--skipLibCheck', '--types', 'node', '--target', 'es2022', '--outDir', outDir, ...flags, 'consumer.cts'], { cwd: installed.dir, env: plainEnv() })
+    const compiled = await run(process.execPath, [tsc, '--strict', '--types', 'node', '--target', 'es2022', '--outDir', outDir, ...flags, 'consumer.cts'], { cwd: installed.dir, env: plainEnv() })
       .then(() => '', (error: { stdout?: string }) => error.stdout ?? String(error))
     t.equal(compiled, '', `tsc ${flags.join(' ')}: no error`)
   }
   await uploadThrough(t, join(installed.dir, 'out-0', 'consumer.cjs'), 'stored by a CommonJS TypeScript app\n')
+})
+
+t.test('an ES-module TypeScript app type-checks the package under every module setting, errors typed', async (t) => {
+  copyFileSync(join(fixtures, 'types.ts'), join(installed.dir, 'types.ts'))
+  const settings = [
+    ['--module', 'nodenext', '--moduleResolution', 'nodenext'],
+    ['--module', 'node16', '--moduleResolution', 'node16'],
+    ['--module', 'esnext', '--moduleResolution', 'bundler'],
+    ['--module', 'commonjs', '--moduleResolution', 'node10', '--esModuleInterop']
+  ]
+  for (const flags of settings) {
+    const compiled = await run(process.execPath, [tsc, '--strict', '--noEmit', '--types', 'node', '--target', 'es2022', ...flags, 'types.ts'], { cwd: installed.dir, env: plainEnv() })
+      .then(() => '', (error: { stdout?: string }) => error.stdout ?? String(error))
+    t.equal(compiled, '', `tsc ${flags.join(' ')}: no error`)
+  }
 })
