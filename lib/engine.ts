@@ -4,6 +4,7 @@ import type { S3Client } from '@aws-sdk/client-s3'
 import { ClosingError, InvalidOptionError } from './errors.js'
 import { ENGINE_OPTIONS, payloadSigningOf, type EngineConfig } from './options.js'
 import { createPartClient, createS3Client } from './s3-client.js'
+import type { UploadLocation } from './maintenance.js'
 import type { S3ChunkStats } from './types.js'
 import { PartBufferPool } from './upload/part-buffer-pool.js'
 import { createInlineSender, type PartSender } from './upload/part-sender.js'
@@ -34,6 +35,11 @@ export class Engine {
   readonly shutdown = new Shutdown()
   /** Spans and metrics (OpenTelemetry's API; a no-op without an SDK). Front doors start an upload's span here. */
   readonly telemetry: Telemetry
+  /**
+   * Where each registration of the app stores (its own, its rule sets', its routes'): one scope's
+   * sweep spares the live tus uploads of the others' prefixes below its own (nested scopes).
+   */
+  readonly registrations: Array<() => UploadLocation[]> = []
   #closing = false
   #closed = false
   /** Uploads in flight that do not go through the coordinator (`track()`): the grace waits for them too. */

@@ -155,11 +155,12 @@ function scopeDecorator (scope: Scope, routeLocations: UploadLocation[]): S3Chun
     ...Object.values(scope.rules).map((set) => ({ bucket: set.bucket, prefix: set.keyPrefix })),
     ...routeLocations
   ]
+  engine.registrations.push(locations)
   return {
     client,
     bucket: config.bucket,
     stats: () => engine.stats(),
-    abortStaleUploads: async ({ olderThan = 24 * 3600 * 1000 } = {}) => await abortStaleUploadsAt(client, locations(), olderThan),
+    abortStaleUploads: async ({ olderThan = 24 * 3600 * 1000 } = {}) => await abortStaleUploadsAt(client, locations(), olderThan, { spareFrom: engine.registrations.flatMap((of) => of()) }),
     ensureLifecycleRule: async ({ days = 1 } = {}) => await ensureLifecycleRulesAt(client, locations(), days),
     ensureCors: async ({ origins }) => await ensureCors(client, config.bucket, origins)
   }

@@ -79,7 +79,7 @@ export interface StaleObject {
  * Also deletes the staged direct uploads (`<prefix>/.staging/`) posted more
  * than `olderThan` ms ago and never completed: never checked, never recorded.
  */
-export async function abortStaleUploads (client: S3Client, bucket: string, prefixOrPrefixes: string | string[], olderThan: number, now = Date.now()): Promise<{ aborted: StaleUpload[], deleted: StaleObject[] }> {
+export async function abortStaleUploads (client: S3Client, bucket: string, prefixOrPrefixes: string | string[], olderThan: number, { now = Date.now(), spareFrom = [] }: SweepOptions = {}): Promise<{ aborted: StaleUpload[], deleted: StaleObject[] }> {
   const cutoff = now - olderThan
   const prefixes = prefixList(prefixOrPrefixes)
   // tus uploads first, under every prefix: expired ones are aborted and their state removed; live
@@ -115,16 +115,11 @@ export async function abortStaleUploads (client: S3Client, bucket: string, prefi
     keyMarker = listed.NextKeyMarker
     uploadIdMarker = listed.NextUploadIdMarker
   }
-  // A stale-looking upload may be a live tus upload of a registration whose keyPrefix lies below
-  // these (a nested scope's): its states are under `<that prefix>/.tus/`, one of the folders
-  // between a prefix swept here and the upload's key — each looked into once, only spared from.
-  const looked = new Set(prefixes)
-  for (const upload of candidates) {
-    for (const folder of foldersOf(upload.key)) {
-      if (looked.has(folder) || !prefixes.some((prefix) => prefix === '' || folder.startsWith(`${prefix}/`))) continue
-      looked.add(folder)
-      addLiveTus(tus.live, await liveTusUnder(client, bucket, folder, now))
-    }
+  // A stale-looking upload may be a live tus upload of another registration of the app whose
+  // keyPrefix lies below these (a nested scope's): its states are read, never swept.
+  if (candidates.length > 0) {
+    const below = [...new Set(spareFrom)].filter((other) => !prefixes.includes(other) && prefixes.some((prefix) => prefix === '' || other.startsWith(`${prefix}/`)))
+    for (const other of below) addLiveTus(tus.live, await liveTusUnder(client, bucket, other, now))
   }
   const aborted: StaleUpload[] = [...tus.aborted]
   for (const upload of candidates) {
@@ -139,11 +134,12 @@ export async function abortStaleUploads (client: S3Client, bucket: string, prefi
 /** Where a plugin scope's uploads go: a bucket and a key prefix ('' for the whole bucket). */
 export interface UploadLocation { bucket: string, prefix: string }
 
-/** abortStaleUploads over several locations: each bucket once, with all of its prefixes. */
-export async function abortStaleUploadsAt (client: S3Client, locations: UploadLocation[], olderThan: number, now = Date.now()): Promise<{ aborted: StaleUpload[], deleted: StaleObject[] }> {
+/** abortStaleUploads over several locations: each bucket once, with all of its prefixes; `spareFrom`: the app's other locations. */
+export async function abortStaleUploadsAt (client: S3Client, locations: UploadLocation[], olderThan: number, { now = Date.now(), spareFrom = [] }: { now?: number, spareFrom?: UploadLocation[] } = {}): Promise<{ aborted: StaleUpload[], deleted: StaleObject[] }> {
   const result = { aborted: [] as StaleUpload[], deleted: [] as StaleObject[] }
   for (const [bucket, prefixes] of byBucket(locations)) {
-    const swept = await abortStaleUploads(client, bucket, prefixes, olderThan, now)
+    const others = spareFrom.filter((location) => location.bucket === bucket).map((location) => location.prefix)
+    const swept = await abortStaleUploads(client, bucket, prefixes, olderThan, { now, spareFrom: others })
     result.aborted.push(...swept.aborted)
     result.deleted.push(...swept.deleted)
   }
@@ -194,7 +190,7 @@ async function sweepTus (client: S3Client, bucket: string, prefix: string, cutof
     const state = await readTusState(client, bucket, object.key)
     if (state === null) continue
     if (isLive(state, now)) {
-      addLiveState(live, state)
+      addLiveState(live, state, now)
       continue
     }
     if (state.uploadId !== undefined && await abortUpload(client, bucket, state.key, state.uploadId)) {
@@ -228,10 +224,15 @@ async function abortUpload (client: S3Client, bucket: string, key: string, uploa
   }
 }
 
+/** abortStaleUploads()'s options: the time it takes as now, and other prefixes of the bucket whose live tus uploads it spares. */
+export interface SweepOptions { now?: number, spareFrom?: string[] }
+
 /**
- * What the sweep knows of live tus uploads: the multipart uploads their states name, and their
- * objects' keys — a PATCH may have made a multipart upload its state does not name yet (the
- * finishing mark is the state as before that PATCH), and a tus key is the upload's own.
+ * What the sweep knows of live tus uploads: the multipart uploads their states name, and the
+ * keys of those a request holds whose state names none — the PATCH holding it may have made one
+ * it has not recorded yet (the finishing mark is the state as before that PATCH). Only those:
+ * an idle upload's key sparing any upload there would let a tus upload keep an app-chosen key's
+ * stale upload forever (found in review).
  */
 interface LiveTus { ids: Set<string>, keys: Set<string> }
 
@@ -242,9 +243,9 @@ function addLiveTus (into: LiveTus, from: LiveTus): void {
   for (const key of from.keys) into.keys.add(key)
 }
 
-function addLiveState (into: LiveTus, state: TusState): void {
+function addLiveState (into: LiveTus, state: TusState, now: number): void {
   if (state.uploadId !== undefined) into.ids.add(state.uploadId)
-  into.keys.add(state.key)
+  else if (heldAt(state, now)) into.keys.add(state.key)
 }
 
 function isLiveTusUpload (live: LiveTus, upload: StaleUpload): boolean {
@@ -289,16 +290,9 @@ async function liveTusUnder (client: S3Client, bucket: string, prefix: string, n
   for (const object of await tusObjects(client, bucket, prefix)) {
     if (tailOwner(prefix, object.key) !== null) continue
     const state = await readTusState(client, bucket, object.key)
-    if (state !== null && isLive(state, now)) addLiveState(live, state)
+    if (state !== null && isLive(state, now)) addLiveState(live, state, now)
   }
   return live
-}
-
-/** The folders a key lies in, outermost first: 'a/b/c' → 'a', 'a/b'. */
-function foldersOf (key: string): string[] {
-  const folders: string[] = []
-  for (let at = key.indexOf('/'); at > 0; at = key.indexOf('/', at + 1)) folders.push(key.slice(0, at))
-  return folders
 }
 
 /** S3 takes at most 1,000 keys per DeleteObjects (more and the whole call is refused). */

@@ -4,6 +4,7 @@ import { mockClient } from 'aws-sdk-client-mock'
 import {
   AbortMultipartUploadCommand,
   DeleteObjectsCommand,
+  GetObjectCommand,
   GetBucketLifecycleConfigurationCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
@@ -41,7 +42,7 @@ t.test('abortStaleUploads: old uploads under the prefix, every page, nothing els
   })
   s3.on(AbortMultipartUploadCommand).resolves({})
   s3.on(ListObjectsV2Command).resolves({ IsTruncated: false, Contents: [] })
-  const { aborted } = await abortStaleUploads(client, 'uploads', 'media', 24 * 3600_000, now)
+  const { aborted } = await abortStaleUploads(client, 'uploads', 'media', 24 * 3600_000, { now })
   t.same(aborted.map((upload) => upload.uploadId), ['u1', 'u3'])
   t.same(s3.commandCalls(AbortMultipartUploadCommand).map((c) => c.args[0].input), [
     { Bucket: 'uploads', Key: 'media/old.bin', UploadId: 'u1' },
@@ -63,7 +64,7 @@ t.test('abortStaleUploads: an upload already gone (NoSuchUpload) is skipped, the
   s3.on(AbortMultipartUploadCommand, { UploadId: 'gone' }).rejects(Object.assign(new Error('The specified upload does not exist'), { name: 'NoSuchUpload', $metadata: { httpStatusCode: 404 } }))
   s3.on(AbortMultipartUploadCommand, { UploadId: 'open' }).resolves({})
   s3.on(ListObjectsV2Command).resolves({ IsTruncated: false, Contents: [] })
-  const { aborted } = await abortStaleUploads(client, 'uploads', 'media', 24 * 3600_000, now)
+  const { aborted } = await abortStaleUploads(client, 'uploads', 'media', 24 * 3600_000, { now })
   t.same(aborted.map((upload) => upload.uploadId), ['open'], 'only the one this sweep aborted is reported')
   t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 2, 'both were tried')
 })
@@ -73,7 +74,43 @@ t.test('abortStaleUploads: another abort failure still fails the sweep', async (
   s3.on(ListMultipartUploadsCommand).resolves({ IsTruncated: false, Uploads: [{ Key: 'media/a.bin', UploadId: 'u1', Initiated: hoursAgo(48) }] })
   s3.on(AbortMultipartUploadCommand).rejects(Object.assign(new Error('Access Denied'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } }))
   s3.on(ListObjectsV2Command).resolves({ IsTruncated: false, Contents: [] })
-  await t.rejects(abortStaleUploads(client, 'uploads', 'media', 24 * 3600_000, now), { code: 'FST_S3CHUNK_BUCKET_CALL' })
+  await t.rejects(abortStaleUploads(client, 'uploads', 'media', 24 * 3600_000, { now }), { code: 'FST_S3CHUNK_BUCKET_CALL' })
+})
+
+/** A state object's GetObject answer, as the sweep reads it. */
+const stateBody = (state: object): { Body: never } => ({ Body: { transformToString: async () => JSON.stringify(state) } as never })
+
+// From review (helper-37): sparing any upload at a live tus upload's key let an idle tus upload
+// (a bare POST) keep an app-chosen key's stale upload forever. Only a held upload whose state
+// names no multipart upload yet (its PATCH may have made one) spares by key.
+t.test('abortStaleUploads: a live tus upload spares its key only while a request holds it and its state names no upload', async (t) => {
+  for (const [held, spared] of [[false, false], [true, true]] as const) {
+    const { client, s3 } = setup()
+    s3.on(ListObjectsV2Command, { Prefix: 'media/.tus/' }).resolves({ IsTruncated: false, Contents: [{ Key: 'media/.tus/t1', LastModified: hoursAgo(1) }] })
+    s3.on(ListObjectsV2Command, { Prefix: 'media/.staging/' }).resolves({ IsTruncated: false, Contents: [] })
+    s3.on(GetObjectCommand).resolves(stateBody({ v: 1, id: 't1', key: 'media/avatars/alice.png', expires: now + 3600_000, offset: 0, parts: [], tail: 0, gen: 0, ...(held ? { lease: { holder: 'h', until: now + 10_000 } } : {}) }))
+    s3.on(ListMultipartUploadsCommand).resolves({ IsTruncated: false, Uploads: [{ Key: 'media/avatars/alice.png', UploadId: 'crashed', Initiated: hoursAgo(48) }] })
+    s3.on(AbortMultipartUploadCommand).resolves({})
+    const { aborted } = await abortStaleUploads(client, 'uploads', 'media', 24 * 3600_000, { now })
+    t.same(aborted.map((upload) => upload.uploadId), spared ? [] : ['crashed'], held ? 'held: spared' : 'idle: the stale upload at its key is aborted')
+  }
+})
+
+// From review (helper-37): nested registrations were found by listing `.tus/` in every folder of
+// every stale upload's key (2,000 stale uploads four folders deep: 8,012 LISTs). The app's other
+// registrations are known: one LIST per prefix below the swept one.
+t.test('abortStaleUploads: spares the live tus uploads of the app\'s other prefixes below it, one LIST each', async (t) => {
+  const { client, s3 } = setup()
+  s3.on(ListObjectsV2Command).resolves({ IsTruncated: false, Contents: [] })
+  s3.on(ListObjectsV2Command, { Prefix: 'media/resumable/.tus/' }).resolves({ IsTruncated: false, Contents: [{ Key: 'media/resumable/.tus/t1', LastModified: hoursAgo(1) }] })
+  s3.on(GetObjectCommand).resolves(stateBody({ v: 1, id: 't1', key: 'media/resumable/x.bin', uploadId: 'live', expires: now + 3600_000, offset: 5, parts: [[1, 'e']], tail: 0, gen: 1 }))
+  const stale = Array.from({ length: 2000 }, (_, i) => ({ Key: `media/u${i}/r/a/b/f.bin`, UploadId: `s${i}`, Initiated: hoursAgo(48) }))
+  s3.on(ListMultipartUploadsCommand).resolves({ IsTruncated: false, Uploads: [{ Key: 'media/resumable/x.bin', UploadId: 'live', Initiated: hoursAgo(48) }, ...stale] })
+  s3.on(AbortMultipartUploadCommand).resolves({})
+  const { aborted } = await abortStaleUploads(client, 'uploads', 'media', 24 * 3600_000, { now, spareFrom: ['media', 'media/resumable', 'other'] })
+  t.equal(aborted.length, 2000, 'the 2,000 stale uploads are aborted')
+  t.notOk(aborted.some((upload) => upload.uploadId === 'live'), 'the nested registration\'s live tus upload is spared')
+  t.same(s3.commandCalls(ListObjectsV2Command).map((call) => call.args[0].input.Prefix).sort(), ['media/.staging/', 'media/.tus/', 'media/resumable/.tus/'], 'one LIST per prefix: the tus and staging ones swept, the nested one read')
 })
 
 t.test('ensureLifecycleRule: adds the rule, keeps others, replaces its own', async (t) => {
@@ -129,7 +166,7 @@ t.test('abortStaleUploads: staged direct uploads older than olderThan are delete
   })
   s3.on(ListObjectsV2Command, { Prefix: 'media/.staging/', ContinuationToken: 'next' }).resolves({ IsTruncated: false, Contents: [{ Key: 'media/.staging/bob/3/c.png', LastModified: hoursAgo(25) }] })
   s3.on(DeleteObjectsCommand).resolves({})
-  const { deleted } = await abortStaleUploads(client, 'uploads', 'media', 24 * 3600_000, now)
+  const { deleted } = await abortStaleUploads(client, 'uploads', 'media', 24 * 3600_000, { now })
   t.same(deleted.map((object) => object.key), ['media/.staging/alice/1/a.png', 'media/.staging/bob/3/c.png'])
   t.same(s3.commandCalls(ListObjectsV2Command).map((c) => c.args[0].input.Prefix), ['media/.tus/', 'media/.staging/', 'media/.staging/'], 'only the tus and staging prefixes are listed')
   t.same(s3.commandCalls(DeleteObjectsCommand).map((c) => c.args[0].input.Delete?.Objects?.map((o) => o.Key)), [['media/.staging/alice/1/a.png'], ['media/.staging/bob/3/c.png']])
