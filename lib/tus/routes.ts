@@ -428,7 +428,9 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     // to a part — would be read from S3 and written back for no byte: a client could make the
     // server move megabytes per empty request.) A declared deferred length is recorded.
     const noBody = request.headers['transfer-encoding'] === undefined && (request.headers['content-length'] ?? '0') === '0'
-    if (noBody && checksum === null && length !== state.offset) {
+    if (noBody && length !== state.offset) {
+      // A checksum there is of no bytes (a client's checksum of an empty body must not make it a write: found in review).
+      if (checksum !== null && checksum.hash.digest('base64') !== checksum.expected) throw new TusChecksumMismatchError()
       if (length !== state.length) await saveOrLocked({ ...before, length }, loaded.etag)
       reply.header('Upload-Offset', String(state.offset))
       reply.header('Upload-Expires', new Date(state.expires).toUTCString())

@@ -3,7 +3,7 @@
 // back as a new generation — so a client could make the server move ~10 MiB per 250-byte request.
 // Now such a PATCH is answered from the state; one that declares a deferred length records it.
 import t from 'tap'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { testFaultProxy } from '../support/fault-proxy.ts'
 import { freshBucket, needsStrictS3, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
 import { createUpload, expectOnlyObject, patchUpload, startTus, tusRequest } from '../support/tus.ts'
@@ -29,6 +29,12 @@ t.test('empty PATCHes do not move the stored tail', { skip }, async (t) => {
     t.equal(answer.status, 204, `empty PATCH ${i}: 204`)
     t.equal(answer.headers.get('upload-offset'), String(tail), 'at the same offset')
   }
+  // With a checksum of no bytes (found in review, helper-37: it made the PATCH a write again).
+  const emptySha1 = createHash('sha1').digest('base64')
+  const checked = await patchUpload(url, tail, new Uint8Array(0), { 'upload-checksum': `sha1 ${emptySha1}` })
+  t.equal(checked.status, 204, 'an empty PATCH with the checksum of no bytes: 204')
+  const wrong = await patchUpload(url, tail, new Uint8Array(0), { 'upload-checksum': `sha1 ${createHash('sha1').update('x').digest('base64')}` })
+  t.equal(wrong.status, 460, 'one with another checksum: 460')
   t.same(tailCalls, [], 'the tail was neither read nor written')
   t.equal((await patchUpload(url, tail + 1, new Uint8Array(0))).status, 409, 'a wrong offset is still 409')
   t.equal((await patchUpload(url, tail, data.subarray(tail))).status, 204, 'the rest finishes the upload')
