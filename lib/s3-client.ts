@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3'
 import type { PayloadSigning, S3Settings } from './options.js'
 
@@ -106,11 +107,18 @@ export function etagParts (etag: string | undefined): number {
 /** The object's URL (not presigned), path-style or virtual-hosted like the client addresses it. */
 export function objectUrl (settings: S3Settings, bucket: string, key: string): string {
   const path = key.split('/').map(encodeURIComponent).join('/')
+  // As the SDK addresses it: by path when asked to, when the host is an IP address (a bucket
+  // cannot be its subdomain: found by a new-user review) and for a bucket that is no DNS label.
+  const byPath = settings.forcePathStyle === true || !VIRTUAL_HOSTABLE.test(bucket)
   if (settings.endpoint !== undefined) {
     const endpoint = new URL(settings.endpoint)
     const base = endpoint.href.replace(/\/$/, '')
-    if (settings.forcePathStyle) return `${base}/${bucket}/${path}`
+    if (byPath || isIP(endpoint.hostname.replace(/^\[|\]$/g, '')) !== 0) return `${base}/${bucket}/${path}`
     return `${endpoint.protocol}//${bucket}.${endpoint.host}${endpoint.pathname.replace(/\/$/, '')}/${path}`
   }
+  if (byPath) return `https://s3.${settings.region}.amazonaws.com/${bucket}/${path}`
   return `https://${bucket}.s3.${settings.region}.amazonaws.com/${path}`
 }
+
+/** A bucket name that is one DNS label (no dots: those break the TLS certificate's wildcard). */
+const VIRTUAL_HOSTABLE = /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/

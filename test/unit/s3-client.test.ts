@@ -3,7 +3,7 @@
 // the plugin retries itself (its backoff, no SDK retry quota, no second
 // Complete sent blind).
 import t from 'tap'
-import { createPartClient, createS3Client, workerSettings } from '../../lib/s3-client.ts'
+import { createPartClient, createS3Client, objectUrl, workerSettings } from '../../lib/s3-client.ts'
 import { configOf } from '../../lib/options.ts'
 
 const { s3 } = configOf({ bucket: 'uploads', s3: { region: 'eu-west-1', maxAttempts: 5 } })
@@ -40,4 +40,16 @@ t.test('the SDK\'s client settings reach the client; a worker gets plain credent
   t.doesNotThrow(() => structuredClone(forWorkers), 'what a worker gets can cross threads')
   const plain = configOf({ bucket: 'uploads', s3: { credentials: { accessKeyId: 'a', secretAccessKey: 'b' } } }).s3
   t.same(workerSettings(plain).credentials, { accessKeyId: 'a', secretAccessKey: 'b' })
+})
+
+// Found by a new-user review (helper-36): forcePathStyle false with an IP endpoint gave
+// `http://uploads.127.0.0.1:33821/…`, a URL no one can open; the SDK itself addresses it by path.
+t.test('objectUrl addresses the object as the SDK does', async (t) => {
+  const settings = (extra: object): typeof s3 => ({ ...s3, ...extra })
+  t.equal(objectUrl(settings({ endpoint: 'http://127.0.0.1:9000', forcePathStyle: false }), 'uploads', 'a/b c.png'), 'http://127.0.0.1:9000/uploads/a/b%20c.png', 'an IP host: by path')
+  t.equal(objectUrl(settings({ endpoint: 'http://[::1]:9000', forcePathStyle: false }), 'uploads', 'k'), 'http://[::1]:9000/uploads/k', 'an IPv6 host: by path')
+  t.equal(objectUrl(settings({ endpoint: 'https://minio.example.com', forcePathStyle: false }), 'uploads', 'k'), 'https://uploads.minio.example.com/k', 'a host name: virtual-hosted')
+  t.equal(objectUrl(settings({ endpoint: 'https://minio.example.com', forcePathStyle: true }), 'uploads', 'k'), 'https://minio.example.com/uploads/k', 'forcePathStyle: by path')
+  t.equal(objectUrl(settings({}), 'uploads', 'k'), 'https://uploads.s3.eu-west-1.amazonaws.com/k', 'AWS: virtual-hosted')
+  t.equal(objectUrl(settings({}), 'my.bucket', 'k'), 'https://s3.eu-west-1.amazonaws.com/my.bucket/k', 'a dotted bucket: by path (the certificate is for one label)')
 })
