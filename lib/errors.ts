@@ -148,7 +148,8 @@ export const BodyTimeoutError = createError<'FST_S3CHUNK_BODY_TIMEOUT', 408, [nu
 /** The app's onUploadComplete hook threw; the stored object was deleted so storage and the app's records agree. */
 export const UploadHookError = createError<'FST_S3CHUNK_HOOK_FAILED', 500, []>(
   'FST_S3CHUNK_HOOK_FAILED',
-  'The upload could not be recorded; the stored file was deleted',
+  // True whatever became of the object: deleted, or kept where deleting would lose more (or failed; the log says which).
+  'The upload could not be recorded by the application; it does not count as uploaded',
   500
 )
 

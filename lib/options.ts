@@ -26,7 +26,7 @@ export interface KeyContext {
   originalName: string
   /** The multipart field the file came in. */
   fieldName: string
-  /** The content type the client declared for the file. */
+  /** The content type the client declared for the file, parsed (parameters dropped); `application/octet-stream` when it declared none. */
   mimetype: string
   request: FastifyRequest
 }
@@ -40,7 +40,8 @@ export interface DirectUser {
    * Becomes a key segment one-to-one: every key of this user lives under
    * `<keyPrefix>/<segment>/`, where the segment is the id itself for plain ids
    * (ASCII letters and digits, single `-`/`_` between them, ≤ 64 characters)
-   * and `-<hex of its UTF-8>` for any other (≤ 255 bytes).
+   * `-<hex of its UTF-8>` for any other up to 99 bytes, and `=<hex SHA-256>` for a longer one;
+   * an id over 1024 UTF-8 bytes (or not well-formed Unicode) is refused.
    */
   userId: string
 }
