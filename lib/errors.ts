@@ -198,7 +198,14 @@ export const NotRegisteredError = createError<'FST_S3CHUNK_NOT_REGISTERED', 500,
 /** The body was read before s3File()/s3Files() could stream it (@fastify/multipart's attachFieldsToBody). */
 export const BodyAlreadyReadError = createError<'FST_S3CHUNK_BODY_ALREADY_READ', 500, []>(
   'FST_S3CHUNK_BODY_ALREADY_READ',
-  'The multipart body was already read into memory before s3File()/s3Files() (@fastify/multipart was registered with attachFieldsToBody): register @fastify/multipart without it, or let fastify-s3-chunk register it',
+  'The multipart body was already read before s3File()/s3Files(): by request.file() or request.parts(), or by @fastify/multipart registered with attachFieldsToBody (which reads it into memory before the handler); read the body with s3File()/s3Files() only, and register @fastify/multipart without attachFieldsToBody (or let fastify-s3-chunk register it)',
+  500
+)
+
+/** s3File()/s3Files() was called before Fastify parsed the request (an onRequest or preParsing hook). */
+export const BodyNotParsedError = createError<'FST_S3CHUNK_BODY_NOT_PARSED', 500, []>(
+  'FST_S3CHUNK_BODY_NOT_PARSED',
+  's3File()/s3Files() was called before Fastify parsed the request (in an onRequest or preParsing hook): call it in the route handler, or in a preValidation or preHandler hook',
   500
 )
 

@@ -5,6 +5,7 @@ import {
   AlreadyConsumedError,
   BadMultipartError,
   BodyAlreadyReadError,
+  BodyNotParsedError,
   ClosingError,
   FileTooLargeError,
   InvalidOptionError,
@@ -115,11 +116,17 @@ export function createRequestApi (): {
   s3Fields: (this: FastifyRequest) => S3Fields
 } {
   function openParts (request: FastifyRequest, config: S3ChunkConfig): AsyncIterableIterator<Multipart> {
-    if (!request.isMultipart()) throw new NotMultipartError()
+    if (!request.isMultipart()) {
+      // A multipart request looks like none before Fastify parses it (onRequest, preParsing).
+      if (/^multipart\/form-data\b/i.test(request.headers['content-type'] ?? '')) throw new BodyNotParsedError()
+      throw new NotMultipartError()
+    }
     const state = stateOf(request)
     if (state.consumed) throw new AlreadyConsumedError()
-    // @fastify/multipart's attachFieldsToBody reads the whole body (files in memory) before the handler.
-    if (request.body !== undefined && request.body !== null) throw new BodyAlreadyReadError()
+    // @fastify/multipart's attachFieldsToBody reads the whole body (files in memory) before the
+    // handler; request.file()/parts() begin to read it: this call would wait for bytes already taken.
+    const raw = request.raw
+    if ((request.body !== undefined && request.body !== null) || raw.readableDidRead || raw.readableFlowing === true) throw new BodyAlreadyReadError()
     state.consumed = true
     const options = {
       limits: {

@@ -200,6 +200,42 @@ t.test('a credential provider: resolved on the main thread, refreshed, handed to
   await expectNoPendingUploads(t, server, client, bucket)
 })
 
+// Found by a new-user review (helper-36): s3File() after request.file() waited for bytes the
+// first reader had taken — a 408 "the request body stalled" after bodyTimeout (30 s), blaming a
+// client that had sent everything — or said the body held no file.
+t.test('s3File() after request.file() read the body: a clear error at once, not a stall', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const app = Fastify()
+  await app.register(s3Chunk, base(bucket, { mode: 'inline', bodyTimeout: 20_000 }))
+  app.post('/upload', async (request) => {
+    await request.file()
+    return await request.s3File()
+  })
+  const url = await listen(t, app)
+  for (const size of [100, 12 * MiB]) {
+    const started = Date.now()
+    const response = await postMultipart(`${url}/upload`, [{ name: 'file', filename: 'a.bin', data: randomBytes(size) }])
+    t.equal(response.status, 500, `${size} bytes: 500`)
+    t.match(response.json(), { code: 'FST_S3CHUNK_BODY_ALREADY_READ', message: /request\.file\(\)/ }, 'the error names what read it')
+    t.ok(Date.now() - started < 15_000, `at once, not after bodyTimeout (${Date.now() - started} ms)`)
+  }
+  t.same(await listKeys(client, bucket), [])
+})
+
+// Found by a new-user review (helper-36): in an onRequest hook the body is not parsed yet, and
+// s3File() answered 415 "Expected a multipart/form-data request body" to a multipart request.
+t.test('s3File() before the body is parsed (an onRequest hook): an error that says so', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const app = Fastify()
+  await app.register(s3Chunk, base(bucket, { mode: 'inline' }))
+  app.post('/upload', { onRequest: async (request) => { await request.s3File() } }, async () => 'unreached')
+  const url = await listen(t, app)
+  const response = await postMultipart(`${url}/upload`, [{ name: 'file', filename: 'a.bin', data: randomBytes(100) }])
+  t.equal(response.status, 500)
+  t.match(response.json(), { code: 'FST_S3CHUNK_BODY_NOT_PARSED', message: /onRequest/ })
+  t.same(await listKeys(client, bucket), [])
+})
+
 t.test('@fastify/multipart with attachFieldsToBody: a clear error, not a silent 400 after buffering', { skip }, async (t) => {
   const bucket = await freshBucket(t, server, client)
   const app = Fastify()
