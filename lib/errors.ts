@@ -153,7 +153,10 @@ export const UploadHookError = createError<'FST_S3CHUNK_HOOK_FAILED', 500, []>(
   500
 )
 
-/** A request failed after some of its files were stored (s3Files()); `%s` lists the keys kept. */
+/**
+ * Never thrown (kept for apps that import it): an s3Files() request that fails after some files
+ * were stored fails with its own error, its message listing the keys kept (`storedKeys`).
+ */
 export const PartiallyStoredError = createError<'FST_S3CHUNK_PARTIALLY_STORED', 400, [string]>(
   'FST_S3CHUNK_PARTIALLY_STORED',
   'The request failed after some files were stored; these stay stored: %s',
