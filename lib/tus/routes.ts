@@ -764,8 +764,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     try {
       const parts = cutParts(sniffed(), {
         partSize: () => state.partSize,
-        open: async (size) => await engine.buffers.open(size, stop.signal, fail),
-        release: (buffer) => { engine.buffers.release(buffer) }
+        open: async (size) => await engine.buffers.open(size, stop.signal, fail)
       })
       try {
         for await (const part of parts) {

@@ -171,8 +171,7 @@ class FileUpload {
       partSize: this.#deps.partSize,
       // Memory is reserved as the client's bytes arrive (see PartBufferPool).
       // The pool may fail this upload as a last resort, when every byte of the budget is stuck.
-      open: async (size) => await this.#deps.buffers.open(size, this.#stop.signal, (error) => { this.#fail(error) }),
-      release: (buffer) => { this.#deps.buffers.release(buffer) }
+      open: async (size) => await this.#deps.buffers.open(size, this.#stop.signal, (error) => { this.#fail(error) })
     })[Symbol.asyncIterator]()
 
     while (this.#failure === null) {

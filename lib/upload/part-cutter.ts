@@ -1,4 +1,4 @@
-import { allocatePartBuffer, type PartMemory } from './part-buffer-pool.js'
+import { allocatePartBuffer } from './part-buffer-pool.js'
 
 /** One S3 part: its number and its bytes, in a buffer of its own. */
 export interface Part {
@@ -32,8 +32,6 @@ export interface CutOptions {
    * read. Defaults to a whole fresh buffer.
    */
   open?: (size: number) => Promise<PartFill>
-  /** Takes back a sealed part's buffer the caller never received (the source failed first). */
-  release?: (buffer: PartMemory) => void
 }
 
 /**
@@ -42,8 +40,11 @@ export interface CutOptions {
  * can be transferred to a worker whole. A full part is held
  * back until the next byte arrives or the stream ends, so the caller knows
  * which part is the last — and a file of one part can go out as one PutObject.
- * An empty stream yields one empty last part. A part being filled when the
- * cutter is abandoned gives its memory back.
+ * It is held unsealed: to the pool it is still filling, waiting on its client,
+ * so a client that stops right after a whole part can be asked to give its
+ * memory back like any slow one (sealed, it counted as on its way to S3 and
+ * escaped that: found by an attack run). An empty stream yields one empty last
+ * part. A part being filled when the cutter is abandoned gives its memory back.
  */
 export async function * cutParts (source: AsyncIterable<Uint8Array>, options: CutOptions): AsyncGenerator<Part> {
   const open = options.open ?? plainFill
@@ -51,16 +52,16 @@ export async function * cutParts (source: AsyncIterable<Uint8Array>, options: Cu
   let size = 0
   let filled = 0
   let number = 0
-  let full: Uint8Array | null = null
 
   try {
     for await (const chunk of source) {
       let offset = 0
       while (offset < chunk.byteLength) {
-        if (full !== null) {
-          const part = { number, bytes: full, last: false }
-          full = null
-          yield part
+        if (current !== null && filled === size) {
+          // More bytes: the full part is not the last.
+          const bytes = current.seal()
+          current = null
+          yield { number, bytes, last: false }
         }
         if (current === null) {
           number += 1
@@ -73,21 +74,14 @@ export async function * cutParts (source: AsyncIterable<Uint8Array>, options: Cu
         current.write(chunk.subarray(offset, offset + take))
         filled += take
         offset += take
-        if (filled === size) {
-          full = current.seal()
-          current = null
-        }
       }
     }
   } catch (error) {
     current?.abandon()
-    if (full !== null) options.release?.(full.buffer as PartMemory)
     throw error
   }
 
-  if (full !== null) {
-    yield { number, bytes: full, last: true }
-  } else if (current !== null) {
+  if (current !== null) {
     yield { number, bytes: current.seal(), last: true }
   } else {
     yield { number: 1, bytes: new Uint8Array(0), last: true }
