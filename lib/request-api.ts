@@ -472,15 +472,24 @@ function checkedSource (
         head = null
         return bytes
       }
-      for await (const chunk of watch.iterate(file as AsyncIterable<Buffer>)) {
-        progress?.received(chunk.byteLength)
-        if (head === null) {
-          yield chunk
-          continue
+      // busboy cuts the file at maxFileSize and then drops the rest of it silently: without this
+      // the limit showed only at the file's end — a 400 MiB file read whole before its 413, one
+      // that never ends read and discarded until bodyTimeout (found by an attack run).
+      const overLimit = (): void => { file.destroy(new FileTooLargeError(config.maxFileSize)) }
+      file.once('limit', overLimit)
+      try {
+        for await (const chunk of watch.iterate(file as AsyncIterable<Buffer>)) {
+          progress?.received(chunk.byteLength)
+          if (head === null) {
+            yield chunk
+            continue
+          }
+          head.push(chunk)
+          headBytes += chunk.byteLength
+          if (headBytes >= SNIFF_BYTES) yield await decide()
         }
-        head.push(chunk)
-        headBytes += chunk.byteLength
-        if (headBytes >= SNIFF_BYTES) yield await decide()
+      } finally {
+        file.off('limit', overLimit)
       }
       if (head !== null) {
         const bytes = await decide()
