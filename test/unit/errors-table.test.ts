@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs'
 import * as errors from '../../lib/errors.ts'
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
-const rows = new Map([...readme.matchAll(/^\| `(\w+Error)` \| `(FST_S3CHUNK_\w+)` \| (\d{3}) \|/gm)].map((row) => [row[1], { code: row[2], status: Number(row[3]) }]))
+const rows = new Map([...readme.matchAll(/^\| `(\w+Error)` \| `(FST_S3CHUNK_\w+)` \| (\d{3}) \|/gm)].map((row) => [row[1] as string, { code: row[2], status: Number(row[3]) }]))
 
 t.test('every exported error is in the README table with its code and status', async (t) => {
   const exported = Object.entries(errors).filter(([name]) => name.endsWith('Error'))
