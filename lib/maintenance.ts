@@ -116,10 +116,12 @@ export async function abortStaleUploads (client: S3Client, bucket: string, prefi
     uploadIdMarker = listed.NextUploadIdMarker
   }
   // A stale-looking upload may be a live tus upload of another registration of the app whose
-  // keyPrefix lies below these (a nested scope's): its states are read, never swept.
+  // keyPrefix lies below these (a nested scope's) or above them (an outer scope's key can land
+  // under a nested prefix: found in review): its states are read, never swept.
   if (candidates.length > 0) {
-    const below = [...new Set(spareFrom)].filter((other) => !prefixes.includes(other) && prefixes.some((prefix) => prefix === '' || other.startsWith(`${prefix}/`)))
-    for (const other of below) addLiveTus(tus.live, await liveTusUnder(client, bucket, other, now))
+    const within = (inner: string, outer: string): boolean => outer === '' || inner.startsWith(`${outer}/`)
+    const overlapping = [...new Set(spareFrom)].filter((other) => !prefixes.includes(other) && prefixes.some((prefix) => within(other, prefix) || within(prefix, other)))
+    for (const other of overlapping) addLiveTus(tus.live, await liveTusUnder(client, bucket, other, now))
   }
   const aborted: StaleUpload[] = [...tus.aborted]
   for (const upload of candidates) {
@@ -224,7 +226,7 @@ async function abortUpload (client: S3Client, bucket: string, key: string, uploa
   }
 }
 
-/** abortStaleUploads()'s options: the time it takes as now, and other prefixes of the bucket whose live tus uploads it spares. */
+/** abortStaleUploads()'s options: the time it takes as now, and the app's other prefixes in the bucket, whose live tus uploads it spares. */
 export interface SweepOptions { now?: number, spareFrom?: string[] }
 
 /**

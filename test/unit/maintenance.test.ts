@@ -113,6 +113,20 @@ t.test('abortStaleUploads: spares the live tus uploads of the app\'s other prefi
   t.same(s3.commandCalls(ListObjectsV2Command).map((call) => call.args[0].input.Prefix).sort(), ['media/.staging/', 'media/.tus/', 'media/resumable/.tus/'], 'one LIST per prefix: the tus and staging ones swept, the nested one read')
 })
 
+// From review (helper-38): an outer registration's tus key can land under a nested prefix (onFile,
+// a user segment, prefixQueryParam): the nested scope's sweep aborted it by age.
+t.test('abortStaleUploads: spares the live tus uploads of the app\'s prefixes above it too', async (t) => {
+  const { client, s3 } = setup()
+  s3.on(ListObjectsV2Command).resolves({ IsTruncated: false, Contents: [] })
+  s3.on(ListObjectsV2Command, { Prefix: 'media/.tus/' }).resolves({ IsTruncated: false, Contents: [{ Key: 'media/.tus/t1', LastModified: hoursAgo(1) }] })
+  s3.on(GetObjectCommand).resolves(stateBody({ v: 1, id: 't1', key: 'media/a/long-running.bin', uploadId: 'live', expires: now + 3600_000, offset: 5, parts: [[1, 'e']], tail: 0, gen: 1 }))
+  s3.on(ListMultipartUploadsCommand).resolves({ IsTruncated: false, Uploads: [{ Key: 'media/a/long-running.bin', UploadId: 'live', Initiated: hoursAgo(48) }, { Key: 'media/a/crashed.bin', UploadId: 'crashed', Initiated: hoursAgo(48) }] })
+  s3.on(AbortMultipartUploadCommand).resolves({})
+  const { aborted } = await abortStaleUploads(client, 'uploads', 'media/a', 24 * 3600_000, { now, spareFrom: ['media', 'media/a', 'elsewhere'] })
+  t.same(aborted.map((upload) => upload.uploadId), ['crashed'], 'the outer registration\'s live upload is spared, the crashed one aborted')
+  t.same(s3.commandCalls(ListObjectsV2Command).map((call) => call.args[0].input.Prefix).sort(), ['media/.tus/', 'media/a/.staging/', 'media/a/.tus/'], 'the outer prefix\'s states are read; an unrelated prefix is not')
+})
+
 t.test('ensureLifecycleRule: adds the rule, keeps others, replaces its own', async (t) => {
   const { client, s3 } = setup()
   s3.on(GetBucketLifecycleConfigurationCommand).resolves({
