@@ -56,6 +56,19 @@ interface TusOptions {
 }
 
 /**
+ * Whether the request carries body bytes. HTTP/1.1 says so in its headers (Content-Length or
+ * Transfer-Encoding); HTTP/2 needs neither for a body, so there the stream tells whether it ended
+ * with the headers (a body without Content-Length was taken for none: found in review).
+ */
+function hasBody (request: FastifyRequest): boolean {
+  const length = request.headers['content-length']
+  if (length !== undefined) return Number(length) !== 0
+  if (request.headers['transfer-encoding'] !== undefined) return true
+  const stream = (request.raw as { stream?: { endAfterHeaders?: boolean } }).stream
+  return stream !== undefined && stream.endAfterHeaders !== true
+}
+
+/**
  * The tus 1.0.0 endpoint (core, creation, creation-with-upload,
  * creation-defer-length, termination, expiration, checksum). Each upload is
  * one S3 multipart upload to its final key; its state lives in S3 (see
@@ -327,7 +340,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     if (Buffer.byteLength(originalName) > MAX_ORIGINAL_NAME_BYTES) throw new BadRequestError(`filename is longer than ${MAX_ORIGINAL_NAME_BYTES} bytes`)
     // 415 before any byte, for a specific declared type not allowed (a generic one waits for the bytes).
     const declaredType = checkDeclaredType(metadata.filetype ?? metadata.type, config.allowedTypes)
-    const withBody = request.headers['content-type'] !== undefined && Number(request.headers['content-length'] ?? 1) !== 0
+    const withBody = request.headers['content-type'] !== undefined && hasBody(request)
     if (withBody && parseMediaType(request.headers['content-type']) !== OFFSET_STREAM) throw new TusContentTypeError()
     const checksum = withBody ? parseChecksum(request.headers['upload-checksum']) : null
 
@@ -396,8 +409,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       // The finishing PATCH sent again after its answer was lost: nothing more to write.
       const size = loaded.finishedSize
       if (offset !== size) throw new TusOffsetMismatchError(size)
-      const withBody = request.headers['transfer-encoding'] !== undefined || (request.headers['content-length'] ?? '0') !== '0'
-      if (withBody) throw new BadRequestError('the upload is complete: no more bytes are taken')
+      if (hasBody(request)) throw new BadRequestError('the upload is complete: no more bytes are taken')
       if (request.headers['upload-length'] !== undefined && request.headers['upload-length'] !== String(size)) throw new BadRequestError('Upload-Length cannot change once set')
       reply.header('Upload-Offset', String(size))
       await reply.code(204).send()
@@ -427,8 +439,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     // No body, and nothing to finish: answered from the state. (Written, the stored tail — up
     // to a part — would be read from S3 and written back for no byte: a client could make the
     // server move megabytes per empty request.) A declared deferred length is recorded.
-    const noBody = request.headers['transfer-encoding'] === undefined && (request.headers['content-length'] ?? '0') === '0'
-    if (noBody && length !== state.offset) {
+    if (!hasBody(request) && length !== state.offset) {
       // A checksum there is of no bytes (a client's checksum of an empty body must not make it a write: found in review).
       if (checksum !== null && checksum.hash.digest('base64') !== checksum.expected) throw new TusChecksumMismatchError()
       if (length !== state.length) await saveOrLocked({ ...before, length }, loaded.etag)

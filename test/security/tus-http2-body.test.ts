@@ -1,0 +1,54 @@
+// Found in review (helper-38, 2026-12-06; failed before the fix): HTTP/2 needs no Content-Length
+// for a body, and the tus routes decided "no body" from the headers alone — a PATCH's bytes were
+// never read (204 at offset 0, a client resending from there loops), and with the empty-PATCH
+// shortcut a checksum of those bytes was a 460. On HTTP/2 the stream now tells.
+import t from 'tap'
+import { createHash, randomBytes } from 'node:crypto'
+import { connect } from 'node:http2'
+import Fastify from 'fastify'
+import s3Chunk from 'fastify-s3-chunk'
+import { freshBucket, needsStrictS3, objectDigest, listKeys, pluginS3Options, sha256, testClient, testS3 } from '../support/s3.ts'
+
+const server = await testS3()
+const client = testClient(server)
+const skip = needsStrictS3(server)
+
+/** One request over its own HTTP/2 session: no Content-Length unless given. */
+async function h2 (url: string, method: string, path: string, headers: Record<string, string>, body?: Uint8Array): Promise<{ status: number, headers: Record<string, unknown> }> {
+  const session = connect(url)
+  try {
+    return await new Promise((resolve, reject) => {
+      const request = session.request({ ':method': method, ':path': path, 'tus-resumable': '1.0.0', ...headers })
+      let answer = { status: 0, headers: {} as Record<string, unknown> }
+      request.on('response', (head) => { answer = { status: Number(head[':status']), headers: head } })
+      request.on('data', () => {})
+      request.on('end', () => { resolve(answer) })
+      request.on('error', reject)
+      request.end(body)
+    })
+  } finally {
+    session.close()
+  }
+}
+
+t.test('tus over HTTP/2: a PATCH body without Content-Length is read, with or without a checksum', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const app = Fastify({ http2: true })
+  await app.register(s3Chunk, { s3: pluginS3Options(server), bucket, mode: 'inline', tus: { prefix: '/files' } })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(async () => { await app.close() })
+  const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+  for (const withChecksum of [false, true]) {
+    const data = randomBytes(1000)
+    const created = await h2(url, 'POST', '/files', { 'upload-length': String(data.byteLength) })
+    t.equal(created.status, 201, 'created (no body: its stream ended with the headers)')
+    const path = new URL(String(created.headers.location)).pathname
+    const headers: Record<string, string> = { 'content-type': 'application/offset+octet-stream', 'upload-offset': '0' }
+    if (withChecksum) headers['upload-checksum'] = `sha1 ${createHash('sha1').update(data).digest('base64')}`
+    const patched = await h2(url, 'PATCH', path, headers, data)
+    t.equal(patched.status, 204, `PATCH (checksum: ${String(withChecksum)}): 204`)
+    t.equal(patched.headers['upload-offset'], String(data.byteLength), 'its bytes counted: the upload is finished')
+    const stored = (await listKeys(client, bucket)).filter((key) => !key.split('/').includes('.tus'))
+    t.equal((await objectDigest(client, bucket, stored.at(-1) as string)).sha256, sha256(data), 'and stored byte-identical')
+  }
+})
