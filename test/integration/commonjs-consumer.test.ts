@@ -20,7 +20,7 @@ const installed = await installPackedPackage(t)
 t.test('the tarball ships the build, README and LICENSE, nothing else', async (t) => {
   const outside = installed.files.filter((path) => !/^(dist\/lib\/|dist\/workers\/|README\.md$|LICENSE$|package\.json$)/.test(path))
   t.same(outside, [], 'no file outside dist/lib, dist/workers, README.md, LICENSE, package.json')
-  for (const path of ['LICENSE', 'README.md', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/lib/index.d.cts', 'dist/workers/upload-part.js']) {
+  for (const path of ['LICENSE', 'README.md', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/lib/index.d.cts', 'dist/lib/index.legacy.d.cts', 'dist/workers/upload-part.js']) {
     t.ok(installed.files.includes(path), `ships ${path}`)
   }
   const manifest = JSON.parse(readFileSync(join(installed.dir, 'node_modules', 'fastify-s3-chunk', 'package.json'), 'utf8')) as { scripts: Record<string, string> }
