@@ -236,6 +236,18 @@ t.test('s3File() before the body is parsed (an onRequest hook): an error that sa
   t.same(await listKeys(client, bucket), [])
 })
 
+// From review (helper-38): a client's GET with a multipart Content-Type was that 500, blaming the app.
+t.test('a GET with a multipart Content-Type is the client\'s 415, not the app\'s 500', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const app = Fastify()
+  await app.register(s3Chunk, base(bucket, { mode: 'inline' }))
+  app.route({ method: ['GET', 'POST'], url: '/upload', handler: async (request) => await request.s3File() })
+  const url = await listen(t, app)
+  const response = await fetch(`${url}/upload`, { headers: { 'content-type': 'multipart/form-data; boundary=x' } })
+  t.equal(response.status, 415)
+  t.match(await response.json(), { code: 'FST_S3CHUNK_NOT_MULTIPART' })
+})
+
 t.test('@fastify/multipart with attachFieldsToBody: a clear error, not a silent 400 after buffering', { skip }, async (t) => {
   const bucket = await freshBucket(t, server, client)
   const app = Fastify()
