@@ -1,4 +1,3 @@
-import { isIP } from 'node:net'
 import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3'
 import type { PayloadSigning, S3Settings } from './options.js'
 
@@ -104,21 +103,30 @@ export function etagParts (etag: string | undefined): number {
   return match?.[1] !== undefined ? Number(match[1]) : 0
 }
 
-/** The object's URL (not presigned), path-style or virtual-hosted like the client addresses it. */
+/**
+ * The object's URL (not presigned), as the SDK addresses it: its own endpoint rules decide —
+ * virtual-hosted or by path (an IP endpoint, a dotted bucket, forcePathStyle), the partition's
+ * domain (amazonaws.com.cn) — rather than a URL built by hand (found in two reviews).
+ */
 export function objectUrl (settings: S3Settings, bucket: string, key: string): string {
   const path = key.split('/').map(encodeURIComponent).join('/')
-  // As the SDK addresses it: by path when asked to, when the host is an IP address (a bucket
-  // cannot be its subdomain: found by a new-user review) and for a bucket that is no DNS label.
-  const byPath = settings.forcePathStyle === true || !VIRTUAL_HOSTABLE.test(bucket)
-  if (settings.endpoint !== undefined) {
-    const endpoint = new URL(settings.endpoint)
-    const base = endpoint.href.replace(/\/$/, '')
-    if (byPath || isIP(endpoint.hostname.replace(/^\[|\]$/g, '')) !== 0) return `${base}/${bucket}/${path}`
-    return `${endpoint.protocol}//${bucket}.${endpoint.host}${endpoint.pathname.replace(/\/$/, '')}/${path}`
-  }
-  if (byPath) return `https://s3.${settings.region}.amazonaws.com/${bucket}/${path}`
-  return `https://${bucket}.s3.${settings.region}.amazonaws.com/${path}`
+  const { url } = endpointRules()({
+    Bucket: bucket,
+    Region: settings.region,
+    ForcePathStyle: settings.forcePathStyle,
+    UseFIPS: false,
+    UseDualStack: false,
+    Accelerate: false,
+    ...(settings.endpoint !== undefined ? { Endpoint: settings.endpoint } : {})
+  })
+  return `${url.href.replace(/\/$/, '')}/${path}`
 }
 
-/** A bucket name that is one DNS label (no dots: those break the TLS certificate's wildcard). */
-const VIRTUAL_HOSTABLE = /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/
+type EndpointRules = (params: Record<string, unknown>) => { url: URL }
+let rules: EndpointRules | undefined
+
+/** The SDK's S3 endpoint rules (the same for every client; taken from one, made once, never sending). */
+function endpointRules (): EndpointRules {
+  rules ??= (new S3Client({ region: 'us-east-1' }).config as unknown as { endpointProvider: EndpointRules }).endpointProvider
+  return rules
+}

@@ -52,4 +52,7 @@ t.test('objectUrl addresses the object as the SDK does', async (t) => {
   t.equal(objectUrl(settings({ endpoint: 'https://minio.example.com', forcePathStyle: true }), 'uploads', 'k'), 'https://minio.example.com/uploads/k', 'forcePathStyle: by path')
   t.equal(objectUrl(settings({}), 'uploads', 'k'), 'https://uploads.s3.eu-west-1.amazonaws.com/k', 'AWS: virtual-hosted')
   t.equal(objectUrl(settings({}), 'my.bucket', 'k'), 'https://s3.eu-west-1.amazonaws.com/my.bucket/k', 'a dotted bucket: by path (the certificate is for one label)')
+  // From review (helper-38): built by hand, China's partition got a host that does not exist.
+  t.equal(objectUrl(settings({ region: 'cn-north-1' }), 'uploads', 'k'), 'https://uploads.s3.cn-north-1.amazonaws.com.cn/k', 'China: its own domain')
+  t.equal(objectUrl(settings({ endpoint: 'https://minio.example.com/base', forcePathStyle: true }), 'uploads', 'k'), 'https://minio.example.com/base/uploads/k', 'an endpoint with a path keeps it')
 })
