@@ -110,7 +110,12 @@ export function etagParts (etag: string | undefined): number {
  */
 export function objectUrl (settings: S3Settings, bucket: string, key: string): string {
   const path = key.split('/').map(encodeURIComponent).join('/')
-  const { url } = endpointRules()({
+  return `${bucketUrl(settings, bucket).href.replace(/\/$/, '')}/${path}`
+}
+
+/** The bucket's URL as the SDK addresses it (see objectUrl): `https://bucket.host/` or `https://host/bucket`. */
+export function bucketUrl (settings: S3Settings, bucket: string): URL {
+  return endpointRules()({
     Bucket: bucket,
     Region: settings.region,
     ForcePathStyle: settings.forcePathStyle,
@@ -118,8 +123,7 @@ export function objectUrl (settings: S3Settings, bucket: string, key: string): s
     UseDualStack: false,
     Accelerate: false,
     ...(settings.endpoint !== undefined ? { Endpoint: settings.endpoint } : {})
-  })
-  return `${url.href.replace(/\/$/, '')}/${path}`
+  }).url
 }
 
 type EndpointRules = (params: Record<string, unknown>) => { url: URL }

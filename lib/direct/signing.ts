@@ -1,6 +1,7 @@
 import { createHash, createHmac } from 'node:crypto'
 import type { S3Client } from '@aws-sdk/client-s3'
 import type { S3Settings } from '../options.js'
+import { bucketUrl } from '../s3-client.js'
 
 /** Part URLs signed between two turns of the event loop (~10 µs each: a slice stays well under a millisecond). */
 const SLICE = 32
@@ -32,14 +33,13 @@ export class PartSigner {
     // The client's provider: static credentials, or the default chain's, cached and refreshed by the SDK.
     this.#credentials = client.config.credentials
     this.#region = settings.region
-    // The same URL the SDK makes for this configuration (see objectUrl): path style, or the bucket as a host label.
-    const endpoint = new URL(settings.endpoint ?? `https://s3.${settings.region}.amazonaws.com`)
-    const pathStyle = settings.forcePathStyle || bucket.includes('.')
-    const basePath = endpoint.pathname.replace(/\/$/, '')
+    // The same URL the SDK makes for this configuration (its endpoint rules, as objectUrl): path
+    // style, or the bucket as a host label (not for an IP endpoint, nor a dotted bucket).
+    const url = bucketUrl(settings, bucket)
     // URL.host leaves out a default port, as a browser's Host header does.
-    this.#host = pathStyle ? endpoint.host : `${bucket}.${endpoint.host}`
-    this.#base = pathStyle ? `${basePath}/${escape(bucket)}` : basePath
-    this.#origin = `${endpoint.protocol}//${this.#host}`
+    this.#host = url.host
+    this.#base = url.pathname.replace(/\/$/, '')
+    this.#origin = url.origin
   }
 
   /** A presigned `PUT` of one part; see signMany. */

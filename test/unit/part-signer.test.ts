@@ -40,6 +40,8 @@ async function reference (settings: S3Settings, creds: typeof credentials & { se
 const cases = [
   { name: 'path style, signed length', settings: { endpoint: 'http://127.0.0.1:9000', forcePathStyle: true }, bucket: 'uploads', hostname: '127.0.0.1', port: 9000, prefix: '/uploads', length: 5 * 1024 * 1024 },
   { name: 'path style, no length', settings: { endpoint: 'http://127.0.0.1:9000', forcePathStyle: true }, bucket: 'uploads', hostname: '127.0.0.1', port: 9000, prefix: '/uploads', length: undefined },
+  // As the SDK signs it (found in review: built by hand, the host was 'uploads.127.0.0.1').
+  { name: 'an IP endpoint without forcePathStyle: path style', settings: { endpoint: 'http://127.0.0.1:9000', forcePathStyle: false }, bucket: 'uploads', hostname: '127.0.0.1', port: 9000, prefix: '/uploads', length: 10 },
   { name: 'virtual-hosted AWS, session token', settings: { forcePathStyle: false }, bucket: 'uploads', hostname: 'uploads.s3.eu-west-3.amazonaws.com', port: undefined, prefix: '', length: 12_345, token: 'FQoGZXIvYXdzE+/token==' }
 ]
 
