@@ -79,6 +79,25 @@ t.test('fields within maxFieldsSize are all kept; one byte more is 413', { skip 
   t.match(over.json, { code: 'FST_S3CHUNK_LIMIT_EXCEEDED', message: /100 bytes/ })
 })
 
+// Found by an attack run (helper-39, 2026-12-06; failed before the fix): @fastify/busboy never cuts
+// a field name, so names as long as a part's header (80 KiB) were held outside maxFieldsSize (16
+// open requests of 100 such fields: heap +127 MiB with a 1 MiB bound). Names are 100 bytes at most.
+t.test('a field name over 100 bytes is 413; one of 100 is kept', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const { url } = await startApp(t, server, { bucket, appendTimestamp: false }, (app) => {
+    app.post('/fields', async (request) => {
+      await request.s3File()
+      return { fields: request.s3Fields() }
+    })
+  })
+  const kept = await postFields(`${url}/fields`, { ['n'.repeat(100)]: 'v' })
+  t.equal(kept.status, 200)
+  t.same(Object.keys(kept.json.fields), ['n'.repeat(100)])
+  const refused = await postFields(`${url}/fields`, { ['n'.repeat(80 * 1024)]: '' })
+  t.equal(refused.status, 413)
+  t.match(refused.json, { code: 'FST_S3CHUNK_LIMIT_EXCEEDED', message: /field name is longer than 100 bytes/ })
+})
+
 // From review: with the total's default a fixed 1 MiB, a field as large as maxFieldSize allows
 // (1 MiB), or a raised maxFieldSize, became a 413. Unset, the total is maxFieldSize (≥ 1 MiB).
 t.test('unset, maxFieldsSize follows maxFieldSize: one field as large as allowed is kept', { skip }, async (t) => {
