@@ -531,5 +531,8 @@ function translateError (error: unknown, config: S3ChunkConfig): unknown {
   }
   if (typeof code === 'string' && code.startsWith('FST_S3CHUNK_')) return error
   if (typeof message === 'string' && busboyMessages.test(message)) return new BadMultipartError(message)
+  // streamsearch's words for a boundary over 256 bytes (RFC 2046 allows 70 characters): the client's
+  // mistake, not a 500 with a library's message (found by an attack run).
+  if (typeof message === 'string' && /needle cannot have a length/i.test(message)) return new BadMultipartError('the multipart boundary is too long (RFC 2046: 70 characters at most)')
   return error
 }

@@ -89,6 +89,16 @@ for (const mode of ['workers', 'inline'] as const) {
 
     // A missing boundary is covered by errors.test.ts.
 
+    // Found by an attack run (helper-39, 2026-12-06): a 500 with streamsearch's own message.
+    t.test('a boundary over 256 characters is 400, not a 500', async (t) => {
+      const before = await listKeys(client, bucket)
+      const long = 'b'.repeat(300)
+      const response = await sendMultipart(`${url}/upload`, multipartChunks([{ name: 'file', filename: 'long.bin', data: randomBytes(100) }], long), long)
+      t.equal(response.status, 400)
+      t.match(response.json(), { code: 'FST_S3CHUNK_BAD_MULTIPART', message: /boundary is too long/ })
+      await expectClean(t, app, bucket, before)
+    })
+
     t.test('a body that ends inside a part\'s headers is 400 BAD_MULTIPART', async (t) => {
       const before = await listKeys(client, bucket)
       const separator = boundary()
