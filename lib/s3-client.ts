@@ -115,18 +115,36 @@ export function objectUrl (settings: S3Settings, bucket: string, key: string): s
 
 /** The bucket's URL as the SDK addresses it (see objectUrl): `https://bucket.host/` or `https://host/bucket`. */
 export function bucketUrl (settings: S3Settings, bucket: string): URL {
-  return endpointRules()({
-    Bucket: bucket,
-    Region: settings.region,
-    ForcePathStyle: settings.forcePathStyle,
-    UseFIPS: false,
-    UseDualStack: false,
-    Accelerate: false,
-    ...(settings.endpoint !== undefined ? { Endpoint: settings.endpoint } : {})
-  }).url
+  return bucketEndpoint(settings, bucket).url
 }
 
-type EndpointRules = (params: Record<string, unknown>) => { url: URL }
+/**
+ * The bucket's URL and the region requests to it are signed for (`aws-global` signs as
+ * us-east-1), from the SDK's endpoint rules with the client's own FIPS, dual-stack and
+ * acceleration settings. Never throws: called after an object is committed (its `location`),
+ * where a failure would leave a stored object no hook heard of. An endpoint the rules refuse
+ * (one with a query string, which the SDK still sends to: found in review) is addressed by path.
+ */
+export function bucketEndpoint (settings: S3Settings, bucket: string): { url: URL, signingRegion: string } {
+  try {
+    const resolved = endpointRules()({
+      Bucket: bucket,
+      Region: settings.region,
+      ForcePathStyle: settings.forcePathStyle,
+      UseFIPS: settings.useFipsEndpoint === true,
+      UseDualStack: settings.useDualstackEndpoint === true,
+      Accelerate: settings.useAccelerateEndpoint === true,
+      ...(settings.endpoint !== undefined ? { Endpoint: settings.endpoint } : {})
+    })
+    const scheme = resolved.properties?.authSchemes?.find((auth) => auth.signingRegion !== undefined)
+    return { url: resolved.url, signingRegion: scheme?.signingRegion ?? settings.region }
+  } catch {
+    const base = new URL(settings.endpoint ?? `https://s3.${settings.region}.amazonaws.com`)
+    return { url: new URL(`${base.origin}${base.pathname.replace(/\/$/, '')}/${encodeURIComponent(bucket)}`), signingRegion: settings.region }
+  }
+}
+
+type EndpointRules = (params: Record<string, unknown>) => { url: URL, properties?: { authSchemes?: Array<{ signingRegion?: string }> } }
 let rules: EndpointRules | undefined
 
 /** The SDK's S3 endpoint rules (the same for every client; taken from one, made once, never sending). */

@@ -1,7 +1,7 @@
 import { createHash, createHmac } from 'node:crypto'
 import type { S3Client } from '@aws-sdk/client-s3'
 import type { S3Settings } from '../options.js'
-import { bucketUrl } from '../s3-client.js'
+import { bucketEndpoint } from '../s3-client.js'
 
 /** Part URLs signed between two turns of the event loop (~10 µs each: a slice stays well under a millisecond). */
 const SLICE = 32
@@ -32,10 +32,11 @@ export class PartSigner {
   constructor (settings: S3Settings, bucket: string, client: S3Client) {
     // The client's provider: static credentials, or the default chain's, cached and refreshed by the SDK.
     this.#credentials = client.config.credentials
-    this.#region = settings.region
-    // The same URL the SDK makes for this configuration (its endpoint rules, as objectUrl): path
-    // style, or the bucket as a host label (not for an IP endpoint, nor a dotted bucket).
-    const url = bucketUrl(settings, bucket)
+    // The same URL and signing region the SDK uses for this configuration (its endpoint rules, as
+    // objectUrl): path style, or the bucket as a host label (not for an IP endpoint, nor a dotted
+    // bucket); `aws-global` signs as us-east-1 (found in review).
+    const { url, signingRegion } = bucketEndpoint(settings, bucket)
+    this.#region = signingRegion
     // URL.host leaves out a default port, as a browser's Host header does.
     this.#host = url.host
     this.#base = url.pathname.replace(/\/$/, '')

@@ -28,8 +28,8 @@ function bytes (data: string | ArrayBuffer | ArrayBufferView): string | Uint8Arr
 const date = new Date('2026-11-22T05:06:07.890Z')
 const credentials = { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY' }
 
-async function reference (settings: S3Settings, creds: typeof credentials & { sessionToken?: string }, hostname: string, port: number | undefined, path: string, uploadId: string, partNumber: number, contentLength?: number): Promise<URLSearchParams> {
-  const signer = new SignatureV4({ credentials: creds, region: settings.region, service: 's3', sha256: Sha256, uriEscapePath: false })
+async function reference (region: string, creds: typeof credentials & { sessionToken?: string }, hostname: string, port: number | undefined, path: string, uploadId: string, partNumber: number, contentLength?: number): Promise<URLSearchParams> {
+  const signer = new SignatureV4({ credentials: creds, region, service: 's3', sha256: Sha256, uriEscapePath: false })
   const host = port === undefined ? hostname : `${hostname}:${port}`
   const headers: Record<string, string> = { host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' }
   if (contentLength !== undefined) headers['content-length'] = String(contentLength)
@@ -42,7 +42,10 @@ const cases = [
   { name: 'path style, no length', settings: { endpoint: 'http://127.0.0.1:9000', forcePathStyle: true }, bucket: 'uploads', hostname: '127.0.0.1', port: 9000, prefix: '/uploads', length: undefined },
   // As the SDK signs it (found in review: built by hand, the host was 'uploads.127.0.0.1').
   { name: 'an IP endpoint without forcePathStyle: path style', settings: { endpoint: 'http://127.0.0.1:9000', forcePathStyle: false }, bucket: 'uploads', hostname: '127.0.0.1', port: 9000, prefix: '/uploads', length: 10 },
-  { name: 'virtual-hosted AWS, session token', settings: { forcePathStyle: false }, bucket: 'uploads', hostname: 'uploads.s3.eu-west-3.amazonaws.com', port: undefined, prefix: '', length: 12_345, token: 'FQoGZXIvYXdzE+/token==' }
+  { name: 'virtual-hosted AWS, session token', settings: { forcePathStyle: false }, bucket: 'uploads', hostname: 'uploads.s3.eu-west-3.amazonaws.com', port: undefined, prefix: '', length: 12_345, token: 'FQoGZXIvYXdzE+/token==' },
+  // From review (helper-40): the global endpoint signs as us-east-1; FIPS has hosts of its own.
+  { name: 'aws-global: signed for us-east-1', settings: { region: 'aws-global', forcePathStyle: false }, bucket: 'uploads', hostname: 'uploads.s3.amazonaws.com', port: undefined, prefix: '', length: 10, signingRegion: 'us-east-1' },
+  { name: 'FIPS endpoints', settings: { region: 'us-east-1', useFipsEndpoint: true, forcePathStyle: false }, bucket: 'uploads', hostname: 'uploads.s3-fips.us-east-1.amazonaws.com', port: undefined, prefix: '', length: 10 }
 ]
 
 for (const c of cases) {
@@ -57,7 +60,7 @@ for (const c of cases) {
     const url = new URL(await signer.sign(key, uploadId, { number: 7, ...(c.length === undefined ? {} : { contentLength: c.length }) }, 900, date))
     const path = `${c.prefix}/media/alice/0a1b/a%20file%20%281%29%21%2A%27.bin`
     t.equal(url.pathname, path, 'the key, encoded once (RFC 3986)')
-    const expected = await reference(settings, creds, c.hostname, c.port, path, uploadId, 7, c.length)
+    const expected = await reference(c.signingRegion ?? settings.region, creds, c.hostname, c.port, path, uploadId, 7, c.length)
     const ours = url.searchParams
     t.same([...ours.keys()].sort(), [...expected.keys()].sort(), 'the same query parameters')
     for (const [name, value] of expected) t.equal(ours.get(name), value, name)

@@ -55,4 +55,8 @@ t.test('objectUrl addresses the object as the SDK does', async (t) => {
   // From review (helper-38): built by hand, China's partition got a host that does not exist.
   t.equal(objectUrl(settings({ region: 'cn-north-1' }), 'uploads', 'k'), 'https://uploads.s3.cn-north-1.amazonaws.com.cn/k', 'China: its own domain')
   t.equal(objectUrl(settings({ endpoint: 'https://minio.example.com/base', forcePathStyle: true }), 'uploads', 'k'), 'https://minio.example.com/base/uploads/k', 'an endpoint with a path keeps it')
+  t.equal(objectUrl(settings({ region: 'us-east-1', useFipsEndpoint: true }), 'uploads', 'k'), 'https://uploads.s3-fips.us-east-1.amazonaws.com/k', 'FIPS, as the client is set')
+  // From review (helper-40): the rules refuse an endpoint with a query string, which the options
+  // accept and the SDK sends to; objectUrl runs after the object is committed, so it must not throw.
+  t.equal(objectUrl(settings({ endpoint: 'http://127.0.0.1:9000/?probe=1', forcePathStyle: true }), 'uploads', 'k'), 'http://127.0.0.1:9000/uploads/k', 'an endpoint the rules refuse: by path, never a throw')
 })
