@@ -334,7 +334,7 @@ export function createRequestApi (): {
         } else {
           // Only the first file is stored; later ones are read through so the fields after them arrive.
           request.log.debug({ field: part.fieldname }, 'fastify-s3-chunk: s3File() ignores files after the first')
-          await drain(part.file, upload.watch)
+          await drain(part.file, upload.watch, upload.config)
         }
       }
     } catch (error) {
@@ -483,6 +483,8 @@ function checkedSource (
       // that never ends read and discarded until bodyTimeout (found by an attack run).
       const overLimit = (): void => { file.destroy(new FileTooLargeError(config.maxFileSize)) }
       file.once('limit', overLimit)
+      // Cut already, before anyone listened (a small limit, passed in the chunk that began the part: found in review).
+      if (file.truncated) overLimit()
       try {
         for await (const chunk of watch.iterate(file as AsyncIterable<Buffer>)) {
           progress?.received(chunk.byteLength)
@@ -508,9 +510,17 @@ function checkedSource (
   }
 }
 
-async function drain (stream: NodeJS.ReadableStream, watch: IdleWatch): Promise<void> {
-  // eslint-disable-next-line @typescript-eslint/no-unused-vars
-  for await (const _ of watch.iterate(stream as AsyncIterable<unknown>)) { /* discard */ }
+/** Reads a file s3File() does not store through to its end; past maxFileSize it is 413 at once, as a stored one is. */
+async function drain (file: MultipartFile['file'], watch: IdleWatch, config: S3ChunkConfig): Promise<void> {
+  const overLimit = (): void => { file.destroy(new FileTooLargeError(config.maxFileSize)) }
+  file.once('limit', overLimit)
+  if (file.truncated) overLimit()
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-unused-vars
+    for await (const _ of watch.iterate(file as AsyncIterable<unknown>)) { /* discard */ }
+  } finally {
+    file.off('limit', overLimit)
+  }
 }
 
 const busboyMessages = /Unexpected end of|Boundary not found|Malformed|terminated early|Unsupported content type|Missing Content-Type/i
