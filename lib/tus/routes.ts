@@ -1,4 +1,5 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto'
+import type { Readable } from 'node:stream'
 import { crc32 } from '../crc32.js'
 import { DeleteObjectCommand, HeadObjectCommand, PutObjectCommand, type CompletedPart, type HeadObjectCommandOutput } from '@aws-sdk/client-s3'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
@@ -66,6 +67,34 @@ function hasBody (request: FastifyRequest): boolean {
   if (request.headers['transfer-encoding'] !== undefined) return true
   const stream = (request.raw as { stream?: { endAfterHeaders?: boolean } }).stream
   return stream !== undefined && stream.endAfterHeaders !== true
+}
+
+/**
+ * hasBody(), and for an HTTP/2 request that may have one (no Content-Length, the stream open after
+ * its headers) the first bytes or the end, waited for (up to `waitMs`) and put back: clients send
+ * an empty PATCH as headers and an empty DATA frame (found in review). Waiting longer than `waitMs`
+ * counts as a body (the write's own idle watch takes it from there).
+ */
+async function bodyFollows (request: FastifyRequest, waitMs: number): Promise<boolean> {
+  if (!hasBody(request) || request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined) return hasBody(request)
+  const raw = request.raw as unknown as Readable
+  const settled = await new Promise<boolean>((resolve) => {
+    const done = (ready: boolean): void => { clearTimeout(timer); raw.off('readable', onReadable); raw.off('end', onReadable); raw.off('error', onError); resolve(ready) }
+    const onReadable = (): void => { done(true) }
+    const onError = (): void => { done(false) }
+    const timer = setTimeout(() => { done(false) }, waitMs)
+    if (raw.readableLength > 0 || raw.readableEnded) { done(true); return }
+    // A stream already at its end says 'end' when a 'readable' listener comes, not 'readable'.
+    raw.on('readable', onReadable)
+    raw.once('end', onReadable)
+    raw.once('error', onError)
+  })
+  if (!settled) return true
+  // 'readable' with nothing to read is the end: no body.
+  const chunk = raw.read() as Buffer | null
+  if (chunk === null) return false
+  raw.unshift(chunk)
+  return true
 }
 
 /**
@@ -409,7 +438,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       // The finishing PATCH sent again after its answer was lost: nothing more to write.
       const size = loaded.finishedSize
       if (offset !== size) throw new TusOffsetMismatchError(size)
-      if (hasBody(request)) throw new BadRequestError('the upload is complete: no more bytes are taken')
+      if (await bodyFollows(request, config.bodyTimeout)) throw new BadRequestError('the upload is complete: no more bytes are taken')
       if (request.headers['upload-length'] !== undefined && request.headers['upload-length'] !== String(size)) throw new BadRequestError('Upload-Length cannot change once set')
       reply.header('Upload-Offset', String(size))
       await reply.code(204).send()
@@ -439,7 +468,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     // No body, and nothing to finish: answered from the state. (Written, the stored tail — up
     // to a part — would be read from S3 and written back for no byte: a client could make the
     // server move megabytes per empty request.) A declared deferred length is recorded.
-    if (!hasBody(request) && length !== state.offset) {
+    if (length !== state.offset && !(await bodyFollows(request, config.bodyTimeout))) {
       // A checksum there is of no bytes (a client's checksum of an empty body must not make it a write: found in review).
       if (checksum !== null && checksum.hash.digest('base64') !== checksum.expected) throw new TusChecksumMismatchError()
       if (length !== state.length) await saveOrLocked({ ...before, length }, loaded.etag)

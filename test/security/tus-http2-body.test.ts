@@ -50,5 +50,20 @@ t.test('tus over HTTP/2: a PATCH body without Content-Length is read, with or wi
     t.equal(patched.headers['upload-offset'], String(data.byteLength), 'its bytes counted: the upload is finished')
     const stored = (await listKeys(client, bucket)).filter((key) => !key.split('/').includes('.tus'))
     t.equal((await objectDigest(client, bucket, stored.at(-1) as string)).sha256, sha256(data), 'and stored byte-identical')
+    // Node's client sends a PATCH without a body as headers and an empty DATA frame (found in review, helper-40).
+    const again = await h2(url, 'PATCH', path, { 'content-type': 'application/offset+octet-stream', 'upload-offset': String(data.byteLength) })
+    t.equal(again.status, 204, 'the finishing PATCH sent again without a body: 204, as over HTTP/1.1')
+    t.equal(again.headers['upload-offset'], String(data.byteLength), 'at the upload\'s length')
   }
+  // An empty PATCH of an unfinished upload is answered from the state.
+  const data = randomBytes(3000)
+  const created = await h2(url, 'POST', '/files', { 'upload-length': String(data.byteLength) })
+  const path = new URL(String(created.headers.location)).pathname
+  const headers = { 'content-type': 'application/offset+octet-stream' }
+  t.equal((await h2(url, 'PATCH', path, { ...headers, 'upload-offset': '0' }, data.subarray(0, 1000))).status, 204, 'the first 1000 bytes')
+  const empty = await h2(url, 'PATCH', path, { ...headers, 'upload-offset': '1000' })
+  t.equal(empty.status, 204, 'an empty PATCH: 204')
+  t.equal(empty.headers['upload-offset'], '1000', 'at the same offset')
+  const rest = await h2(url, 'PATCH', path, { ...headers, 'upload-offset': '1000' }, data.subarray(1000))
+  t.equal(rest.headers['upload-offset'], String(data.byteLength), 'the rest finishes it')
 })
