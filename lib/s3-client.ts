@@ -139,7 +139,9 @@ export function bucketEndpoint (settings: S3Settings, bucket: string): { url: UR
     const scheme = resolved.properties?.authSchemes?.find((auth) => auth.signingRegion !== undefined)
     return { url: resolved.url, signingRegion: scheme?.signingRegion ?? settings.region }
   } catch {
-    const base = new URL(settings.endpoint ?? `https://s3.${settings.region}.amazonaws.com`)
+    // (A region no host can carry falls back further still: requests there fail before any commit.)
+    let base: URL
+    try { base = new URL(settings.endpoint ?? `https://s3.${settings.region}.amazonaws.com`) } catch { base = new URL('https://s3.amazonaws.com') }
     return { url: new URL(`${base.origin}${base.pathname.replace(/\/$/, '')}/${encodeURIComponent(bucket)}`), signingRegion: settings.region }
   }
 }

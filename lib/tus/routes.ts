@@ -7,6 +7,7 @@ import { SNIFF_BYTES, checkDeclaredType, decideType, parseMediaType, sniffType }
 import type { Engine } from '../engine.js'
 import {
   BadRequestError,
+  BodyTimeoutError,
   FileTooLargeError,
   PartLimitError,
   StorageError,
@@ -72,8 +73,8 @@ function hasBody (request: FastifyRequest): boolean {
 /**
  * hasBody(), and for an HTTP/2 request that may have one (no Content-Length, the stream open after
  * its headers) the first bytes or the end, waited for (up to `waitMs`) and put back: clients send
- * an empty PATCH as headers and an empty DATA frame (found in review). Waiting longer than `waitMs`
- * counts as a body (the write's own idle watch takes it from there).
+ * an empty PATCH as headers and an empty DATA frame (found in review). Nothing for `waitMs` is the
+ * body stalling: 408 (going on to the write would wait as long again, found in review).
  */
 async function bodyFollows (request: FastifyRequest, waitMs: number): Promise<boolean> {
   if (!hasBody(request) || request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined) return hasBody(request)
@@ -89,7 +90,7 @@ async function bodyFollows (request: FastifyRequest, waitMs: number): Promise<bo
     raw.once('end', onReadable)
     raw.once('error', onError)
   })
-  if (!settled) return true
+  if (!settled) throw new BodyTimeoutError(waitMs)
   // 'readable' with nothing to read is the end: no body.
   const chunk = raw.read() as Buffer | null
   if (chunk === null) return false

@@ -67,3 +67,28 @@ t.test('tus over HTTP/2: a PATCH body without Content-Length is read, with or wi
   const rest = await h2(url, 'PATCH', path, { ...headers, 'upload-offset': '1000' }, data.subarray(1000))
   t.equal(rest.headers['upload-offset'], String(data.byteLength), 'the rest finishes it')
 })
+
+// From review (helper-41): headers, then nothing — the wait for the first bytes was followed by
+// the write's own idle watch, a 408 after twice bodyTimeout.
+t.test('tus over HTTP/2: headers and then nothing is 408 after bodyTimeout, once', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const app = Fastify({ http2: true })
+  await app.register(s3Chunk, { s3: pluginS3Options(server), bucket, mode: 'inline', bodyTimeout: 3000, tus: { prefix: '/files' } })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(async () => { await app.close() })
+  const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+  const created = await h2(url, 'POST', '/files', { 'upload-length': '100' })
+  const path = new URL(String(created.headers.location)).pathname
+  const session = connect(url)
+  t.teardown(() => { session.destroy() })
+  const started = Date.now()
+  const status = await new Promise<number>((resolve, reject) => {
+    const request = session.request({ ':method': 'PATCH', ':path': path, 'tus-resumable': '1.0.0', 'content-type': 'application/offset+octet-stream', 'upload-offset': '0' })
+    request.on('response', (head) => { resolve(Number(head[':status'])); request.close() })
+    request.on('error', reject)
+  })
+  const took = Date.now() - started
+  t.equal(status, 408, 'a 408')
+  // Generous: once is 3 s, twice 6 s.
+  t.ok(took < 5000, `after bodyTimeout (3000 ms), not twice it (${took} ms)`)
+})
