@@ -17,13 +17,17 @@ const skip = needsStrictS3(server)
 const CONNECTIONS = 4
 const FIELDS = 100
 
-/** Sends up to FIELDS fields of ~1 MiB, then the start of a part it never finishes; resolves with the answer's status (null: none came). */
-async function fieldFlood (url: string, value: string, teardown: (fn: () => void) => void): Promise<{ status: number | null, sent: number, body: string }> {
+/**
+ * Sends up to FIELDS fields of ~1 MiB, then the start of a part it never finishes; resolves with
+ * the answer's status (null: none came) and whether the server closed the connection on it.
+ */
+async function fieldFlood (url: string, value: string, teardown: (fn: () => void) => void): Promise<{ status: number | null, sent: number, body: string, reset: boolean }> {
   const separator = boundary()
   return await new Promise((resolve) => {
     let sent = 0
     let settled = false
-    const done = (status: number | null, body = ''): void => { if (!settled) { settled = true; resolve({ status, sent, body }) } }
+    let reset = false
+    const done = (status: number | null, body = ''): void => { if (!settled) { settled = true; resolve({ status, sent, body, reset }) } }
     const request = httpRequest(`${url}/upload`, { method: 'POST', agent: false, headers: { 'content-type': `multipart/form-data; boundary=${separator}`, 'transfer-encoding': 'chunked' } }, (response) => {
       let body = ''
       response.setEncoding('utf8')
@@ -31,7 +35,7 @@ async function fieldFlood (url: string, value: string, teardown: (fn: () => void
       response.on('end', () => { done(response.statusCode ?? null, body) })
       response.on('error', () => { done(response.statusCode ?? null, body) })
     })
-    request.on('error', () => { setTimeout(() => { done(null) }, 200) })
+    request.on('error', () => { reset = true; setTimeout(() => { done(null) }, 200) })
     teardown(() => { request.destroy() })
     void (async () => {
       for (; sent < FIELDS && !settled && !request.destroyed; sent++) {
@@ -55,6 +59,13 @@ t.test(`${CONNECTIONS} requests of ${FIELDS} fields of 1 MiB each, left open: re
   const floods = await Promise.all(Array.from({ length: CONNECTIONS }, async () => await fieldFlood(url, value, t.teardown.bind(t))))
   const grew = (process.memoryUsage().heapUsed - before) / MiB
   for (const flood of floods) {
+    // The 413 comes with Connection: close, and the server closes with the rest unread: a client
+    // still writing can meet that reset before it reads the answer (README, Errors). Either is a
+    // refusal; no answer and no close within 5 s would be the attack working.
+    if (flood.status === null && flood.reset) {
+      t.pass(`refused after ${flood.sent} fields sent: the connection was closed before the answer could be read`)
+      continue
+    }
     t.equal(flood.status, 413, `refused after ${flood.sent} fields sent (${flood.body.slice(0, 160)})`)
     t.match(flood.body, /FST_S3CHUNK_LIMIT_EXCEEDED/)
   }
