@@ -904,7 +904,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         // "finished" (from the object, once the state is gone) for a file the app then refuses.
         completing = true
         let verdict: Verdict = 'deleted'
-        // S3 refused the Complete for now (throttled, a 5xx) and the upload stays: the request fails, the upload does not.
+        // S3 refused the Complete for now (SlowDown in every attempt) and the upload stays: the request fails, the upload does not.
         let leftOpen = false
         try {
           if (allParts.length === 0) {
