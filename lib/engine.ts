@@ -2,6 +2,7 @@ import { isDeepStrictEqual } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { S3Client } from '@aws-sdk/client-s3'
 import { ClosingError, InvalidOptionError } from './errors.js'
+import { CLOSING_LINGER_MS, LINGER_MS, LingeringCloses } from './lingering-close.js'
 import { ENGINE_OPTIONS, payloadSigningOf, type EngineConfig } from './options.js'
 import { createPartClient, createS3Client } from './s3-client.js'
 import type { UploadLocation } from './maintenance.js'
@@ -40,6 +41,8 @@ export class Engine {
    * sweep spares the live tus uploads of the others' prefixes below its own (nested scopes).
    */
   readonly registrations: Array<() => UploadLocation[]> = []
+  /** The app's connections answered before their bodies were read, closing without a reset. */
+  readonly lingering = new LingeringCloses(() => this.#closing ? CLOSING_LINGER_MS : LINGER_MS)
   #closing = false
   #closed = false
   /** Uploads in flight that do not go through the coordinator (`track()`): the grace waits for them too. */
@@ -104,6 +107,8 @@ export class Engine {
    */
   async drain (): Promise<void> {
     this.#closing = true
+    // The server's close waits for every connection: one refused earlier has lingered enough.
+    this.lingering.endAll()
     await this.#waitForUploads(this.config.closeGracePeriod)
     this.shutdown.close(new ClosingError())
   }
@@ -145,6 +150,7 @@ export class Engine {
     // requests, and closing the pool and clients under them turned a kept PATCH into a
     // lost one (and left its multipart upload open). Bounded: onClose must end.
     await this.#waitForUploads(SETTLE_ON_CLOSE_MS)
+    this.lingering.endAll()
     this.telemetry.close()
     await this.sender.close()
     this.client.destroy()

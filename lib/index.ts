@@ -4,7 +4,7 @@ import fastifyMultipart from '@fastify/multipart'
 import { AlreadyRegisteredError, InvalidOptionError } from './errors.js'
 import { engineFor, forgetEngine } from './engine.js'
 import { checkRootConfig, layerRules, parseOptions, RULE_OPTIONS, type RouteRules, type S3ChunkConfig, type S3ChunkOptions } from './options.js'
-import { bodyConsumed, createRequestApi, kScope, type Scope } from './request-api.js'
+import { bodyConsumed, createRequestApi, kScope, scopeOf, type Scope } from './request-api.js'
 import { directRoutes } from './direct/routes.js'
 import { tusRoutes } from './tus/routes.js'
 import { abortStaleUploadsAt, ensureCors, ensureLifecycleRulesAt, type UploadLocation } from './maintenance.js'
@@ -127,9 +127,13 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
     fastify.decorateRequest('s3Fields', api.s3Fields)
 
     // An upload that failed mid-body leaves the rest of it unread: close the
-    // connection after the reply instead of reading gigabytes only to discard them.
+    // connection after the reply instead of reading gigabytes only to discard them
+    // (a lingering close: the client still writing reads the answer, not a reset).
     fastify.addHook('onSend', async (request, reply) => {
-      if (bodyConsumed(request) && !request.raw.complete) reply.header('connection', 'close')
+      if (bodyConsumed(request) && !request.raw.complete) {
+        reply.header('connection', 'close')
+        scopeOf(request).engine.lingering.arm(request.raw)
+      }
     })
 
     // A reply sent while the body is still arriving (the handler threw, or an
@@ -137,7 +141,7 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
     // or closes it, and the upload would wait for bytes forever. Destroying it
     // fails the upload, which is then aborted.
     fastify.addHook('onResponse', async (request) => {
-      if (bodyConsumed(request) && !request.raw.complete && !request.raw.destroyed) request.raw.destroy()
+      if (bodyConsumed(request) && !request.raw.complete && !request.raw.destroyed) scopeOf(request).engine.lingering.destroyRequest(request.raw)
     })
   }
 }

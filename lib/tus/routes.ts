@@ -157,8 +157,12 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       if (status === 500) message = 'Internal Server Error'
     }
     reply.header('Tus-Resumable', TUS_VERSION)
-    // A body we did not read to its end: close rather than read it only to discard it.
-    if (!request.raw.complete) reply.header('Connection', 'close')
+    // A body we did not read to its end: close rather than read it only to discard it
+    // (a lingering close: the client still writing reads the answer, not a reset).
+    if (!request.raw.complete) {
+      reply.header('Connection', 'close')
+      engine.lingering.arm(request.raw)
+    }
     await reply.code(status).type('text/plain; charset=utf-8').send(message)
   })
 
@@ -499,6 +503,15 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
   }
 
   /**
+   * The request's body, read without destroying the request when the read stops early (a
+   * Readable's own iterator destroys it, and with it the connection, before the answer: a
+   * reset instead of the 413). The answer's lingering close discards the rest.
+   */
+  function bodyOf (request: FastifyRequest): AsyncIterable<Buffer> {
+    return (request.raw as unknown as Readable).iterator({ destroyOnReturn: false })
+  }
+
+  /**
    * A creation with Upload-Length 0 whose request has a body: 413 once a byte of it is known
    * (its Content-Length, or a chunked body's first bytes); an empty chunked body passes.
    */
@@ -506,7 +519,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     if (Number(request.headers['content-length'] ?? 0) > 0) throw new TusTooLargeError(0)
     const watch = new IdleWatch(config.bodyTimeout)
     try {
-      for await (const chunk of watch.iterate(request.raw as AsyncIterable<Buffer>)) {
+      for await (const chunk of watch.iterate(bodyOf(request))) {
         if (chunk.byteLength > 0) throw new TusTooLargeError(0)
       }
     } finally {
@@ -714,8 +727,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       try {
         // A request the client dropped before we began to read has nothing more to give (and iterating it may never end).
         if (raw.destroyed && !raw.complete) throw new Error('aborted')
-        const body = raw as AsyncIterable<Buffer>
-        for await (const chunk of watch.iterate(body)) {
+        for await (const chunk of watch.iterate(bodyOf(request))) {
           if (stop.signal.aborted || interrupted !== null) break
           received += chunk.byteLength
           if (state.offset + received > bound) {
