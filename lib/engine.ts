@@ -38,7 +38,7 @@ export class Engine {
   readonly telemetry: Telemetry
   /**
    * Where each registration of the app stores (its own, its rule sets', its routes'): one scope's
-   * sweep spares the live tus uploads of the others' prefixes below its own (nested scopes).
+   * sweep spares the live tus uploads of the others' prefixes above and below its own (nested scopes).
    */
   readonly registrations: Array<() => UploadLocation[]> = []
   /** The app's connections answered before their bodies were read, closing without a reset. */

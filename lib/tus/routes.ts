@@ -77,7 +77,8 @@ function hasBody (request: FastifyRequest): boolean {
  * body stalling: 408 (going on to the write would wait as long again, found in review).
  */
 async function bodyFollows (request: FastifyRequest, waitMs: number): Promise<boolean> {
-  if (!hasBody(request) || request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined) return hasBody(request)
+  const declared = hasBody(request)
+  if (!declared || request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined) return declared
   const raw = request.raw as unknown as Readable
   const settled = await new Promise<boolean>((resolve) => {
     const done = (ready: boolean): void => { clearTimeout(timer); raw.off('readable', onReadable); raw.off('end', onReadable); raw.off('error', onError); resolve(ready) }
