@@ -478,13 +478,7 @@ function checkedSource (
         head = null
         return bytes
       }
-      // busboy cuts the file at maxFileSize and then drops the rest of it silently: without this
-      // the limit showed only at the file's end — a 400 MiB file read whole before its 413, one
-      // that never ends read and discarded until bodyTimeout (found by an attack run).
-      const overLimit = (): void => { file.destroy(new FileTooLargeError(config.maxFileSize)) }
-      file.once('limit', overLimit)
-      // Cut already, before anyone listened (a small limit, passed in the chunk that began the part: found in review).
-      if (file.truncated) overLimit()
+      const stopWatching = failPastLimit(file, config)
       try {
         for await (const chunk of watch.iterate(file as AsyncIterable<Buffer>)) {
           progress?.received(chunk.byteLength)
@@ -497,7 +491,7 @@ function checkedSource (
           if (headBytes >= SNIFF_BYTES) yield await decide()
         }
       } finally {
-        file.off('limit', overLimit)
+        stopWatching()
       }
       if (head !== null) {
         const bytes = await decide()
@@ -512,15 +506,27 @@ function checkedSource (
 
 /** Reads a file s3File() does not store through to its end; past maxFileSize it is 413 at once, as a stored one is. */
 async function drain (file: MultipartFile['file'], watch: IdleWatch, config: S3ChunkConfig): Promise<void> {
-  const overLimit = (): void => { file.destroy(new FileTooLargeError(config.maxFileSize)) }
-  file.once('limit', overLimit)
-  if (file.truncated) overLimit()
+  const stopWatching = failPastLimit(file, config)
   try {
     // eslint-disable-next-line @typescript-eslint/no-unused-vars
     for await (const _ of watch.iterate(file as AsyncIterable<unknown>)) { /* discard */ }
   } finally {
-    file.off('limit', overLimit)
+    stopWatching()
   }
+}
+
+/**
+ * Fails the file with a 413 as it passes maxFileSize; returns what stops watching. busboy cuts
+ * the file there and then drops the rest of it silently: without this the limit showed only at
+ * the file's end — a 400 MiB file read whole before its 413, one that never ends read and
+ * discarded until bodyTimeout (found by an attack run).
+ */
+function failPastLimit (file: MultipartFile['file'], config: S3ChunkConfig): () => void {
+  const overLimit = (): void => { file.destroy(new FileTooLargeError(config.maxFileSize)) }
+  file.once('limit', overLimit)
+  // Cut already, before anyone listened (a small limit, passed in the chunk that began the part: found in review).
+  if (file.truncated) overLimit()
+  return () => { file.off('limit', overLimit) }
 }
 
 const busboyMessages = /Unexpected end of|Boundary not found|Malformed|terminated early|Unsupported content type|Missing Content-Type/i

@@ -110,12 +110,7 @@ export function etagParts (etag: string | undefined): number {
  */
 export function objectUrl (settings: S3Settings, bucket: string, key: string): string {
   const path = key.split('/').map(encodeURIComponent).join('/')
-  return `${bucketUrl(settings, bucket).href.replace(/\/$/, '')}/${path}`
-}
-
-/** The bucket's URL as the SDK addresses it (see objectUrl): `https://bucket.host/` or `https://host/bucket`. */
-export function bucketUrl (settings: S3Settings, bucket: string): URL {
-  return bucketEndpoint(settings, bucket).url
+  return `${bucketEndpoint(settings, bucket).url.href.replace(/\/$/, '')}/${path}`
 }
 
 /**
