@@ -132,7 +132,7 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
     fastify.addHook('onSend', async (request, reply) => {
       if (bodyConsumed(request) && !request.raw.complete) {
         reply.header('connection', 'close')
-        scopeOf(request).engine.lingering.arm(request.raw)
+        scopeOf(request).engine.lingering.arm(request.raw, reply.raw)
       }
     })
 

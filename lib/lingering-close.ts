@@ -1,4 +1,5 @@
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { ServerHttp2Stream } from 'node:http2'
 import type { Socket } from 'node:net'
 
 /**
@@ -8,10 +9,20 @@ import type { Socket } from 'node:net'
  */
 export const LINGER_MS = 5_000
 
+/**
+ * And how much of it: a client that never stops sending made the server read ~2.5 GiB per
+ * connection in the 5 s, on the main thread (found by an attack run). 64 MiB past the refusal
+ * lets a client that writes its whole body before reading finish a body well over the limit.
+ */
+export const LINGER_BYTES = 64 * 1024 * 1024
+
 /** While the app closes: its server's close waits for every connection, a lingering one too. */
 export const CLOSING_LINGER_MS = 1_000
 
-type LingeringSocket = Socket & { destroySoon?: () => void }
+/** How often a lingering connection's deadline and byte count are checked. */
+const CHECK_EVERY_MS = 50
+
+type LingeringSocket = Socket & { destroySoon?: () => void, parser?: { onIncoming?: unknown } | null }
 type Dumpable = IncomingMessage & { _dump?: () => void }
 
 /**
@@ -21,8 +32,10 @@ type Dumpable = IncomingMessage & { _dump?: () => void }
  * meets that reset before it reads the answer: a refusal mid-body (a 413 past maxFileSize, a
  * 409) reached it as a network error, and a client that sends its whole body before reading
  * never saw the answer at all. Instead: the answer, then a FIN, then what the client still
- * sends read and discarded for `LINGER_MS` at most, then the close. HTTP/2 needs none of it: a
- * stream is reset on its own, the connection stays.
+ * sends read and discarded — for `LINGER_MS` and `LINGER_BYTES` at most — then the close. A
+ * request after it on the connection is never served (RFC 9112 §9.6): it ends the connection.
+ * Over HTTP/2 the connection stays: the answered stream is reset with NO_ERROR (RFC 9113 §8.1),
+ * which tells the client to stop sending (it stayed half-open, the client stalled on flow control).
  */
 export class LingeringCloses {
   readonly #sockets = new Set<Socket>()
@@ -33,31 +46,43 @@ export class LingeringCloses {
     this.#lingerMs = lingerMs
   }
 
-  /** How many connections linger now. */
-  get size (): number {
-    return this.#sockets.size
-  }
-
   /**
    * Arms the connection of a request answered with `Connection: close` before its body was read:
    * Node calls `destroySoon()` once that answer is written, and the connection then lingers.
    */
-  arm (raw: IncomingMessage): void {
+  arm (raw: IncomingMessage, response: ServerResponse): void {
+    if (raw.httpVersionMajor === 2) {
+      closeStreamAfter(raw, response)
+      return
+    }
     const socket = raw.socket as LingeringSocket | null
     if (raw.httpVersionMajor !== 1 || socket === null || socket.destroyed || typeof socket.destroySoon !== 'function' || this.#armed.has(socket)) return
     this.#armed.add(socket)
     const sockets = this.#sockets
     const lingerMs = this.#lingerMs
-    socket.destroySoon = function lingeringClose (this: Socket) {
+    socket.destroySoon = function lingeringClose (this: LingeringSocket) {
+      if (this.destroyed) return
       // The answer is flushed, then a FIN; the read side stays open (HTTP servers allow half-open).
       this.end()
+      // The answer said close: a request after this one ends the connection, unserved (a tus
+      // DELETE or an upload pipelined behind a refused body ran, its answer never sent: attack run).
+      if (this.parser !== null && this.parser !== undefined) {
+        this.parser.onIncoming = () => {
+          this.destroy()
+          return 0
+        }
+      }
       // Node's own way to discard a body nobody reads: the parser drops it, the socket keeps reading.
       ;(raw as Dumpable)._dump?.()
       sockets.add(this)
-      const timer = setTimeout(() => { this.destroy() }, lingerMs())
-      timer.unref()
+      const deadline = Date.now() + lingerMs()
+      const readBefore = this.bytesRead
+      const check = setInterval(() => {
+        if (Date.now() >= deadline || this.bytesRead - readBefore > LINGER_BYTES) this.destroy()
+      }, CHECK_EVERY_MS)
+      check.unref()
       this.once('close', () => {
-        clearTimeout(timer)
+        clearInterval(check)
         sockets.delete(this)
       })
     }
@@ -87,4 +112,17 @@ export class LingeringCloses {
   endAll (): void {
     for (const socket of this.#sockets) socket.destroy()
   }
+}
+
+/** Over HTTP/2: once the answer is sent, the stream is reset with NO_ERROR — the client stops sending. */
+function closeStreamAfter (raw: IncomingMessage, response: ServerResponse): void {
+  const stream = (raw as unknown as { stream?: ServerHttp2Stream }).stream
+  if (stream === undefined) return
+  // The stream's own end (the answer's last frame sent): the response's 'finish' waits for the whole stream.
+  stream.once('finish', () => {
+    // destroy(), not close(): a closed stream waits for its readable side to end, behind bytes
+    // nobody reads, and kept the session (and app.close()) open for ever. Without an error,
+    // destroy() resets the stream with NO_ERROR too.
+    if (!stream.destroyed) stream.destroy()
+  })
 }

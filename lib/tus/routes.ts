@@ -162,7 +162,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     // (a lingering close: the client still writing reads the answer, not a reset).
     if (!request.raw.complete) {
       reply.header('Connection', 'close')
-      engine.lingering.arm(request.raw)
+      engine.lingering.arm(request.raw, reply.raw)
     }
     await reply.code(status).type('text/plain; charset=utf-8').send(message)
   })
@@ -504,12 +504,14 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
   }
 
   /**
-   * The request's body, read without destroying the request when the read stops early (a
-   * Readable's own iterator destroys it, and with it the connection, before the answer: a
-   * reset instead of the 413). The answer's lingering close discards the rest.
+   * The request's body, read over HTTP/1 without destroying the request when the read stops
+   * early (a Readable's own iterator destroys it, and with it the connection, before the answer:
+   * a reset instead of the 413); the answer's lingering close discards the rest. Over HTTP/2
+   * destroying the request resets only its stream.
    */
   function bodyOf (request: FastifyRequest): AsyncIterable<Buffer> {
-    return (request.raw as unknown as Readable).iterator({ destroyOnReturn: false })
+    const raw = request.raw as unknown as Readable
+    return request.raw.httpVersionMajor === 1 ? raw.iterator({ destroyOnReturn: false }) : raw
   }
 
   /**

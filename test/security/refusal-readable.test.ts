@@ -5,12 +5,16 @@
 // the answer. Now the server half-closes after the answer and discards what follows for a
 // bounded time (a lingering close, as nginx does), then closes.
 import t from 'tap'
+import { spawn } from 'node:child_process'
 import { connect } from 'node:net'
+import { connect as connectHttp2 } from 'node:http2'
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { LINGER_MS } from '../../lib/lingering-close.ts'
+import Fastify from 'fastify'
+import s3Chunk from 'fastify-s3-chunk'
+import { LINGER_BYTES, LINGER_MS } from '../../lib/lingering-close.ts'
 import { startApp } from '../support/app.ts'
-import { expectNoPendingUploads, freshBucket, listKeys, needsStrictS3, testClient, testS3 } from '../support/s3.ts'
+import { expectNoPendingUploads, freshBucket, listKeys, needsStrictS3, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
 import { createUpload, expectClean, settledOffset, startTus, tusRequest } from '../support/tus.ts'
 
 const MiB = 1024 * 1024
@@ -169,4 +173,92 @@ t.test('closing the app does not wait out a lingering connection', { skip }, asy
     await sleep(50)
   }
   t.ok(sender.closed(), 'and ended it')
+})
+
+// Found by an attack run (helper-42): bounded by time only, four refused connections that kept
+// sending at full speed made the server read and discard 2–2.6 GiB each in the 5 s (5 s of CPU,
+// event-loop p99 177 ms). Their pumps run in a child process: the server's reading is what counts.
+const pump = `
+const { connect } = require('node:net')
+const [port, n] = process.argv.slice(1).map(Number)
+const block = Buffer.concat([Buffer.from('100000\\r\\n'), Buffer.alloc(1024 * 1024, 97), Buffer.from('\\r\\n')])
+const results = []
+for (let i = 0; i < n; i++) {
+  const s = connect({ host: '127.0.0.1', port, allowHalfOpen: true })
+  let wrote = 0, answer = ''
+  s.on('data', (c) => { answer += c.toString('latin1') })
+  s.on('error', () => {})
+  const cap = setTimeout(() => s.destroy(), 15000)
+  s.on('connect', () => {
+    s.write('POST /upload HTTP/1.1\\r\\nhost: x\\r\\ncontent-type: multipart/form-data; boundary=flood\\r\\ntransfer-encoding: chunked\\r\\n\\r\\n')
+    const first = Buffer.from('--flood\\r\\nContent-Disposition: form-data; name="file"; filename="f.bin"\\r\\n\\r\\n')
+    s.write(first.length.toString(16) + '\\r\\n'); s.write(first); s.write('\\r\\n')
+    const go = () => { while (!s.destroyed && s.writable) { wrote += block.length; if (!s.write(block)) { s.once('drain', go); return } } }
+    go()
+  })
+  s.on('close', () => { clearTimeout(cap); results.push({ wrote, status: answer.split('\\r\\n')[0] }); if (results.length === n) console.log(JSON.stringify(results)) })
+}
+`
+
+t.test('the linger is bounded in bytes too: refused clients sending at full speed', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const { url } = await startApp(t, server, { bucket, mode: 'inline', maxFileSize: MiB })
+  const child = spawn(process.execPath, ['-e', pump, new URL(url).port, '4'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout.on('data', (chunk: Buffer) => { out += chunk.toString() })
+  await new Promise((resolve) => child.once('exit', resolve))
+  const results = JSON.parse(out) as Array<{ wrote: number, status: string }>
+  t.ok(results.every((result) => result.status.startsWith('HTTP/1.1 413 ')), `each was refused (${results.map((result) => result.status).join(', ')})`)
+  const most = Math.max(...results.map((result) => result.wrote))
+  t.ok(most < 3 * LINGER_BYTES, `none got more than ~LINGER_BYTES (${LINGER_BYTES / MiB} MiB) read after its refusal: at most ${(most / MiB).toFixed(0)} MiB sent`)
+})
+
+// Found by an attack run (helper-42; so since tus had HTTP/2): a tus PATCH refused mid-body over
+// HTTP/2 left its stream half-open — the server ended its side and neither reset the stream nor
+// read on, and the client stalled on flow control after ~2 MiB, for as long as it waited.
+t.test('tus over HTTP/2: a PATCH refused mid-body tells the client to stop (its stream reset with NO_ERROR)', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const app = Fastify({ http2: true })
+  await app.register(s3Chunk, { s3: pluginS3Options(server), bucket, mode: 'inline', tus: { prefix: '/files' } })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(async () => { await app.close() })
+  const session = connectHttp2(`http://127.0.0.1:${(app.server.address() as { port: number }).port}`)
+  session.on('error', () => {})
+  t.teardown(() => { session.destroy() })
+  const created = await new Promise<string>((resolve, reject) => {
+    const request = session.request({ ':method': 'POST', ':path': '/files', 'tus-resumable': '1.0.0', 'upload-length': String(MiB) })
+    request.on('response', (head) => { resolve(String(head.location)) })
+    request.on('data', () => {})
+    request.on('error', reject)
+    request.end()
+  })
+  const request = session.request({ ':method': 'PATCH', ':path': new URL(created).pathname, 'tus-resumable': '1.0.0', 'content-type': 'application/offset+octet-stream', 'upload-offset': '0' })
+  let status = 0
+  let stopped = false
+  let wrote = 0
+  request.on('response', (head) => { status = Number(head[':status']) })
+  request.on('data', () => {})
+  request.on('error', () => { stopped = true })
+  request.on('aborted', () => { stopped = true })
+  request.on('close', () => { stopped = true })
+  // A client that writes on (up to 16 MiB, at most 8 s) until it is told to stop.
+  const block = randomBytes(64 * 1024)
+  const started = Date.now()
+  while (!stopped && wrote < 16 * MiB && Date.now() - started < 8_000) {
+    wrote += block.byteLength
+    if (!request.write(block)) await Promise.race([new Promise((resolve) => request.once('drain', resolve)), sleep(500)])
+  }
+  t.equal(status, 413, 'the 413 came')
+  t.ok(stopped, `the client was told to stop (rst code ${String(request.rstCode)}, after ${wrote} bytes, ${Date.now() - started} ms)`)
+  request.close()
+  // Terminated, so the bucket can go.
+  const deleted = await new Promise<number>((resolve, reject) => {
+    const termination = session.request({ ':method': 'DELETE', ':path': new URL(created).pathname, 'tus-resumable': '1.0.0' })
+    termination.on('response', (head) => { resolve(Number(head[':status'])) })
+    termination.on('data', () => {})
+    termination.on('error', reject)
+    termination.end()
+  })
+  t.equal(deleted, 204, 'the upload was terminated')
+  session.destroy()
 })

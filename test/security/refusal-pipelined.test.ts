@@ -1,0 +1,104 @@
+// Found by an attack run on the lingering close (helper-42, 2026-12-06; failed before the fix): the
+// rest of a refused body was discarded through the HTTP parser, which then parsed a request
+// pipelined after it and served it, although the answer said `Connection: close` (RFC 9112 §9.6:
+// the server must not process further requests on that connection). Its answer was never sent:
+// an upload stored and `onUploadComplete` run with the client told nothing, a tus DELETE run
+// after the client saw only its PATCH's 409. At 13a397a (no lingering) none of them ran.
+import t from 'tap'
+import { connect, type Socket } from 'node:net'
+import { randomBytes } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { startApp } from '../support/app.ts'
+import { freshBucket, listKeys, needsStrictS3, testClient, testS3 } from '../support/s3.ts'
+import { createUpload, startTus, tusRequest } from '../support/tus.ts'
+
+const MiB = 1024 * 1024
+const server = await testS3()
+const client = testClient(server)
+const skip = needsStrictS3(server)
+
+interface Pipeline { write: (bytes: Buffer | string) => Promise<void>, answers: () => Promise<string>, host: string }
+
+/** One connection that writes requests back to back; answers() waits for the server's close (at most 15 s). */
+async function pipeline (url: string): Promise<Pipeline> {
+  const target = new URL(url)
+  const socket: Socket = connect({ host: target.hostname, port: Number(target.port) })
+  socket.on('error', () => {})
+  const chunks: Buffer[] = []
+  socket.on('data', (chunk: Buffer) => { chunks.push(chunk) })
+  const closed = new Promise<void>((resolve) => { socket.once('close', () => { resolve() }) })
+  const cap = setTimeout(() => { socket.destroy() }, 15_000)
+  await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
+  return {
+    host: target.host,
+    write: async (bytes) => {
+      if (!socket.destroyed && !socket.write(bytes)) await new Promise<void>((resolve) => { socket.once('drain', resolve); socket.once('close', resolve) })
+    },
+    answers: async () => {
+      await closed
+      clearTimeout(cap)
+      return Buffer.concat(chunks).toString('latin1')
+    }
+  }
+}
+
+/** A multipart POST /upload of one file of `bytes`. */
+async function upload (connection: Pipeline, name: string, bytes: number): Promise<void> {
+  const separator = `----pipelined-${randomBytes(8).toString('hex')}`
+  const head = Buffer.from(`--${separator}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\nContent-Type: application/octet-stream\r\n\r\n`)
+  const tail = Buffer.from(`\r\n--${separator}--\r\n`)
+  await connection.write(`POST /upload HTTP/1.1\r\nhost: ${connection.host}\r\ncontent-type: multipart/form-data; boundary=${separator}\r\ncontent-length: ${head.byteLength + bytes + tail.byteLength}\r\n\r\n`)
+  await connection.write(head)
+  await connection.write(randomBytes(bytes))
+  await connection.write(tail)
+}
+
+const answersIn = (text: string): number => (text.match(/HTTP\/1\.1 \d{3} /g) ?? []).length
+
+t.test('a request pipelined after a refused body is not served', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  let served = 0
+  const { url } = await startApp(t, server, { bucket, mode: 'inline', maxFileSize: MiB }, (app) => {
+    app.post('/marker', async () => { served += 1; return { ok: true } })
+  })
+  const connection = await pipeline(url)
+  await upload(connection, 'refused.bin', 2 * MiB)
+  await connection.write(`POST /marker HTTP/1.1\r\nhost: ${connection.host}\r\ncontent-length: 0\r\n\r\n`)
+  const answer = await connection.answers()
+  await sleep(200)
+  t.match(answer, /^HTTP\/1\.1 413 /, 'the refusal was read')
+  t.equal(answersIn(answer), 1, 'and only it')
+  t.equal(served, 0, `the request after "Connection: close" was not served (its handler ran ${served} time(s))`)
+})
+
+t.test('an upload pipelined after a refused body is not stored', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const { url } = await startApp(t, server, { bucket, mode: 'inline', maxFileSize: MiB, appendTimestamp: false })
+  const connection = await pipeline(url)
+  await upload(connection, 'refused.bin', 2 * MiB)
+  await upload(connection, 'smuggled.bin', 100 * 1024)
+  const answer = await connection.answers()
+  await sleep(1_000)
+  t.match(answer, /^HTTP\/1\.1 413 /, 'the refusal was read')
+  t.equal(answersIn(answer), 1, 'and only it')
+  t.same(await listKeys(client, bucket), [], 'nothing stored from the request after the close')
+})
+
+t.test('tus: a DELETE pipelined after a refused PATCH (409) does not terminate the upload', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const { endpoint } = await startTus(t, server, bucket)
+  const location = await createUpload(endpoint, 4 * MiB)
+  const path = new URL(location).pathname
+  const connection = await pipeline(endpoint)
+  // A wrong offset: refused (409) before its body is read.
+  await connection.write(`PATCH ${path} HTTP/1.1\r\nhost: ${connection.host}\r\ntus-resumable: 1.0.0\r\ncontent-type: application/offset+octet-stream\r\nupload-offset: 5\r\ncontent-length: ${MiB}\r\n\r\n`)
+  await connection.write(randomBytes(MiB))
+  await connection.write(`DELETE ${path} HTTP/1.1\r\nhost: ${connection.host}\r\ntus-resumable: 1.0.0\r\ncontent-length: 0\r\n\r\n`)
+  const answer = await connection.answers()
+  await sleep(500)
+  t.match(answer, /^HTTP\/1\.1 409 /, 'the 409 was read')
+  t.equal(answersIn(answer), 1, 'and only it')
+  const head = await tusRequest(location, 'HEAD')
+  t.equal(head.status, 200, `the upload is still there (HEAD: ${head.status})`)
+  await tusRequest(location, 'DELETE')
+})
