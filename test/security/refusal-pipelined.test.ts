@@ -102,3 +102,72 @@ t.test('tus: a DELETE pipelined after a refused PATCH (409) does not terminate t
   t.equal(head.status, 200, `the upload is still there (HEAD: ${head.status})`)
   await tusRequest(location, 'DELETE')
 })
+
+// Found in review (helper-43; so at 13a397a too, for a body small enough to be buffered): the
+// first fix stopped serving only once the refusal was written. A request that came while its
+// answer was still on the way — in an app's async onSend hook, or queued behind a slower answer
+// earlier on the connection — was served, its answer never sent.
+const multipartHead = (host: string, separator: string, length: number): string =>
+  `POST /upload HTTP/1.1\r\nhost: ${host}\r\ncontent-type: multipart/form-data; boundary=${separator}\r\ncontent-length: ${length}\r\n\r\n`
+
+/** A multipart upload of 3 KiB past a 1 KiB limit, sent in two halves `pause` ms apart: the refusal comes between them. */
+async function refusedInTwoHalves (connection: Pipeline, pause: number): Promise<void> {
+  const separator = `----window-${randomBytes(8).toString('hex')}`
+  const head = Buffer.from(`--${separator}\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`)
+  const tail = Buffer.from(`\r\n--${separator}--\r\n`)
+  const file = randomBytes(3 * 1024)
+  await connection.write(multipartHead(connection.host, separator, head.byteLength + file.byteLength + tail.byteLength))
+  await connection.write(Buffer.concat([head, file.subarray(0, 2048)]))
+  await sleep(pause)
+  await connection.write(Buffer.concat([file.subarray(2048), tail]))
+}
+
+t.test('a request that comes while the refusal is in an app\'s onSend hook is not served', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  let served = 0
+  const { url } = await startApp(t, server, { bucket, mode: 'inline', maxFileSize: 1024 }, (app) => {
+    app.post('/marker', async () => { served += 1; return { ok: true } })
+    app.addHook('onSend', async (_request, _reply, payload) => { await sleep(400); return payload })
+  })
+  const connection = await pipeline(url)
+  await refusedInTwoHalves(connection, 150)
+  await connection.write(`POST /marker HTTP/1.1\r\nhost: ${connection.host}\r\ncontent-length: 0\r\n\r\n`)
+  const answer = await connection.answers()
+  await sleep(200)
+  t.match(answer, /^HTTP\/1\.1 413 /, 'the refusal was read')
+  t.equal(answersIn(answer), 1, 'and only it')
+  t.equal(served, 0, `the request after it was not served (its handler ran ${served} time(s))`)
+})
+
+t.test('a request that comes while the refusal waits behind an earlier answer is not served', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  let served = 0
+  const { url } = await startApp(t, server, { bucket, mode: 'inline', maxFileSize: 1024, tus: { prefix: '/files' } }, (app) => {
+    app.post('/marker', async () => { served += 1; return { ok: true } })
+    app.get('/slow', async () => { await sleep(600); return { slow: true } })
+  })
+  const connection = await pipeline(url)
+  await connection.write(`GET /slow HTTP/1.1\r\nhost: ${connection.host}\r\n\r\n`)
+  await refusedInTwoHalves(connection, 200)
+  await connection.write(`POST /marker HTTP/1.1\r\nhost: ${connection.host}\r\ncontent-length: 0\r\n\r\n`)
+  const answer = await connection.answers()
+  await sleep(200)
+  t.same(answer.match(/HTTP\/1\.1 \d{3} /g) ?? [], ['HTTP/1.1 200 ', 'HTTP/1.1 413 '], 'the slow answer, then the refusal, nothing else')
+  t.equal(served, 0, `the request after it was not served (its handler ran ${served} time(s))`)
+
+  // tus: a PATCH refused (409) behind the slow answer, a DELETE after it.
+  const location = await createUpload(`${url}/files`, 1000)
+  const path = new URL(location).pathname
+  const tusConnection = await pipeline(url)
+  await tusConnection.write(`GET /slow HTTP/1.1\r\nhost: ${tusConnection.host}\r\n\r\n`)
+  await tusConnection.write(`PATCH ${path} HTTP/1.1\r\nhost: ${tusConnection.host}\r\ntus-resumable: 1.0.0\r\ncontent-type: application/offset+octet-stream\r\nupload-offset: 5\r\ncontent-length: 1024\r\n\r\n`)
+  await sleep(200)
+  await tusConnection.write(randomBytes(1024))
+  await tusConnection.write(`DELETE ${path} HTTP/1.1\r\nhost: ${tusConnection.host}\r\ntus-resumable: 1.0.0\r\ncontent-length: 0\r\n\r\n`)
+  const tusAnswer = await tusConnection.answers()
+  await sleep(500)
+  t.same(tusAnswer.match(/HTTP\/1\.1 \d{3} /g) ?? [], ['HTTP/1.1 200 ', 'HTTP/1.1 409 '], 'tus: the slow answer, then the 409, nothing else')
+  const head = await tusRequest(location, 'HEAD')
+  t.equal(head.status, 200, `the upload is still there (HEAD: ${head.status})`)
+  await tusRequest(location, 'DELETE')
+})
