@@ -5,39 +5,16 @@
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
 import { connect } from 'node:http2'
-import Fastify from 'fastify'
-import s3Chunk from 'fastify-s3-chunk'
-import { freshBucket, needsStrictS3, objectDigest, listKeys, pluginS3Options, sha256, testClient, testS3 } from '../support/s3.ts'
+import { freshBucket, needsStrictS3, objectDigest, listKeys, sha256, testClient, testS3 } from '../support/s3.ts'
+import { h2, startHttp2Tus } from '../support/tus.ts'
 
 const server = await testS3()
 const client = testClient(server)
 const skip = needsStrictS3(server)
 
-/** One request over its own HTTP/2 session: no Content-Length unless given. */
-async function h2 (url: string, method: string, path: string, headers: Record<string, string>, body?: Uint8Array): Promise<{ status: number, headers: Record<string, unknown> }> {
-  const session = connect(url)
-  try {
-    return await new Promise((resolve, reject) => {
-      const request = session.request({ ':method': method, ':path': path, 'tus-resumable': '1.0.0', ...headers })
-      let answer = { status: 0, headers: {} as Record<string, unknown> }
-      request.on('response', (head) => { answer = { status: Number(head[':status']), headers: head } })
-      request.on('data', () => {})
-      request.on('end', () => { resolve(answer) })
-      request.on('error', reject)
-      request.end(body)
-    })
-  } finally {
-    session.close()
-  }
-}
-
 t.test('tus over HTTP/2: a PATCH body without Content-Length is read, with or without a checksum', { skip }, async (t) => {
   const bucket = await freshBucket(t, server, client)
-  const app = Fastify({ http2: true })
-  await app.register(s3Chunk, { s3: pluginS3Options(server), bucket, mode: 'inline', tus: { prefix: '/files' } })
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  t.teardown(async () => { await app.close() })
-  const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+  const url = await startHttp2Tus(t, server, bucket)
   for (const withChecksum of [false, true]) {
     const data = randomBytes(1000)
     const created = await h2(url, 'POST', '/files', { 'upload-length': String(data.byteLength) })
@@ -72,11 +49,7 @@ t.test('tus over HTTP/2: a PATCH body without Content-Length is read, with or wi
 // the write's own idle watch, a 408 after twice bodyTimeout.
 t.test('tus over HTTP/2: headers and then nothing is 408 after bodyTimeout, once', { skip }, async (t) => {
   const bucket = await freshBucket(t, server, client)
-  const app = Fastify({ http2: true })
-  await app.register(s3Chunk, { s3: pluginS3Options(server), bucket, mode: 'inline', bodyTimeout: 3000, tus: { prefix: '/files' } })
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  t.teardown(async () => { await app.close() })
-  const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+  const url = await startHttp2Tus(t, server, bucket, { bodyTimeout: 3000 })
   const created = await h2(url, 'POST', '/files', { 'upload-length': '100' })
   const path = new URL(String(created.headers.location)).pathname
   const session = connect(url)

@@ -2,13 +2,16 @@
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import type { FastifyInstance } from 'fastify'
 import { request as httpRequest } from 'node:http'
+import { connect as connectHttp2 } from 'node:http2'
+import Fastify from 'fastify'
+import s3Chunk from 'fastify-s3-chunk'
 import * as tus from 'tus-js-client'
 import type { Test } from 'tap'
 import type { S3ChunkOptions } from 'fastify-s3-chunk'
 import { startApp } from './app.ts'
 import type { FaultRequest } from './fault-proxy.ts'
 import type { S3Server } from './s3-server.ts'
-import { listKeys, objectDigest, pendingUploads, sha256 } from './s3.ts'
+import { listKeys, objectDigest, pendingUploads, pluginS3Options, sha256 } from './s3.ts'
 
 export interface TusApp { app: FastifyInstance, url: string, endpoint: string }
 
@@ -17,6 +20,33 @@ export async function startTus (t: { teardown: (fn: () => unknown) => void }, se
   const { app, url } = await startApp(t, server, { bucket, tus: {}, ...options })
   const prefix = options.tus?.prefix ?? '/files'
   return { app, url, endpoint: `${url}${prefix}` }
+}
+
+/** A real HTTP/2 (cleartext) server with the tus endpoint at /files, inline mode; returns its base URL. */
+export async function startHttp2Tus (t: { teardown: (fn: () => unknown) => void }, server: S3Server, bucket: string, options: Partial<S3ChunkOptions> = {}): Promise<string> {
+  const app = Fastify({ http2: true })
+  await app.register(s3Chunk, { s3: pluginS3Options(server), bucket, mode: 'inline', tus: { prefix: '/files' }, ...options })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(async () => { await app.close() })
+  return `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+}
+
+/** One tus request over its own HTTP/2 session: no Content-Length unless given. */
+export async function h2 (url: string, method: string, path: string, headers: Record<string, string>, body?: Uint8Array): Promise<{ status: number, headers: Record<string, unknown> }> {
+  const session = connectHttp2(url)
+  try {
+    return await new Promise((resolve, reject) => {
+      const request = session.request({ ':method': method, ':path': path, 'tus-resumable': '1.0.0', ...headers })
+      let answer = { status: 0, headers: {} as Record<string, unknown> }
+      request.on('response', (head) => { answer = { status: Number(head[':status']), headers: head } })
+      request.on('data', () => {})
+      request.on('end', () => { resolve(answer) })
+      request.on('error', reject)
+      request.end(body)
+    })
+  } finally {
+    session.close()
+  }
 }
 
 /** One raw request to the endpoint, Tus-Resumable sent unless given as null. */
