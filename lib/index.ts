@@ -126,14 +126,10 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
     fastify.decorateRequest('s3Files', api.s3Files)
     fastify.decorateRequest('s3Fields', api.s3Fields)
 
-    // An upload that failed mid-body leaves the rest of it unread: close the
-    // connection after the reply instead of reading gigabytes only to discard them
-    // (a lingering close: the client still writing reads the answer, not a reset).
+    // An upload that failed mid-body leaves the rest of it unread: close the connection after
+    // the reply (a lingering close: the client still writing reads the answer, not a reset).
     fastify.addHook('onSend', async (request, reply) => {
-      if (bodyConsumed(request) && !request.raw.complete) {
-        reply.header('connection', 'close')
-        scopeOf(request).engine.lingering.arm(request.raw, reply.raw)
-      }
+      if (bodyConsumed(request) && !request.raw.complete) scopeOf(request).engine.lingering.closeAfterAnswer(request.raw, reply)
     })
 
     // A reply sent while the body is still arriving (the handler threw, or an

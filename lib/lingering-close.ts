@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { FastifyReply } from 'fastify'
 import type { ServerHttp2Stream } from 'node:http2'
 import type { Socket } from 'node:net'
 
@@ -47,10 +48,13 @@ export class LingeringCloses {
   }
 
   /**
-   * Arms the connection of a request answered with `Connection: close` before its body was read:
-   * Node calls `destroySoon()` once that answer is written, and the connection then lingers.
+   * Answers a request whose body was not read to its end with `Connection: close` — rather than
+   * read the rest only to discard it — and arms its connection: Node calls `destroySoon()` once
+   * that answer is written, and the connection then lingers.
    */
-  arm (raw: IncomingMessage, response: ServerResponse): void {
+  closeAfterAnswer (raw: IncomingMessage, reply: FastifyReply): void {
+    reply.header('connection', 'close')
+    const response = reply.raw
     if (raw.httpVersionMajor === 2) {
       closeStreamAfter(raw, response)
       return

@@ -158,12 +158,8 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       if (status === 500) message = 'Internal Server Error'
     }
     reply.header('Tus-Resumable', TUS_VERSION)
-    // A body we did not read to its end: close rather than read it only to discard it
-    // (a lingering close: the client still writing reads the answer, not a reset).
-    if (!request.raw.complete) {
-      reply.header('Connection', 'close')
-      engine.lingering.arm(request.raw, reply.raw)
-    }
+    // A body we did not read to its end (a lingering close: the client still writing reads the answer).
+    if (!request.raw.complete) engine.lingering.closeAfterAnswer(request.raw, reply)
     await reply.code(status).type('text/plain; charset=utf-8').send(message)
   })
 
