@@ -48,14 +48,15 @@ export async function postMultipart (url: string, parts: FormPart[], options: { 
   })
 }
 
-export async function postRaw (url: string, chunks: Iterable<Uint8Array>, headers: Record<string, string>, method = 'POST'): Promise<RawResponse> {
+export async function postRaw (url: string, chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, headers: Record<string, string>, method = 'POST'): Promise<RawResponse> {
   return await sendRequest(url, { method, headers, chunks })
 }
 
 export interface SendOptions {
   method?: string
   headers?: Record<string, string>
-  chunks?: Iterable<Uint8Array>
+  /** Written in order; an async iterable can hold the body back part-way (the request stays in flight). */
+  chunks?: Iterable<Uint8Array> | AsyncIterable<Uint8Array>
   /** Runs after every chunk is written, before the request is ended. */
   beforeEnd?: () => Promise<void>
 }
@@ -89,7 +90,7 @@ export async function sendRequest (url: string, options: SendOptions = {}): Prom
       reject(error)
     })
     void (async () => {
-      for (const chunk of chunks) {
+      for await (const chunk of chunks) {
         if (responded || req.destroyed) return
         if (!req.write(chunk)) {
           // Both listeners go once either fires: a 'close' listener left per chunk warned of a leak.
