@@ -81,12 +81,17 @@ t.test(`${UPLOADS} uploads under injected S3 faults and client disconnects`, { s
   const pings = await pinger.stop()
   t.equal(results.length, UPLOADS, 'every planned upload ran before the deadline')
 
-  // The server winds down: nothing in flight, no buffer held.
+  // The server winds down: every upload seen through, nothing in flight, no buffer held. A
+  // client that hung up was done before the server had read what it sent (loopback buffers
+  // hold megabytes): the upload may not even have begun when the last client returns.
+  const settled = (h: typeof health): boolean => h.uploads !== undefined && h.uploads.openConnections === 0 && h.uploads.handled === h.uploads.received &&
+    h.stats.uploadsInFlight === 0 && h.stats.bufferedBytes === 0
   let health = await app.health()
-  for (let i = 0; i < 100 && (health.stats.uploadsInFlight > 0 || health.stats.bufferedBytes > 0); i++) {
+  for (let i = 0; i < 100 && !settled(health); i++) {
     await sleep(100)
     health = await app.health()
   }
+  t.ok(settled(health), `the server saw every upload it received through: ${JSON.stringify(health.uploads)}`)
   t.equal(health.stats.uploadsInFlight, 0, 'no upload left running')
   t.equal(health.stats.bufferedBytes, 0, 'no part buffer left held')
 
@@ -117,6 +122,11 @@ t.test(`${UPLOADS} uploads under injected S3 faults and client disconnects`, { s
   t.comment(`orphaned multipart uploads: ${orphans.length} (and ${ghosts} listed by MinIO's listing cache only, see openUploads); objects committed for failed uploads: ${committedFailures.length}; corrupted objects: ${corrupted}`)
   t.comment(`health route: ${pings.latencies.length} answers, p99 ${p99.toFixed(1)} ms, max ${max.toFixed(1)} ms, errors ${pings.errors}; server event loop delay p99 ${health.eventLoopDelayMs.p99.toFixed(1)} ms, max ${health.eventLoopDelayMs.max.toFixed(1)} ms; server peak RSS ${(health.maxRss / MiB).toFixed(0)} MiB`)
 
+  // What the client of an orphan saw, should there be one: its plan and its answer.
+  for (const orphan of orphans) {
+    const result = results.find((r) => r.plan.filename === orphan.key)
+    t.comment(`open upload ${orphan.key}: ${result === undefined ? 'no client of that name' : JSON.stringify({ ...result.plan, status: result.status, body: result.body.slice(0, 200), error: result.error?.message })}`)
+  }
   t.same(orphans, [], 'zero pending multipart uploads')
   t.same(committedFailures.map((r) => r.plan.filename), [], 'zero committed objects for failed uploads')
   t.equal(corrupted, 0, 'every committed object byte-identical to its source')

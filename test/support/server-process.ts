@@ -13,6 +13,8 @@ export interface ServerHealth<Stats = Record<string, unknown>> {
   /** Peak resident set of the whole process (all threads), in bytes. */
   maxRss: number
   eventLoopDelayMs: { p99: number, max: number }
+  /** upload-server.mjs: POST /upload requests parsed and finished, and the connections that carry or may yet carry one. */
+  uploads?: { received: number, handled: number, openConnections: number }
   /** The main thread's garbage collections so far, by kind (gc-counter.mjs). */
   gc?: GcSeen
   stats: Stats

@@ -21,7 +21,31 @@ if (process.env.UPLOAD_SERVER_DIRECT_USER !== undefined) {
 const app = Fastify({ logger: { level: process.env.UPLOAD_SERVER_LOG ?? 'silent', stream: process.stderr } })
 await app.register(s3Chunk, options)
 
-app.post('/upload', async (request) => await request.s3File())
+// Whether every upload was seen through (an abort included), as this server knows it: a
+// client that hangs up is done before this server has read what it sent (loopback buffers hold
+// megabytes), so a test waits for these figures rather than for its clients.
+// - uploadsReceived / uploadsHandled: POST /upload requests parsed / whose handler has finished.
+// - openConnections: connections still open that did not serve another route (health checks):
+//   those with an upload on them, or whose request is not read yet.
+let uploadsReceived = 0
+let uploadsHandled = 0
+const connections = new Set()
+const otherRoutes = new WeakSet()
+app.server.on('connection', (socket) => {
+  connections.add(socket)
+  socket.once('close', () => connections.delete(socket))
+})
+app.addHook('onRequest', async (request) => {
+  if (request.routeOptions.url === '/upload') uploadsReceived++
+  else otherRoutes.add(request.raw.socket)
+})
+app.post('/upload', async (request) => {
+  try {
+    return await request.s3File()
+  } finally {
+    uploadsHandled++
+  }
+})
 app.post('/many', async (request) => {
   const files = []
   for await (const file of request.s3Files()) files.push(file)
@@ -34,6 +58,7 @@ const gcSeen = countGarbageCollections()
 app.get('/health', async () => ({
   ok: true,
   stats: app.s3Chunk.stats(),
+  uploads: { received: uploadsReceived, handled: uploadsHandled, openConnections: [...connections].filter((socket) => !otherRoutes.has(socket)).length },
   rss: process.memoryUsage().rss,
   // Peak resident set of the whole process (all threads), in bytes.
   maxRss: process.resourceUsage().maxRSS * 1024,
