@@ -94,6 +94,13 @@ export class LingeringCloses {
         sockets.delete(this)
       })
     }
+    // An app's onSend hook after ours may drop the header: Node then keeps the connection and
+    // never calls destroySoon(), and our onResponse destroyed the request with its socket — the
+    // reset again, the answer unread. Once the answer is written the linger begins all the same:
+    // before Node's own 'finish' listener and Fastify's onResponse (hence prepended).
+    response.prependOnceListener('finish', () => {
+      if ((response as { _last?: boolean })._last !== true) socket.destroySoon?.()
+    })
   }
 
   /**

@@ -89,6 +89,22 @@ t.test('a client that writes its whole body before reading gets the 413, not a r
   await expectNoPendingUploads(t, server, client, bucket)
 })
 
+// An app's own onSend hook, after the plugin's, that drops `Connection: close`: Node kept the
+// connection alive and never began the linger, and the plugin's onResponse then destroyed the
+// request with its socket — the reset again, the answer unread (found re-reading the linger).
+t.test('the 413 is read also when the app removed the answer\'s Connection: close', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const { url } = await startApp(t, server, { bucket, mode: 'inline', maxFileSize: MiB }, (app) => {
+    app.addHook('onSend', async (_request, reply, payload) => { reply.removeHeader('connection'); return payload })
+  })
+  const exchange = await writeAllThenRead(url, multipartUpload(24 * MiB))
+  t.equal(exchange.error, null, `no reset or broken pipe (wrote ${exchange.wrote} bytes, closed after ${exchange.closedAfterMs} ms)`)
+  t.match(exchange.answer, /^HTTP\/1\.1 413 /, `the 413 was read (${exchange.answer.split('\r\n')[0] ?? 'nothing'})`)
+  t.notMatch(exchange.answer, /connection: close/i, 'the app did remove the header')
+  t.ok(exchange.closedAfterMs < LINGER_MS + 7_000, `and the connection closed after the linger all the same (${exchange.closedAfterMs} ms)`)
+  await expectNoPendingUploads(t, server, client, bucket)
+})
+
 t.test('tus: a PATCH refused mid-body (413) or before it (409) is read by such a client too', { skip }, async (t) => {
   const bucket = await freshBucket(t, server, client)
   const { endpoint } = await startTus(t, server, bucket)
