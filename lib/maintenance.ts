@@ -136,16 +136,37 @@ export async function abortStaleUploads (client: S3Client, bucket: string, prefi
 /** Where a plugin scope's uploads go: a bucket and a key prefix ('' for the whole bucket). */
 export interface UploadLocation { bucket: string, prefix: string }
 
-/** abortStaleUploads over several locations: each bucket once, with all of its prefixes; `spareFrom`: the app's other locations. */
+/** A sweep that could not reach every bucket: the first failed bucket's error, with what the sweep did elsewhere. */
+export interface SweepFailure extends Error {
+  /** What was aborted and deleted in the buckets that could be swept. */
+  swept: { aborted: StaleUpload[], deleted: StaleObject[] }
+  /** Every bucket that could not be swept, with its error (a BucketCallError, with `s3`, for an S3 failure). */
+  failedBuckets: Array<{ bucket: string, error: unknown }>
+}
+
+/**
+ * abortStaleUploads over several locations: each bucket once, with all of its prefixes;
+ * `spareFrom`: the app's other locations. A bucket that fails (deleted, access denied) does not
+ * stop the others — the uploads a crash left there would stay on the bill behind it on every
+ * run: each is swept, then the first failure is thrown as a SweepFailure.
+ */
 export async function abortStaleUploadsAt (client: S3Client, locations: UploadLocation[], olderThan: number, { now = Date.now(), spareFrom = [] }: { now?: number, spareFrom?: UploadLocation[] } = {}): Promise<{ aborted: StaleUpload[], deleted: StaleObject[] }> {
   const result = { aborted: [] as StaleUpload[], deleted: [] as StaleObject[] }
+  const failedBuckets: SweepFailure['failedBuckets'] = []
   for (const [bucket, prefixes] of byBucket(locations)) {
     const others = spareFrom.filter((location) => location.bucket === bucket).map((location) => location.prefix)
-    const swept = await abortStaleUploads(client, bucket, prefixes, olderThan, { now, spareFrom: others })
-    result.aborted.push(...swept.aborted)
-    result.deleted.push(...swept.deleted)
+    try {
+      const swept = await abortStaleUploads(client, bucket, prefixes, olderThan, { now, spareFrom: others })
+      result.aborted.push(...swept.aborted)
+      result.deleted.push(...swept.deleted)
+    } catch (error) {
+      failedBuckets.push({ bucket, error })
+    }
   }
-  return result
+  const first = failedBuckets[0]
+  if (first === undefined) return result
+  const failure = (first.error instanceof Error ? first.error : new Error(String(first.error))) as SweepFailure
+  throw Object.assign(failure, { swept: result, failedBuckets })
 }
 
 /** ensureLifecycleRule over several locations: each bucket's rules written once; the first location's rule is returned. */

@@ -66,6 +66,10 @@ export interface S3ChunkDecorator {
    * ms ago and never completed (`deleted`), and expired tus uploads. Covers
    * every bucket and keyPrefix the scope stores to: its own, each rule set's,
    * each route's own `config.s3Chunk` (not options given to one s3File() call).
+   * A bucket that cannot be swept (deleted, access denied) does not stop the others: every
+   * bucket is swept, then the first failure rejects (FST_S3CHUNK_BUCKET_CALL, its `s3`
+   * details), with `swept` (what was aborted and deleted elsewhere) and `failedBuckets`
+   * (`[{ bucket, error }]`) on it.
    */
   abortStaleUploads: (options?: { olderThan?: number }) => Promise<{
     aborted: Array<{ key: string, uploadId: string, initiated: Date | undefined }>
