@@ -147,8 +147,8 @@ export interface SweepFailure extends Error {
 /**
  * abortStaleUploads over several locations: each bucket once, with all of its prefixes;
  * `spareFrom`: the app's other locations. A bucket that fails (deleted, access denied) does not
- * stop the others — the uploads a crash left there would stay on the bill behind it on every
- * run: each is swept, then the first failure is thrown as a SweepFailure.
+ * stop the others (what a crash left in the buckets after it stayed open on every run): each
+ * is swept, then the first failure is thrown as a SweepFailure.
  */
 export async function abortStaleUploadsAt (client: S3Client, locations: UploadLocation[], olderThan: number, { now = Date.now(), spareFrom = [] }: { now?: number, spareFrom?: UploadLocation[] } = {}): Promise<{ aborted: StaleUpload[], deleted: StaleObject[] }> {
   const result = { aborted: [] as StaleUpload[], deleted: [] as StaleObject[] }
