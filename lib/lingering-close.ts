@@ -24,7 +24,7 @@ export const CLOSING_LINGER_MS = 1_000
 const CHECK_EVERY_MS = 50
 
 type LingeringSocket = Socket & { destroySoon?: () => void, parser?: { onIncoming?: unknown } | null }
-type Dumpable = IncomingMessage & { _dump?: () => void }
+type Dumpable = IncomingMessage & { _dump?: () => void, upgrade?: boolean }
 
 /**
  * Lingering closes (RFC 9112 §9.6) for HTTP/1 answers sent before the request's body was read.
@@ -69,6 +69,11 @@ export class LingeringCloses {
     // pipelined behind a refused body ran, its answer never sent (two attack runs).
     if (socket.parser !== null && socket.parser !== undefined) {
       socket.parser.onIncoming = (incoming: Dumpable) => {
+        // Nor an upgrade (or CONNECT): Node's own handler clears the flag when no listener wants
+        // it; left set, Node hands the socket to the app's 'upgrade' listener (a WebSocket
+        // opened after the answer said close) or, with none, detaches it from the server, its
+        // error listener with it — a reset then crashed the process (an attack run).
+        incoming.upgrade = false
         incoming._dump?.()
         return 0
       }

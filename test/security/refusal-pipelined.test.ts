@@ -17,7 +17,7 @@ const server = await testS3()
 const client = testClient(server)
 const skip = needsStrictS3(server)
 
-interface Pipeline { write: (bytes: Buffer | string) => Promise<void>, answers: () => Promise<string>, host: string }
+interface Pipeline { write: (bytes: Buffer | string) => Promise<void>, answers: () => Promise<string>, reset: () => void, host: string }
 
 /** One connection that writes requests back to back; answers() waits for the server's close (at most 15 s). */
 async function pipeline (url: string): Promise<Pipeline> {
@@ -38,6 +38,10 @@ async function pipeline (url: string): Promise<Pipeline> {
       await closed
       clearTimeout(cap)
       return Buffer.concat(chunks).toString('latin1')
+    },
+    reset: () => {
+      clearTimeout(cap)
+      socket.resetAndDestroy()
     }
   }
 }
@@ -170,4 +174,55 @@ t.test('a request that comes while the refusal waits behind an earlier answer is
   const head = await tusRequest(location, 'HEAD')
   t.equal(head.status, 200, `the upload is still there (HEAD: ${head.status})`)
   await tusRequest(location, 'DELETE')
+})
+
+// Found by an attack run (helper-44, 2026-12-07; both failed before the fix): an upgrade request
+// (or CONNECT) pipelined after a refused body kept its upgrade flag, which Node's own handler
+// clears when no listener wants it. Node then handed the socket to the app's 'upgrade' listener —
+// a WebSocket opened after the answer said close — or, with no listener, detached it from the
+// server, error listener included: a reset before the answer was written crashed the process.
+const upgradeRequest = (host: string): string => `GET /ws HTTP/1.1\r\nhost: ${host}\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`
+
+t.test('an upgrade pipelined after a refused body is not handed to the app\'s upgrade listener', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  let upgraded = 0
+  const { app, url } = await startApp(t, server, { bucket, mode: 'inline', maxFileSize: MiB })
+  // As a WebSocket server would: its handshake (auth, a session) runs here.
+  app.server.on('upgrade', (_request, socket: Socket) => {
+    upgraded += 1
+    socket.on('error', () => {})
+    if (socket.writable) socket.end('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n')
+  })
+  const connection = await pipeline(url)
+  await upload(connection, 'refused.bin', 2 * MiB)
+  await connection.write(upgradeRequest(connection.host))
+  const answer = await connection.answers()
+  await sleep(200)
+  t.same(answer.match(/HTTP\/1\.1 \d{3} /g) ?? [], ['HTTP/1.1 413 '], 'the refusal, nothing else')
+  t.equal(upgraded, 0, `the upgrade after "Connection: close" was not handed over (the listener ran ${upgraded} time(s))`)
+})
+
+t.test('a reset after a pipelined upgrade, while the refusal waits in an onSend hook, does not crash the process', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  // tap's own handler would end the test at the first uncaught exception: they are counted instead.
+  const uncaught: string[] = []
+  const onUncaught = (error: Error): void => { uncaught.push(`${(error as NodeJS.ErrnoException).code ?? ''} ${error.message}`) }
+  const previous = process.listeners('uncaughtException')
+  process.removeAllListeners('uncaughtException')
+  process.on('uncaughtException', onUncaught)
+  t.teardown(() => {
+    process.off('uncaughtException', onUncaught)
+    for (const listener of previous) process.on('uncaughtException', listener)
+  })
+  const { url } = await startApp(t, server, { bucket, mode: 'inline', maxFileSize: 1024 }, (app) => {
+    app.addHook('onSend', async (_request, _reply, payload) => { await sleep(400); return payload })
+  })
+  const connection = await pipeline(url)
+  // Refused between the halves; the answer then waits 400 ms in the hook.
+  await refusedInTwoHalves(connection, 150)
+  await connection.write(upgradeRequest(connection.host))
+  await sleep(100)
+  connection.reset()
+  await sleep(1_000)
+  t.same(uncaught, [], 'no uncaught exception in the server')
 })
