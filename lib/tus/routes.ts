@@ -133,6 +133,14 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
   fastify.removeAllContentTypeParsers()
   fastify.addContentTypeParser('*', (_request, _payload, done) => { done(null) })
 
+  // A body we did not read to its end — a refusal mid-PATCH, or any answer to a request whose
+  // body nobody reads (an OPTIONS or DELETE with a chunked body that never ends: the parser above
+  // reads nothing, so Fastify's bodyLimit does not apply, and Node read it for ever to keep the
+  // connection; an attack run) — closes the connection after the answer, with a lingering close.
+  fastify.addHook('onSend', async (request, reply) => {
+    if (!request.raw.complete) engine.lingering.closeAfterAnswer(request.raw, reply)
+  })
+
   fastify.addHook('onRequest', async (request, reply) => {
     reply.header('Tus-Resumable', TUS_VERSION)
     reply.header('Access-Control-Expose-Headers', EXPOSED)
@@ -158,8 +166,6 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       if (status === 500) message = 'Internal Server Error'
     }
     reply.header('Tus-Resumable', TUS_VERSION)
-    // A body we did not read to its end (a lingering close: the client still writing reads the answer).
-    if (!request.raw.complete) engine.lingering.closeAfterAnswer(request.raw, reply)
     await reply.code(status).type('text/plain; charset=utf-8').send(message)
   })
 
