@@ -25,6 +25,7 @@ import { objectUrl } from './s3-client.js'
 import type { S3Fields, S3File } from './types.js'
 import { uploadStream, type UploadTarget } from './upload/coordinator.js'
 import { IdleWatch } from './upload/idle-watch.js'
+import { OutsideParts } from './upload/outside-parts.js'
 import { maxPartSize, partSchedule } from './upload/part-schedule.js'
 import { ProgressReporter } from './upload/progress.js'
 import { isStorageFailure } from './upload/s3-failure.js'
@@ -266,7 +267,8 @@ export function createRequestApi (): {
     scope.engine.assertOpen()
     const parts = openParts(request, config)
     scope.engine.holdRequest(request.raw)
-    const upload: Upload = { engine: scope.engine, config, watch: new IdleWatch(config.bodyTimeout), signal: options?.signal }
+    const watch = new IdleWatch(config.bodyTimeout)
+    const upload: Upload = { engine: scope.engine, config, watch, outside: new OutsideParts(request.raw, config.maxFieldSize, (error) => { watch.fail(error) }), signal: options?.signal }
     // Once the close grace is over, a request still reading its body — between files, in its
     // fields, or reading past s3File()'s file — is failed like the uploads (503), whatever its
     // client's pace: only the uploads in flight would be told otherwise.
@@ -289,7 +291,7 @@ export function createRequestApi (): {
     const state = stateOf(request)
     const stored: S3File[] = []
     try {
-      for await (const part of upload.watch.iterate(parts)) {
+      for await (const part of upload.outside.around(upload.watch.iterate(parts))) {
         if (part.type === 'field') {
           addField(state, part, upload.config)
           continue
@@ -303,6 +305,7 @@ export function createRequestApi (): {
       throw withStoredKeys(translateError(error, upload.config), stored)
     } finally {
       upload.watch.stop()
+      upload.outside.stop()
     }
   }
 
@@ -321,7 +324,7 @@ export function createRequestApi (): {
     const gate = commitGate()
     let pending: Promise<S3File> | undefined
     try {
-      for await (const part of upload.watch.iterate(parts)) {
+      for await (const part of upload.outside.around(upload.watch.iterate(parts))) {
         if (part.type === 'field') {
           addField(state, part, upload.config)
         } else if (pending === undefined) {
@@ -344,6 +347,7 @@ export function createRequestApi (): {
       throw translateError(own ?? error, upload.config)
     } finally {
       upload.watch.stop()
+      upload.outside.stop()
     }
     if (pending === undefined) throw new NoFileError()
     gate.resolve()
@@ -385,6 +389,8 @@ interface Upload {
   engine: Engine
   config: S3ChunkConfig
   watch: IdleWatch
+  /** Bounds the body's bytes outside its parts (the epilogue above all). */
+  outside: OutsideParts
   signal: AbortSignal | undefined
 }
 
