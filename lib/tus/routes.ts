@@ -110,7 +110,7 @@ async function bodyFollows (request: FastifyRequest, waitMs: number): Promise<bo
  */
 export async function tusRoutes (fastify: FastifyInstance, options: TusOptions): Promise<void> {
   const { config, tus, engine, onStored } = options
-  const store = new StateStore(engine.uploadClient, config.bucket, config.keyPrefix)
+  const store = new StateStore(engine.uploadClient, config.bucket, config.keyPrefix, { retry: engine.config.retry, checksums: engine.config.checksum !== 'none' })
   const tokens = new UploadTokens(config, tus.secret)
   const maxSize = Math.min(tus.maxSize ?? config.maxFileSize, config.maxFileSize)
   const leaseMs = tus.leaseTimeout * 1000

@@ -1,10 +1,13 @@
 import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
+import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type PutObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3'
 import { joinKey } from '../keys.js'
 import { etagValue } from '../s3-client.js'
 import type { ObjectParams } from '../options.js'
-import { describeS3Error } from '../upload/s3-failure.js'
+import { crc32 } from '../crc32.js'
+import type { RetryPolicy } from '../options.js'
+import { describeS3Error, storageFailure } from '../upload/s3-failure.js'
+import { crc32Base64, withRetries } from '../upload/send-part.js'
 
 /** Below keyPrefix: the key sanitiser strips leading dots, so no upload's own key can land here. */
 export const TUS_SEGMENT = '.tus'
@@ -120,6 +123,9 @@ export class StateConflict extends Error {
   }
 }
 
+/** S3's answers to a body that is not what its checksum or signature says: nothing was stored. */
+const BYTES_REFUSED = new Set(['BadDigest', 'XAmzContentChecksumMismatch', 'XAmzContentSHA256Mismatch', 'InvalidDigest'])
+
 /** Reads of a state whose body is not its ETag's, before giving up (StateConflict): ~100 ms. */
 const LOAD_ATTEMPTS = 5
 
@@ -138,10 +144,22 @@ export class StateStore {
   /** What this store's last state write answered for an ETag: its body's MD5, or something else (SSE-KMS); unknown before any. */
   #etags: 'unknown' | 'md5' | 'opaque' = 'unknown'
 
-  constructor (client: S3Client, bucket: string, keyPrefix: string) {
+  /**
+   * `retry`: the engine's, for the writes that may be repeated (a tail's name is its writer's
+   * alone, a delete is a delete); a conditional state write is not (its own answer says whether
+   * it landed). `checksums`: the engine checksums what it sends (so its bodies go unsigned,
+   * `payloadSigning`): tails and states then carry a CRC32 that S3 verifies too — without it a
+   * byte flipped on the way went into the tail and from there into the finished file, or broke
+   * the state's JSON (an attack run).
+   */
+  readonly #retry: RetryPolicy
+  readonly #checksums: boolean
+  constructor (client: S3Client, bucket: string, keyPrefix: string, { retry, checksums }: { retry: RetryPolicy, checksums: boolean }) {
     this.#client = client
     this.#bucket = bucket
     this.#prefix = tusPrefix(keyPrefix)
+    this.#retry = retry
+    this.#checksums = checksums
   }
 
   stateKey (id: string): string { return `${this.#prefix}/${id}` }
@@ -205,13 +223,7 @@ export class StateStore {
   async write (state: TusState, etag: string | null): Promise<StateWrite> {
     const body = JSON.stringify(state)
     try {
-      const answer = await this.#client.send(new PutObjectCommand({
-        Bucket: this.#bucket,
-        Key: this.stateKey(state.id),
-        Body: body,
-        ContentType: 'application/json',
-        ...(etag === null ? { IfNoneMatch: '*' } : { IfMatch: etag })
-      }))
+      const answer = await this.#putState(state.id, body, etag)
       const written = answer.ETag ?? ''
       // Every write tells what the store's ETags are (learnt here, where no read can race it).
       this.#etags = isMd5Of(written, body) ? 'md5' : 'opaque'
@@ -230,19 +242,65 @@ export class StateStore {
     }
   }
 
+  /**
+   * One conditional write of the state — again only when S3 refused its bytes as changed on the
+   * way (a checksum or digest mismatch): S3 stored nothing then, so the condition still holds.
+   */
+  async #putState (id: string, body: string, etag: string | null): Promise<PutObjectCommandOutput> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#client.send(new PutObjectCommand({
+          Bucket: this.#bucket,
+          Key: this.stateKey(id),
+          Body: body,
+          ContentType: 'application/json',
+          ...(this.#checksums ? { ChecksumCRC32: crc32Base64(Buffer.from(body)) } : {}),
+          ...(etag === null ? { IfNoneMatch: '*' } : { IfMatch: etag })
+        }))
+      } catch (error) {
+        const code = describeS3Error('PutObject', error).code ?? ''
+        if (attempt >= this.#retry.attempts || !BYTES_REFUSED.has(code)) throw error
+      }
+    }
+  }
+
+  /** Deletes the object, retried: one refusal (a 503) must not leave a finished upload's state behind. */
   async delete (key: string): Promise<void> {
-    await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key }))
+    await withRetries('DeleteObject', this.#retry, async () => await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key })))
   }
 
-  /** Writes the tail of generation `gen` for the hold `by` (a name no other writer uses). */
+  /** Writes the tail of generation `gen` for the hold `by` (a name no other writer uses: retried). */
   async putTail (id: string, gen: number, by: string, bytes: Uint8Array): Promise<void> {
-    await this.#client.send(new PutObjectCommand({ Bucket: this.#bucket, Key: this.tailKey(id, gen, by), Body: bytes, ContentLength: bytes.byteLength }))
+    await withRetries('PutObject', this.#retry, async () => await this.#client.send(new PutObjectCommand({
+      Bucket: this.#bucket,
+      Key: this.tailKey(id, gen, by),
+      Body: bytes,
+      ContentLength: bytes.byteLength,
+      ...(this.#checksums ? { ChecksumCRC32: crc32Base64(bytes) } : {})
+    })))
   }
 
-  /** The tail's bytes as a stream (read straight into the next part, never held whole). */
+  /**
+   * The tail's bytes as a stream (read straight into the next part, never held whole), checked
+   * at their end against the CRC32 S3 keeps (else the MD5 its ETag is, when it is one): bytes
+   * changed on the way back fail the PATCH, which then changes nothing.
+   */
   async * readTail (id: string, gen: number, by?: string): AsyncGenerator<Uint8Array> {
-    const answer = await this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: this.tailKey(id, gen, by) }))
-    for await (const chunk of answer.Body as AsyncIterable<Uint8Array>) yield chunk
+    const answer = await this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: this.tailKey(id, gen, by), ...(this.#checksums ? { ChecksumMode: 'ENABLED' } : {}) }))
+    const expectedCrc = answer.ChecksumCRC32
+    const etag = etagValue(answer.ETag)
+    const md5 = expectedCrc === undefined && /^[0-9a-f]{32}$/i.test(etag) ? createHash('md5') : null
+    let crc = 0
+    for await (const chunk of answer.Body as AsyncIterable<Uint8Array>) {
+      if (expectedCrc !== undefined) crc = crc32(chunk, crc)
+      md5?.update(chunk)
+      yield chunk
+    }
+    const crcRead = Buffer.alloc(4)
+    crcRead.writeUInt32BE(crc)
+    if ((expectedCrc !== undefined && crcRead.toString('base64') !== expectedCrc) || (md5 !== null && md5.digest('hex') !== etag.toLowerCase())) {
+      throw storageFailure({ operation: 'GetObject', name: 'TailChecksumMismatch', code: 'TailChecksumMismatch', message: 'the tail object read back does not match the checksum S3 keeps for it', retryable: true })
+    }
   }
 
   /**

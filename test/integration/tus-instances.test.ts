@@ -59,7 +59,7 @@ t.test('onUploadComplete throwing: 500, and the object is deleted (storage agree
 t.test('the state object\'s conditional writes: a stale ETag and a second create are refused', { skip }, async (t) => {
   const bucket = await freshBucket(t, server)
   const { StateStore, StateConflict } = await import('../../lib/tus/state.ts')
-  const store = new StateStore(client, bucket, '')
+  const store = new StateStore(client, bucket, '', { retry: { attempts: 3, baseDelayMs: 20, maxDelayMs: 200 }, checksums: true })
   const state = { v: 1 as const, id: 'f'.repeat(32), key: 'k', offset: 0, metadata: {}, originalName: 'k', expires: Date.now() + 60_000, partSize: 5 * MiB, parts: [], tail: 0, gen: 0 }
   const first = await store.save(state, null)
   await t.rejects(store.save(state, null), StateConflict, 'a second create')

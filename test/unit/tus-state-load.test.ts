@@ -32,7 +32,7 @@ function storeAnswering (reads: Array<{ body: string, etag: string }>, opaquePut
       return { ETag: read.etag, Body: { transformToByteArray: async () => new Uint8Array(Buffer.from(read.body)) } }
     }
   } as unknown as S3Client
-  return { store: new StateStore(client, 'b', ''), gets: () => gets, putsOpaque: (opaque) => { opaquePuts = opaque } }
+  return { store: new StateStore(client, 'b', '', { retry: { attempts: 1, baseDelayMs: 0, maxDelayMs: 0 }, checksums: false }), gets: () => gets, putsOpaque: (opaque) => { opaquePuts = opaque } }
 }
 
 t.test('a body with its own ETag: one read', async (t) => {
@@ -96,6 +96,6 @@ t.test('what the ETags are follows the store\'s last write, both ways', async (t
 t.test('no state: null, one read', async (t) => {
   let gets = 0
   const client = { send: async () => { gets++; throw Object.assign(new Error('NoSuchKey'), { name: 'NoSuchKey', Code: 'NoSuchKey', $metadata: { httpStatusCode: 404 } }) } } as unknown as S3Client
-  t.equal(await new StateStore(client, 'b', '').load(ID), null)
+  t.equal(await new StateStore(client, 'b', '', { retry: { attempts: 1, baseDelayMs: 0, maxDelayMs: 0 }, checksums: false }).load(ID), null)
   t.equal(gets, 1)
 })

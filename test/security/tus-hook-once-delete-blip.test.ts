@@ -1,0 +1,40 @@
+// Found by an attack run (helper-45, 2026-12-07; failed before the fix): one 503 to the DeleteObject of a finished upload's state makes
+// onUploadComplete run twice, on a live instance that neither died nor stalled. The finishing
+// PATCH ran Complete and the hook (accepted), then store.remove() deleted the tails and tried
+// the state once (the upload client has maxAttempts 1 and remove() does not retry): the state
+// stays, marked "completing", its hold no longer renewed. A leaseTimeout later (x2) the next HEAD
+// takes it for the mark of a dead instance and runs the hook again. README (onUploadComplete):
+// "Once per file, except for a tus upload whose instance died (or stalled for longer than
+// tus.leaseTimeout) between its Complete and its end".
+// Now the state's delete is retried (the engine's `retry`), like every other idempotent call.
+import t from 'tap'
+import { randomBytes } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { testFaultProxy } from '../support/fault-proxy.ts'
+import { freshBucket, needsStrictS3, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
+import { createUpload, isTusState, patchUpload, startTus, tusRequest } from '../support/tus.ts'
+
+const server = await testS3()
+const client = testClient(server)
+const skip = needsStrictS3(server)
+
+t.test('a transient S3 error removing a finished upload\'s state does not run onUploadComplete twice', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const proxy = await testFaultProxy(t, server.endpoint)
+  proxy.setRules([{ match: (request) => request.method === 'DELETE' && isTusState(request), fault: { kind: 'status', status: 503, code: 'SlowDown' }, times: 1 }])
+  const calls: string[] = []
+  const { endpoint } = await startTus(t, server, bucket, {
+    s3: { ...pluginS3Options(server), endpoint: proxy.endpoint },
+    tus: { leaseTimeout: 1 },
+    onUploadComplete: (file) => { calls.push(file.key) }
+  })
+  const data = randomBytes(1000)
+  const url = await createUpload(endpoint, data.byteLength)
+  t.equal((await patchUpload(url, 0, data)).status, 204, 'the upload finished')
+  t.equal(calls.length, 1, 'onUploadComplete ran')
+  t.equal(proxy.stats().faults.status, 1, 'one DeleteObject of the state was answered 503')
+  await sleep(2500)
+  const head = await tusRequest(url, 'HEAD')
+  t.equal(head.status, 200, 'HEAD: finished')
+  t.equal(calls.length, 1, `onUploadComplete ran once (ran ${calls.length} times)`)
+})
