@@ -108,8 +108,13 @@ async function bodyFollows (request: FastifyRequest, waitMs: number): Promise<bo
  * part senders as streamed uploads; bytes after the last whole part wait in
  * a small tail object in S3 for the next PATCH.
  */
+/** How long a PATCH has waited for its client's bytes before another PATCH of its upload stops it. */
+const STALLED_MS = 2_000
+
 export async function tusRoutes (fastify: FastifyInstance, options: TusOptions): Promise<void> {
   const { config, tus, engine, onStored } = options
+  /** The PATCHes running on this instance, by upload id: each stops, as if its client had left, when it is stalled. */
+  const running = new Map<string, () => void>()
   const store = new StateStore(engine.uploadClient, config.bucket, config.keyPrefix, { retry: engine.config.retry, checksums: engine.config.checksum !== 'none' })
   const tokens = new UploadTokens(config, tus.secret)
   const maxSize = Math.min(tus.maxSize ?? config.maxFileSize, config.maxFileSize)
@@ -463,7 +468,17 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       if (length > maxSize) throw new TusTooLargeError(maxSize)
       if (Math.ceil(length / state.partSize) > config.maxParts) throw new PartLimitError(config.maxParts)
     }
-    if (heldAt(state)) throw new TusLockedError()
+    if (heldAt(state)) {
+      // Held by a PATCH on this instance that has waited STALLED_MS for its client's bytes: it
+      // stops as if its client had left — what it stored is saved, the hold released — and this
+      // client's retry goes on from there. A connection that died without a FIN or RST (a phone
+      // changing networks) otherwise held the upload until bodyTimeout, 30 s, beyond
+      // tus-js-client's retries (an attack run); tusd stops the holder too. One whose bytes still
+      // come keeps its hold (two live clients would otherwise stop each other in turn), as does a
+      // PATCH on another instance, until it ends or its hold lapses.
+      running.get(state.id)?.()
+      throw new TusLockedError()
+    }
     // A finishing PATCH may only be late with its renewal: its mark is waited out (see abandoned()).
     if (finishingNow(state)) throw new TusLockedError()
     // What a PATCH that fails leaves: the upload as loaded — not a length it declared, nor a type
@@ -716,12 +731,17 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     // saved, and the answer is 503 + Retry-After — any instance resumes from there. Once
     // the whole body is read there is nothing to stop: the upload finishes.
     let readDone = false
-    const unsubscribe = engine.shutdown.subscribe((reason) => {
+    const interrupt = (reason: unknown): void => {
       if (readDone) return
       interrupted = reason
       // Unblocks a read waiting on the client (the socket goes; the client's retry finds the saved offset).
       if (!request.raw.complete) request.raw.destroy()
-    })
+    }
+    const unsubscribe = engine.shutdown.subscribe(interrupt)
+    // So does a PATCH of the same upload arriving on this instance while this one has waited
+    // STALLED_MS for its client's bytes (see patch()).
+    const stopIfStalled = (): void => { if (watch.idleMs() >= STALLED_MS) interrupt(new TusLockedError()) }
+    running.set(state.id, stopIfStalled)
 
     // The bytes in upload order: the stored tail, then the body (counted, bounded, hashed).
     const tailGen = state.gen
@@ -1005,6 +1025,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     } finally {
       clearInterval(renew)
       unsubscribe()
+      if (running.get(state.id) === stopIfStalled) running.delete(state.id)
       watch.stop()
       engine.counters.uploadsInFlight -= 1
       if (held_ > 0) engine.buffers.forget(held_)

@@ -19,6 +19,8 @@ export class IdleWatch {
   #waiting: ((error: Error) => void) | null = null
   /** Set by fail(): every read from then on fails with it, the one waiting now included. */
   #failure: Error | null = null
+  /** When the read waiting now began (Date.now()); 0 while none waits. */
+  #waitingSince = 0
 
   constructor (ms: number) {
     this.#ms = ms
@@ -61,6 +63,11 @@ export class IdleWatch {
     this.#waiting?.(error)
   }
 
+  /** How long the read waiting now has waited for the client: 0 while none waits (nothing asked, or TCP held back by us). */
+  idleMs (): number {
+    return this.#waiting === null ? 0 : Date.now() - this.#waitingSince
+  }
+
   stop (): void {
     clearTimeout(this.#timer)
     this.#timer = undefined
@@ -79,6 +86,7 @@ export class IdleWatch {
     let fail: ((error: Error) => void) | undefined
     const expired = new Promise<never>((_resolve, reject) => { fail = reject })
     this.#waiting = fail as (error: Error) => void
+    this.#waitingSince = Date.now()
     try {
       return await Promise.race([read, expired])
     } finally {
