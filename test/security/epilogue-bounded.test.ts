@@ -6,10 +6,9 @@
 // read oversize-file-early.test.ts closed for files. Now 400 past maxFieldSize + 8 MiB outside
 // any part (lib/upload/outside-parts.ts).
 import t from 'tap'
-import { connect } from 'node:net'
 import { randomBytes } from 'node:crypto'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { startApp } from '../support/app.ts'
+import { floodChunked } from '../support/chunked-flood.ts'
 import { boundary, multipartChunks, postRaw } from '../support/multipart.ts'
 import { freshBucket, needsStrictS3, testClient, testS3 } from '../support/s3.ts'
 
@@ -18,41 +17,13 @@ const server = await testS3()
 const client = testClient(server)
 const skip = needsStrictS3(server)
 
-/** Sends `head`, then `filler` in a loop (chunked) for up to `seconds`: how much the server took, and its first answer line. */
-async function flood (url: string, route: string, separator: string, head: Buffer, filler: Buffer, seconds: number): Promise<{ sentMiB: number, answer: string, ms: number }> {
-  const target = new URL(url)
-  const socket = connect({ host: target.hostname, port: Number(target.port) })
-  socket.on('error', () => {})
-  const chunks: Buffer[] = []
-  socket.on('data', (chunk: Buffer) => { chunks.push(chunk) })
-  let closed = false
-  socket.once('close', () => { closed = true })
-  await new Promise<void>((resolve) => socket.once('connect', resolve))
-  socket.write(`POST ${route} HTTP/1.1\r\nhost: ${target.host}\r\ncontent-type: multipart/form-data; boundary=${separator}\r\ntransfer-encoding: chunked\r\n\r\n`)
-  const chunk = (bytes: Buffer): Buffer => Buffer.concat([Buffer.from(`${bytes.byteLength.toString(16)}\r\n`), bytes, Buffer.from('\r\n')])
-  socket.write(chunk(head))
-  const framed = chunk(filler)
-  const started = Date.now()
-  let sent = 0
-  while (!closed && chunks.length === 0 && Date.now() - started < seconds * 1000) {
-    sent += filler.byteLength
-    if (!socket.write(framed)) await Promise.race([new Promise((resolve) => { socket.once('drain', resolve); socket.once('close', resolve) }), sleep(1_000)])
-  }
-  await sleep(200)
-  socket.destroy()
-  return { sentMiB: Math.round(sent / MiB), answer: Buffer.concat(chunks).toString('latin1').split('\r\n')[0] ?? '', ms: Date.now() - started }
-}
-
-// No 'a'..'z' run that could begin "\r\n--<separator>": bytes that are never a boundary.
-const filler = Buffer.alloc(256 * 1024, 'x')
-
 for (const route of ['/upload', '/many']) {
   t.test(`${route}: an endless epilogue after the closing boundary is not read without bound`, { skip }, async (t) => {
     const bucket = await freshBucket(t, server, client)
     const { url } = await startApp(t, server, { bucket, mode: 'inline', maxFileSize: MiB, maxFieldSize: 1024, bodyTimeout: 10_000 })
     const separator = `----epilogue-${randomBytes(8).toString('hex')}`
     const head = Buffer.from(`--${separator}\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\nContent-Type: application/octet-stream\r\n\r\nsmall file\r\n--${separator}--\r\n`)
-    const result = await flood(url, route, separator, head, filler, 6)
+    const result = await floodChunked(url, { method: 'POST', path: route, headers: { 'content-type': `multipart/form-data; boundary=${separator}` }, head }, { seconds: 6, untilAnswer: true })
     t.comment(JSON.stringify(result))
     t.ok(result.sentMiB < 256, `the server stopped reading (it took ${result.sentMiB} MiB of epilogue in ${result.ms} ms; answer: ${JSON.stringify(result.answer)})`)
   })
