@@ -129,10 +129,11 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
     // An upload that failed mid-body leaves the rest of it unread: close the connection after
     // the reply (a lingering close: the client still writing reads the answer, not a reset).
     // So does a multipart body nobody began to read — a route refused before its handler (a
-    // preHandler's 401): @fastify/multipart's parser reads nothing, and Node read the rest for
-    // ever to keep the connection, a chunked body that never ends included (an attack run).
+    // preHandler's or an onRequest hook's 401): @fastify/multipart's parser reads nothing, and
+    // Node read the rest for ever to keep the connection, a chunked body that never ends
+    // included (an attack run). Told by its header: in onRequest no parser has run yet (review).
     fastify.addHook('onSend', async (request, reply) => {
-      if (!request.raw.complete && (bodyConsumed(request) || request.isMultipart())) scopeOf(request).engine.lingering.closeAfterAnswer(request.raw, reply)
+      if (!request.raw.complete && (bodyConsumed(request) || MULTIPART.test(request.headers['content-type'] ?? ''))) scopeOf(request).engine.lingering.closeAfterAnswer(request.raw, reply)
     })
 
     // A reply sent while the body is still arriving (the handler threw, or an
@@ -144,6 +145,8 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
     })
   }
 }
+
+const MULTIPART = /^\s*multipart\/form-data\b/i
 
 /**
  * `fastify.s3Chunk` for one registration scope: the shared engine, this scope's bucket; its
