@@ -99,6 +99,9 @@ async function bodyFollows (request: FastifyRequest, waitMs: number): Promise<bo
   return true
 }
 
+/** How long a PATCH has waited for its client's bytes before another PATCH of its upload stops it. */
+const STALLED_MS = 2_000
+
 /**
  * The tus 1.0.0 endpoint (core, creation, creation-with-upload,
  * creation-defer-length, termination, expiration, checksum). Each upload is
@@ -108,9 +111,6 @@ async function bodyFollows (request: FastifyRequest, waitMs: number): Promise<bo
  * part senders as streamed uploads; bytes after the last whole part wait in
  * a small tail object in S3 for the next PATCH.
  */
-/** How long a PATCH has waited for its client's bytes before another PATCH of its upload stops it. */
-const STALLED_MS = 2_000
-
 export async function tusRoutes (fastify: FastifyInstance, options: TusOptions): Promise<void> {
   const { config, tus, engine, onStored } = options
   /** The PATCHes running on this instance, by upload id: each stops, as if its client had left, when it is stalled. */
