@@ -4,7 +4,7 @@ import fastifyMultipart from '@fastify/multipart'
 import { AlreadyRegisteredError, InvalidOptionError } from './errors.js'
 import { engineFor, forgetEngine } from './engine.js'
 import { checkRootConfig, layerRules, parseOptions, RULE_OPTIONS, type RouteRules, type S3ChunkConfig, type S3ChunkOptions } from './options.js'
-import { bodyConsumed, createRequestApi, kScope, scopeOf, type Scope } from './request-api.js'
+import { bodyConsumed, createRequestApi, declaresMultipart, kScope, scopeOf, type Scope } from './request-api.js'
 import { directRoutes } from './direct/routes.js'
 import { tusRoutes } from './tus/routes.js'
 import { abortStaleUploadsAt, ensureCors, ensureLifecycleRulesAt, type UploadLocation } from './maintenance.js'
@@ -133,7 +133,7 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
     // Node read the rest for ever to keep the connection, a chunked body that never ends
     // included (an attack run). Told by its header: in onRequest no parser has run yet (review).
     fastify.addHook('onSend', async (request, reply) => {
-      if (!request.raw.complete && (bodyConsumed(request) || MULTIPART.test(request.headers['content-type'] ?? ''))) scopeOf(request).engine.lingering.closeAfterAnswer(request.raw, reply)
+      if (!request.raw.complete && (bodyConsumed(request) || declaresMultipart(request))) scopeOf(request).engine.lingering.closeAfterAnswer(request.raw, reply)
     })
 
     // A reply sent while the body is still arriving (the handler threw, or an
@@ -145,8 +145,6 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
     })
   }
 }
-
-const MULTIPART = /^\s*multipart\/form-data\b/i
 
 /**
  * `fastify.s3Chunk` for one registration scope: the shared engine, this scope's bucket; its

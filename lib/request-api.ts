@@ -111,6 +111,11 @@ export function rulesFor (request: FastifyRequest, options: UploadOptions | unde
   return { scope, config }
 }
 
+/** The request's header says multipart/form-data: told before any parser has run (onRequest), unlike `request.isMultipart()`. */
+export function declaresMultipart (request: FastifyRequest): boolean {
+  return /^\s*multipart\/form-data\b/i.test(request.headers['content-type'] ?? '')
+}
+
 export function createRequestApi (): {
   s3File: (this: FastifyRequest, options?: UploadOptions) => Promise<S3File>
   s3Files: (this: FastifyRequest, options?: UploadOptions) => AsyncGenerator<S3File, void, undefined>
@@ -120,7 +125,7 @@ export function createRequestApi (): {
     if (!request.isMultipart()) {
       // A multipart request looks like none before Fastify parses it (onRequest, preParsing).
       // Not a GET or HEAD's: Fastify never parses theirs (a client's header is no app mistake: found in review).
-      if (request.method !== 'GET' && request.method !== 'HEAD' && /^multipart\/form-data\b/i.test(request.headers['content-type'] ?? '')) throw new BodyNotParsedError()
+      if (request.method !== 'GET' && request.method !== 'HEAD' && declaresMultipart(request)) throw new BodyNotParsedError()
       throw new NotMultipartError()
     }
     const state = stateOf(request)
@@ -261,7 +266,11 @@ export function createRequestApi (): {
     }
   }
 
-  function begin (request: FastifyRequest, options: UploadOptions | undefined): { upload: Upload, parts: AsyncIterableIterator<Multipart> } {
+  /**
+   * Opens one call's upload: `parts` is the body's parts under its idle watch and the cap on
+   * bytes outside them; `end()` stops both, once the call is done with the body.
+   */
+  function begin (request: FastifyRequest, options: UploadOptions | undefined): { upload: Upload, parts: AsyncIterable<Multipart>, end: () => void } {
     const { scope, config } = rulesFor(request, options)
     // Closing: a new upload is refused before any byte of it is read (503, Retry-After).
     scope.engine.assertOpen()
@@ -277,7 +286,11 @@ export function createRequestApi (): {
       const unsubscribe = scope.engine.shutdown.subscribe((reason) => { upload.watch.fail(reason instanceof Error ? reason : new ClosingError()) })
       request.raw.once('close', unsubscribe)
     }
-    return { upload, parts }
+    const end = (): void => {
+      upload.watch.stop()
+      upload.outside.stop()
+    }
+    return { upload, parts: upload.outside.around(upload.watch.iterate(parts)), end }
   }
 
   /**
@@ -287,11 +300,11 @@ export function createRequestApi (): {
    */
   async function * s3Files (this: FastifyRequest, options?: UploadOptions): AsyncGenerator<S3File, void, undefined> {
     const request = this
-    const { upload, parts } = begin(request, options)
+    const { upload, parts, end } = begin(request, options)
     const state = stateOf(request)
     const stored: S3File[] = []
     try {
-      for await (const part of upload.outside.around(upload.watch.iterate(parts))) {
+      for await (const part of parts) {
         if (part.type === 'field') {
           addField(state, part, upload.config)
           continue
@@ -304,8 +317,7 @@ export function createRequestApi (): {
     } catch (error) {
       throw withStoredKeys(translateError(error, upload.config), stored)
     } finally {
-      upload.watch.stop()
-      upload.outside.stop()
+      end()
     }
   }
 
@@ -319,12 +331,12 @@ export function createRequestApi (): {
    */
   async function s3File (this: FastifyRequest, options?: UploadOptions): Promise<S3File> {
     const request = this
-    const { upload, parts } = begin(request, options)
+    const { upload, parts, end } = begin(request, options)
     const state = stateOf(request)
     const gate = commitGate()
     let pending: Promise<S3File> | undefined
     try {
-      for await (const part of upload.outside.around(upload.watch.iterate(parts))) {
+      for await (const part of parts) {
         if (part.type === 'field') {
           addField(state, part, upload.config)
         } else if (pending === undefined) {
@@ -346,8 +358,7 @@ export function createRequestApi (): {
       const own = await pending?.then(() => undefined, (failure: unknown) => failure)
       throw translateError(own ?? error, upload.config)
     } finally {
-      upload.watch.stop()
-      upload.outside.stop()
+      end()
     }
     if (pending === undefined) throw new NoFileError()
     gate.resolve()
