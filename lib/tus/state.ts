@@ -6,7 +6,7 @@ import { etagValue } from '../s3-client.js'
 import type { ObjectParams } from '../options.js'
 import { crc32 } from '../crc32.js'
 import type { RetryPolicy } from '../options.js'
-import { describeS3Error, storageFailure } from '../upload/s3-failure.js'
+import { describeS3Error, s3Call, storageFailure } from '../upload/s3-failure.js'
 import { crc32Base64, withRetries } from '../upload/send-part.js'
 
 /** Below keyPrefix: the key sanitiser strips leading dots, so no upload's own key can land here. */
@@ -286,23 +286,33 @@ export class StateStore {
    * are MD5s): bytes changed on the way back fail the PATCH, which then changes nothing.
    */
   async * readTail (id: string, gen: number, by?: string): AsyncGenerator<Uint8Array> {
-    const answer = await this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: this.tailKey(id, gen, by), ...(this.#checksums ? { ChecksumMode: 'ENABLED' } : {}) }))
+    const answer = await s3Call('GetObject', async () => await this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: this.tailKey(id, gen, by), ...(this.#checksums ? { ChecksumMode: 'ENABLED' } : {}) })))
     const expectedCrc = answer.ChecksumCRC32
     const etag = etagValue(answer.ETag)
     // An ETag of 32 hex digits is the MD5 only where this store's state writes showed it (an
     // SSE-KMS bucket's default encryption gives others: its tails were refused for ever, found in review).
     const md5 = expectedCrc === undefined && this.#etags === 'md5' && /^[0-9a-f]{32}$/i.test(etag) ? createHash('md5') : null
     let crc = 0
-    for await (const chunk of answer.Body as AsyncIterable<Uint8Array>) {
+    const chunks = (answer.Body as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]()
+    for (;;) {
+      let next: IteratorResult<Uint8Array>
+      try {
+        next = await chunks.next()
+      } catch (error) {
+        // The body cut off, or (ChecksumMode ENABLED) the SDK's own check of the CRC32 at its
+        // end — a plain Error that was answered 500 (found in a test that flips a byte of the
+        // answer). Either way the bytes did not arrive intact: a storage failure worth retrying.
+        throw SDK_CHECKSUM_MISMATCH.test(String((error as { message?: unknown })?.message)) ? tailMismatch() : storageFailure({ ...describeS3Error('GetObject', error), retryable: true })
+      }
+      if (next.done === true) break
+      const chunk = next.value
       if (expectedCrc !== undefined) crc = crc32(chunk, crc)
       md5?.update(chunk)
       yield chunk
     }
     const crcRead = Buffer.alloc(4)
     crcRead.writeUInt32BE(crc)
-    if ((expectedCrc !== undefined && crcRead.toString('base64') !== expectedCrc) || (md5 !== null && md5.digest('hex') !== etag.toLowerCase())) {
-      throw storageFailure({ operation: 'GetObject', name: 'TailChecksumMismatch', code: 'TailChecksumMismatch', message: 'the tail object read back does not match the checksum S3 keeps for it', retryable: true })
-    }
+    if ((expectedCrc !== undefined && crcRead.toString('base64') !== expectedCrc) || (md5 !== null && md5.digest('hex') !== etag.toLowerCase())) throw tailMismatch()
   }
 
   /**
@@ -317,4 +327,11 @@ export class StateStore {
     await Promise.allSettled([...new Set([named, ...tails])].map(async (key) => { await this.delete(key) }))
     await this.delete(this.stateKey(state.id))
   }
+}
+
+/** The SDK's error when a body does not match the checksum header S3 sent with it. */
+const SDK_CHECKSUM_MISMATCH = /^Checksum mismatch/i
+
+function tailMismatch (): Error {
+  return storageFailure({ operation: 'GetObject', name: 'TailChecksumMismatch', code: 'TailChecksumMismatch', message: 'the tail object read back does not match the checksum S3 keeps for it', retryable: true })
 }

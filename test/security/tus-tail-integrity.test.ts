@@ -69,3 +69,32 @@ t.test('a state object corrupted on its way to S3 does not break the upload', { 
   const rest = await patchUpload(url, offset, data.subarray(offset))
   t.equal(rest.status, 204, `the rest finishes the upload (got ${rest.status})`)
 })
+
+// The read side through the real SDK (the unit test's client is a fake): with ChecksumMode
+// ENABLED the SDK checks the CRC32 itself and throws its own error at the body's end.
+t.test('a tail read back corrupted on its way from S3 fails the PATCH retryably, and the upload still finishes intact', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const proxy = await testFaultProxy(t, server.endpoint)
+  const { endpoint } = await startTus(t, server, bucket, {
+    s3: { ...pluginS3Options(server), endpoint: proxy.endpoint },
+    retry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 50 }
+  })
+  const data = randomBytes(8 * MiB)
+  const url = await createUpload(endpoint, data.byteLength)
+  const first = await patchUpload(url, 0, data.subarray(0, 3 * MiB))
+  t.equal(first.status, 204, 'the first PATCH (all of it a tail) is answered')
+  proxy.setRules([{ match: (request) => request.method === 'GET' && request.path.includes('.tail.'), fault: { kind: 'flipAnswer' }, times: 1 }])
+  const offset = Number(first.headers.get('upload-offset'))
+  const second = await patchUpload(url, offset, data.subarray(offset))
+  t.equal(proxy.stats().faults.flipAnswer, 1, 'the tail was corrupted on its way back')
+  const refusal = await second.text()
+  t.ok([502, 503].includes(second.status), `the PATCH is refused with an answer a client retries (got ${second.status}: ${refusal.slice(0, 200)})`)
+  const head = await tusRequest(url, 'HEAD')
+  const resumeAt = Number(head.headers.get('upload-offset'))
+  t.equal(resumeAt, offset, 'nothing of the failed PATCH was taken')
+  const retried = await patchUpload(url, resumeAt, data.subarray(resumeAt))
+  t.equal(retried.status, 204, 'the retried PATCH finishes the upload')
+  const keys = (await listKeys(client, bucket)).filter((key) => !key.includes('/.tus/') && !key.startsWith('.tus/'))
+  t.equal(keys.length, 1, 'one object')
+  t.equal((await objectDigest(client, bucket, keys[0] as string)).sha256, sha256(data), 'the stored object is byte-identical to what was sent')
+})

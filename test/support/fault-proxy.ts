@@ -4,11 +4,11 @@
 import { Agent, createServer, request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import type { Socket } from 'node:net'
-import { pipeline } from 'node:stream'
+import { pipeline, Transform } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { seededRandom } from './seeded-random.ts'
 
-export type FaultKind = 'reset' | 'status' | 'delay' | 'flip' | 'resetMidBody' | 'dropAnswer'
+export type FaultKind = 'reset' | 'status' | 'delay' | 'flip' | 'flipAnswer' | 'resetMidBody' | 'dropAnswer'
 
 export type Fault =
   /** Destroy the client's socket (TCP RST) without answering. */
@@ -29,6 +29,8 @@ export type Fault =
   | { kind: 'dropAnswer' }
   /** Forward with one body byte XORed with 0xff: at `offset`, else the middle (content-length known), else byte 0. */
   | { kind: 'flip', offset?: number }
+  /** Forward normally, then relay S3's answer with one body byte XORed with 0xff: the middle of a body with a Content-Length, else byte 0. */
+  | { kind: 'flipAnswer' }
 
 /** What a rule sees of a request. `path` and `query` are as sent, not normalised. */
 export interface FaultRequest {
@@ -103,7 +105,23 @@ const FALLBACK_5XX: [string, string] = ['InternalError', 'We encountered an inte
 const noop = (): void => {}
 
 function emptyStats (): FaultStats {
-  return { requests: 0, forwarded: 0, faults: { reset: 0, status: 0, delay: 0, flip: 0, resetMidBody: 0, dropAnswer: 0 } }
+  return { requests: 0, forwarded: 0, faults: { reset: 0, status: 0, delay: 0, flip: 0, flipAnswer: 0, resetMidBody: 0, dropAnswer: 0 } }
+}
+
+/** Passes bytes through with the one at `at` XORed with 0xff. */
+function flipping (at: number): Transform {
+  let passed = 0
+  return new Transform({
+    transform (chunk: Buffer, _encoding, done) {
+      let out = chunk
+      if (at >= passed && at < passed + chunk.byteLength) {
+        out = Buffer.from(chunk)
+        out[at - passed] = (out[at - passed] as number) ^ 0xff
+      }
+      passed += chunk.byteLength
+      done(null, out)
+    }
+  })
 }
 
 function splitUrl (url: string): { path: string, query: URLSearchParams } {
@@ -198,6 +216,11 @@ export async function startFaultProxy (options: { target: string, seed?: number 
         return
       }
       res.writeHead(response.statusCode ?? 502, response.statusMessage, response.rawHeaders)
+      if (fault?.kind === 'flipAnswer') {
+        const length = Number(response.headers['content-length'])
+        pipeline(response, flipping(Number.isFinite(length) && length > 0 ? Math.floor(length / 2) : 0), res, noop)
+        return
+      }
       pipeline(response, res, noop)
     })
 
