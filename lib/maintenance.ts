@@ -297,11 +297,25 @@ async function tusObjects (client: S3Client, bucket: string, prefix: string): Pr
   return objects
 }
 
-/** A state object's content; null when it cannot be read or is not JSON (left as it is). */
+/**
+ * A state object's content; null when it is gone (finished or removed since the listing) or is
+ * not JSON (left as it is). Any other failure stops this bucket's sweep: a state S3 would not
+ * give (throttling, a 5xx, a body cut off) says nothing of whether its upload is live, and
+ * skipping it left that upload's multipart upload to the age-based abort — a live tus upload
+ * killed by one SlowDown (found by an attack run, helper-47).
+ */
 async function readTusState (client: S3Client, bucket: string, key: string): Promise<TusState | null> {
+  let text: string
   try {
     const answer = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
-    return JSON.parse(await answer.Body?.transformToString() ?? '') as TusState
+    text = await answer.Body?.transformToString() ?? ''
+  } catch (error) {
+    const info = describeS3Error('GetObject', error)
+    if (info.status === 404 || info.code === 'NoSuchKey') return null
+    throw bucketFailure(info)
+  }
+  try {
+    return JSON.parse(text) as TusState
   } catch {
     return null
   }
