@@ -108,13 +108,22 @@ export function sameFormat (a: string, b: string): boolean {
 }
 
 /**
+ * busboy's type for a file part sent without a Content-Type (RFC 7578's default), which it cannot
+ * tell from a declared `text/plain` — and Python's requests, among others, sends none. For a
+ * streamed file (`partDefault`) it says nothing about the format: the bytes decide, as for a
+ * generic declaration, and bytes no format matches stay `text/plain`. A PNG sent so was refused
+ * 415 "text/plain" by `allowedTypes: ['image/*']` (found in a new user's review).
+ */
+const PART_DEFAULT_TYPE = 'text/plain'
+
+/**
  * Checks a declaration before any byte is read, where that is possible:
  * with `allowedTypes`, a specific declaration must itself be allowed (a
  * generic one waits for the bytes). Returns the parsed declaration.
  */
-export function checkDeclaredType (declared: unknown, allowed: readonly string[] | undefined): string | undefined {
+export function checkDeclaredType (declared: unknown, allowed: readonly string[] | undefined, partDefault = false): string | undefined {
   const type = parseMediaType(declared)
-  if (allowed !== undefined && !isGenericType(type) && !typeAllowed(type as string, allowed)) {
+  if (allowed !== undefined && !isGenericType(type) && !(partDefault && type === PART_DEFAULT_TYPE) && !typeAllowed(type as string, allowed)) {
     throw new TypeNotAllowedError(type as string)
   }
   return type
@@ -128,13 +137,16 @@ export function checkDeclaredType (declared: unknown, allowed: readonly string[]
  * the sniffed type, and a specific declaration must name the same format as
  * the bytes. Without `allowedTypes` the declaration is kept; a generic or
  * missing one takes the sniffed type when the bytes are recognised and not
- * active content, else `application/octet-stream`.
+ * active content, else `application/octet-stream`. `partDefault`: see PART_DEFAULT_TYPE.
  */
-export function decideType (declared: string | undefined, sniffed: string | undefined, allowed: readonly string[] | undefined): string {
+export function decideType (declared: string | undefined, sniffed: string | undefined, allowed: readonly string[] | undefined, partDefault = false): string {
+  const defaulted = partDefault && declared === PART_DEFAULT_TYPE
   if (allowed === undefined) {
-    if (!isGenericType(declared)) return declared as string
-    return sniffed !== undefined && !isActiveContent(sniffed) ? sniffed : 'application/octet-stream'
+    if (!isGenericType(declared) && !defaulted) return declared as string
+    if (sniffed !== undefined && !isActiveContent(sniffed)) return sniffed
+    return defaulted ? PART_DEFAULT_TYPE : 'application/octet-stream'
   }
+  if (defaulted) declared = undefined
   if (sniffed === undefined) throw new TypeNotAllowedError('unrecognised content')
   if (!typeAllowed(sniffed, allowed)) throw new TypeNotAllowedError(sniffed)
   if (!isGenericType(declared) && !sameFormat(declared as string, sniffed)) {

@@ -48,6 +48,7 @@ interface RequestState {
   fields: S3Fields
   /** Bytes of the field values kept so far: bounded by maxFieldsSize. */
   fieldBytes: number
+  fieldCount: number
 }
 
 const states = new WeakMap<FastifyRequest, RequestState>()
@@ -55,7 +56,7 @@ const states = new WeakMap<FastifyRequest, RequestState>()
 function stateOf (request: FastifyRequest): RequestState {
   let state = states.get(request)
   if (state === undefined) {
-    state = { consumed: false, fields: Object.create(null) as S3Fields, fieldBytes: 0 }
+    state = { consumed: false, fields: Object.create(null) as S3Fields, fieldBytes: 0, fieldCount: 0 }
     states.set(request, state)
   }
   return state
@@ -139,9 +140,12 @@ export function createRequestApi (): {
       limits: {
         fileSize: config.maxFileSize,
         files: config.maxFiles,
-        fields: config.maxFields,
+        // One more than allowed: busboy's fieldsLimit only drops later fields and goes on handing
+        // over files (@fastify/multipart reports it at the body's end), so a file after the limit
+        // was stored. addField() refuses the field past maxFields where it stands (found in review).
+        fields: config.maxFields + 1,
         fieldSize: config.maxFieldSize,
-        parts: config.maxFiles + config.maxFields
+        parts: config.maxFiles + config.maxFields + 1
       },
       // A size limit must fail the upload, never truncate it.
       throwFileSizeLimit: true,
@@ -166,7 +170,7 @@ export function createRequestApi (): {
       throw new BadMultipartError(`a filename is longer than ${MAX_ORIGINAL_NAME_BYTES} bytes`)
     }
     // 400 for a malformed declaration, 415 for a specific one not allowed, before any byte is read.
-    const declared = checkDeclaredType(part.mimetype === '' ? undefined : part.mimetype, upload.config.allowedTypes)
+    const declared = checkDeclaredType(part.mimetype === '' ? undefined : part.mimetype, upload.config.allowedTypes, true)
     const file = {
       fieldName: part.fieldname,
       originalName,
@@ -448,6 +452,7 @@ function addField (state: RequestState, part: { fieldname: string, value: unknow
   // @fastify/busboy never cuts a name (nor says so): one as long as a part's header (80 KiB) came
   // through, outside every bound (found by an attack run). Names are bounded here.
   if (part.fieldnameTruncated === true || Buffer.byteLength(part.fieldname) > MAX_FIELD_NAME_BYTES) throw new TooManyPartsError(`a field name is longer than ${MAX_FIELD_NAME_BYTES} bytes`)
+  if (++state.fieldCount > config.maxFields) throw new TooManyPartsError(`more than ${config.maxFields} fields`)
   const text = typeof part.value === 'string' ? part.value : jsonFieldText(part.value)
   // @fastify/multipart keeps each field's part (this object) in its request body until the
   // request ends: a parsed JSON value held there is ~20 times its text (8 open requests of one
@@ -491,7 +496,7 @@ function checkedSource (
       let headBytes = 0
       const decide = async (): Promise<Buffer> => {
         const bytes = Buffer.concat(head ?? [])
-        await settle(decideType(declared, await sniffType(bytes), config.allowedTypes))
+        await settle(decideType(declared, await sniffType(bytes), config.allowedTypes, true))
         head = null
         return bytes
       }

@@ -5,7 +5,8 @@ import { randomBytes } from 'node:crypto'
 
 export type FormPart =
   | { name: string, value: string }
-  | { name: string, filename: string, contentType?: string, data: Uint8Array }
+  /** `contentType: null` sends no Content-Type line (as Python requests does for a file). */
+  | { name: string, filename: string, contentType?: string | null, data: Uint8Array }
 
 export function boundary (): string {
   return `----fastify-s3-chunk-${randomBytes(8).toString('hex')}`
@@ -18,7 +19,7 @@ export function multipartChunks (parts: FormPart[], separator: string): Uint8Arr
     if ('filename' in part) {
       chunks.push(Buffer.from(
         `--${separator}\r\nContent-Disposition: form-data; name="${part.name}"; filename="${part.filename.replace(/"/g, '%22')}"\r\n` +
-        `Content-Type: ${part.contentType ?? 'application/octet-stream'}\r\n\r\n`, 'utf8'))
+        (part.contentType === null ? '\r\n' : `Content-Type: ${part.contentType ?? 'application/octet-stream'}\r\n\r\n`), 'utf8'))
       chunks.push(part.data)
       chunks.push(Buffer.from('\r\n'))
     } else {
