@@ -96,13 +96,19 @@ export async function directRoutes (
     return file
   }
 
-  /** True when an object is at `key` (a store that ignores If-None-Match on copies is caught here). */
+  /**
+   * True when an object is at `key` (a store that ignores If-None-Match on copies is caught here).
+   * A 403 cannot tell: AWS answers it for a key with no object to credentials without
+   * s3:ListBucket (the IAM policy the README gives), and every completion was 502 (found in a
+   * review). The copy's own If-None-Match then decides, which AWS enforces.
+   */
   async function exists (key: string): Promise<boolean> {
     try {
       await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))
       return true
     } catch (error) {
-      if (httpStatus(error) === 404) return false
+      const status = httpStatus(error)
+      if (status === 404 || status === 403) return false
       throw storageFailure(describeS3Error('HeadObject', error))
     }
   }

@@ -1,0 +1,33 @@
+// Found in a new user's review (helper-48, 2026-12-07; 502 before the fix): credentials without
+// s3:ListBucket — the direct-mode IAM policy the README gives — are answered 403, not 404, by
+// AWS for a HeadObject of a key with no object. The look before the promotion copy (for stores
+// that ignore If-None-Match on CopyObject, as MinIO does) took that 403 for a storage failure,
+// and every POST upload's /s3/complete with `overwrite: false` was 502. A 403 now says
+// "cannot tell": the copy's own If-None-Match decides (AWS enforces it). MinIO answers 404
+// whatever the policy, so the 403 is played by the fault proxy.
+import t from 'tap'
+import { testFaultProxy } from '../support/fault-proxy.ts'
+import { pngBytes } from '../support/samples.ts'
+import { expectNoPendingUploads, freshBucket, listKeys, needsStrictS3, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
+import { api, params, postToS3, startDirect } from './direct-support.ts'
+
+const server = await testS3()
+const client = testClient(server)
+const skip = needsStrictS3(server)
+
+t.test('a POST upload completes when S3 answers the look at its final key 403 (no s3:ListBucket)', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const proxy = await testFaultProxy(t, server.endpoint)
+  const { url, stored } = await startDirect(t, server, bucket, { s3: { ...pluginS3Options(server), endpoint: proxy.endpoint } })
+  const post = await params(url, 'alice', 'cat.png', 'image/png')
+  t.equal(post.status, 200)
+  t.equal((await postToS3(post.json, pngBytes(2000))).status, 204, 'posted to S3')
+  // As AWS answers a key with no object to credentials without s3:ListBucket.
+  proxy.setRules([{ match: (request) => request.method === 'HEAD' && !request.path.includes('/.staging/'), fault: { kind: 'status', status: 403, code: 'AccessDenied', message: 'Access Denied' } }])
+  const done = await api(`${url}/s3/complete`, 'alice', 'POST', { key: post.json.key })
+  t.equal(done.status, 200, `completed (got ${done.status}: ${JSON.stringify(done.json).slice(0, 200)})`)
+  t.ok(proxy.stats().faults.status >= 1, 'the look at the final key was answered 403')
+  t.equal(stored.length, 1, 'recorded once')
+  t.ok((await listKeys(client, bucket)).includes(done.json.key as string), 'stored at its final key')
+  await expectNoPendingUploads(t, server, client, bucket)
+})
