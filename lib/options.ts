@@ -47,11 +47,11 @@ export interface DirectUser {
 }
 
 /**
- * Decides whether a direct-upload request may go on: the user, or null/undefined
- * for "not signed in" (401). Throw ForbiddenError (403) — or any error with a
- * statusCode — to refuse a signed-in user.
+ * Decides whether a direct-upload request may go on: the user, or null/undefined/false
+ * for "not signed in" (401; `false` so that `session.valid && { userId }` type-checks). Throw
+ * ForbiddenError (403) — or any error with a statusCode — to refuse a signed-in user.
  */
-export type AuthorizeFunction = (request: FastifyRequest) => DirectUser | null | undefined | Promise<DirectUser | null | undefined>
+export type AuthorizeFunction = (request: FastifyRequest) => DirectUser | null | undefined | false | Promise<DirectUser | null | undefined | false>
 
 /** What a `direct.key()` option receives. */
 export interface DirectKeyContext {

@@ -49,9 +49,9 @@ export async function directRoutes (
   const claims = new CompletionClaims(client, bucket, config.keyPrefix)
 
   async function userOf (request: FastifyRequest): Promise<DirectUser> {
-    const user: DirectUser | null | undefined = await direct.authorize(request)
+    const user: DirectUser | null | undefined | false = await direct.authorize(request)
     // Any falsy answer (null, undefined, false, '', 0) means "not signed in".
-    if (user === null || user === undefined || !(user as unknown)) throw new UnauthorizedError()
+    if (user === null || user === undefined || user === false || !(user as unknown)) throw new UnauthorizedError()
     if (typeof user.userId !== 'string' || user.userId === '') throw new Error('direct.authorize() must return { userId: string } or null')
     return user
   }

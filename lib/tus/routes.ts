@@ -176,8 +176,8 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
 
   async function userOf (request: FastifyRequest): Promise<DirectUser | undefined> {
     if (tus.authorize === undefined) return undefined
-    const user: DirectUser | null | undefined = await tus.authorize(request)
-    if (user === null || user === undefined || !(user as unknown)) throw new UnauthorizedError()
+    const user: DirectUser | null | undefined | false = await tus.authorize(request)
+    if (user === null || user === undefined || user === false || !(user as unknown)) throw new UnauthorizedError()
     if (typeof user.userId !== 'string' || user.userId === '') throw new Error('tus.authorize() must return { userId: string } or null')
     return user
   }
