@@ -9,6 +9,7 @@ import {
   BadRequestError,
   BodyTimeoutError,
   FileTooLargeError,
+  InvalidOptionError,
   PartLimitError,
   StorageError,
   TusChecksumMismatchError,
@@ -117,7 +118,12 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
   const running = new Map<string, () => void>()
   const store = new StateStore(engine.uploadClient, config.bucket, config.keyPrefix, { retry: engine.config.retry, checksums: engine.config.checksum !== 'none' })
   const tokens = new UploadTokens(config, tus.secret)
-  const maxSize = Math.min(tus.maxSize ?? config.maxFileSize, config.maxFileSize)
+  // A tus.maxSize above the rules' maxFileSize was capped without a word (found in a new user's
+  // review): Tus-Max-Size said less than configured. Said at boot instead.
+  if (tus.maxSize !== undefined && tus.maxSize > config.maxFileSize) {
+    throw new InvalidOptionError(`"tus.maxSize": ${tus.maxSize} is above the maxFileSize its rules allow (${config.maxFileSize}${tus.rules !== undefined ? `, rule set "${tus.rules}"` : ''}); raise that maxFileSize or lower tus.maxSize`)
+  }
+  const maxSize = tus.maxSize ?? config.maxFileSize
   const leaseMs = tus.leaseTimeout * 1000
   /**
    * A finishing PATCH's mark whose hold lapsed a whole lease ago: its instance is taken as gone.
