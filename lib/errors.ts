@@ -85,7 +85,7 @@ export const InvalidKeyError = createError<'FST_S3CHUNK_INVALID_KEY', 500, [stri
 /** The plugin is closing; new uploads are refused. */
 export const ClosingError = createError<'FST_S3CHUNK_CLOSING', 503, []>(
   'FST_S3CHUNK_CLOSING',
-  'The server is shutting down; upload refused',
+  'The server is shutting down; the upload was not stored',
   503
 )
 
@@ -113,7 +113,7 @@ export const TypeNotAllowedError = createError<'FST_S3CHUNK_TYPE_NOT_ALLOWED', 4
 /** A direct upload broke the rules once in S3 (size, type); it was deleted. `%s` is the reason. */
 export const UploadRejectedError = createError<'FST_S3CHUNK_UPLOAD_REJECTED', 422, [string]>(
   'FST_S3CHUNK_UPLOAD_REJECTED',
-  'Upload rejected and deleted: %s',
+  'Upload rejected: %s',
   422
 )
 

@@ -273,7 +273,7 @@ export async function directRoutes (
     } catch (error) {
       if (!isStorageFailure(error) || error.s3.status !== 412) throw error
       // A condition failed: the final key was taken meanwhile, or the staged object was replaced after its check.
-      copied = await refuse(await exists(final) ? new KeyExistsError(final) : new UploadRejectedError('it changed while it was checked'))
+      copied = await refuse(await exists(final) ? new KeyExistsError(final) : new UploadRejectedError('it changed while it was checked; it was deleted'))
     }
     // Promoted: a staged copy left behind (a failed delete) is reclaimed by the sweep or the lifecycle rule.
     const stagedLeft = await deleteObject(client, bucket, staging, checked.versionId, { log: request.log }).then(() => false, (error: unknown) => {

@@ -34,14 +34,16 @@ export async function checkObject (client: S3Client, config: S3ChunkConfig, key:
   try {
     head = await client.send(new HeadObjectCommand({ Bucket: config.bucket, Key: key }))
   } catch (error) {
-    if (httpStatus(error) === 404) throw new UploadRejectedError('there is no object at that key')
+    // 403: what AWS answers for a missing key to credentials without s3:ListBucket (the README's policy).
+    const status = httpStatus(error)
+    if (status === 404 || status === 403) throw new UploadRejectedError(`there is no object at that key${status === 403 ? ' (S3 answered 403: none, or these credentials may not read it)' : ''}`)
     throw storageFailure(describeS3Error('HeadObject', error))
   }
   const reject = async (reason: string): Promise<never> => {
     // That version: on a versioned bucket a plain delete only hides the bytes behind a marker.
     await deleteObject(client, config.bucket, key, head.VersionId, { log })
     log.info({ key, reason }, 'fastify-s3-chunk: direct upload rejected and deleted')
-    throw new UploadRejectedError(reason)
+    throw new UploadRejectedError(`${reason}; it was deleted`)
   }
   const size = head.ContentLength ?? 0
   const etag = head.ETag ?? ''
