@@ -79,7 +79,7 @@ t.test('without rules, objects and multipart uploads pass through byte-identical
   const stats = proxy.stats()
   t.equal(stats.requests, 6)
   t.equal(stats.forwarded, 6, 'every request was forwarded')
-  t.same(stats.faults, { reset: 0, status: 0, delay: 0, flip: 0, resetMidBody: 0, dropAnswer: 0 })
+  t.same(stats.faults, { reset: 0, status: 0, delay: 0, flip: 0, flipAnswer: 0, resetMidBody: 0, dropAnswer: 0 })
   await expectNoPendingUploads(t, server, client, bucket)
 })
 
@@ -185,6 +185,22 @@ t.test('flip: S3 rejects the corrupted part; the same part sent again is stored'
   await expectNoPendingUploads(t, server, client, bucket)
 })
 
+t.test('flipAnswer: S3\'s answer reaches the client with its middle byte changed, once', async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const { proxy, s3 } = await proxied(t)
+  const data = randomBytes(64 * 1024)
+  await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'read.bin', Body: data }))
+  proxy.setRules([{ match: isGetObject, fault: { kind: 'flipAnswer' }, times: 1 }])
+  const read = async (): Promise<Buffer> => Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'read.bin' }))).Body?.transformToByteArray() ?? [])
+  const flipped = await read()
+  t.equal(flipped.byteLength, data.byteLength, 'the whole body')
+  const changed = [...flipped.keys()].filter((i) => flipped[i] !== data[i])
+  t.same(changed, [data.byteLength / 2], 'one byte changed, the middle one')
+  t.equal(flipped[data.byteLength / 2], (data[data.byteLength / 2] as number) ^ 0xff, 'XORed with 0xff')
+  t.same(await read(), data, '`times: 1`: the next read is intact')
+  t.equal(proxy.stats().faults.flipAnswer, 1)
+})
+
 t.test('delay: the matching request waits, then goes through', async (t) => {
   const bucket = await freshBucket(t, server, client)
   const { proxy, s3 } = await proxied(t)
@@ -215,7 +231,7 @@ t.test('times limits a rule; a seeded probability fails the same requests on eve
   t.same(statuses, [500, 500, 200], 'two injections, then the request is forwarded')
   t.match(proxy.stats(), { requests: 3, forwarded: 1, faults: { status: 2 } })
   proxy.resetStats()
-  t.same(proxy.stats(), { requests: 0, forwarded: 0, faults: { reset: 0, status: 0, delay: 0, flip: 0, resetMidBody: 0, dropAnswer: 0 } })
+  t.same(proxy.stats(), { requests: 0, forwarded: 0, faults: { reset: 0, status: 0, delay: 0, flip: 0, flipAnswer: 0, resetMidBody: 0, dropAnswer: 0 } })
 
   // Two proxies with one seed fail the same requests.
   const patterns: string[] = []
