@@ -65,23 +65,25 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
   // @fastify/multipart parses the body; reuse it when the app registered it already.
   if (!fastify.hasRequestDecorator('parts')) await fastify.register(fastifyMultipart)
 
-  // Where this scope's routes store beyond its rule sets: a route's own `config.s3Chunk` bucket or
-  // keyPrefix, seen as routes are added (the sweep and the lifecycle rule cover them too).
+  // Each route's `config.s3Chunk` is checked as the route is added: a mistake (an option, a rule
+  // set's name) fails boot, naming the route — it was a 500 at the route's every upload, its
+  // message sent to the client (found in a new user's review). And where the scope's routes store
+  // beyond its rule sets — a route's own bucket or keyPrefix — is kept (the sweep and the
+  // lifecycle rule cover them too).
   const routeLocations: UploadLocation[] = []
   fastify.addHook('onRoute', function (this: FastifyInstance, route) {
     // The hook sees the routes of nested scopes too: one with a registration of its own runs by
     // that one's rules (and its own decorator covers it), not by these.
     if ((this as Scoped)[kScope] !== scope) return
     const given = (route.config as { s3Chunk?: RouteRules } | undefined)?.s3Chunk
-    if (given === undefined || typeof given === 'string' || (given.bucket === undefined && given.keyPrefix === undefined)) return
-    const { rules: setName, ...overrides } = given
-    const base = setName !== undefined && Object.hasOwn(rules, setName) ? rules[setName] as S3ChunkConfig : config
-    try {
-      const layered = layerRules(base, overrides, 'route config.s3Chunk')
-      routeLocations.push({ bucket: layered.bucket, prefix: layered.keyPrefix })
-    } catch {
-      // Refused again, and said, by the route's first upload.
-    }
+    if (given === undefined) return
+    const where = `route ${String(route.method)} ${route.url}`
+    const setName = typeof given === 'string' ? given : given.rules
+    if (setName !== undefined && !Object.hasOwn(rules, setName)) throw new InvalidOptionError(`${where}: no rule set named "${setName}" (declare it in the plugin's \`rules\` option)`)
+    if (typeof given === 'string') return
+    const { rules: _name, ...overrides } = given
+    const layered = layerRules(setName !== undefined ? rules[setName] as S3ChunkConfig : config, overrides, `${where} config.s3Chunk`)
+    if (given.bucket !== undefined || given.keyPrefix !== undefined) routeLocations.push({ bucket: layered.bucket, prefix: layered.keyPrefix })
   })
   const decorator = scopeDecorator(scope, routeLocations)
   // An outer registration decorated the app already: this scope gets its own view.
