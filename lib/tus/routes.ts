@@ -296,7 +296,9 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       return value.Metadata?.[UPLOAD_ID_META] === id ? value : null
     } catch (error) {
       const info = failureInfo('HeadObject', error)
-      if (info.status !== undefined && info.status >= 400 && info.status < 500) return null
+      // A 4xx says no such object — but not throttling (429) or a timeout (408), S3's failures,
+      // answered as one: a 404 made tus-js-client start the whole file over (an attack run).
+      if (info.status !== undefined && info.status >= 400 && info.status < 500 && info.status !== 429 && info.status !== 408 && !info.retryable) return null
       throw storageFailure(info)
     }
   }

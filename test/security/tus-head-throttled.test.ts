@@ -1,0 +1,31 @@
+// Found by an attack run (helper-49, 2026-12-07; 404 before the fix): a finished tus upload's URL is answered from its object (finishedObject: HeadObject).
+// Any 4xx there is read as "no such object" — including 429 (SlowDown/TooManyRequests, which the
+// plugin itself treats as retryable throttling) and 408 RequestTimeout: after the retries, HEAD (and a
+// finishing PATCH sent again) answers 404, and tus-js-client starts the whole file over.
+import t from 'tap'
+import { randomBytes } from 'node:crypto'
+import { testFaultProxy } from '../support/fault-proxy.ts'
+import { needsStrictS3, freshBucket, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
+import { createUpload, patchUpload, startTus, tusRequest } from '../support/tus.ts'
+
+const server = await testS3()
+const client = testClient(server)
+const skip = needsStrictS3(server)
+
+for (const status of [429, 408]) {
+  t.test(`HEAD of a finished upload while S3 answers ${status}: not 404`, { skip }, async (t) => {
+    const bucket = await freshBucket(t, server, client)
+    const proxy = await testFaultProxy(t, server.endpoint)
+    const { endpoint } = await startTus(t, server, bucket, { s3: { ...pluginS3Options(server), endpoint: proxy.endpoint }, retry: { attempts: 3, baseDelayMs: 50, maxDelayMs: 200 } })
+    const data = randomBytes(1000)
+    const url = await createUpload(endpoint, data.byteLength)
+    t.equal((await patchUpload(url, 0, data)).status, 204, 'finished')
+    proxy.setRules([{ match: (r) => r.method === 'HEAD', fault: { kind: 'status', status, code: status === 429 ? 'SlowDown' : 'RequestTimeout' } }])
+    const head = await tusRequest(url, 'HEAD')
+    const again = await patchUpload(url, data.byteLength, new Uint8Array(0))
+    proxy.setRules([])
+    t.not(head.status, 404, `HEAD: ${head.status}`)
+    t.not(again.status, 404, `the finishing PATCH sent again: ${again.status}`)
+    t.equal((await tusRequest(url, 'HEAD')).status, 200, 'once S3 answers, HEAD 200')
+  })
+}
