@@ -274,7 +274,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
 
   /**
    * The size of the object a finished upload stored, or null: no object there,
-   * one another upload put at that key, or one S3 will not describe: any 4xx —
+   * one another upload put at that key, or one S3 will not describe: any 4xx but throttling and timeouts (429, 408) —
    * an SSE-C object without its key is 400, and a missing key is 403 to
    * credentials without s3:ListBucket (the IAM policy the README gives). S3
    * unreachable (5xx, no answer) is a 503, never a 404, which would make the
