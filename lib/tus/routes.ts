@@ -277,7 +277,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
    * one another upload put at that key, or one S3 will not describe: any 4xx but throttling and timeouts (429, 408) —
    * an SSE-C object without its key is 400, and a missing key is 403 to
    * credentials without s3:ListBucket (the IAM policy the README gives). S3
-   * unreachable (5xx, no answer) is a 503, never a 404, which would make the
+   * unreachable (5xx, no answer) is a 502, never a 404, which would make the
    * client start over.
    */
   async function finishedSize (id: string, key: string): Promise<number | null> {
