@@ -129,8 +129,8 @@ const BYTES_REFUSED = new Set(['BadDigest', 'XAmzContentChecksumMismatch', 'XAmz
 /** Reads of a state whose body is not its ETag's, before giving up (StateConflict): ~100 ms. */
 const LOAD_ATTEMPTS = 5
 
-/** `ownEtag`: the ETag is the body's MD5 (a store's plain ETag for a single PUT). */
-interface StateRead { text: string, etag: string, ownEtag: boolean }
+/** `ownEtag`: the ETag is the body's MD5 (a store's plain ETag for a single PUT). `corrupt`: the body failed the CRC32 S3 keeps for it (nothing else of it is known). */
+type StateRead = { text: string, etag: string, ownEtag: boolean, corrupt?: false } | { corrupt: true }
 
 /** Whether `etag` (as S3 sends it, quoted) is the MD5 of `body`. */
 function isMd5Of (etag: string | undefined, body: Uint8Array | string): boolean {
@@ -182,6 +182,14 @@ export class StateStore {
     for (let attempt = 1; ; attempt++) {
       const read = await this.#read(id)
       if (read === null) return null
+      // Changed on its way back (a body that fails its checksum): read again, as for a body not
+      // its ETag's — on a store whose ETags are no MD5s it was believed as it came, and one
+      // flipped byte of a part's ETag made the Complete fail and the upload be removed (an attack run).
+      if (read.corrupt === true) {
+        if (attempt >= LOAD_ATTEMPTS) throw storageFailure({ operation: 'GetObject', name: 'StateChecksumMismatch', code: 'StateChecksumMismatch', message: 'the tus state read back does not match the checksum S3 keeps for it', retryable: true })
+        await sleep(10 * attempt)
+        continue
+      }
       const believed = read.ownEtag || this.#etags === 'opaque' ||
         (attempt >= LOAD_ATTEMPTS && (!forWriting || (this.#etags === 'unknown' && previous?.etag === read.etag && previous.text === read.text)))
       if (believed) return { state: JSON.parse(read.text) as TusState, etag: read.etag }
@@ -193,11 +201,13 @@ export class StateStore {
 
   async #read (id: string): Promise<StateRead | null> {
     try {
-      const answer = await this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: this.stateKey(id) }))
+      // States are written with a CRC32 when the engine checksums: asked for, the SDK checks it.
+      const answer = await this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: this.stateKey(id), ...(this.#checksums ? { ChecksumMode: 'ENABLED' } : {}) }))
       const bytes = await answer.Body?.transformToByteArray() ?? new Uint8Array(0)
       const body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
       return { text: body.toString('utf8'), etag: answer.ETag ?? '', ownEtag: isMd5Of(answer.ETag, body) }
     } catch (error) {
+      if (SDK_CHECKSUM_MISMATCH.test(String((error as { message?: unknown })?.message))) return { corrupt: true }
       const info = describeS3Error('GetObject', error)
       if (info.status === 404 || info.code === 'NoSuchKey') return null
       throw error
