@@ -299,21 +299,38 @@ async function tusObjects (client: S3Client, bucket: string, prefix: string): Pr
 
 /**
  * A state object's content; null when it is gone (finished or removed since the listing) or is
- * not JSON (left as it is). Any other failure stops this bucket's sweep: a state S3 would not
- * give (throttling, a 5xx, a body cut off) says nothing of whether its upload is live, and
- * skipping it left that upload's multipart upload to the age-based abort — a live tus upload
- * killed by one SlowDown (found by an attack run, helper-47).
+ * not JSON as stored (left as it is). Any other failure stops this bucket's sweep: a state S3
+ * would not give (throttling, a 5xx, a body cut off) says nothing of whether its upload is live,
+ * and skipping it left that upload's multipart upload to the age-based abort — a live tus upload
+ * killed by one SlowDown (found by an attack run, helper-47), or by one byte changed on the way
+ * that made the state "not JSON" (helper-49), or changed its uploadId. So the CRC32 a state is
+ * written with is asked for (the SDK checks it); a state without one (`checksum: 'none'`) is
+ * read twice, and believed only when both reads agree.
  */
 async function readTusState (client: S3Client, bucket: string, key: string): Promise<TusState | null> {
-  let text: string
+  const first = await readStateText(client, bucket, key)
+  if (first === null) return null
+  if (!first.verified) {
+    const second = await readStateText(client, bucket, key)
+    if (second === null) return null
+    if (second.text !== first.text) throw bucketFailure({ operation: 'GetObject', name: 'StateUnreadable', code: 'StateUnreadable', message: `two reads of the tus state ${key} came back different`, retryable: true })
+  }
+  return parseState(first.text)
+}
+
+/** A state object's bytes as text (null: none there); `verified`: checked against the CRC32 S3 keeps. */
+async function readStateText (client: S3Client, bucket: string, key: string): Promise<{ text: string, verified: boolean } | null> {
   try {
-    const answer = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
-    text = await answer.Body?.transformToString() ?? ''
+    const answer = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key, ChecksumMode: 'ENABLED' }))
+    return { text: await answer.Body?.transformToString() ?? '', verified: answer.ChecksumCRC32 !== undefined }
   } catch (error) {
     const info = describeS3Error('GetObject', error)
     if (info.status === 404 || info.code === 'NoSuchKey') return null
     throw bucketFailure(info)
   }
+}
+
+function parseState (text: string): TusState | null {
   try {
     return JSON.parse(text) as TusState
   } catch {
