@@ -61,6 +61,14 @@ export async function checkObject (client: S3Client, config: S3ChunkConfig, key:
     type = decideType(declared, sniffed, config.allowedTypes)
   } catch (error) {
     if (!(error instanceof TypeNotAllowedError)) throw error
+    // A ranged read carries no checksum: one byte changed on the way made a valid file
+    // unrecognisable, and it was deleted (found by an attack run, helper-49). Refused — and
+    // deleted — only when a second read of its first bytes agrees; else S3's failure (502).
+    if (size > 0) {
+      const again = await firstBytes(client, config.bucket, key, etag)
+      if (again === null) await reject('it changed while it was checked')
+      else if (await sniffType(again) !== sniffed) throw storageFailure({ operation: 'GetObject', name: 'InconsistentRead', code: 'InconsistentRead', message: 'two reads of the object\'s first bytes disagree', retryable: true })
+    }
     // (decideType refuses only with allowedTypes: unrecognised bytes, a type not allowed, or a declaration the bytes contradict.)
     await reject(sniffed === undefined ? 'its content is not of a recognisable allowed type' : `its content is ${sniffed}, which is not allowed as declared (${declared ?? 'nothing'})`)
   }
