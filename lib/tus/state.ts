@@ -303,22 +303,20 @@ export class StateStore {
     // SSE-KMS bucket's default encryption gives others: its tails were refused for ever, found in review).
     const md5 = expectedCrc === undefined && this.#etags === 'md5' && /^[0-9a-f]{32}$/i.test(etag) ? createHash('md5') : null
     let crc = 0
-    const chunks = (answer.Body as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]()
-    for (;;) {
-      let next: IteratorResult<Uint8Array>
-      try {
-        next = await chunks.next()
-      } catch (error) {
-        // The body cut off, or (ChecksumMode ENABLED) the SDK's own check of the CRC32 at its
-        // end — a plain Error that was answered 500 (found in a test that flips a byte of the
-        // answer). Either way the bytes did not arrive intact: a storage failure worth retrying.
-        throw SDK_CHECKSUM_MISMATCH.test(String((error as { message?: unknown })?.message)) ? tailMismatch() : storageFailure({ ...describeS3Error('GetObject', error), retryable: true })
+    // for await: a consumer that stops early (the upload failed mid-tail) ends the body, and its
+    // socket is given back (a loop of next() calls kept it: found in review).
+    try {
+      for await (const chunk of answer.Body as AsyncIterable<Uint8Array>) {
+        if (expectedCrc !== undefined) crc = crc32(chunk, crc)
+        md5?.update(chunk)
+        yield chunk
       }
-      if (next.done === true) break
-      const chunk = next.value
-      if (expectedCrc !== undefined) crc = crc32(chunk, crc)
-      md5?.update(chunk)
-      yield chunk
+    } catch (error) {
+      // Only the body's own errors land here (consumers iterate with for await: they return,
+      // never throw into this generator). The body cut off, or (ChecksumMode ENABLED) the SDK's
+      // own check of the CRC32 at its end — a plain Error that was answered 500 (found in a
+      // test that flips a byte of the answer): the bytes did not arrive intact, worth a retry.
+      throw SDK_CHECKSUM_MISMATCH.test(String((error as { message?: unknown })?.message)) ? tailMismatch() : storageFailure({ ...describeS3Error('GetObject', error), retryable: true })
     }
     const crcRead = Buffer.alloc(4)
     crcRead.writeUInt32BE(crc)
