@@ -15,6 +15,10 @@ import { youngGenerationHint } from './runtime-hint.js'
 
 type Scoped = FastifyInstance & { [kScope]?: Scope }
 
+/** Each scope's route locations (filled at onReady), and the routes checked already: every registration's hook sees every route. */
+const scopeLocations = new WeakMap<Scope, UploadLocation[]>()
+const checkedRoutes = new WeakSet<object>()
+
 /**
  * One registration of the plugin. The first in an app makes the engine (the
  * worker pool, the memory budget, the S3 clients: `engine.ts`); every other
@@ -65,25 +69,35 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
   // @fastify/multipart parses the body; reuse it when the app registered it already.
   if (!fastify.hasRequestDecorator('parts')) await fastify.register(fastifyMultipart)
 
-  // Each route's `config.s3Chunk` is checked as the route is added: a mistake (an option, a rule
-  // set's name) fails boot, naming the route — it was a 500 at the route's every upload, its
-  // message sent to the client (found in a new user's review). And where the scope's routes store
-  // beyond its rule sets — a route's own bucket or keyPrefix — is kept (the sweep and the
-  // lifecycle rule cover them too).
+  // Each route's `config.s3Chunk` is checked at boot (onReady, once every registration has run):
+  // a mistake (an option, a rule set's name) fails ready()/listen(), naming the route — it was a
+  // 500 at each of the route's uploads, its message sent to the client (found in a new user's
+  // review). Not as the route is added: a route declared before its own scope's registration ran
+  // (not awaited, or declared first) runs by that scope's rules, which did not exist yet (review).
+  // Where the routes store beyond their scope's rule sets — a route's own bucket or keyPrefix —
+  // is kept too (the sweep and the lifecycle rule cover them).
   const routeLocations: UploadLocation[] = []
+  scopeLocations.set(scope, routeLocations)
+  const pending: Array<{ instance: Scoped, route: { method: unknown, url: string, config?: unknown } }> = []
   fastify.addHook('onRoute', function (this: FastifyInstance, route) {
-    // The hook sees the routes of nested scopes too: one with a registration of its own runs by
-    // that one's rules (and its own decorator covers it), not by these.
-    if ((this as Scoped)[kScope] !== scope) return
-    const given = (route.config as { s3Chunk?: RouteRules } | undefined)?.s3Chunk
-    if (given === undefined) return
-    const where = `route ${String(route.method)} ${route.url}`
-    const setName = typeof given === 'string' ? given : given.rules
-    if (setName !== undefined && !Object.hasOwn(rules, setName)) throw new InvalidOptionError(`${where}: no rule set named "${setName}" (declare it in the plugin's \`rules\` option)`)
-    if (typeof given === 'string') return
-    const { rules: _name, ...overrides } = given
-    const layered = layerRules(setName !== undefined ? rules[setName] as S3ChunkConfig : config, overrides, `${where} config.s3Chunk`)
-    if (given.bucket !== undefined || given.keyPrefix !== undefined) routeLocations.push({ bucket: layered.bucket, prefix: layered.keyPrefix })
+    if ((route.config as { s3Chunk?: RouteRules } | undefined)?.s3Chunk === undefined) return
+    pending.push({ instance: this as Scoped, route })
+  })
+  fastify.addHook('onReady', async function () {
+    for (const { instance, route } of pending.splice(0)) {
+      if (checkedRoutes.has(route)) continue
+      checkedRoutes.add(route)
+      const owner = instance[kScope]
+      if (owner === undefined) continue
+      const given = (route.config as { s3Chunk: RouteRules }).s3Chunk
+      const where = `route ${String(route.method)} ${route.url}`
+      const setName = typeof given === 'string' ? given : given.rules
+      if (setName !== undefined && !Object.hasOwn(owner.rules, setName)) throw new InvalidOptionError(`${where}: no rule set named "${setName}" (declare it in the plugin's \`rules\` option)`)
+      if (typeof given === 'string') continue
+      const { rules: _name, ...overrides } = given
+      const layered = layerRules(setName !== undefined ? owner.rules[setName] as S3ChunkConfig : owner.config, overrides, `${where} config.s3Chunk`)
+      if (given.bucket !== undefined || given.keyPrefix !== undefined) scopeLocations.get(owner)?.push({ bucket: layered.bucket, prefix: layered.keyPrefix })
+    }
   })
   const decorator = scopeDecorator(scope, routeLocations)
   // An outer registration decorated the app already: this scope gets its own view.
