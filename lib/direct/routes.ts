@@ -3,6 +3,7 @@ import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   ListPartsCommand,
   type CompletedPart,
   type Part,
@@ -98,9 +99,12 @@ export async function directRoutes (
 
   /**
    * True when an object is at `key` (a store that ignores If-None-Match on copies is caught here).
-   * A 403 cannot tell: AWS answers it for a key with no object to credentials without
-   * s3:ListBucket (the IAM policy the README gives), and every completion was 502 (found in a
-   * review). The copy's own If-None-Match then decides, which AWS enforces.
+   * A 403 does not tell: AWS answers it for a key with no object to credentials without
+   * s3:ListBucket (the IAM policy the README gives: every completion was 502, found in review),
+   * and any store for a key these credentials may write but not read. A listing then tells
+   * (a key that is there is listed) — and when it is refused too (no s3:ListBucket) the copy's
+   * own If-None-Match decides, which AWS enforces (a 403 taken for "nothing there" let the copy
+   * replace an object on MinIO, which ignores it: found in review).
    */
   async function exists (key: string): Promise<boolean> {
     try {
@@ -108,8 +112,15 @@ export async function directRoutes (
       return true
     } catch (error) {
       const status = httpStatus(error)
-      if (status === 404 || status === 403) return false
-      throw storageFailure(describeS3Error('HeadObject', error))
+      if (status === 404) return false
+      if (status !== 403) throw storageFailure(describeS3Error('HeadObject', error))
+    }
+    try {
+      const listed = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: key, MaxKeys: 1 }))
+      return listed.Contents?.[0]?.Key === key
+    } catch (error) {
+      if (httpStatus(error) === 403) return false
+      throw storageFailure(describeS3Error('ListObjectsV2', error))
     }
   }
 
