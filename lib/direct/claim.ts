@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import type { FastifyBaseLogger } from 'fastify'
 import { describeS3Error, storageFailure } from '../upload/s3-failure.js'
@@ -8,6 +9,8 @@ import { claimKeyOf } from './keys.js'
 export const CLAIM_STALE_MS = 15 * 60_000
 /** How often a live completion refreshes its claim (a copy of a very large object can take many minutes). */
 const CLAIM_REFRESH_MS = 5 * 60_000
+/** Deletes of a claim tried before it is left to go stale (on top of the SDK's own retries). */
+const RELEASE_ATTEMPTS = 4
 
 /** A completion this call holds; `release()` removes the claim (best effort), `stop()` only ends its refreshing. */
 export interface CompletionClaim {
@@ -57,7 +60,14 @@ export class CompletionClaims {
         this.#unsupportedLogged = true
         return { release: async () => {}, stop: () => {} }
       }
-      const held = await this.#read(key)
+      let held: ClaimRead | null
+      try {
+        held = await this.#read(key)
+      } catch {
+        // Whether the claim there is this call's (a write whose answer was lost) or a live one's is
+        // not known: S3's failure, answered as one (5xx), never "another call holds it" (409).
+        throw storageFailure(info)
+      }
       if (held?.token === token) {
         etag = held.etag // the write landed; its answer was lost
       } else if (info.status !== 412 && info.status !== 409) {
@@ -85,7 +95,16 @@ export class CompletionClaims {
       release: async () => {
         stop()
         await refreshing
-        await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key })).catch(() => {})
+        // Retried: a claim left behind refuses every retry of this upload (409) until it is stale.
+        for (let attempt = 1; attempt <= RELEASE_ATTEMPTS; attempt++) {
+          try {
+            await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key }))
+            return
+          } catch (error) {
+            if (attempt === RELEASE_ATTEMPTS) log.warn({ key, s3: describeS3Error('DeleteObject', error) }, 'fastify-s3-chunk: could not release a direct upload\'s completion claim; a retry is refused until it is stale')
+            else await sleep(200 * 2 ** attempt)
+          }
+        }
       }
     }
   }
@@ -95,14 +114,16 @@ export class CompletionClaims {
     return answer.ETag
   }
 
-  /** The claim at `key`: its token and time; null when there is none or it cannot be read. */
+  /** The claim at `key`: its token and time; null when there is none (404); S3's failures are thrown. */
   async #read (key: string): Promise<ClaimRead | null> {
     try {
       const answer = await this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key }))
       const [token = '', at = ''] = (await answer.Body?.transformToString() ?? '').split(' ')
       return { token, at: Number(at) || 0, etag: answer.ETag }
-    } catch {
-      return null
+    } catch (error) {
+      const info = describeS3Error('GetObject', error)
+      if (info.status === 404 || info.code === 'NoSuchKey') return null
+      throw error
     }
   }
 }

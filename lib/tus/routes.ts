@@ -30,7 +30,7 @@ import { etagParts, objectUrl } from '../s3-client.js'
 import type { S3File } from '../types.js'
 import { isWellFormed, userPrefix } from '../direct/keys.js'
 import { IdleWatch } from '../upload/idle-watch.js'
-import { abortMultipartUpload, completeMultipartUpload, isUploadLeftOpen, conditionalWrite, createMultipartUpload, outcomeOf, type MultipartScope, type UploadTarget } from '../upload/multipart-calls.js'
+import { abortMultipartUpload, completeMultipartUpload, isOutcomeUnknown, isUploadLeftOpen, conditionalWrite, createMultipartUpload, outcomeOf, type MultipartScope, type UploadTarget } from '../upload/multipart-calls.js'
 import { cutParts, type Part } from '../upload/part-cutter.js'
 import { maxPartSize } from '../upload/part-schedule.js'
 import { isStorageFailure, storageFailure } from '../upload/s3-failure.js'
@@ -951,6 +951,11 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         let verdict: Verdict = 'deleted'
         // S3 refused the Complete for now (SlowDown in every attempt) and the upload stays: the request fails, the upload does not.
         let leftOpen = false
+        // The Complete took the upload but S3 would not say whether the object is stored: the
+        // state stays marked "completing" (the hold lapses), so the request that finds it later
+        // settles it from the object (settleAbandoned: onUploadComplete runs) — never "finished"
+        // from the object without the hook (found by an attack run, helper-49).
+        let outcomeUnknown = false
         try {
           if (allParts.length === 0) {
             // A deferred length declared 0: nothing was ever sent.
@@ -962,7 +967,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
               return part
             })
             const outcome = await completeMultipartUpload(scopeOf(typed(), objectParams), uploadId as string, completed, length, { resumable: true })
-              .catch((error: unknown) => { leftOpen = isUploadLeftOpen(error); throw error })
+              .catch((error: unknown) => { leftOpen = isUploadLeftOpen(error); outcomeUnknown = isOutcomeUnknown(error); throw error })
             verdict = await finish(request, typed(), outcome)
           }
         } finally {
@@ -970,7 +975,9 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
           // Left open: back to the state before this request, whose PATCH the client sends
           // again (its parts are sent again over the same numbers); a multipart upload this
           // request made is aborted, as for any failed request.
-          if (leftOpen) {
+          if (outcomeUnknown) {
+            request.log.warn({ key: state.key }, 'fastify-s3-chunk: a tus upload\'s Complete may have stored the object; the upload is settled from S3 by a later request')
+          } else if (leftOpen) {
             await release(restored(), etag)
             if (createdHere && uploadId !== undefined) await abortUnlessNamed(state, objectParams, uploadId, await readState(state, request))
           // Completed, or refused (key taken) and aborted, or failed: the upload is over —

@@ -19,7 +19,7 @@ import {
   completeMultipartUpload,
   conditionalWrite,
   createMultipartUpload,
-  headOf,
+  headLookup,
   isKeyTaken,
   outcomeOf,
   type MultipartScope,
@@ -283,7 +283,9 @@ class FileUpload {
 
   /** The object at the key, when it is these bytes (their checksum as S3 keeps it, else a single PUT's ETag: their MD5), else null. */
   async #storedAlready (bytes: Uint8Array, identity: Identity | null): Promise<UploadOutcome | null> {
-    const head = await headOf(this.#deps.client, this.#target, identity?.algorithm ?? this.#deps.checksum, this.#deps.retry)
+    const head = await headLookup(this.#deps.client, this.#target, identity?.algorithm ?? this.#deps.checksum, this.#deps.retry)
+    // S3 would not say what is at the key (throttled, 5xx): maybe these very bytes — a retryable failure, never "key exists".
+    if (head === 'unknown') throw storageFailure({ operation: 'HeadObject', name: 'OutcomeUnknown', code: 'OutcomeUnknown', message: 'a PutObject retried after a lost answer met an object that could not be looked up', retryable: true })
     if (head === null || head.ContentLength !== bytes.byteLength) return null
     const same = identity !== null ? head[identity.field] === identity.value : etagValue(head.ETag) === createHash('md5').update(bytes).digest('hex')
     if (!same) return null

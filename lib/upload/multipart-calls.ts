@@ -129,6 +129,11 @@ export async function completeMultipartUpload (scope: MultipartScope, uploadId: 
   return await withChecksum(scope, completed)
 }
 
+/** A Complete that took the upload, after which S3 would not say whether the object is stored (see recoverComplete). */
+export function isOutcomeUnknown (error: unknown): boolean {
+  return (error as { outcomeUnknown?: unknown } | null)?.outcomeUnknown === true
+}
+
 /** S3's SlowDown: the request was refused before it was carried out. */
 function isThrottled (info: S3FailureInfo): boolean {
   return info.status === 503 && info.code === 'SlowDown'
@@ -148,16 +153,25 @@ async function recoverComplete (scope: MultipartScope, uploadId: string, expecte
   // object's size and part count are evidence enough when its ETag cannot be computed.
   const consumed = seenGone || await uploadState(scope, uploadId) === 'gone'
   await abortMultipartUpload(scope, uploadId)
-  let stored = await storedObject(scope, expected, { sizeAndPartsSuffice: consumed })
+  let looked = await storedObject(scope, expected, { sizeAndPartsSuffice: consumed })
+  let stored = looked === 'unknown' ? null : looked
   // Gone before our abort: a Complete of ours took it and may still be
   // writing the object. MinIO's abort waits such a Complete out; versitygw's
   // answers NoSuchUpload at once, and the object appears a moment later — so
   // look again for a few seconds before answering that nothing was stored.
   for (let waited = 0, delay = 100; stored === null && consumed && waited < COMPLETE_SETTLE_MS; waited += delay, delay *= 2) {
     await sleep(Math.min(delay, COMPLETE_SETTLE_MS - waited))
-    stored = await storedObject(scope, expected, { sizeAndPartsSuffice: consumed })
+    looked = await storedObject(scope, expected, { sizeAndPartsSuffice: consumed })
+    stored = looked === 'unknown' ? null : looked
   }
   if (stored !== null) return recovered(scope, uploadId, last, stored)
+  // A Complete of ours took the upload and S3 would not say what is at the key: the object may
+  // well be stored. Not "nothing was committed": the caller must not take the upload as over.
+  if (consumed && looked === 'unknown') {
+    const unknown = storageFailure(last)
+    Object.defineProperty(unknown, 'outcomeUnknown', { value: true, enumerable: false })
+    throw unknown
+  }
   if (isKeyTaken(last)) throw new KeyExistsError(scope.target.key)
   throw storageFailure(last)
 }
@@ -269,8 +283,9 @@ interface Expected {
  * (so the same bytes) and size — or, when the ETag cannot be computed and
  * `sizeAndPartsSuffice`, the same size and part count.
  */
-async function storedObject (scope: MultipartScope, expected: Expected, options: { sizeAndPartsSuffice: boolean }): Promise<UploadOutcome | null> {
-  const head = await headOf(scope.client, scope.target, scope.checksum, scope.retry)
+async function storedObject (scope: MultipartScope, expected: Expected, options: { sizeAndPartsSuffice: boolean }): Promise<UploadOutcome | null | 'unknown'> {
+  const head = await headLookup(scope.client, scope.target, scope.checksum, scope.retry)
+  if (head === 'unknown') return 'unknown'
   if (head === null || head.ContentLength !== expected.size) return null
   const same = expected.etag !== null
     ? etagValue(head.ETag) === expected.etag
@@ -292,9 +307,16 @@ export async function completedDespiteFailure (scope: AbortScope, uploadId: stri
   if (expected === null) return false
   const { retry } = scope
   for (let round = 1; ; round++) {
-    const head = await headOf(scope.client, scope.target, 'none', retry)
-    if (head !== null && etagValue(head.ETag) === expected) return true
-    if (await uploadState(scope, uploadId) === 'present' || round >= retry.attempts) return false
+    const head = await headLookup(scope.client, scope.target, 'none', retry)
+    if (head !== null && head !== 'unknown' && etagValue(head.ETag) === expected) return true
+    const state = await uploadState(scope, uploadId)
+    if (state === 'present') return false
+    if (round >= retry.attempts) {
+      // The upload is gone (or unknown) and S3 would not say what is at the key: a Complete of
+      // these parts may well have stored it — S3's failure (5xx), never "not completed".
+      if (head === 'unknown') throw storageFailure({ operation: 'HeadObject', name: 'OutcomeUnknown', code: 'OutcomeUnknown', message: 'the upload is gone and the object at its key could not be looked up', retryable: true })
+      return false
+    }
     await sleep(Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (round - 1)))
   }
 }
@@ -316,6 +338,22 @@ export async function headOf (client: S3Client, target: Pick<UploadTarget, 'buck
     return value
   } catch {
     return null
+  }
+}
+
+/** headOf, telling a missing object (null: 404, or any 4xx S3 answers) from S3 not answering ('unknown': 5xx, throttled, no answer). */
+export async function headLookup (client: S3Client, target: Pick<UploadTarget, 'bucket' | 'key' | 'objectParams'>, checksum: ChecksumSetting, retry: RetryPolicy): Promise<HeadObjectCommandOutput | null | 'unknown'> {
+  try {
+    const { value } = await withRetries('HeadObject', retry, async () => await client.send(new HeadObjectCommand({
+      Bucket: target.bucket,
+      Key: target.key,
+      ...customerKeyOf(target.objectParams),
+      ...(checksum !== 'none' ? { ChecksumMode: 'ENABLED' } : {})
+    })))
+    return value
+  } catch (error) {
+    const info = failureInfo('HeadObject', error)
+    return info.retryable ? 'unknown' : null
   }
 }
 
