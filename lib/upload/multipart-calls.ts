@@ -327,6 +327,16 @@ export async function completedDespiteFailure (scope: AbortScope, uploadId: stri
  * when S3 cannot say (missing, refused, unreachable).
  */
 export async function headOf (client: S3Client, target: Pick<UploadTarget, 'bucket' | 'key' | 'objectParams'>, checksum: ChecksumSetting, retry: RetryPolicy): Promise<HeadObjectCommandOutput | null> {
+  const head = await headLookup(client, target, checksum, retry)
+  return head === 'unknown' ? null : head
+}
+
+/**
+ * headOf, telling a missing object (null: 404, or any other answer S3 will not retry) from S3
+ * not answering ('unknown': 5xx, throttled, no answer) — where "no object" would be acted on
+ * (a lost commit answer: found by an attack run).
+ */
+export async function headLookup (client: S3Client, target: Pick<UploadTarget, 'bucket' | 'key' | 'objectParams'>, checksum: ChecksumSetting, retry: RetryPolicy): Promise<HeadObjectCommandOutput | null | 'unknown'> {
   try {
     const { value } = await withRetries('HeadObject', retry, async () => await client.send(new HeadObjectCommand({
       Bucket: target.bucket,
@@ -336,24 +346,8 @@ export async function headOf (client: S3Client, target: Pick<UploadTarget, 'buck
       ...(checksum !== 'none' ? { ChecksumMode: 'ENABLED' } : {})
     })))
     return value
-  } catch {
-    return null
-  }
-}
-
-/** headOf, telling a missing object (null: 404, or any 4xx S3 answers) from S3 not answering ('unknown': 5xx, throttled, no answer). */
-export async function headLookup (client: S3Client, target: Pick<UploadTarget, 'bucket' | 'key' | 'objectParams'>, checksum: ChecksumSetting, retry: RetryPolicy): Promise<HeadObjectCommandOutput | null | 'unknown'> {
-  try {
-    const { value } = await withRetries('HeadObject', retry, async () => await client.send(new HeadObjectCommand({
-      Bucket: target.bucket,
-      Key: target.key,
-      ...customerKeyOf(target.objectParams),
-      ...(checksum !== 'none' ? { ChecksumMode: 'ENABLED' } : {})
-    })))
-    return value
   } catch (error) {
-    const info = failureInfo('HeadObject', error)
-    return info.retryable ? 'unknown' : null
+    return failureInfo('HeadObject', error).retryable ? 'unknown' : null
   }
 }
 

@@ -15,7 +15,7 @@
 // Now tails and states carry a CRC32 that S3 verifies when the engine checksums what it sends,
 // a state write S3 refused for its bytes is made again (nothing was stored), and a tail read back
 // is checked against S3's checksum (test/unit/tus-tail-read.test.ts).
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { randomBytes } from 'node:crypto'
 import { testFaultProxy } from '../support/fault-proxy.ts'
 import { freshBucket, listKeys, needsStrictS3, objectDigest, pluginS3Options, sha256, testClient, testS3 } from '../support/s3.ts'
@@ -26,15 +26,21 @@ const server = await testS3()
 const client = testClient(server)
 const skip = needsStrictS3(server)
 
-t.test('a tail object corrupted on its way to S3 is refused, not stored into the object', { skip }, async (t) => {
+/** A tus app whose S3 calls go through a fault proxy (rules set by the test). */
+async function tusBehindProxy (t: Test): Promise<{ bucket: string, proxy: Awaited<ReturnType<typeof testFaultProxy>>, endpoint: string }> {
   const bucket = await freshBucket(t, server, client)
   const proxy = await testFaultProxy(t, server.endpoint)
-  // One byte of the first tail PUT flipped (as the proxy does for parts in payload-signing.test.ts).
-  proxy.setRules([{ match: (request) => request.method === 'PUT' && request.path.includes('.tail.'), fault: { kind: 'flip' }, times: 1 }])
   const { endpoint } = await startTus(t, server, bucket, {
     s3: { ...pluginS3Options(server), endpoint: proxy.endpoint },
     retry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 50 }
   })
+  return { bucket, proxy, endpoint }
+}
+
+t.test('a tail object corrupted on its way to S3 is refused, not stored into the object', { skip }, async (t) => {
+  const { bucket, proxy, endpoint } = await tusBehindProxy(t)
+  // One byte of the first tail PUT flipped (as the proxy does for parts in payload-signing.test.ts).
+  proxy.setRules([{ match: (request) => request.method === 'PUT' && request.path.includes('.tail.'), fault: { kind: 'flip' }, times: 1 }])
   const data = randomBytes(8 * MiB)
   const url = await createUpload(endpoint, data.byteLength)
   const first = await patchUpload(url, 0, data.subarray(0, 3 * MiB))
@@ -49,15 +55,10 @@ t.test('a tail object corrupted on its way to S3 is refused, not stored into the
 })
 
 t.test('a state object corrupted on its way to S3 does not break the upload', { skip }, async (t) => {
-  const bucket = await freshBucket(t, server, client)
-  const proxy = await testFaultProxy(t, server.endpoint)
+  const { proxy, endpoint } = await tusBehindProxy(t)
   // The third state PUT (creation, the PATCH's hold, its last write): byte 120 is the ':' after "offset".
   let puts = 0
   proxy.setRules([{ match: (request) => request.method === 'PUT' && isTusState(request) && ++puts === 3, fault: { kind: 'flip', offset: 120 }, times: 1 }])
-  const { endpoint } = await startTus(t, server, bucket, {
-    s3: { ...pluginS3Options(server), endpoint: proxy.endpoint },
-    retry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 50 }
-  })
   const data = randomBytes(8 * MiB)
   const url = await createUpload(endpoint, data.byteLength)
   t.equal((await patchUpload(url, 0, data.subarray(0, 6 * MiB))).status, 204, 'the first PATCH is answered')
@@ -73,12 +74,7 @@ t.test('a state object corrupted on its way to S3 does not break the upload', { 
 // The read side through the real SDK (the unit test's client is a fake): with ChecksumMode
 // ENABLED the SDK checks the CRC32 itself and throws its own error at the body's end.
 t.test('a tail read back corrupted on its way from S3 fails the PATCH retryably, and the upload still finishes intact', { skip }, async (t) => {
-  const bucket = await freshBucket(t, server, client)
-  const proxy = await testFaultProxy(t, server.endpoint)
-  const { endpoint } = await startTus(t, server, bucket, {
-    s3: { ...pluginS3Options(server), endpoint: proxy.endpoint },
-    retry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 50 }
-  })
+  const { bucket, proxy, endpoint } = await tusBehindProxy(t)
   const data = randomBytes(8 * MiB)
   const url = await createUpload(endpoint, data.byteLength)
   const first = await patchUpload(url, 0, data.subarray(0, 3 * MiB))
