@@ -332,9 +332,10 @@ export async function headOf (client: S3Client, target: Pick<UploadTarget, 'buck
 }
 
 /**
- * headOf, telling a missing object (null: 404, or any other answer S3 will not retry) from S3
- * not answering ('unknown': 5xx, throttled, no answer) — where "no object" would be acted on
- * (a lost commit answer: found by an attack run).
+ * headOf, telling a missing object (null: 404, or 403/400 — none, or not ours to read: no
+ * s3:ListBucket, an SSE-C object without its key) from S3 not answering ('unknown': anything
+ * else — 5xx, throttled, a 408, no answer) — where "no object" would be acted on (a lost commit
+ * answer: found by an attack run; a HEAD carries no error code, so a 408 looked final: review).
  */
 export async function headLookup (client: S3Client, target: Pick<UploadTarget, 'bucket' | 'key' | 'objectParams'>, checksum: ChecksumSetting, retry: RetryPolicy): Promise<HeadObjectCommandOutput | null | 'unknown'> {
   try {
@@ -347,7 +348,8 @@ export async function headLookup (client: S3Client, target: Pick<UploadTarget, '
     })))
     return value
   } catch (error) {
-    return failureInfo('HeadObject', error).retryable ? 'unknown' : null
+    const status = failureInfo('HeadObject', error).status
+    return status === 404 || status === 403 || status === 400 ? null : 'unknown'
   }
 }
 
