@@ -15,9 +15,30 @@ import { youngGenerationHint } from './runtime-hint.js'
 
 type Scoped = FastifyInstance & { [kScope]?: Scope }
 
-/** Each scope's route locations (filled at onReady), and the routes checked already: every registration's hook sees every route. */
+/** Each scope's route locations, and the routes checked already: every registration's hook sees every route. */
 const scopeLocations = new WeakMap<Scope, UploadLocation[]>()
 const checkedRoutes = new WeakSet<object>()
+
+interface RouteSeen { method: unknown, url: string, config?: unknown }
+
+/**
+ * Checks a route's `config.s3Chunk` against its scope's rules (InvalidOptionError, naming the
+ * route) and records where it stores when that is its own bucket or keyPrefix.
+ */
+function checkRoute (owner: Scope, route: RouteSeen): void {
+  const given = (route.config as { s3Chunk: RouteRules }).s3Chunk
+  const where = `route ${String(route.method)} ${route.url}`
+  const setName = typeof given === 'string' ? given : given.rules
+  if (setName !== undefined && !Object.hasOwn(owner.rules, setName)) throw new InvalidOptionError(`${where}: no rule set named "${setName}" (declare it in the plugin's \`rules\` option)`)
+  if (typeof given === 'string') return
+  const { rules: _name, ...overrides } = given
+  const layered = layerRules(setName !== undefined ? owner.rules[setName] as S3ChunkConfig : owner.config, overrides, `${where} config.s3Chunk`)
+  if (given.bucket === undefined && given.keyPrefix === undefined) return
+  const locations = scopeLocations.get(owner)
+  if (locations !== undefined && !locations.some((location) => location.bucket === layered.bucket && location.prefix === layered.keyPrefix)) {
+    locations.push({ bucket: layered.bucket, prefix: layered.keyPrefix })
+  }
+}
 
 /**
  * One registration of the plugin. The first in an app makes the engine (the
@@ -73,30 +94,30 @@ const s3Chunk: FastifyPluginAsync<S3ChunkOptions> = async function s3Chunk (fast
   // a mistake (an option, a rule set's name) fails ready()/listen(), naming the route — it was a
   // 500 at each of the route's uploads, its message sent to the client (found in a new user's
   // review). Not as the route is added: a route declared before its own scope's registration ran
-  // (not awaited, or declared first) runs by that scope's rules, which did not exist yet (review).
-  // Where the routes store beyond their scope's rule sets — a route's own bucket or keyPrefix —
-  // is kept too (the sweep and the lifecycle rule cover them).
+  // (a child's, not awaited) runs by that scope's rules, which did not exist yet (review). A
+  // route's own bucket or keyPrefix is recorded as it is added too, so that a sweep at start-up,
+  // before ready(), covers it (review). (A route declared before any registration is not seen:
+  // its first upload says what is wrong, 500.)
   const routeLocations: UploadLocation[] = []
   scopeLocations.set(scope, routeLocations)
-  const pending: Array<{ instance: Scoped, route: { method: unknown, url: string, config?: unknown } }> = []
+  const pending: Array<{ instance: Scoped, route: RouteSeen }> = []
   fastify.addHook('onRoute', function (this: FastifyInstance, route) {
     if ((route.config as { s3Chunk?: RouteRules } | undefined)?.s3Chunk === undefined) return
     pending.push({ instance: this as Scoped, route })
+    if ((this as Scoped)[kScope] === scope) {
+      try {
+        checkRoute(scope, route)
+      } catch {
+        // Said at onReady.
+      }
+    }
   })
   fastify.addHook('onReady', async function () {
     for (const { instance, route } of pending.splice(0)) {
       if (checkedRoutes.has(route)) continue
       checkedRoutes.add(route)
       const owner = instance[kScope]
-      if (owner === undefined) continue
-      const given = (route.config as { s3Chunk: RouteRules }).s3Chunk
-      const where = `route ${String(route.method)} ${route.url}`
-      const setName = typeof given === 'string' ? given : given.rules
-      if (setName !== undefined && !Object.hasOwn(owner.rules, setName)) throw new InvalidOptionError(`${where}: no rule set named "${setName}" (declare it in the plugin's \`rules\` option)`)
-      if (typeof given === 'string') continue
-      const { rules: _name, ...overrides } = given
-      const layered = layerRules(setName !== undefined ? owner.rules[setName] as S3ChunkConfig : owner.config, overrides, `${where} config.s3Chunk`)
-      if (given.bucket !== undefined || given.keyPrefix !== undefined) scopeLocations.get(owner)?.push({ bucket: layered.bucket, prefix: layered.keyPrefix })
+      if (owner !== undefined) checkRoute(owner, route)
     }
   })
   const decorator = scopeDecorator(scope, routeLocations)

@@ -7,9 +7,10 @@
 import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import s3Chunk from 'fastify-s3-chunk'
+import { CreateMultipartUploadCommand } from '@aws-sdk/client-s3'
 import { randomBytes } from 'node:crypto'
 import { postMultipart } from '../support/multipart.ts'
-import { freshBucket, listKeys, needsStrictS3, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
+import { freshBucket, listKeys, needsStrictS3, pendingUploads, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
 
 const server = await testS3()
 const client = testClient(server)
@@ -52,4 +53,20 @@ t.test('a child that registers the plugin (not awaited) with a rule set, and a r
   t.equal(answer.status, 200, answer.body.slice(0, 300))
   t.equal((await postMultipart(`${url}/small`, [{ name: 'file', filename: 'b.bin', data: randomBytes(100) }])).status, 413, 'the route\'s own maxFileSize over the child\'s set')
   t.same(await listKeys(client, bucket), ['avatars/a.bin'])
+})
+
+// The first form of the boot check recorded a route's own bucket only at onReady: a sweep at
+// start-up, before listen(), missed it (found in review, helper-51).
+t.test('a start-up sweep before listen() covers a route\'s own bucket and keyPrefix', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const other = await freshBucket(t, server, client)
+  const app = Fastify()
+  t.teardown(async () => { await app.close() })
+  await app.register(s3Chunk, { s3: pluginS3Options(server), bucket, mode: 'inline', keyPrefix: 'media' })
+  app.post('/other', { config: { s3Chunk: { bucket: other, keyPrefix: 'docs' } } }, async (request) => await request.s3File())
+  await client.send(new CreateMultipartUploadCommand({ Bucket: other, Key: 'docs/orphan.bin' }))
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  const swept = await app.s3Chunk.abortStaleUploads({ olderThan: 1 })
+  t.same(swept.aborted.map((upload) => upload.key), ['docs/orphan.bin'], 'the orphan under the route\'s own bucket is aborted before listen()')
+  t.same(await pendingUploads(client, other), [], 'nothing left there')
 })
