@@ -305,25 +305,36 @@ async function tusObjects (client: S3Client, bucket: string, prefix: string): Pr
  * killed by one SlowDown (found by an attack run, helper-47), or by one byte changed on the way
  * that made the state "not JSON" (helper-49), or changed its uploadId. So the CRC32 a state is
  * written with is asked for (the SDK checks it); a state without one (`checksum: 'none'`) is
- * read twice, and believed only when both reads agree.
+ * read twice, and believed only when both reads agree. A live upload's state changes as its
+ * PATCH renews its hold: reads that disagree, or a body that fails its checksum (read as it was
+ * rewritten, on versitygw), are tried again — five times — before the bucket's sweep fails
+ * (a busy bucket failed most sweeps: found in review, helper-51).
  */
 async function readTusState (client: S3Client, bucket: string, key: string): Promise<TusState | null> {
-  const first = await readStateText(client, bucket, key)
-  if (first === null) return null
-  if (!first.verified) {
-    const second = await readStateText(client, bucket, key)
-    if (second === null) return null
-    if (second.text !== first.text) throw bucketFailure({ operation: 'GetObject', name: 'StateUnreadable', code: 'StateUnreadable', message: `two reads of the tus state ${key} came back different`, retryable: true })
+  for (let attempt = 1; attempt <= 5; attempt++) {
+    const first = await readStateText(client, bucket, key)
+    if (first === null) return null
+    if (first !== 'corrupt') {
+      if (first.verified) return parseState(first.text)
+      const second = await readStateText(client, bucket, key)
+      if (second === null) return null
+      if (second !== 'corrupt' && second.text === first.text) return parseState(first.text)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10 * attempt))
   }
-  return parseState(first.text)
+  throw bucketFailure({ operation: 'GetObject', name: 'StateUnreadable', code: 'StateUnreadable', message: `the tus state ${key} never came back the same twice`, retryable: true })
 }
 
-/** A state object's bytes as text (null: none there); `verified`: checked against the CRC32 S3 keeps. */
-async function readStateText (client: S3Client, bucket: string, key: string): Promise<{ text: string, verified: boolean } | null> {
+/** A state object's bytes as text (null: none there; 'corrupt': they failed their checksum); `verified`: checked against a checksum S3 keeps. */
+async function readStateText (client: S3Client, bucket: string, key: string): Promise<{ text: string, verified: boolean } | null | 'corrupt'> {
   try {
     const answer = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key, ChecksumMode: 'ENABLED' }))
-    return { text: await answer.Body?.transformToString() ?? '', verified: answer.ChecksumCRC32 !== undefined }
+    const text = await answer.Body?.transformToString() ?? ''
+    // A whole-object checksum the SDK checks (CRC64NVME, AWS's default, it may not).
+    const verified = [answer.ChecksumCRC32, answer.ChecksumCRC32C, answer.ChecksumSHA1, answer.ChecksumSHA256].some((value) => value !== undefined && !value.includes('-'))
+    return { text, verified }
   } catch (error) {
+    if (/^Checksum mismatch/i.test(String((error as { message?: unknown })?.message))) return 'corrupt'
     const info = describeS3Error('GetObject', error)
     if (info.status === 404 || info.code === 'NoSuchKey') return null
     throw bucketFailure(info)
