@@ -30,7 +30,7 @@ import { etagParts, objectUrl } from '../s3-client.js'
 import type { S3File } from '../types.js'
 import { isWellFormed, userPrefix } from '../direct/keys.js'
 import { IdleWatch } from '../upload/idle-watch.js'
-import { abortMultipartUpload, completeMultipartUpload, isOutcomeUnknown, isUploadLeftOpen, conditionalWrite, createMultipartUpload, outcomeOf, type MultipartScope, type UploadTarget } from '../upload/multipart-calls.js'
+import { abortMultipartUpload, completeMultipartUpload, isOutcomeUnknown, isUploadLeftOpen, conditionalWrite, createMultipartUpload, outcomeOf, uploadState, type MultipartScope, type UploadTarget } from '../upload/multipart-calls.js'
 import { cutParts, type Part } from '../upload/part-cutter.js'
 import { maxPartSize } from '../upload/part-schedule.js'
 import { isStorageFailure, storageFailure } from '../upload/s3-failure.js'
@@ -241,7 +241,18 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
    */
   async function settleAbandoned (request: FastifyRequest, loaded: Loaded): Promise<{ finishedSize: number } | null> {
     const head = await finishedObject(loaded.state.id, loaded.state.key)
-    if (head === null) return null
+    if (head === null) {
+      // No object: the Complete never ran, and the upload goes on from the state — unless its
+      // multipart upload is gone too (aborted under the Complete, by the lifecycle rule, …): it
+      // can never finish then, and is removed (404: the client starts over) rather than
+      // answering 200 to HEAD and 502 to every PATCH until it expires (found in review).
+      const { uploadId } = loaded.state
+      if (uploadId !== undefined && await uploadState(scopeOf(loaded.state, undefined), uploadId) === 'gone') {
+        await store.remove(loaded.state).catch((error: unknown) => { request.log.warn({ err: error, key: loaded.state.key }, 'fastify-s3-chunk: could not remove a dead tus upload\'s state; the sweep will') })
+        throw new TusNotFoundError()
+      }
+      return null
+    }
     // Read again as a writer does (HEAD's read takes a state whose body and ETag may not yet agree).
     const fresh = await store.load(loaded.state.id).catch(() => null)
     if (fresh === null || !abandoned(fresh.state)) return null

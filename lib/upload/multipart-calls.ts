@@ -359,7 +359,7 @@ type UploadState = 'gone' | 'present' | 'unknown'
  * What ListParts says of the upload: gone (NoSuchUpload; with `emptyIsGone`,
  * also a list of no parts), present, or unknown (any other failure).
  */
-async function uploadState (scope: AbortScope, uploadId: string, options: { emptyIsGone?: boolean } = {}): Promise<UploadState> {
+export async function uploadState (scope: AbortScope, uploadId: string, options: { emptyIsGone?: boolean } = {}): Promise<UploadState> {
   const { client, target } = scope
   try {
     const listed = await client.send(new ListPartsCommand({ Bucket: target.bucket, Key: target.key, UploadId: uploadId, MaxParts: 1 }))
