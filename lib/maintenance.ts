@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto'
 import { stagingPrefix } from './direct/keys.js'
 import { BucketCallError } from './errors.js'
 import { heldAt, tailOwner, tusPrefix, type TusState } from './tus/state.js'
-import { describeS3Error, type S3FailureInfo } from './upload/s3-failure.js'
+import { describeS3Error, isChecksumMismatch, isNoSuchKey, type S3FailureInfo } from './upload/s3-failure.js'
 import { isNoSuchUpload } from './upload/multipart-calls.js'
 
 /**
@@ -334,9 +334,9 @@ async function readStateText (client: S3Client, bucket: string, key: string): Pr
     const verified = [answer.ChecksumCRC32, answer.ChecksumCRC32C, answer.ChecksumSHA1, answer.ChecksumSHA256].some((value) => value !== undefined && !value.includes('-'))
     return { text, verified }
   } catch (error) {
-    if (/^Checksum mismatch/i.test(String((error as { message?: unknown })?.message))) return 'corrupt'
+    if (isChecksumMismatch(error)) return 'corrupt'
     const info = describeS3Error('GetObject', error)
-    if (info.status === 404 || info.code === 'NoSuchKey') return null
+    if (isNoSuchKey(info)) return null
     throw bucketFailure(info)
   }
 }

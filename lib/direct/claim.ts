@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import type { FastifyBaseLogger } from 'fastify'
-import { describeS3Error, storageFailure } from '../upload/s3-failure.js'
+import { describeS3Error, isNoSuchKey, storageFailure } from '../upload/s3-failure.js'
 import { claimKeyOf } from './keys.js'
 
 /** A claim not refreshed for this long is a dead call's (its server stopped mid-completion): another call may take it over. */
@@ -125,8 +125,7 @@ export class CompletionClaims {
       const [token = '', at = ''] = (await answer.Body?.transformToString() ?? '').split(' ')
       return { token, at: Number(at) || 0, etag: answer.ETag }
     } catch (error) {
-      const info = describeS3Error('GetObject', error)
-      if (info.status === 404 || info.code === 'NoSuchKey') return null
+      if (isNoSuchKey(describeS3Error('GetObject', error))) return null
       throw error
     }
   }

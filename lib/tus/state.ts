@@ -6,7 +6,7 @@ import { etagValue } from '../s3-client.js'
 import type { ObjectParams } from '../options.js'
 import { crc32 } from '../crc32.js'
 import type { RetryPolicy } from '../options.js'
-import { describeS3Error, s3Call, storageFailure } from '../upload/s3-failure.js'
+import { describeS3Error, isChecksumMismatch, isNoSuchKey, s3Call, storageFailure } from '../upload/s3-failure.js'
 import { crc32Base64, withRetries } from '../upload/send-part.js'
 
 /** Below keyPrefix: the key sanitiser strips leading dots, so no upload's own key can land here. */
@@ -207,9 +207,8 @@ export class StateStore {
       const body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
       return { text: body.toString('utf8'), etag: answer.ETag ?? '', ownEtag: isMd5Of(answer.ETag, body) }
     } catch (error) {
-      if (SDK_CHECKSUM_MISMATCH.test(String((error as { message?: unknown })?.message))) return { corrupt: true }
-      const info = describeS3Error('GetObject', error)
-      if (info.status === 404 || info.code === 'NoSuchKey') return null
+      if (isChecksumMismatch(error)) return { corrupt: true }
+      if (isNoSuchKey(describeS3Error('GetObject', error))) return null
       throw error
     }
   }
@@ -316,7 +315,7 @@ export class StateStore {
       // never throw into this generator). The body cut off, or (ChecksumMode ENABLED) the SDK's
       // own check of the CRC32 at its end — a plain Error that was answered 500 (found in a
       // test that flips a byte of the answer): the bytes did not arrive intact, worth a retry.
-      throw SDK_CHECKSUM_MISMATCH.test(String((error as { message?: unknown })?.message)) ? tailMismatch() : storageFailure({ ...describeS3Error('GetObject', error), retryable: true })
+      throw isChecksumMismatch(error) ? tailMismatch() : storageFailure({ ...describeS3Error('GetObject', error), retryable: true })
     }
     const crcRead = Buffer.alloc(4)
     crcRead.writeUInt32BE(crc)
@@ -336,9 +335,6 @@ export class StateStore {
     await this.delete(this.stateKey(state.id))
   }
 }
-
-/** The SDK's error when a body does not match the checksum header S3 sent with it. */
-const SDK_CHECKSUM_MISMATCH = /^Checksum mismatch/i
 
 function tailMismatch (): Error {
   return storageFailure({ operation: 'GetObject', name: 'TailChecksumMismatch', code: 'TailChecksumMismatch', message: 'the tail object read back does not match the checksum S3 keeps for it', retryable: true })

@@ -67,6 +67,16 @@ export function describeS3Error (operation: string, error: unknown): S3FailureIn
   return info
 }
 
+/** S3's answer for an object that is not there (GetObject, HeadObject). */
+export function isNoSuchKey (info: S3FailureInfo): boolean {
+  return info.status === 404 || info.code === 'NoSuchKey'
+}
+
+/** The SDK's error when a body does not match the checksum header S3 sent with it (ChecksumMode ENABLED): a plain Error. */
+export function isChecksumMismatch (error: unknown): boolean {
+  return /^Checksum mismatch/i.test(String((error as { message?: unknown } | null)?.message))
+}
+
 /** A StorageError (502) carrying the S3 details for the log; its message stays safe for clients. */
 export type StorageFailure = InstanceType<typeof StorageError> & { s3: S3FailureInfo, partBuffer?: PartMemory }
 
