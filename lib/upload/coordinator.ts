@@ -21,6 +21,7 @@ import {
   createMultipartUpload,
   headLookup,
   isKeyTaken,
+  lookupFailed,
   outcomeOf,
   type MultipartScope,
   type UploadOutcome,
@@ -285,7 +286,7 @@ class FileUpload {
   async #storedAlready (bytes: Uint8Array, identity: Identity | null): Promise<UploadOutcome | null> {
     const head = await headLookup(this.#deps.client, this.#target, identity?.algorithm ?? this.#deps.checksum, this.#deps.retry)
     // S3 would not say what is at the key (throttled, 5xx): maybe these very bytes — a retryable failure, never "key exists".
-    if (head === 'unknown') throw storageFailure({ operation: 'HeadObject', name: 'OutcomeUnknown', code: 'OutcomeUnknown', message: 'a PutObject retried after a lost answer met an object that could not be looked up', retryable: true })
+    if (head === 'unknown') throw lookupFailed('a PutObject retried after a lost answer met an object that could not be looked up')
     if (head === null || head.ContentLength !== bytes.byteLength) return null
     const same = identity !== null ? head[identity.field] === identity.value : etagValue(head.ETag) === createHash('md5').update(bytes).digest('hex')
     if (!same) return null

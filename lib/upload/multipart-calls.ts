@@ -17,7 +17,7 @@ import { customerKeyOf } from '../object-params.js'
 import type { ChecksumSetting, ObjectParams, RetryPolicy } from '../options.js'
 import { etagParts, etagValue } from '../s3-client.js'
 import { backoffDelay, checksumOf, failureInfo, withRetries } from './send-part.js'
-import { describeS3Error, storageFailure, type S3FailureInfo } from './s3-failure.js'
+import { describeS3Error, storageFailure, type S3FailureInfo, type StorageFailure } from './s3-failure.js'
 
 export interface UploadTarget {
   bucket: string
@@ -154,17 +154,15 @@ async function recoverComplete (scope: MultipartScope, uploadId: string, expecte
   const consumed = seenGone || await uploadState(scope, uploadId) === 'gone'
   await abortMultipartUpload(scope, uploadId)
   let looked = await storedObject(scope, expected, { sizeAndPartsSuffice: consumed })
-  let stored = looked === 'unknown' ? null : looked
   // Gone before our abort: a Complete of ours took it and may still be
   // writing the object. MinIO's abort waits such a Complete out; versitygw's
   // answers NoSuchUpload at once, and the object appears a moment later — so
   // look again for a few seconds before answering that nothing was stored.
-  for (let waited = 0, delay = 100; stored === null && consumed && waited < COMPLETE_SETTLE_MS; waited += delay, delay *= 2) {
+  for (let waited = 0, delay = 100; (looked === null || looked === 'unknown') && consumed && waited < COMPLETE_SETTLE_MS; waited += delay, delay *= 2) {
     await sleep(Math.min(delay, COMPLETE_SETTLE_MS - waited))
     looked = await storedObject(scope, expected, { sizeAndPartsSuffice: consumed })
-    stored = looked === 'unknown' ? null : looked
   }
-  if (stored !== null) return recovered(scope, uploadId, last, stored)
+  if (looked !== null && looked !== 'unknown') return recovered(scope, uploadId, last, looked)
   // A Complete of ours took the upload and S3 would not say what is at the key: the object may
   // well be stored. Not "nothing was committed": the caller must not take the upload as over.
   if (consumed && looked === 'unknown') {
@@ -314,7 +312,7 @@ export async function completedDespiteFailure (scope: AbortScope, uploadId: stri
     if (round >= retry.attempts) {
       // The upload is gone (or unknown) and S3 would not say what is at the key: a Complete of
       // these parts may well have stored it — S3's failure (5xx), never "not completed".
-      if (head === 'unknown') throw storageFailure({ operation: 'HeadObject', name: 'OutcomeUnknown', code: 'OutcomeUnknown', message: 'the upload is gone and the object at its key could not be looked up', retryable: true })
+      if (head === 'unknown') throw lookupFailed('the upload is gone and the object at its key could not be looked up')
       return false
     }
     await sleep(Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (round - 1)))
@@ -329,6 +327,11 @@ export async function completedDespiteFailure (scope: AbortScope, uploadId: stri
 export async function headOf (client: S3Client, target: Pick<UploadTarget, 'bucket' | 'key' | 'objectParams'>, checksum: ChecksumSetting, retry: RetryPolicy): Promise<HeadObjectCommandOutput | null> {
   const head = await headLookup(client, target, checksum, retry)
   return head === 'unknown' ? null : head
+}
+
+/** A commit whose answer was lost, then a look (headLookup) S3 would not answer: whether it stored the object is unknown — S3's failure (502), never "key exists" or "gone". */
+export function lookupFailed (message: string): StorageFailure {
+  return storageFailure({ operation: 'HeadObject', name: 'OutcomeUnknown', code: 'OutcomeUnknown', message, retryable: true })
 }
 
 /**
