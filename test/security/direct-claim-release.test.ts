@@ -5,7 +5,7 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { api, MiB, startDirect } from './direct-support.ts'
+import { api, MiB, multipartSent, startDirect } from './direct-support.ts'
 import { testFaultProxy } from '../support/fault-proxy.ts'
 import { freshBucket, listKeys, needsStrictS3, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
 
@@ -18,15 +18,7 @@ t.test('a claim whose delete S3 refuses does not hold the answer back, and goes 
   const proxy = await testFaultProxy(t, server.endpoint)
   const { url, stored } = await startDirect(t, server, bucket, { s3: { ...pluginS3Options(server), endpoint: proxy.endpoint }, retry: { attempts: 3, baseDelayMs: 50, maxDelayMs: 200 } })
   const data = randomBytes(6 * MiB)
-  const created = await api(`${url}/s3/multipart`, 'alice', 'POST', { filename: 'a.bin', type: 'application/octet-stream', size: data.byteLength })
-  const { key, uploadId } = created.json as { key: string, uploadId: string }
-  const q = `key=${encodeURIComponent(key)}`
-  const signed = (await api(`${url}/s3/multipart/${encodeURIComponent(uploadId)}/batch?${q}&partNumbers=1,2`, 'alice')).json.presignedUrls as Record<string, string>
-  const parts: Array<{ PartNumber: number, ETag: string | null }> = []
-  for (const [number, start] of [[1, 0], [2, 5 * MiB]] as const) {
-    const response = await fetch(signed[String(number)] as string, { method: 'PUT', body: data.subarray(start, Math.min(start + 5 * MiB, data.byteLength)) })
-    parts.push({ PartNumber: number, ETag: response.headers.get('etag') })
-  }
+  const { uploadId, q, parts } = await multipartSent(url, 'alice', 'a.bin', data)
   // Every plain DeleteObject (the claim's) refused for now.
   proxy.setRules([{ match: (r) => r.method === 'DELETE' && !r.query.has('uploadId'), fault: { kind: 'status', status: 503, code: 'SlowDown' } }])
   const began = Date.now()

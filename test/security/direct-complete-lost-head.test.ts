@@ -7,7 +7,7 @@
 // and the object is never recorded; see the README's Known limits.)
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
-import { api, MiB, startDirect } from './direct-support.ts'
+import { api, MiB, multipartSent, startDirect } from './direct-support.ts'
 import { isComplete, testFaultProxy } from '../support/fault-proxy.ts'
 import { freshBucket, listKeys, needsStrictS3, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
 
@@ -22,15 +22,7 @@ for (const status of [503, 408]) {
     const proxy = await testFaultProxy(t, server.endpoint)
     const { url, stored } = await startDirect(t, server, bucket, { s3: { ...pluginS3Options(server), endpoint: proxy.endpoint }, retry: { attempts: 3, baseDelayMs: 50, maxDelayMs: 200 } })
     const data = randomBytes(6 * MiB)
-    const created = await api(`${url}/s3/multipart`, 'alice', 'POST', { filename: 'a.bin', type: 'application/octet-stream', size: data.byteLength })
-    const { key, uploadId } = created.json as { key: string, uploadId: string }
-    const q = `key=${encodeURIComponent(key)}`
-    const signed = (await api(`${url}/s3/multipart/${encodeURIComponent(uploadId)}/batch?${q}&partNumbers=1,2`, 'alice')).json.presignedUrls as Record<string, string>
-    const parts: Array<{ PartNumber: number, ETag: string | null }> = []
-    for (const [number, start] of [[1, 0], [2, 5 * MiB]] as const) {
-      const response = await fetch(signed[String(number)] as string, { method: 'PUT', body: data.subarray(start, Math.min(start + 5 * MiB, data.byteLength)) })
-      parts.push({ PartNumber: number, ETag: response.headers.get('etag') })
-    }
+    const { uploadId, q, parts } = await multipartSent(url, 'alice', 'a.bin', data)
     let completeSeen = false
     proxy.setRules([
       { match: (r) => { const hit = isComplete(r); if (hit) completeSeen = true; return hit }, fault: { kind: 'dropAnswer' }, times: 1 },

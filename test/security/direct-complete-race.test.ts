@@ -10,7 +10,7 @@
 // not hold CopyObject to If-None-Match). One call claims the promotion now.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
-import { api, MiB, params, postToS3, startDirect } from './direct-support.ts'
+import { api, MiB, multipartSent, params, postToS3, startDirect } from './direct-support.ts'
 import { PutObjectCommand } from '@aws-sdk/client-s3'
 import { CLAIM_STALE_MS } from '../../lib/direct/claim.ts'
 import { claimKeyOf } from '../../lib/direct/keys.ts'
@@ -29,15 +29,7 @@ for (const overwrite of [false, true]) {
     // Bounded: 4 rounds (the attack recorded twice or more within 4 rounds in every run tried).
     for (let round = 1; round <= 4; round++) {
       stored.length = 0
-      const created = await api(`${url}/s3/multipart`, 'alice', 'POST', { filename: `race-${round}.bin`, type: 'application/octet-stream', size: data.byteLength })
-      const { key, uploadId } = created.json as { key: string, uploadId: string }
-      const q = `key=${encodeURIComponent(key)}`
-      const signed = (await api(`${url}/s3/multipart/${encodeURIComponent(uploadId)}/batch?${q}&partNumbers=1,2`, 'alice')).json.presignedUrls as Record<string, string>
-      const parts: Array<{ PartNumber: number, ETag: string | null }> = []
-      for (const [number, start] of [[1, 0], [2, 5 * MiB]] as const) {
-        const response = await fetch(signed[String(number)] as string, { method: 'PUT', body: data.subarray(start, Math.min(start + 5 * MiB, data.byteLength)) })
-        parts.push({ PartNumber: number, ETag: response.headers.get('etag') })
-      }
+      const { uploadId, q, parts } = await multipartSent(url, 'alice', `race-${round}.bin`, data)
       const answers = await Promise.all(Array.from({ length: 8 }, async (_, i) => {
         await new Promise((resolve) => setTimeout(resolve, i * 3))
         return await api(`${url}/s3/multipart/${encodeURIComponent(uploadId)}/complete?${q}`, 'alice', 'POST', { parts })

@@ -51,6 +51,25 @@ export async function api (url: string, user: string | null, method = 'GET', bod
   return { status: response.status, json }
 }
 
+/**
+ * A direct multipart upload of `data` begun as `user` and its parts (5 MiB each, the last
+ * shorter) sent to S3 with their presigned URLs: what `/complete` needs (`q`: the key's query).
+ */
+export async function multipartSent (url: string, user: string, filename: string, data: Uint8Array): Promise<{ key: string, uploadId: string, q: string, parts: Array<{ PartNumber: number, ETag: string | null }> }> {
+  const created = await api(`${url}/s3/multipart`, user, 'POST', { filename, type: 'application/octet-stream', size: data.byteLength })
+  const { key, uploadId } = created.json as { key: string, uploadId: string }
+  const q = `key=${encodeURIComponent(key)}`
+  const numbers = Array.from({ length: Math.max(1, Math.ceil(data.byteLength / (5 * MiB))) }, (_, i) => i + 1)
+  const signed = (await api(`${url}/s3/multipart/${encodeURIComponent(uploadId)}/batch?${q}&partNumbers=${numbers.join(',')}`, user)).json.presignedUrls as Record<string, string>
+  const parts: Array<{ PartNumber: number, ETag: string | null }> = []
+  for (const number of numbers) {
+    const start = (number - 1) * 5 * MiB
+    const response = await fetch(signed[String(number)] as string, { method: 'PUT', body: data.subarray(start, Math.min(start + 5 * MiB, data.byteLength)) })
+    parts.push({ PartNumber: number, ETag: response.headers.get('etag') })
+  }
+  return { key, uploadId, q, parts }
+}
+
 export interface PostParams { url: string, fields: Record<string, string>, key: string }
 
 /** `/s3/params` for a file, as `@uppy/aws-s3` asks for it. */
