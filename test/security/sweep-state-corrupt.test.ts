@@ -7,9 +7,9 @@
 // is read twice and believed only when both reads agree; a read that fails either is tried again.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
-import { testFaultProxy, isGetObject } from '../support/fault-proxy.ts'
-import { freshBucket, needsStrictS3, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
-import { createUpload, isTusState, patchUpload, startTus, tusRequest } from '../support/tus.ts'
+import { isGetObject } from '../support/fault-proxy.ts'
+import { freshBucket, needsStrictS3, testClient, testS3 } from '../support/s3.ts'
+import { createUpload, isTusState, patchUpload, startTusBehindProxy, tusRequest } from '../support/tus.ts'
 
 const MiB = 1024 * 1024
 const server = await testS3()
@@ -23,8 +23,7 @@ for (const checksum of ['CRC32', 'none'] as const) {
   for (const times of checksum === 'CRC32' ? [1, 1000] : [1]) {
     t.test(`checksum ${checksum}, ${times === 1 ? 'one read' : 'every read'} of a live tus state corrupted: the sweep aborts no live upload`, { skip }, async (t) => {
       const bucket = await freshBucket(t, server, client)
-      const proxy = await testFaultProxy(t, server.endpoint)
-      const { app, endpoint } = await startTus(t, server, bucket, { checksum, s3: { ...pluginS3Options(server), endpoint: proxy.endpoint } })
+      const { app, endpoint, proxy } = await startTusBehindProxy(t, server, bucket, { checksum })
       const data = randomBytes(12 * MiB)
       const url = await createUpload(endpoint, data.byteLength)
       t.equal((await patchUpload(url, 0, data.subarray(0, 6 * MiB))).status, 204, 'the first PATCH stores a part')

@@ -5,9 +5,9 @@
 // makes the sweep kill a live tus upload: HEAD still says 6 MiB stored, the next PATCH fails.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
-import { testFaultProxy, isGetObject } from '../support/fault-proxy.ts'
-import { freshBucket, needsStrictS3, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
-import { createUpload, isTusState, patchUpload, startTus, tusRequest } from '../support/tus.ts'
+import { isGetObject } from '../support/fault-proxy.ts'
+import { freshBucket, needsStrictS3, testClient, testS3 } from '../support/s3.ts'
+import { createUpload, isTusState, patchUpload, startTusBehindProxy, tusRequest } from '../support/tus.ts'
 
 const MiB = 1024 * 1024
 const server = await testS3()
@@ -16,8 +16,7 @@ const skip = needsStrictS3(server)
 
 t.test('a sweep whose read of a live tus state fails does not abort that upload', { skip }, async (t) => {
   const bucket = await freshBucket(t, server, client)
-  const proxy = await testFaultProxy(t, server.endpoint)
-  const { app, endpoint } = await startTus(t, server, bucket, { s3: { ...pluginS3Options(server), endpoint: proxy.endpoint } })
+  const { app, endpoint, proxy } = await startTusBehindProxy(t, server, bucket)
   const data = randomBytes(12 * MiB)
   const url = await createUpload(endpoint, data.byteLength)
   t.equal((await patchUpload(url, 0, data.subarray(0, 6 * MiB))).status, 204, 'the first PATCH stores a part')

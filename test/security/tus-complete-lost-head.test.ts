@@ -6,9 +6,9 @@
 // finished — yet onUploadComplete never ran. The app never learns of a file it holds.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
-import { isComplete, testFaultProxy } from '../support/fault-proxy.ts'
-import { needsStrictS3, freshBucket, listKeys, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
-import { createUpload, patchUpload, startTus, tusRequest } from '../support/tus.ts'
+import { isComplete } from '../support/fault-proxy.ts'
+import { needsStrictS3, freshBucket, listKeys, testClient, testS3 } from '../support/s3.ts'
+import { createUpload, patchUpload, startTusBehindProxy, tusRequest } from '../support/tus.ts'
 
 const MiB = 1024 * 1024
 const server = await testS3()
@@ -19,10 +19,8 @@ const skip = needsStrictS3(server)
 for (const status of [503, 408]) {
   t.test(`HEAD answered ${status}: a Complete whose answer is lost while HEAD is throttled: the file is never "finished" without onUploadComplete`, { skip }, async (t) => {
     const bucket = await freshBucket(t, server, client)
-    const proxy = await testFaultProxy(t, server.endpoint)
     const hooked: string[] = []
-    const { endpoint } = await startTus(t, server, bucket, {
-      s3: { ...pluginS3Options(server), endpoint: proxy.endpoint },
+    const { endpoint, proxy } = await startTusBehindProxy(t, server, bucket, {
       retry: { attempts: 3, baseDelayMs: 50, maxDelayMs: 200 },
       tus: { leaseTimeout: 1 },
       onUploadComplete: (file) => { hooked.push(file.key) }

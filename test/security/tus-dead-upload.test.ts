@@ -8,9 +8,9 @@ import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { AbortMultipartUploadCommand } from '@aws-sdk/client-s3'
-import { isComplete, testFaultProxy } from '../support/fault-proxy.ts'
-import { expectNoPendingUploads, freshBucket, listKeys, needsStrictS3, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
-import { createUpload, patchUpload, startTus, tusRequest } from '../support/tus.ts'
+import { isComplete } from '../support/fault-proxy.ts'
+import { expectNoPendingUploads, freshBucket, listKeys, needsStrictS3, testClient, testS3 } from '../support/s3.ts'
+import { createUpload, patchUpload, startTusBehindProxy, tusRequest } from '../support/tus.ts'
 
 const MiB = 1024 * 1024
 const server = await testS3()
@@ -19,10 +19,8 @@ const skip = needsStrictS3(server)
 
 t.test('an upload whose multipart upload went under its Complete, the look after it throttled: 404 once its hold lapses, nothing left', { skip }, async (t) => {
   const bucket = await freshBucket(t, server, client)
-  const proxy = await testFaultProxy(t, server.endpoint)
   const hooked: string[] = []
-  const { endpoint } = await startTus(t, server, bucket, {
-    s3: { ...pluginS3Options(server), endpoint: proxy.endpoint },
+  const { endpoint, proxy } = await startTusBehindProxy(t, server, bucket, {
     retry: { attempts: 3, baseDelayMs: 50, maxDelayMs: 200 },
     tus: { leaseTimeout: 1 },
     onUploadComplete: (file) => { hooked.push(file.key) }

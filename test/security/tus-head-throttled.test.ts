@@ -4,9 +4,8 @@
 // finishing PATCH sent again) answers 404, and tus-js-client starts the whole file over.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
-import { testFaultProxy } from '../support/fault-proxy.ts'
-import { needsStrictS3, freshBucket, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
-import { createUpload, patchUpload, startTus, tusRequest } from '../support/tus.ts'
+import { needsStrictS3, freshBucket, testClient, testS3 } from '../support/s3.ts'
+import { createUpload, patchUpload, startTusBehindProxy, tusRequest } from '../support/tus.ts'
 
 const server = await testS3()
 const client = testClient(server)
@@ -16,8 +15,7 @@ const skip = needsStrictS3(server)
 for (const status of [429, 408, 503]) {
   t.test(`HEAD of a finished upload while S3 answers ${status}: not 404`, { skip }, async (t) => {
     const bucket = await freshBucket(t, server, client)
-    const proxy = await testFaultProxy(t, server.endpoint)
-    const { endpoint } = await startTus(t, server, bucket, { s3: { ...pluginS3Options(server), endpoint: proxy.endpoint }, retry: { attempts: 3, baseDelayMs: 50, maxDelayMs: 200 } })
+    const { endpoint, proxy } = await startTusBehindProxy(t, server, bucket, { retry: { attempts: 3, baseDelayMs: 50, maxDelayMs: 200 } })
     const data = randomBytes(1000)
     const url = await createUpload(endpoint, data.byteLength)
     t.equal((await patchUpload(url, 0, data)).status, 204, 'finished')

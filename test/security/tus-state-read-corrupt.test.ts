@@ -7,9 +7,9 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { GetObjectCommand, ListObjectsV2Command, PutBucketEncryptionCommand } from '@aws-sdk/client-s3'
-import { isGetObject, testFaultProxy } from '../support/fault-proxy.ts'
-import { freshBucket, kmsKeyId, listKeys, needsStrictS3, objectDigest, pluginS3Options, sha256, testClient, testS3 } from '../support/s3.ts'
-import { createUpload, isTusState, patchUpload, startTus, tusRequest } from '../support/tus.ts'
+import { isGetObject } from '../support/fault-proxy.ts'
+import { freshBucket, kmsKeyId, listKeys, needsStrictS3, objectDigest, sha256, testClient, testS3 } from '../support/s3.ts'
+import { createUpload, isTusState, patchUpload, startTusBehindProxy, tusRequest } from '../support/tus.ts'
 
 const MiB = 1024 * 1024
 const server = await testS3()
@@ -23,8 +23,7 @@ t.test('a corrupted read of a tus state on an SSE-KMS bucket does not destroy th
     Bucket: bucket,
     ServerSideEncryptionConfiguration: { Rules: [{ ApplyServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: kms.keyId as string } }] }
   }))
-  const proxy = await testFaultProxy(t, server.endpoint)
-  const { endpoint } = await startTus(t, server, bucket, { s3: { ...pluginS3Options(server), endpoint: proxy.endpoint } })
+  const { endpoint, proxy } = await startTusBehindProxy(t, server, bucket)
   const data = randomBytes(12 * MiB)
   const url = await createUpload(endpoint, data.byteLength)
   t.equal((await patchUpload(url, 0, data.subarray(0, 6 * MiB))).status, 204, 'the first PATCH stores a part and a tail')

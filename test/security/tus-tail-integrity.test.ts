@@ -17,23 +17,19 @@
 // is checked against S3's checksum (test/unit/tus-tail-read.test.ts).
 import t, { type Test } from 'tap'
 import { randomBytes } from 'node:crypto'
-import { testFaultProxy } from '../support/fault-proxy.ts'
-import { freshBucket, listKeys, needsStrictS3, objectDigest, pluginS3Options, sha256, testClient, testS3 } from '../support/s3.ts'
-import { createUpload, isTusState, patchUpload, startTus, tusRequest } from '../support/tus.ts'
+import type { FaultProxy } from '../support/fault-proxy.ts'
+import { freshBucket, listKeys, needsStrictS3, objectDigest, sha256, testClient, testS3 } from '../support/s3.ts'
+import { createUpload, isTusState, patchUpload, startTusBehindProxy, tusRequest } from '../support/tus.ts'
 
 const MiB = 1024 * 1024
 const server = await testS3()
 const client = testClient(server)
 const skip = needsStrictS3(server)
 
-/** A tus app whose S3 calls go through a fault proxy (rules set by the test). */
-async function tusBehindProxy (t: Test): Promise<{ bucket: string, proxy: Awaited<ReturnType<typeof testFaultProxy>>, endpoint: string }> {
+/** A tus app on a fresh bucket whose S3 calls go through a fault proxy (rules set by the test). */
+async function tusBehindProxy (t: Test): Promise<{ bucket: string, proxy: FaultProxy, endpoint: string }> {
   const bucket = await freshBucket(t, server, client)
-  const proxy = await testFaultProxy(t, server.endpoint)
-  const { endpoint } = await startTus(t, server, bucket, {
-    s3: { ...pluginS3Options(server), endpoint: proxy.endpoint },
-    retry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 50 }
-  })
+  const { endpoint, proxy } = await startTusBehindProxy(t, server, bucket, { retry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 50 } })
   return { bucket, proxy, endpoint }
 }
 

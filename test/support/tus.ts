@@ -9,7 +9,7 @@ import * as tus from 'tus-js-client'
 import type { Test } from 'tap'
 import type { S3ChunkOptions } from 'fastify-s3-chunk'
 import { startApp } from './app.ts'
-import type { FaultRequest } from './fault-proxy.ts'
+import { testFaultProxy, type FaultProxy, type FaultRequest } from './fault-proxy.ts'
 import type { S3Server } from './s3-server.ts'
 import { listKeys, objectDigest, pendingUploads, pluginS3Options, sha256 } from './s3.ts'
 
@@ -20,6 +20,12 @@ export async function startTus (t: { teardown: (fn: () => unknown) => void }, se
   const { app, url } = await startApp(t, server, { bucket, tus: {}, ...options })
   const prefix = options.tus?.prefix ?? '/files'
   return { app, url, endpoint: `${url}${prefix}` }
+}
+
+/** startTus with the plugin's S3 calls going through a fault proxy (its rules set by the test). */
+export async function startTusBehindProxy (t: { teardown: (fn: () => unknown) => void }, server: S3Server, bucket: string, options: Partial<S3ChunkOptions> = {}): Promise<TusApp & { proxy: FaultProxy }> {
+  const proxy = await testFaultProxy(t, server.endpoint)
+  return { ...await startTus(t, server, bucket, { ...options, s3: { ...pluginS3Options(server), ...options.s3, endpoint: proxy.endpoint } }), proxy }
 }
 
 /** A real HTTP/2 (cleartext) server with the tus endpoint at /files, inline mode; returns its base URL. */
