@@ -24,7 +24,7 @@ import { ratios, summarize } from './summary.ts'
 const USAGE = `npm run bench [-- options]
   --quick             small sizes, 1 repetition (CI smoke test, < 3 min); writes to bench/results/tmp/
   --repetitions N     runs of each scenario and contender (default 3; 1 with --quick)
-  --scenarios a,b     only these scenario ids (one-large, concurrent, small-files, memory, https-one-large, https-concurrent, tus-one-large, tus-concurrent)
+  --scenarios a,b     only these scenario ids (one-large, concurrent, small-files, memory, https-one-large, https-concurrent, https-small-files, tus-one-large, tus-concurrent)
   --contenders a,b    only these contenders (a, b, c, d, r = the receive floor, s = the seed: Django + s3chunkuploader, needs python3; e, f for the tus scenarios)
   --out DIR           where latest.json/.md/.svg go (default bench/results, or bench/results/tmp with --quick)
   --cpu-prof          run the servers with node --cpu-prof; profiles go to bench/results/tmp/profiles/

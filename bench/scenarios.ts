@@ -75,6 +75,7 @@ export function scenarios (quick: boolean): Scenario[] {
     scenario('memory', 1, 4096 * MiB, 1, 'peak memory of one big file', servers),
     httpsScenario('https-one-large', 1, 1024 * MiB, 1, 'one large file, S3 over TLS'),
     httpsScenario('https-concurrent', 8, 256 * MiB, 8, 'concurrent files, S3 over TLS'),
+    httpsScenario('https-small-files', 200, MiB, 8, 'small files, S3 over TLS: whose thread pays the TLS of a single PUT'),
     tusScenario('tus-one-large', 1, 1024 * MiB, 1, 'resumable: one large file'),
     tusScenario('tus-concurrent', 8, 256 * MiB, 8, 'resumable: concurrent files')
   ]

@@ -1,8 +1,9 @@
 import type { S3Client } from '@aws-sdk/client-s3'
 import { move, transferableSymbol, valueSymbol, workerData } from 'piscina'
 import { createPartClient } from '../lib/s3-client.js'
-import type { PartEnvelope, PartTask } from '../lib/upload/part-task.js'
-import { failureInfo, sendPartWithRetries } from '../lib/upload/send-part.js'
+import type { PartMemory } from '../lib/upload/part-buffer-pool.js'
+import type { ObjectEnvelope, ObjectTask, PartEnvelope, PartTask } from '../lib/upload/part-task.js'
+import { failureInfo, putObjectWithRetries, sendPartWithRetries } from '../lib/upload/send-part.js'
 import type { UploadWorkerData } from '../lib/upload/worker-pool-sender.js'
 
 const { s3, policy } = workerData as UploadWorkerData
@@ -11,25 +12,45 @@ let handed: PartTask['credentials']
 // One client per thread, kept for the thread's life so its keep-alive sockets are reused.
 let client: S3Client | undefined
 
-/**
- * Piscina task: one UploadPart, retries included. Never throws — an error's
- * class and metadata would be lost crossing the thread boundary, so it
- * answers an envelope the main thread rebuilds the error from. A part moved
- * here in an ArrayBuffer goes back with it (moved, not copied) to be reused; a
- * SharedArrayBuffer was read in place and stays where it is.
- */
-export default async function uploadPart (task: PartTask): Promise<PartEnvelope> {
+function clientFor (task: PartTask | ObjectTask): S3Client {
   if (task.credentials !== undefined) handed = task.credentials
   client ??= createPartClient(s3, s3.credentialsFromParts === true
     ? async () => { if (handed === undefined) throw new Error('no credentials handed to the worker thread'); return handed }
     : undefined, policy.payloadSigning)
+  return client
+}
+
+/**
+ * Piscina task (the default export): one UploadPart, retries included. Never
+ * throws — an error's class and metadata would be lost crossing the thread
+ * boundary, so it answers an envelope the main thread rebuilds the error
+ * from. A part moved here in an ArrayBuffer goes back with it (moved, not
+ * copied) to be reused; a SharedArrayBuffer was read in place and stays where
+ * it is.
+ */
+export default async function uploadPart (task: PartTask): Promise<PartEnvelope> {
   let envelope: PartEnvelope
   try {
-    envelope = { ok: true, ...await sendPartWithRetries(client, task, policy), body: task.body }
+    envelope = { ok: true, ...await sendPartWithRetries(clientFor(task), task, policy), body: task.body }
   } catch (error) {
     envelope = { ok: false, ...failureInfo('UploadPart', error), body: task.body }
   }
-  // A shared buffer stays the main thread's: nothing to hand back.
-  if (task.body instanceof SharedArrayBuffer) return { ...envelope, body: undefined }
-  return move({ [transferableSymbol]: task.body, [valueSymbol]: envelope }) as unknown as PartEnvelope
+  return handBack(envelope, task.body)
+}
+
+/** Piscina task `putObject`: a file of one part as one PutObject, retries included; answers as uploadPart does. */
+export async function putObject (task: ObjectTask): Promise<ObjectEnvelope> {
+  let envelope: ObjectEnvelope
+  try {
+    envelope = { ok: true, ...await putObjectWithRetries(clientFor(task), task, policy), body: task.body }
+  } catch (error) {
+    envelope = { ok: false, ...failureInfo('PutObject', error), body: task.body }
+  }
+  return handBack(envelope, task.body)
+}
+
+/** A shared buffer stays the main thread's: nothing to hand back; an ArrayBuffer is moved back with the answer. */
+function handBack<T extends { body?: PartMemory | undefined }> (envelope: T, body: PartMemory): T {
+  if (body instanceof SharedArrayBuffer) return { ...envelope, body: undefined }
+  return move({ [transferableSymbol]: body, [valueSymbol]: envelope }) as unknown as T
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { PutObjectCommand, type CompletedPart, type S3Client } from '@aws-sdk/client-s3'
+import type { CompletedPart, S3Client } from '@aws-sdk/client-s3'
 import type { FastifyBaseLogger } from 'fastify'
 import { FileTooLargeError, KeyExistsError, PartLimitError, UploadCancelledError } from '../errors.js'
 import { customerKeyOf, etagIsOpaque } from '../object-params.js'
@@ -10,8 +10,8 @@ import type { PartSizeFn } from './part-schedule.js'
 import type { PartSender } from './part-sender.js'
 import { etagValue } from '../s3-client.js'
 import type { Shutdown } from './shutdown.js'
-import { crc32Base64, failureInfo, withRetries } from './send-part.js'
-import { isStorageFailure, storageFailure, type S3FailureInfo } from './s3-failure.js'
+import { crc32Base64, failureInfo } from './send-part.js'
+import { isStorageFailure, storageFailure, type RetriedRequest, type S3FailureInfo } from './s3-failure.js'
 import type { UploadTelemetry } from '../telemetry.js'
 import {
   abortMultipartUpload,
@@ -200,9 +200,7 @@ class FileUpload {
       if (part.number === 1 && part.last && (part.bytes.byteLength === 0 || await this.#gateOpensSoon())) {
         await this.#awaitCommit()
         if (this.#failure !== null) return null
-        const outcome = await this.#putObject(part.bytes)
-        if (part.bytes.buffer.byteLength > 0) this.#giveBack(part.bytes.buffer as PartMemory)
-        return outcome
+        return await this.#putObject(part)
       }
 
       if (this.#uploadId === undefined) {
@@ -251,35 +249,53 @@ class FileUpload {
     this.#inFlight.add(sending)
   }
 
-  // A small file is retried from its buffer like a part is.
-  async #putObject (bytes: Uint8Array): Promise<UploadOutcome> {
+  // A small file is sent, and retried from its buffer, by the part sender (in workers mode, on a thread).
+  async #putObject (part: Part): Promise<UploadOutcome> {
     // Under SSE-KMS and SSE-C the ETag is no MD5 of the bytes: a checksum that S3 keeps
     // says whether an object found after a lost answer is this one (the configured one,
     // or else a CRC32 sent for that purpose).
-    const identity = identityOf(bytes, this.#deps.checksum, etagIsOpaque(this.#target.objectParams))
+    const identity = identityOf(this.#deps.checksum, etagIsOpaque(this.#target.objectParams))
+    const length = part.bytes.byteLength
+    const capacity = part.bytes.buffer.byteLength
+    let returned: PartMemory | undefined
     try {
-      const { value } = await withRetries('PutObject', this.#deps.retry, async () => await this.#deps.client.send(new PutObjectCommand({
-        ...this.#target.objectParams,
-        Bucket: this.#target.bucket,
-        Key: this.#target.key,
-        ContentType: this.#target.contentType,
-        Body: bytes,
-        ContentLength: bytes.byteLength,
-        ...checksumAlgorithm(this.#deps.checksum),
-        ...(identity?.send === true ? { [identity.field]: identity.value } : {}),
-        ...conditionalWrite(this.#target)
-      })), undefined, this.#scope.onRetry)
-      return outcomeOf(value, { size: this.#size, parts: 0 }, this.#deps.checksum)
+      const done = await this.#deps.sender.put({
+        input: {
+          ...this.#target.objectParams,
+          Bucket: this.#target.bucket,
+          Key: this.#target.key,
+          ContentType: this.#target.contentType,
+          ...checksumAlgorithm(this.#deps.checksum),
+          ...conditionalWrite(this.#target)
+        },
+        body: part.bytes.buffer as PartMemory,
+        length,
+        crc32: identity?.send === true
+      })
+      returned = done.body
+      this.#retried(done.retried)
+      return outcomeOf(done.stored, { size: this.#size, parts: 0 }, this.#deps.checksum)
     } catch (error) {
-      const info = failureInfo('PutObject', error)
+      const info = isStorageFailure(error) ? error.s3 : failureInfo('PutObject', error)
+      returned = (error as { partBuffer?: PartMemory }).partBuffer
+      this.#retried(info.retried)
       if (isKeyTaken(info)) {
-        // A retry meeting our own first attempt, whose answer was lost: the object is ours when it holds these bytes.
-        const ours = (info.attempts ?? 1) > 1 ? await this.#storedAlready(bytes, identity) : null
+        // A retry meeting our own first attempt, whose answer was lost: the object is ours when it holds these bytes
+        // (read from the buffer handed back; one a dead thread kept cannot be compared).
+        const bytes = returned?.byteLength === capacity ? new Uint8Array(returned, 0, length) : null
+        const ours = (info.attempts ?? 1) > 1 && bytes !== null ? await this.#storedAlready(bytes, identity) : null
         if (ours !== null) return ours
         throw new KeyExistsError(this.#target.key)
       }
       throw storageFailure(info)
+    } finally {
+      if (capacity > 0) this.#settle(capacity, returned)
     }
+  }
+
+  /** Telemetry of the failures a single PUT retried on its way (counted as its answer comes back, from a thread too). */
+  #retried (retried: RetriedRequest[] | undefined): void {
+    for (const request of retried ?? []) this.#deps.telemetry?.retry('PutObject', request)
   }
 
   /** The object at the key, when it is these bytes (their checksum as S3 keeps it, else a single PUT's ETag: their MD5), else null. */
@@ -288,7 +304,7 @@ class FileUpload {
     // S3 would not say what is at the key (throttled, 5xx): maybe these very bytes — a retryable failure, never "key exists".
     if (head === 'unknown') throw lookupFailed('a PutObject retried after a lost answer met an object that could not be looked up')
     if (head === null || head.ContentLength !== bytes.byteLength) return null
-    const same = identity !== null ? head[identity.field] === identity.value : etagValue(head.ETag) === createHash('md5').update(bytes).digest('hex')
+    const same = identity !== null ? head[identity.field] === identityValue(identity, bytes) : etagValue(head.ETag) === createHash('md5').update(bytes).digest('hex')
     if (!same) return null
     return outcomeOf(head, { size: this.#size, parts: 0 }, this.#deps.checksum)
   }
@@ -355,8 +371,7 @@ function cancelReason (reason: unknown): Error {
 interface Identity {
   algorithm: 'CRC32' | 'SHA256'
   field: 'ChecksumCRC32' | 'ChecksumSHA256'
-  value: string
-  /** Sent by us (the SDK sends the configured one itself). */
+  /** Sent by us, computed by the sending thread (the SDK sends the configured one itself). */
   send: boolean
 }
 
@@ -365,11 +380,16 @@ interface Identity {
  * checksum when it can be computed here, or — when the ETag will be no MD5
  * (SSE-KMS, SSE-C) — by a CRC32 sent for that purpose; null: by its MD5 ETag.
  */
-function identityOf (bytes: Uint8Array, checksum: ChecksumSetting, opaqueEtag: boolean): Identity | null {
+function identityOf (checksum: ChecksumSetting, opaqueEtag: boolean): Identity | null {
   if (checksum === 'CRC32' || (checksum === 'none' && opaqueEtag)) {
     // Sent by us also when configured: the SDK then computes no checksum of its own.
-    return { algorithm: 'CRC32', field: 'ChecksumCRC32', value: crc32Base64(bytes), send: true }
+    return { algorithm: 'CRC32', field: 'ChecksumCRC32', send: true }
   }
-  if (checksum === 'SHA256') return { algorithm: 'SHA256', field: 'ChecksumSHA256', value: createHash('sha256').update(bytes).digest('base64'), send: false }
+  if (checksum === 'SHA256') return { algorithm: 'SHA256', field: 'ChecksumSHA256', send: false }
   return null
+}
+
+/** The identity's value for these bytes, as S3 reports it. */
+function identityValue (identity: Identity, bytes: Uint8Array): string {
+  return identity.algorithm === 'CRC32' ? crc32Base64(bytes) : createHash('sha256').update(bytes).digest('base64')
 }

@@ -1,3 +1,4 @@
+import type { PutObjectCommandInput, PutObjectCommandOutput } from '@aws-sdk/client-s3'
 import type { PartMemory } from './part-buffer-pool.js'
 import { payloadSigningOf, type ChecksumSetting, type EngineConfig, type PayloadSigning, type RetryPolicy } from '../options.js'
 import type { RetriedRequest, S3FailureInfo } from './s3-failure.js'
@@ -55,6 +56,38 @@ export interface PartDone {
 }
 
 /** What a worker answers: plain data, since errors lose their class crossing threads. */
-export type PartEnvelope =
-  | ({ ok: true } & PartDone)
+export type Envelope<Done> =
+  | ({ ok: true } & Done)
   | ({ ok: false, body?: PartMemory } & S3FailureInfo)
+
+export type PartEnvelope = Envelope<PartDone>
+
+/**
+ * The one PutObject of a file that fits in one part: sent by the same thread,
+ * client and retries as a part, so in workers mode a small file's bytes (and
+ * their TLS) stay off the main thread too.
+ */
+export interface ObjectTask {
+  /** PutObject's input but its body: plain data (object settings, content type, checksum fields, the conditional write). */
+  input: Omit<PutObjectCommandInput, 'Body' | 'ContentLength'>
+  /** The file's memory, moved or shared as a part's is; bytes from offset 0. */
+  body: PartMemory
+  length: number
+  /** Send a CRC32 of the bytes (computed by the sending thread) that S3 checks and keeps. */
+  crc32: boolean
+  credentials?: PartTask['credentials']
+}
+
+/** What S3 answered a PutObject that the plugin keeps. */
+export type ObjectStored = Pick<PutObjectCommandOutput, 'ETag' | 'VersionId' | 'ChecksumCRC32' | 'ChecksumCRC32C' | 'ChecksumSHA256'>
+
+export interface ObjectDone {
+  stored: ObjectStored
+  attempts: number
+  retried?: RetriedRequest[]
+  /** The file's buffer, handed back. */
+  body?: PartMemory
+}
+
+/** A worker's answer to an ObjectTask. */
+export type ObjectEnvelope = Envelope<ObjectDone>

@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { UploadPartCommand, type S3Client, type UploadPartCommandOutput } from '@aws-sdk/client-s3'
+import { PutObjectCommand, UploadPartCommand, type S3Client, type UploadPartCommandOutput } from '@aws-sdk/client-s3'
 import { crc32 } from '../crc32.js'
 import type { ChecksumSetting, RetryPolicy } from '../options.js'
-import type { PartDone, PartPolicy, PartTask } from './part-task.js'
+import type { ObjectDone, ObjectTask, PartDone, PartPolicy, PartTask } from './part-task.js'
 import { describeS3Error, type RetriedRequest, type S3FailureInfo } from './s3-failure.js'
 
 /** A request that failed for good: after its last attempt, or at once when not retryable. */
@@ -58,6 +58,27 @@ export async function sendPartWithRetries (client: S3Client, task: PartTask, pol
   try {
     const { value, attempts } = await withRetries('UploadPart', policy.retry, async () => await sendPart(client, task, policy.checksum), undefined, onRetry)
     return retried !== undefined ? { ...value, attempts, retried } : { ...value, attempts }
+  } catch (error) {
+    if (error instanceof PartFailure && retried !== undefined) error.info.retried = retried
+    throw error
+  }
+}
+
+/** Sends a one-part file as one PutObject with retries, re-sending the same buffered bytes. Shared by the inline sender and the worker threads. */
+export async function putObjectWithRetries (client: S3Client, task: ObjectTask, policy: PartPolicy): Promise<ObjectDone> {
+  let retried: RetriedRequest[] | undefined
+  const onRetry = (info: S3FailureInfo): void => {
+    (retried ??= []).push(info.requestId !== undefined ? { code: info.code ?? info.name, requestId: info.requestId } : { code: info.code ?? info.name })
+  }
+  const body = new Uint8Array(task.body, 0, task.length)
+  // Computed once, here, where the bytes are read anyway: the same value on every attempt.
+  const input = task.crc32 ? { ...task.input, ChecksumCRC32: crc32Base64(body) } : task.input
+  try {
+    const { value, attempts } = await withRetries('PutObject', policy.retry, async () => {
+      const { ETag, VersionId, ChecksumCRC32, ChecksumCRC32C, ChecksumSHA256 } = await client.send(new PutObjectCommand({ ...input, Body: body, ContentLength: task.length }))
+      return { ETag, VersionId, ChecksumCRC32, ChecksumCRC32C, ChecksumSHA256 }
+    }, undefined, onRetry)
+    return retried !== undefined ? { stored: value, attempts, retried } : { stored: value, attempts }
   } catch (error) {
     if (error instanceof PartFailure && retried !== undefined) error.info.retried = retried
     throw error

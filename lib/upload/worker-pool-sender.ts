@@ -5,7 +5,7 @@ import { Piscina } from 'piscina'
 import type { EngineConfig } from '../options.js'
 import { workerSettings, type WorkerS3Settings } from '../s3-client.js'
 import { isShared } from './part-buffer-pool.js'
-import { partPolicyOf, type PartEnvelope, type PartPolicy, type PartTask } from './part-task.js'
+import { partPolicyOf, type Envelope, type ObjectDone, type ObjectEnvelope, type ObjectTask, type PartDone, type PartEnvelope, type PartPolicy, type PartTask } from './part-task.js'
 import type { PartSender } from './part-sender.js'
 import { InvalidOptionError } from '../errors.js'
 import { describeS3Error, storageFailure } from './s3-failure.js'
@@ -33,11 +33,11 @@ export function defaultWorkerFile (): string {
 
 /** The pool-backed sender; `pool` is exposed for the plugin's own tests (thread crashes), not for apps. */
 export interface WorkerPoolSender extends PartSender {
-  readonly pool: Piscina<PartTask, PartEnvelope>
+  readonly pool: Piscina<PartTask | ObjectTask, PartEnvelope | ObjectEnvelope>
 }
 
 /**
- * Mode `workers`: parts go to a Piscina pool; each thread has its own
+ * Mode `workers`: parts, and the PutObject of a file of one part, go to a Piscina pool; each thread has its own
  * long-lived S3 client. Whole parts are SharedArrayBuffers (the engine's pool
  * is shared in this mode), which the thread reads in place; a small part in
  * an ArrayBuffer is moved to the thread and back. With a credential provider,
@@ -52,7 +52,7 @@ export function createWorkerPoolSender (config: EngineConfig, client?: S3Client)
   if (!existsSync(filename.startsWith('file:') ? fileURLToPath(filename) : filename)) {
     throw new InvalidOptionError(`"workers.filename": no such file: ${filename}`)
   }
-  const pool = new Piscina<PartTask, PartEnvelope>({
+  const pool = new Piscina<PartTask | ObjectTask, PartEnvelope | ObjectEnvelope>({
     filename,
     workerData: { s3, policy: partPolicyOf(config) } satisfies UploadWorkerData,
     minThreads: config.workers.minThreads ?? 1,
@@ -66,30 +66,34 @@ export function createWorkerPoolSender (config: EngineConfig, client?: S3Client)
     resourceLimits: { maxYoungGenerationSizeMb: 8 }
   })
 
+  /** Runs a task on a thread (the worker file's export `name`: its default one sends a part) and rebuilds its answer; a failure rejects as a StorageFailure. */
+  async function run<T extends PartTask | ObjectTask, Done extends PartDone | ObjectDone> (name: 'default' | 'putObject', operation: string, task: T): Promise<Done> {
+    let envelope: Envelope<Done>
+    try {
+      if (s3.credentialsFromParts === true && client !== undefined) {
+        const { accessKeyId, secretAccessKey, sessionToken } = await client.config.credentials()
+        task = { ...task, credentials: { accessKeyId, secretAccessKey, ...(sessionToken !== undefined ? { sessionToken } : {}) } }
+      }
+      // A shared buffer is read by the thread in place; an ArrayBuffer is moved to it, not copied.
+      envelope = (isShared(task.body) ? await pool.run(task, { name }) : await pool.run(task, { name, transferList: [task.body] })) as Envelope<Done>
+    } catch (error) {
+      // The thread itself failed (crashed, or the pool was destroyed).
+      throw storageFailure(describeS3Error(operation, error))
+    }
+    // The thread answers only once the bytes are stored or given up: the shared buffer is ours again.
+    if (isShared(task.body)) envelope.body = task.body
+    if (!envelope.ok) {
+      const { ok: _ok, body, ...info } = envelope
+      throw storageFailure(info, body)
+    }
+    const { ok: _ok, ...done } = envelope
+    return done as unknown as Done
+  }
+
   return {
     pool,
-    async send (task) {
-      let envelope: PartEnvelope
-      try {
-        if (s3.credentialsFromParts === true && client !== undefined) {
-          const { accessKeyId, secretAccessKey, sessionToken } = await client.config.credentials()
-          task = { ...task, credentials: { accessKeyId, secretAccessKey, ...(sessionToken !== undefined ? { sessionToken } : {}) } }
-        }
-        // A shared part is read by the thread in place; an ArrayBuffer is moved to it, not copied.
-        envelope = isShared(task.body) ? await pool.run(task) : await pool.run(task, { transferList: [task.body] })
-      } catch (error) {
-        // The thread itself failed (crashed, or the pool was destroyed).
-        throw storageFailure(describeS3Error('UploadPart', error))
-      }
-      // The thread answers only once the part is stored or given up: the shared buffer is ours again.
-      if (isShared(task.body)) envelope.body = task.body
-      if (!envelope.ok) {
-        const { ok: _ok, body, ...info } = envelope
-        throw storageFailure(info, body)
-      }
-      const { ok: _ok, ...done } = envelope
-      return done
-    },
+    send: async (task) => await run<PartTask, PartDone>('default', 'UploadPart', task),
+    put: async (task) => await run<ObjectTask, ObjectDone>('putObject', 'PutObject', task),
     async close () {
       await pool.close({ force: false })
       await pool.destroy()

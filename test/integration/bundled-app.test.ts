@@ -72,5 +72,15 @@ t.test('a bundled app finds its worker file and stores a multipart upload', asyn
   t.equal((await objectDigest(client, bucket, file.key)).sha256, sha256(data), 'the object holds the uploaded bytes')
   const health = await (await fetch(`${app.url}/health`)).json() as { stats: { pool: { completed: number } | null } }
   t.ok((health.stats.pool?.completed ?? 0) >= 3, 'the parts went through the worker threads')
+
+  // A small file's PutObject is the worker file's other task (its export `putObject`): the bundle kept it.
+  const small = randomBytes(300_000)
+  const put = await postMultipart(`${app.url}/upload`, [{ name: 'file', filename: 'small.bin', contentType: 'application/octet-stream', data: small }])
+  t.equal(put.status, 200, put.status === 200 ? 'HTTP 200' : put.body)
+  const smallFile = put.json() as { key: string, parts: number }
+  t.equal(smallFile.parts, 0, 'stored as one PutObject')
+  t.equal((await objectDigest(client, bucket, smallFile.key)).sha256, sha256(small), 'the object holds the uploaded bytes')
+  const after = await (await fetch(`${app.url}/health`)).json() as { stats: { pool: { completed: number } | null } }
+  t.equal(after.stats.pool?.completed, (health.stats.pool?.completed ?? 0) + 1, 'the PutObject went through a worker thread')
   await expectNoPendingUploads(t, server, client, bucket)
 })
