@@ -38,15 +38,17 @@ export default async function uploadPart (task: PartTask): Promise<PartEnvelope>
   return handBack(envelope, task.body)
 }
 
-/** Piscina task `putObject`: a file of one part as one PutObject, retries included; answers as uploadPart does. */
+/**
+ * Piscina task `putObject`: a file of one part as one PutObject, retries
+ * included; answers as uploadPart does. Its body was shared or copied here,
+ * never moved: nothing to hand back.
+ */
 export async function putObject (task: ObjectTask): Promise<ObjectEnvelope> {
-  let envelope: ObjectEnvelope
   try {
-    envelope = { ok: true, ...await putObjectWithRetries(clientFor(task), task, policy), body: task.body }
+    return { ok: true, ...await putObjectWithRetries(clientFor(task), task, policy) }
   } catch (error) {
-    envelope = { ok: false, ...failureInfo('PutObject', error), body: task.body }
+    return { ok: false, ...failureInfo('PutObject', error) }
   }
-  return handBack(envelope, task.body)
 }
 
 /** A shared buffer stays the main thread's: nothing to hand back; an ArrayBuffer is moved back with the answer. */

@@ -4,11 +4,12 @@ import { fileURLToPath } from 'node:url'
 import { Piscina } from 'piscina'
 import type { EngineConfig } from '../options.js'
 import { workerSettings, type WorkerS3Settings } from '../s3-client.js'
-import { isShared } from './part-buffer-pool.js'
+import { isShared, type PartMemory } from './part-buffer-pool.js'
 import { partPolicyOf, type Envelope, type ObjectDone, type ObjectEnvelope, type ObjectTask, type PartDone, type PartEnvelope, type PartPolicy, type PartTask } from './part-task.js'
 import type { PartSender } from './part-sender.js'
 import { InvalidOptionError } from '../errors.js'
 import { describeS3Error, storageFailure } from './s3-failure.js'
+import { failureInfo, putObjectWithRetries } from './send-part.js'
 
 /** What each worker thread is started with: plain data, its S3 client is built from it. */
 export interface UploadWorkerData {
@@ -52,9 +53,10 @@ export function createWorkerPoolSender (config: EngineConfig, client?: S3Client)
   if (!existsSync(filename.startsWith('file:') ? fileURLToPath(filename) : filename)) {
     throw new InvalidOptionError(`"workers.filename": no such file: ${filename}`)
   }
+  const policy = partPolicyOf(config)
   const pool = new Piscina<PartTask | ObjectTask, PartEnvelope | ObjectEnvelope>({
     filename,
-    workerData: { s3, policy: partPolicyOf(config) } satisfies UploadWorkerData,
+    workerData: { s3, policy } satisfies UploadWorkerData,
     minThreads: config.workers.minThreads ?? 1,
     maxThreads: config.workers.maxThreads,
     concurrentTasksPerWorker: config.workers.concurrentTasksPerWorker,
@@ -66,34 +68,69 @@ export function createWorkerPoolSender (config: EngineConfig, client?: S3Client)
     resourceLimits: { maxYoungGenerationSizeMb: 8 }
   })
 
-  /** Runs a task on a thread (the worker file's export `name`: its default one sends a part) and rebuilds its answer; a failure rejects as a StorageFailure. */
-  async function run<T extends PartTask | ObjectTask, Done extends PartDone | ObjectDone> (name: 'default' | 'putObject', operation: string, task: T): Promise<Done> {
-    let envelope: Envelope<Done>
-    try {
-      if (s3.credentialsFromParts === true && client !== undefined) {
-        const { accessKeyId, secretAccessKey, sessionToken } = await client.config.credentials()
-        task = { ...task, credentials: { accessKeyId, secretAccessKey, ...(sessionToken !== undefined ? { sessionToken } : {}) } }
-      }
-      // A shared buffer is read by the thread in place; an ArrayBuffer is moved to it, not copied.
-      envelope = (isShared(task.body) ? await pool.run(task, { name }) : await pool.run(task, { name, transferList: [task.body] })) as Envelope<Done>
-    } catch (error) {
-      // The thread itself failed (crashed, or the pool was destroyed).
-      throw storageFailure(describeS3Error(operation, error))
+  /**
+   * Runs a task on a thread (the worker file's export `name`: its default one sends a part).
+   * A shared body is read there in place; another is moved there with `move`, else copied.
+   * Rejects with the pool's own error when the thread itself failed (crashed, or the pool was destroyed).
+   */
+  async function onThread<Done> (name: 'default' | 'putObject', task: PartTask | ObjectTask, move: boolean): Promise<Envelope<Done>> {
+    if (s3.credentialsFromParts === true && client !== undefined) {
+      const { accessKeyId, secretAccessKey, sessionToken } = await client.config.credentials()
+      task = { ...task, credentials: { accessKeyId, secretAccessKey, ...(sessionToken !== undefined ? { sessionToken } : {}) } }
     }
-    // The thread answers only once the bytes are stored or given up: the shared buffer is ours again.
-    if (isShared(task.body)) envelope.body = task.body
+    return await pool.run(task, move && !isShared(task.body) ? { name, transferList: [task.body] } : { name }) as Envelope<Done>
+  }
+
+  /** The thread's answer as the sender's: its failure rebuilt as a StorageFailure carrying `body` back. */
+  function answer<Done> (envelope: Envelope<Done>, body: PartMemory | undefined): Done & { body?: PartMemory } {
     if (!envelope.ok) {
-      const { ok: _ok, body, ...info } = envelope
+      const { ok: _ok, body: _body, ...info } = envelope
       throw storageFailure(info, body)
     }
     const { ok: _ok, ...done } = envelope
-    return done as unknown as Done
+    return { ...done as unknown as Done, ...(body !== undefined ? { body } : {}) }
+  }
+
+  /**
+   * A small file's PutObject, sent again from the main thread after its thread died unanswered —
+   * maybe after sending it whole, which S3 then carries out. So it counts as a retry after a lost
+   * answer: a 412 has the coordinator look whether the object at the key is this one.
+   */
+  async function putAgainHere (task: ObjectTask, here: S3Client): Promise<ObjectDone> {
+    try {
+      const done = await putObjectWithRetries(here, task, policy)
+      return { ...done, attempts: done.attempts + 1, body: task.body }
+    } catch (error) {
+      const info = failureInfo('PutObject', error)
+      throw storageFailure({ ...info, attempts: (info.attempts ?? 1) + 1 }, task.body)
+    }
   }
 
   return {
     pool,
-    send: async (task) => await run<PartTask, PartDone>('default', 'UploadPart', task),
-    put: async (task) => await run<ObjectTask, ObjectDone>('putObject', 'PutObject', task),
+    async send (task) {
+      let envelope: PartEnvelope
+      try {
+        // A whole part is shared; a smaller one is moved to the thread and back, not copied.
+        envelope = await onThread<PartDone>('default', task, true)
+      } catch (error) {
+        throw storageFailure(describeS3Error('UploadPart', error))
+      }
+      // The thread answers only once the part is stored or given up: a shared buffer is ours again.
+      return answer(envelope, isShared(task.body) ? task.body : envelope.body)
+    },
+    async put (task) {
+      // The file's bytes never leave this thread (shared, or copied: at most one part), so that
+      // a PutObject whose thread died can be sent again, from here.
+      let envelope: ObjectEnvelope
+      try {
+        envelope = await onThread<ObjectDone>('putObject', task, false)
+      } catch (error) {
+        if (client === undefined) throw storageFailure(describeS3Error('PutObject', error))
+        return await putAgainHere(task, client)
+      }
+      return answer(envelope, task.body)
+    },
     async close () {
       await pool.close({ force: false })
       await pool.destroy()

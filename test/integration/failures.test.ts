@@ -9,9 +9,9 @@ import { createWorkerPoolSender } from '../../dist/lib/upload/worker-pool-sender
 import { configOf } from '../../dist/lib/options.js'
 import { createS3Client } from '../../dist/lib/s3-client.js'
 import { startApp } from '../support/app.ts'
-import { isUploadPart, startFaultProxy } from '../support/fault-proxy.ts'
+import { isPutObject, isUploadPart, startFaultProxy } from '../support/fault-proxy.ts'
 import { postMultipart } from '../support/multipart.ts'
-import { expectNoPendingUploads, freshBucket, listKeys, needsStrictS3, pendingUploads, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
+import { expectNoPendingUploads, freshBucket, listKeys, needsStrictS3, objectDigest, pendingUploads, pluginS3Options, sha256, testClient, testS3 } from '../support/s3.ts'
 
 const MiB = 1024 * 1024
 const server = await testS3()
@@ -58,6 +58,49 @@ t.test('a worker thread that dies mid-upload fails the upload, which is aborted'
   t.same(await listKeys(client, bucket), [], 'nothing committed')
   await expectNoPendingUploads(t, server, client, bucket)
 })
+
+for (const size of [MiB, 10_000]) {
+  t.test(`a worker thread that dies during a small file's PutObject (${size} B): sent again from the main thread, and the object its thread had sent is known as this upload's`, { skip }, async (t) => {
+    const bucket = await freshBucket(t, server, client)
+    // The thread's PutObject is held 2 s at the proxy and then carried out (its socket outlives
+    // the thread's end); the main thread's, held 4 s, meets that object: 412, then a look at it.
+    const proxy = await startFaultProxy({ target: server.endpoint })
+    t.teardown(async () => { await proxy.close() })
+    proxy.setRules([
+      { match: isPutObject, fault: { kind: 'delay', ms: 2000 }, times: 1 },
+      { match: isPutObject, fault: { kind: 'delay', ms: 4000 }, times: 1 }
+    ])
+    const config = configOf({ bucket, s3: { ...pluginS3Options(server), endpoint: proxy.endpoint }, workers: { minThreads: 1, maxThreads: 1 } })
+    const sender = createWorkerPoolSender(config, createS3Client(config.s3))
+    const s3 = createS3Client(config.s3)
+    t.teardown(async () => { await sender.close(); s3.destroy() })
+    // As in workers mode: whole part buffers are shared (a file under 64 KiB stays in a buffer of its own, copied to the thread).
+    const buffers = new PartBufferPool(64 * MiB, { shared: true })
+    const data = randomBytes(size)
+    async function * source (): AsyncGenerator<Uint8Array> { yield data }
+    const upload = uploadStream(source(), { bucket, key: 'held.bin', contentType: 'application/octet-stream', overwrite: false }, {
+      client: s3,
+      retry: config.retry,
+      sender,
+      partSize: () => 5 * MiB,
+      partConcurrency: 4,
+      maxFileSize: 1024 * MiB,
+      maxParts: 10_000,
+      checksum: 'CRC32',
+      buffers,
+      counters: { uploadsInFlight: 0, partsInFlight: 0 }
+    })
+    for (let wait = 0; wait < 60 && proxy.stats().faults.delay === 0; wait++) await sleep(50)
+    t.equal(proxy.stats().faults.delay, 1, 'the PutObject reached the proxy, from the thread')
+    await Promise.all(sender.pool.threads.map(async (thread) => await thread.terminate()))
+    const outcome = await upload
+    t.equal(outcome.parts, 0, 'stored as one PutObject')
+    t.equal(proxy.stats().faults.delay, 2, 'sent twice: by the thread, then by the main thread')
+    t.same(await listKeys(client, bucket), ['held.bin'])
+    t.equal((await objectDigest(client, bucket, 'held.bin')).sha256, sha256(data), 'the object holds the bytes')
+    t.equal(buffers.used, 0, 'the buffer is back in the pool')
+  })
+}
 
 for (const mode of ['workers', 'inline'] as const) {
   t.test(`mode ${mode}: a route handler that throws after s3File() started leaves nothing`, { skip }, async (t) => {
