@@ -861,32 +861,38 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     try {
       const parts = cutParts(sniffed(), {
         partSize: () => state.partSize,
-        open: async (size) => await engine.buffers.open(size, stop.signal, fail)
+        // The pool's last resort (every byte of the budget held by stalled requests) picks this
+        // PATCH: it fails, and its read waiting on a silent client ends now, not at bodyTimeout.
+        open: async (size) => await engine.buffers.open(size, stop.signal, (error) => { fail(error); watch.fail(error) })
       })
       try {
         for await (const part of parts) {
-          if (failure !== null) {
-            // Read on to the end (the source stops at once): a cutter left mid-part would keep its reservation.
-            if (part.bytes.buffer.byteLength > 0) engine.buffers.release(part.bytes.buffer as PartMemory)
-            continue
-          }
-          const offsetAfter = state.offset + received
-          // Every byte of the upload is here, even if the body then broke off (its Content-Length
-          // lied, its last chunk never came): it finishes — saved as offset = length it never would.
-          const complete = part.last && length !== undefined && offsetAfter === length
-          if (part.bytes.byteLength === state.partSize || (complete && part.bytes.byteLength > 0)) {
-            if (base + part.number > config.maxParts) throw new PartLimitError(config.maxParts)
-            const id = await ensureUpload()
-            while (inFlight.size >= config.partConcurrency && failure === null) await Promise.race(inFlight)
-            if (failure !== null) { engine.buffers.release(part.bytes.buffer as PartMemory); continue }
-            dispatch(part, id)
-          } else if (part.bytes.byteLength > 0) {
-            // Less than a part, and more is to come: it waits in S3 (never on disk, never in memory) for the next PATCH.
-            tailBytes = part.bytes
-            tailBuffer = part.bytes.buffer as PartMemory
-            held_ += tailBuffer.byteLength
-          } else if (part.bytes.buffer.byteLength > 0) {
-            engine.buffers.release(part.bytes.buffer as PartMemory)
+          // The part's memory goes back to the pool unless it is handed on (sent, or kept as the tail):
+          // whatever throws on the way (the part limit, a failed CreateMultipartUpload, a key taken).
+          let unclaimed: PartMemory | null = part.bytes.buffer.byteLength > 0 ? part.bytes.buffer as PartMemory : null
+          try {
+            // After a failure, read on to the end (the source stops at once): a cutter left mid-part would keep its reservation.
+            if (failure !== null) continue
+            const offsetAfter = state.offset + received
+            // Every byte of the upload is here, even if the body then broke off (its Content-Length
+            // lied, its last chunk never came): it finishes — saved as offset = length it never would.
+            const complete = part.last && length !== undefined && offsetAfter === length
+            if (part.bytes.byteLength === state.partSize || (complete && part.bytes.byteLength > 0)) {
+              if (base + part.number > config.maxParts) throw new PartLimitError(config.maxParts)
+              const id = await ensureUpload()
+              while (inFlight.size >= config.partConcurrency && failure === null) await Promise.race(inFlight)
+              if (failure !== null) continue
+              dispatch(part, id)
+              unclaimed = null
+            } else if (part.bytes.byteLength > 0) {
+              // Less than a part, and more is to come: it waits in S3 (never on disk, never in memory) for the next PATCH.
+              tailBytes = part.bytes
+              tailBuffer = part.bytes.buffer as PartMemory
+              held_ += tailBuffer.byteLength
+              unclaimed = null
+            }
+          } finally {
+            if (unclaimed !== null) engine.buffers.release(unclaimed)
           }
         }
       } catch (error) {
