@@ -44,7 +44,10 @@ export class ProgressReporter {
 
   #report (): void {
     try {
-      this.#hook({ ...this.#progress })
+      const result: unknown = this.#hook({ ...this.#progress })
+      // An async hook's rejection is dropped too: left alone it is an unhandled rejection, which
+      // ends the process under Node's default (found in review).
+      if (typeof (result as PromiseLike<unknown> | null)?.then === 'function') (result as PromiseLike<unknown>).then(undefined, () => {})
     } catch {
       // The app's bookkeeping failing does not fail the upload.
     }
