@@ -13,6 +13,11 @@ import { ServerBusyError } from '../errors.js'
  *   while others wait for room is parked: its buffer shrinks to what it
  *   holds (resizable ArrayBuffers give the pages back) and it must wait for
  *   room again before it takes more bytes;
+ * - a holder whose client has sent less than HEAD_BYTES in STALLED_AFTER_MS
+ *   while others wait is failed (503, retry later), the stalest first and as
+ *   many as the first waiter needs — whatever other uploads are doing: one
+ *   client trickling at a healthy pace once kept every silent holder's memory
+ *   until its bodyTimeout, and heads went one per relief tick (attack runs);
  * - when every byte is held by parts that all wait for more — nothing in
  *   flight to S3, nothing filling — the longest waiter that holds memory is
  *   failed (503, retry later) so the others can go on.
@@ -49,6 +54,8 @@ import { ServerBusyError } from '../errors.js'
 export const HEAD_BYTES = 64 * 1024
 /** A part that gained less than HEAD_BYTES in this long is slow (under 64 KiB/s). */
 export const SLOW_AFTER_MS = 1000
+/** A holder that gained less than HEAD_BYTES in this long, while others wait for memory, is failed (under 32 KiB/s). */
+export const STALLED_AFTER_MS = 2 * SLOW_AFTER_MS
 /** How often waiting requests look for slow parts to park. */
 const RELIEF_INTERVAL_MS = 250
 
@@ -299,6 +306,28 @@ export class PartBufferPool {
     }
   }
 
+  /**
+   * Fails the holders whose clients stalled (not waiting on us: a part waiting for room is not
+   * its client's doing), stalest first, until what they hold — with what earlier evictions are
+   * still giving back — makes room for the first waiter. True when that much is on its way.
+   */
+  #evictStalled (now: number): boolean {
+    const first = this.#waiters[0] as Waiter
+    const need = this.#used + first.bytes - this.limit
+    let freeing = 0
+    for (const part of this.#filling) if (part.evicted) freeing += part.reserved
+    if (freeing >= need) return true
+    const stalled = [...this.#filling]
+      .filter((part) => part.canEvict && !part.evicted && !part.waiting && part.reserved > 0 && now - part.markedAt > STALLED_AFTER_MS)
+      .sort((a, b) => a.markedAt - b.markedAt)
+    for (const part of stalled) {
+      freeing += part.reserved
+      part.evict(new ServerBusyError())
+      if (freeing >= need) return true
+    }
+    return false
+  }
+
   #dropWaiter (waiter: Waiter): void {
     const index = this.#waiters.indexOf(waiter)
     if (index >= 0) this.#waiters.splice(index, 1)
@@ -336,12 +365,13 @@ export class PartBufferPool {
     if (this.#waiters.length === 0) return
     this.#reliefTimer ??= setInterval(() => { this.#relieve() }, RELIEF_INTERVAL_MS)
     this.#reliefTimer.unref()
+    if (this.#evictStalled(now)) return
     const inFlight = this.#used - this.#fillingBytes
     // A whole part too full to park and crawling still counts as stuck.
     const progressing = [...this.#filling].some((part) => !part.waiting && part.stage === 'whole' && !slow(part))
     if (inFlight > 0 || progressing) return
     // Deadlock: nothing will give memory back by itself.
-    const holders = [...this.#filling].filter((part) => part.reserved > 0).sort((a, b) => a.markedAt - b.markedAt)
+    const holders = [...this.#filling].filter((part) => part.reserved > 0 && !part.evicted).sort((a, b) => a.markedAt - b.markedAt)
     const victim = holders.find((part) => part.canEvict || part.waiting)
     if (victim === undefined) return
     if (victim.canEvict) {
@@ -376,6 +406,8 @@ export class FillingPart {
   markedAt: number
   /** True while grow() waits for room. */
   waiting = false
+  /** Failed by the pool (its upload gives the memory back as it stops). */
+  evicted = false
   #markAt = HEAD_BYTES
   readonly #pool: PartBufferPool
   readonly #now: () => number
@@ -398,6 +430,7 @@ export class FillingPart {
 
   /** Fails the part's upload (which then abandons the part): a deadlock's way out. */
   evict (error: Error): void {
+    this.evicted = true
     this.#evict?.(error)
   }
 

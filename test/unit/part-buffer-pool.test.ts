@@ -1,6 +1,6 @@
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { HEAD_BYTES, PartBufferPool, SLOW_AFTER_MS, type FillingPart } from '../../lib/upload/part-buffer-pool.ts'
+import { HEAD_BYTES, PartBufferPool, SLOW_AFTER_MS, STALLED_AFTER_MS, type FillingPart } from '../../lib/upload/part-buffer-pool.ts'
 import { exposedGc } from '../support/force-gc.ts'
 
 const MiB = 1024 * 1024
@@ -188,6 +188,40 @@ t.test('parts too full to park that crawl cannot hold the budget: the one idle l
   t.equal(healthy.room(), 256 * KiB - HEAD_BYTES, 'and the healthy part fills')
   healthy.abandon()
   for (const part of attackers.slice(1)) part.abandon()
+  t.equal(pool.used, 0)
+})
+
+t.test('holders whose clients stalled are failed while someone waits, stalest first and as many as it needs, whatever else fills', async (t) => {
+  // Found by an attack run: one client trickling at a healthy pace switched the last resort off
+  // (not a deadlock), so silent holders kept their memory until bodyTimeout; and a flood of
+  // silent heads went one per relief tick.
+  let clock = 0
+  const KiB = 1024
+  const pool = new PartBufferPool(16 * HEAD_BYTES, { now: () => clock })
+  const evicted: string[] = []
+  async function holder (name: string): Promise<FillingPart> {
+    const part = await pool.open(4 * HEAD_BYTES, undefined, () => { evicted.push(name); part.abandon() })
+    part.write(new Uint8Array(8 * KiB))
+    return part
+  }
+  const silent = [await holder('silent-0'), await holder('silent-1'), await holder('silent-2')]
+  clock += 500
+  const moving = await holder('moving')
+  const quiet = await Promise.all(Array.from({ length: 11 }, async (_, i) => await holder(`quiet-${i}`)))
+  const growing = await pool.open(4 * HEAD_BYTES)
+  growing.write(new Uint8Array(HEAD_BYTES))
+  t.equal(pool.used, 16 * HEAD_BYTES, 'the budget is held by heads')
+  clock += STALLED_AFTER_MS - 400
+  // Its client keeps sending: a mark at every 64 KiB.
+  moving.write(new Uint8Array(HEAD_BYTES - 8 * KiB))
+  clock += 500
+  // A part's whole size (three heads more) waits: the three stalled longest go, in one pass.
+  await growing.grow()
+  t.same(evicted, ['silent-0', 'silent-1', 'silent-2'], 'the stalest, as many as the waiter needs')
+  t.equal(quiet.filter((part) => part.evicted).length, 0, 'no more than that')
+  t.equal(moving.evicted, false, 'a client still sending is not failed')
+  t.equal(growing.evicted, false, 'nor a part waiting on the pool')
+  for (const part of [growing, moving, ...quiet]) part.abandon()
   t.equal(pool.used, 0)
 })
 
