@@ -762,11 +762,22 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     const stopIfStalled = (): void => { if (watch.idleMs() >= STALLED_MS) interrupt(new TusLockedError()) }
     running.set(state.id, stopIfStalled)
 
-    // The bytes in upload order: the stored tail, then the body (counted, bounded, hashed).
+    // The bytes in upload order: the stored tail, then the body (counted, bounded, hashed). The
+    // tail is read once the body gives its first byte, or ends: a PATCH that sends its headers and
+    // then nothing holds no memory for it (an attack run pinned 255 of a 256 MiB budget with five
+    // such PATCHes, on tails it had left before).
     const tailGen = state.gen
     const tailBy = state.tailBy
     async function * source (): AsyncGenerator<Uint8Array> {
-      if (state.tail > 0) yield * store.readTail(state.id, tailGen, tailBy)
+      let tailRead = state.tail === 0
+      for await (const chunk of body()) {
+        if (!tailRead) { tailRead = true; yield * store.readTail(state.id, tailGen, tailBy) }
+        yield chunk
+      }
+      // No byte came: the tail still goes on (an empty PATCH may finish the upload, or keep its tail), unless the request failed.
+      if (!tailRead && failure === null) yield * store.readTail(state.id, tailGen, tailBy)
+    }
+    async function * body (): AsyncGenerator<Uint8Array> {
       const raw = request.raw
       try {
         // A request the client dropped before we began to read has nothing more to give (and iterating it may never end).
