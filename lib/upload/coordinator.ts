@@ -10,7 +10,8 @@ import type { PartSizeFn } from './part-schedule.js'
 import type { PartSender } from './part-sender.js'
 import { etagValue } from '../s3-client.js'
 import type { Shutdown } from './shutdown.js'
-import { crc32Base64, failureInfo } from './send-part.js'
+import { crc32c, type Crc32 } from '../crc32.js'
+import { checksumBase64, crc32Base64, failureInfo } from './send-part.js'
 import { isStorageFailure, storageFailure, type RetriedRequest, type S3FailureInfo } from './s3-failure.js'
 import type { UploadTelemetry } from '../telemetry.js'
 import {
@@ -369,8 +370,8 @@ function cancelReason (reason: unknown): Error {
 
 /** A checksum of a single PUT's bytes that S3 keeps, to know the object again. */
 interface Identity {
-  algorithm: 'CRC32' | 'SHA256'
-  field: 'ChecksumCRC32' | 'ChecksumSHA256'
+  algorithm: 'CRC32' | 'CRC32C' | 'SHA256'
+  field: 'ChecksumCRC32' | 'ChecksumCRC32C' | 'ChecksumSHA256'
   /** Sent by us, computed by the sending thread (the SDK sends the configured one itself). */
   send: boolean
 }
@@ -386,10 +387,17 @@ function identityOf (checksum: ChecksumSetting, opaqueEtag: boolean): Identity |
     return { algorithm: 'CRC32', field: 'ChecksumCRC32', send: true }
   }
   if (checksum === 'SHA256') return { algorithm: 'SHA256', field: 'ChecksumSHA256', send: false }
+  // Under SSE-KMS or SSE-C the MD5 ETag is not there to compare (found in review: the upload's own
+  // object was answered 409). Without the native CRC32C, the ETag decides.
+  if (checksum === 'CRC32C' && crc32c !== undefined) return { algorithm: 'CRC32C', field: 'ChecksumCRC32C', send: false }
   return null
 }
 
 /** The identity's value for these bytes, as S3 reports it. */
 function identityValue (identity: Identity, bytes: Uint8Array): string {
-  return identity.algorithm === 'CRC32' ? crc32Base64(bytes) : createHash('sha256').update(bytes).digest('base64')
+  switch (identity.algorithm) {
+    case 'CRC32': return crc32Base64(bytes)
+    case 'CRC32C': return checksumBase64((crc32c as Crc32)(bytes))
+    case 'SHA256': return createHash('sha256').update(bytes).digest('base64')
+  }
 }

@@ -192,11 +192,18 @@ export function isKeyTaken (info: S3FailureInfo): boolean {
  * Some stores (SeaweedFS, moto) leave the checksum out of the Complete answer;
  * HeadObject has it. A store that reports none at all fails the upload
  * (S3File.checksum was asked for and is never silently missing): the object
- * is deleted.
+ * is deleted. A HeadObject S3 does not answer leaves the checksum out (logged).
  */
 async function withChecksum (scope: MultipartScope, outcome: UploadOutcome): Promise<UploadOutcome> {
   if (scope.checksum === 'none' || outcome.checksum !== undefined) return outcome
-  const head = await headOf(scope.client, scope.target, scope.checksum, scope.retry)
+  const head = await headLookup(scope.client, scope.target, scope.checksum, scope.retry)
+  if (head === 'unknown') {
+    // The object is stored (the Complete was answered); S3 would not say more after every retry.
+    // The upload counts, without its checksum: failing it told the client "nothing was committed"
+    // and left the object, which its retry stored again (found in review).
+    scope.log?.warn({ key: scope.target.key }, 'fastify-s3-chunk: stored, but HeadObject failed: the checksum the store left out of its Complete answer is missing from S3File.checksum')
+    return outcome
+  }
   const ours = head !== null && etagValue(head.ETag) === outcome.etag
   const checksum = ours ? checksumOf(head, scope.checksum) : undefined
   if (checksum !== undefined) return { ...outcome, checksum }
@@ -331,7 +338,10 @@ export async function headOf (client: S3Client, target: Pick<UploadTarget, 'buck
 
 /** A commit whose answer was lost, then a look (headLookup) S3 would not answer: whether it stored the object is unknown — S3's failure (502), never "key exists" or "gone". */
 export function lookupFailed (message: string): StorageFailure {
-  return storageFailure({ operation: 'HeadObject', name: 'OutcomeUnknown', code: 'OutcomeUnknown', message, retryable: true })
+  const error = storageFailure({ operation: 'HeadObject', name: 'OutcomeUnknown', code: 'OutcomeUnknown', message, retryable: true })
+  // StorageError's own text says "nothing was committed", which here is not known (found in review).
+  error.message = 'The file may not have been stored: the storage backend failed, and would not say whether it kept the file'
+  return error
 }
 
 /**

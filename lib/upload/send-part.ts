@@ -125,7 +125,12 @@ export function checksumOf (result: Pick<UploadPartCommandOutput, 'ChecksumCRC32
 
 /** CRC32 of bytes as S3 writes it: 4 big-endian bytes, base64. */
 export function crc32Base64 (bytes: Uint8Array): string {
-  const value = Buffer.alloc(4)
-  value.writeUInt32BE(crc32(bytes))
-  return value.toString('base64')
+  return checksumBase64(crc32(bytes))
+}
+
+/** A 32-bit checksum as S3 writes it: 4 big-endian bytes, base64. */
+export function checksumBase64 (value: number): string {
+  const bytes = Buffer.alloc(4)
+  bytes.writeUInt32BE(value)
+  return bytes.toString('base64')
 }
