@@ -180,11 +180,15 @@ async function multipartCopy (job: CopyJob, options: CopyOptions): Promise<Copie
     // An answer lost after S3 completed: the object of these parts says so (not
     // after a 412: an earlier copy of the same bytes would look the same).
     const failed = describeS3Error('CompleteMultipartUpload', error)
-    if (failed.status !== 412 && await completedDespiteFailure(scope, uploadId, etags)) {
+    try {
+      if (failed.status !== 412 && await completedDespiteFailure(scope, uploadId, etags)) return { etag: undefined, versionId: undefined, parts: count }
+    } finally {
+      // Aborted whatever the look-up says, and also when it throws (S3 would not say what is at
+      // the key: OutcomeUnknown): that skipped the abort and left the copy's upload open, a whole
+      // copy of the object's bytes (found in review, helper-53). Aborting a completed upload is
+      // harmless (NoSuchUpload), and the abort waits out a Complete still running.
       await abortMultipartUpload(scope, uploadId)
-      return { etag: undefined, versionId: undefined, parts: count }
     }
-    await abortMultipartUpload(scope, uploadId)
     throw storageFailure(failed)
   }
 }

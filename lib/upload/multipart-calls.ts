@@ -318,8 +318,9 @@ export async function completedDespiteFailure (scope: AbortScope, uploadId: stri
     if (state === 'present') return false
     if (round >= retry.attempts) {
       // The upload is gone (or unknown) and S3 would not say what is at the key: a Complete of
-      // these parts may well have stored it — S3's failure (5xx), never "not completed".
-      if (head === 'unknown') throw lookupFailed('the upload is gone and the object at its key could not be looked up')
+      // these parts may well have stored it — S3's failure (5xx), never "not completed". "Gone"
+      // only when ListParts said so (it may only have been throttled too).
+      if (head === 'unknown') throw lookupFailed(state === 'gone' ? 'the upload is gone and the object at its key could not be looked up' : 'neither the upload nor the object at its key could be looked up')
       return false
     }
     await sleep(Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (round - 1)))

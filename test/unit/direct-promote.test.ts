@@ -96,6 +96,20 @@ t.test('a multipart copy whose part fails is aborted, never completed', async (t
   t.equal(s3.commandCalls(AbortMultipartUploadCommand).length, 1)
 })
 
+t.test('a multipart copy whose Complete fails while S3 will not answer the look-ups is aborted, and not said "gone"', async (t) => {
+  const { client, s3 } = setup()
+  s3.on(CreateMultipartUploadCommand).resolves({ UploadId: 'u1' })
+  s3.on(UploadPartCopyCommand).resolves({ CopyPartResult: { ETag: '"0123456789abcdef0123456789abcdef"' } })
+  s3.on(CompleteMultipartUploadCommand).rejects(Object.assign(new Error('We encountered an internal error.'), { name: 'InternalError', $metadata: { httpStatusCode: 500 } }))
+  s3.on(HeadObjectCommand).rejects(Object.assign(new Error('SlowDown'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } }))
+  s3.on(ListPartsCommand).rejects(Object.assign(new Error('SlowDown'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } }))
+  s3.on(AbortMultipartUploadCommand).resolves({})
+  const failure = await copyChecked({ ...job, size: 12 * MiB }, { client, retry, copyLimit: 5 * MiB, partSize: 5 * MiB }).then(() => null, (error: unknown) => error as { code?: string, s3?: { code?: string, message?: string } })
+  t.match(failure, { code: 'FST_S3CHUNK_STORAGE', s3: { code: 'OutcomeUnknown' } }, 'whether the Complete stored the object is not known: S3\'s failure')
+  t.notMatch(failure?.s3?.message ?? '', /gone/, 'ListParts never said the upload was gone')
+  t.ok(s3.commandCalls(AbortMultipartUploadCommand).length >= 1, 'the copy\'s upload is aborted all the same')
+})
+
 t.test('part sizes grow so that no copy needs more than 10,000 parts', async (t) => {
   const { client, s3 } = setup()
   s3.on(CreateMultipartUploadCommand).resolves({ UploadId: 'u1' })
