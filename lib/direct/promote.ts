@@ -2,14 +2,13 @@ import {
   CompleteMultipartUploadCommand,
   CopyObjectCommand,
   CreateMultipartUploadCommand,
-  HeadObjectCommand,
   UploadPartCopyCommand,
   type ObjectCannedACL,
   type S3Client
 } from '@aws-sdk/client-s3'
 import type { FastifyBaseLogger } from 'fastify'
 import { MAX_PART_SIZE, MAX_PARTS, MiB, type ObjectParams, type RetryPolicy } from '../options.js'
-import { abortMultipartUpload, completedDespiteFailure } from '../upload/multipart-calls.js'
+import { abortMultipartUpload, completedDespiteFailure, headLookup, lookupFailed } from '../upload/multipart-calls.js'
 import { describeS3Error, storageFailure, type StorageFailure } from '../upload/s3-failure.js'
 
 export interface CopyJob {
@@ -75,7 +74,7 @@ export async function copyChecked (job: CopyJob, options: CopyOptions): Promise<
   return job.size <= limit ? await singleCopy(job, options) : await multipartCopy(job, options)
 }
 
-async function singleCopy (job: CopyJob, { client, log }: CopyOptions): Promise<Copied> {
+async function singleCopy (job: CopyJob, { client, retry, log }: CopyOptions): Promise<Copied> {
   try {
     const copied = await client.send(new CopyObjectCommand({
       Bucket: job.bucket,
@@ -94,7 +93,11 @@ async function singleCopy (job: CopyJob, { client, log }: CopyOptions): Promise<
     // type given, says so. Only after a retry — a first attempt's 412 is another object.
     const attempts = (error as { $metadata?: { attempts?: number } }).$metadata?.attempts ?? 1
     if (failure.status === 412 && job.ifNoneMatch && attempts > 1) {
-      const landed = await ownCopy(client, job)
+      const landed = await ownCopy(client, job, retry)
+      // S3 would not answer the look: the copy may well be there. Not "not ours" — the caller
+      // then found the key taken, answered 409 for the upload's own object and deleted the staged
+      // one (found in review, helper-53) — but S3's failure (502, retryable), nothing deleted.
+      if (landed === 'unknown') throw lookupFailed('the copy\'s answer was lost and the object at its key could not be looked up')
       if (landed !== null) {
         log?.warn({ key: job.key, s3: failure }, 'fastify-s3-chunk: CopyObject failed after a retry, yet the first attempt had copied the object')
         return landed
@@ -104,16 +107,17 @@ async function singleCopy (job: CopyJob, { client, log }: CopyOptions): Promise<
   }
 }
 
-/** The object at the job's key when it is the job's copy: the source's ETag (a single-part copy keeps the MD5), its type and metadata. */
-async function ownCopy (client: S3Client, job: CopyJob): Promise<Copied | null> {
-  try {
-    const head = await client.send(new HeadObjectCommand({ Bucket: job.bucket, Key: job.key }))
-    const same = head.ETag === job.sourceEtag && head.ContentType === job.contentType &&
-      JSON.stringify(sorted(head.Metadata ?? {})) === JSON.stringify(sorted(settingsOf(job).Metadata ?? {}))
-    return same ? { etag: head.ETag, versionId: head.VersionId, parts: 0 } : null
-  } catch {
-    return null
-  }
+/**
+ * The object at the job's key when it is the job's copy: the source's ETag (a single-part copy
+ * keeps the MD5), its type and metadata; null when it is not (or there is none); 'unknown' when
+ * S3 would not say (throttled, failing: headLookup, retried by the plugin's policy).
+ */
+async function ownCopy (client: S3Client, job: CopyJob, retry: RetryPolicy): Promise<Copied | null | 'unknown'> {
+  const head = await headLookup(client, { bucket: job.bucket, key: job.key }, 'none', retry)
+  if (head === null || head === 'unknown') return head
+  const same = head.ETag === job.sourceEtag && head.ContentType === job.contentType &&
+    JSON.stringify(sorted(head.Metadata ?? {})) === JSON.stringify(sorted(settingsOf(job).Metadata ?? {}))
+  return same ? { etag: head.ETag, versionId: head.VersionId, parts: 0 } : null
 }
 
 function sorted (record: Record<string, string>): Record<string, string> {

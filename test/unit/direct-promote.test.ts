@@ -60,6 +60,16 @@ t.test('a 412 after the SDK retried a copy whose answer was lost: the object at 
   t.same(await copyChecked(job, { client, retry }), { etag: '"abc"', versionId: undefined, parts: 0 })
 })
 
+const throttled = (): Error => Object.assign(new Error('Please reduce your request rate.'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } })
+
+t.test('a 412 after a retry, and S3 would not answer the look at the key: S3\'s failure (retryable), never "not this copy"', async (t) => {
+  const { client, s3 } = setup()
+  s3.on(CopyObjectCommand).rejects(precondition(2))
+  s3.on(HeadObjectCommand).rejects(throttled())
+  await t.rejects(copyChecked(job, { client, retry }), { code: 'FST_S3CHUNK_STORAGE', s3: { code: 'OutcomeUnknown', retryable: true } })
+  t.equal(s3.commandCalls(HeadObjectCommand).length, retry.attempts, 'the look is retried with the retry policy')
+})
+
 t.test('a 412 at the first attempt, or another object at the key: the copy failed (412)', async (t) => {
   const first = setup()
   first.s3.on(CopyObjectCommand).rejects(precondition(1))
