@@ -88,11 +88,14 @@ async function singleCopy (job: CopyJob, { client, retry, log }: CopyOptions): P
     return { etag: copied.CopyObjectResult?.ETag, versionId: copied.VersionId, parts: 0 }
   } catch (error) {
     const failure = describeS3Error('CopyObject', error)
-    // The SDK retried a copy whose answer was lost, and the retry met the copy's own
-    // object (If-None-Match: 412): the object at the key, the source's bytes with the
-    // type given, says so. Only after a retry — a first attempt's 412 is another object.
+    // The SDK retried a copy whose answer was lost, and the retry met the first attempt's
+    // work: the copy's own object (If-None-Match: 412), or — a rewrite in place — the
+    // source's ETag the first attempt changed (CopySourceIfMatch: 412; that was 502 "nothing
+    // committed" for a completed direct upload, and its retry 403: found in review,
+    // helper-53). The object at the key says so. Only after a retry — a first attempt's 412
+    // is another object's, or a source replaced after its check.
     const attempts = (error as { $metadata?: { attempts?: number } }).$metadata?.attempts ?? 1
-    if (failure.status === 412 && job.ifNoneMatch && attempts > 1) {
+    if (failure.status === 412 && (job.ifNoneMatch || job.source === job.key) && attempts > 1) {
       const landed = await ownCopy(client, job, retry)
       // S3 would not answer the look: the copy may well be there. Not "not ours" — the caller
       // then found the key taken, answered 409 for the upload's own object and deleted the staged
@@ -108,14 +111,18 @@ async function singleCopy (job: CopyJob, { client, retry, log }: CopyOptions): P
 }
 
 /**
- * The object at the job's key when it is the job's copy: the source's ETag (a single-part copy
- * keeps the MD5), its type and metadata; null when it is not (or there is none); 'unknown' when
- * S3 would not say (throttled, failing: headLookup, retried by the plugin's policy).
+ * The object at the job's key when it is the job's copy: its size, type and metadata, and — a
+ * copy to another key — the source's ETag (a single-part copy keeps the MD5). A rewrite in place
+ * gets a new ETag (a multipart object's becomes a single MD5), so there the job's type and
+ * metadata, which the object did not carry before (why it is rewritten), are the evidence. Null
+ * when it is not (or there is none); 'unknown' when S3 would not say (throttled, failing:
+ * headLookup, retried by the plugin's policy).
  */
 async function ownCopy (client: S3Client, job: CopyJob, retry: RetryPolicy): Promise<Copied | null | 'unknown'> {
   const head = await headLookup(client, { bucket: job.bucket, key: job.key }, 'none', retry)
   if (head === null || head === 'unknown') return head
-  const same = head.ETag === job.sourceEtag && head.ContentType === job.contentType &&
+  const same = (job.source === job.key || head.ETag === job.sourceEtag) &&
+    head.ContentLength === job.size && head.ContentType === job.contentType &&
     JSON.stringify(sorted(head.Metadata ?? {})) === JSON.stringify(sorted(settingsOf(job).Metadata ?? {}))
   return same ? { etag: head.ETag, versionId: head.VersionId, parts: 0 } : null
 }

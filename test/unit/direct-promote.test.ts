@@ -56,8 +56,35 @@ t.test('one CopyObject: pinned to the checked ETag, conditional, type and metada
 t.test('a 412 after the SDK retried a copy whose answer was lost: the object at the key is this copy', async (t) => {
   const { client, s3 } = setup()
   s3.on(CopyObjectCommand).rejects(precondition(2))
-  s3.on(HeadObjectCommand).resolves({ ETag: '"abc"', ContentType: 'image/png', Metadata: { caption: 'hi', 'original-name': 'a%20b.png' } })
+  s3.on(HeadObjectCommand).resolves({ ETag: '"abc"', ContentLength: job.size, ContentType: 'image/png', Metadata: { caption: 'hi', 'original-name': 'a%20b.png' } })
   t.same(await copyChecked(job, { client, retry }), { etag: '"abc"', versionId: undefined, parts: 0 })
+})
+
+// A direct multipart upload whose bytes decided another type: the object copied onto itself.
+const inPlace: CopyJob = { ...job, source: job.key, sourceEtag: '"abc-2"', ifNoneMatch: false }
+
+t.test('a type rewrite in place: a 412 after a retry (the first attempt changed the ETag it is pinned to) is the rewrite when the key has its size, type and metadata', async (t) => {
+  const { client, s3 } = setup()
+  s3.on(CopyObjectCommand).rejects(precondition(2))
+  s3.on(HeadObjectCommand).resolves({ ETag: '"def"', VersionId: 'v2', ContentLength: job.size, ContentType: 'image/png', Metadata: job.metadata })
+  t.same(await copyChecked(inPlace, { client, retry }), { etag: '"def"', versionId: 'v2', parts: 0 })
+})
+
+t.test('a type rewrite in place: a 412 at the first attempt, or an object without the new type or of another size, is the copy failing (412)', async (t) => {
+  const first = setup()
+  first.s3.on(CopyObjectCommand).rejects(precondition(1))
+  await t.rejects(copyChecked(inPlace, { client: first.client, retry }), { code: 'FST_S3CHUNK_STORAGE', s3: { status: 412 } })
+  t.equal(first.s3.commandCalls(HeadObjectCommand).length, 0, 'a first attempt\'s 412 is a changed object, never the rewrite')
+  for (const head of [
+    { ETag: '"def"', ContentLength: job.size, ContentType: 'application/octet-stream', Metadata: job.metadata },
+    { ETag: '"def"', ContentLength: job.size + 1, ContentType: 'image/png', Metadata: job.metadata },
+    { ETag: '"def"', ContentLength: job.size, ContentType: 'image/png', Metadata: {} }
+  ]) {
+    const other = setup()
+    other.s3.on(CopyObjectCommand).rejects(precondition(2))
+    other.s3.on(HeadObjectCommand).resolves(head)
+    await t.rejects(copyChecked(inPlace, { client: other.client, retry }), { code: 'FST_S3CHUNK_STORAGE', s3: { status: 412 } }, `not the rewrite: ${JSON.stringify(head)}`)
+  }
 })
 
 const throttled = (): Error => Object.assign(new Error('Please reduce your request rate.'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } })
@@ -77,7 +104,7 @@ t.test('a 412 at the first attempt, or another object at the key: the copy faile
   t.equal(first.s3.commandCalls(HeadObjectCommand).length, 0, 'a first attempt\'s 412 is never taken for this copy')
   const other = setup()
   other.s3.on(CopyObjectCommand).rejects(precondition(2))
-  other.s3.on(HeadObjectCommand).resolves({ ETag: '"other"', ContentType: 'image/png', Metadata: job.metadata })
+  other.s3.on(HeadObjectCommand).resolves({ ETag: '"other"', ContentLength: job.size, ContentType: 'image/png', Metadata: job.metadata })
   await t.rejects(copyChecked(job, { client: other.client, retry }), { code: 'FST_S3CHUNK_STORAGE', s3: { status: 412 } })
 })
 
