@@ -396,8 +396,9 @@ export async function directRoutes (
       await abortMultipartUpload(scope, uploadId)
     }
     // The server's own Complete made the final object: checked before it counts,
-    // and given the type its bytes were checked against when that differs.
-    const checked = await checkObject(client, config, key, request.log)
+    // and given the type its bytes were checked against when that differs. The upload
+    // is gone now (a retry of this call is refused), so the check's reads are retried.
+    const checked = await checkObject(client, config, key, request.log, { retry: config.retry })
     const metadata = keptMetadata(direct, checked.metadata)
     let copied: { etag?: string | undefined, versionId?: string | undefined, parts: number } = { parts: etagParts(checked.etag) }
     if (checked.storedType !== checked.type) {

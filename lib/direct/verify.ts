@@ -2,7 +2,8 @@ import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, type S3Client
 import type { FastifyBaseLogger } from 'fastify'
 import { SNIFF_BYTES, decideType, parseMediaType, sniffType } from '../content-types.js'
 import { TypeNotAllowedError, UploadRejectedError } from '../errors.js'
-import type { S3ChunkConfig } from '../options.js'
+import type { RetryPolicy, S3ChunkConfig } from '../options.js'
+import { failureInfo, withRetries } from '../upload/send-part.js'
 import { describeS3Error, s3Call, storageFailure } from '../upload/s3-failure.js'
 
 /** What the server found in S3 for a direct upload, once checked. */
@@ -28,16 +29,21 @@ export interface CheckedObject {
  * must be of an allowed type and agree with the declaration). The bytes read
  * are pinned to the ETag seen, so a replacement in between is caught. An
  * object that breaks a rule is deleted, and the call fails with 422.
+ *
+ * `retry`: the reads are retried with that policy too (on top of the SDK's own attempts). For a
+ * check after a commit (a direct multipart Complete): a failure there answers 502 for an upload
+ * that is gone, so the client's retry is refused (403) and the object is never recorded — one
+ * throttled HeadObject did that (found in review, helper-53). A staged upload stays for a retry.
  */
-export async function checkObject (client: S3Client, config: S3ChunkConfig, key: string, log: FastifyBaseLogger): Promise<CheckedObject> {
+export async function checkObject (client: S3Client, config: S3ChunkConfig, key: string, log: FastifyBaseLogger, { retry }: { retry?: RetryPolicy } = {}): Promise<CheckedObject> {
   let head
   try {
-    head = await client.send(new HeadObjectCommand({ Bucket: config.bucket, Key: key }))
+    head = await read('HeadObject', retry, async () => await client.send(new HeadObjectCommand({ Bucket: config.bucket, Key: key })))
   } catch (error) {
     // 403: what AWS answers for a missing key to credentials without s3:ListBucket (the README's policy).
-    const status = httpStatus(error)
-    if (status === 404 || status === 403) throw new UploadRejectedError(`there is no object at that key${status === 403 ? ' (S3 answered 403: none, or these credentials may not read it)' : ''}`)
-    throw storageFailure(describeS3Error('HeadObject', error))
+    const info = failureInfo('HeadObject', error)
+    if (info.status === 404 || info.status === 403) throw new UploadRejectedError(`there is no object at that key${info.status === 403 ? ' (S3 answered 403: none, or these credentials may not read it)' : ''}`)
+    throw storageFailure(info)
   }
   const reject = async (reason: string): Promise<never> => {
     // That version: on a versioned bucket a plain delete only hides the bytes behind a marker.
@@ -52,7 +58,7 @@ export async function checkObject (client: S3Client, config: S3ChunkConfig, key:
   try { declared = parseMediaType(head.ContentType) } catch { declared = undefined }
   let sniffed: string | undefined
   if (size > 0) {
-    const bytes = await firstBytes(client, config.bucket, key, etag)
+    const bytes = await firstBytes(client, config.bucket, key, etag, retry)
     if (bytes === null) await reject('it changed while it was checked')
     else sniffed = await sniffType(bytes)
   }
@@ -65,7 +71,7 @@ export async function checkObject (client: S3Client, config: S3ChunkConfig, key:
     // unrecognisable, and it was deleted (found by an attack run, helper-49). Refused — and
     // deleted — only when a second read of its first bytes agrees; else S3's failure (502).
     if (size > 0) {
-      const again = await firstBytes(client, config.bucket, key, etag)
+      const again = await firstBytes(client, config.bucket, key, etag, retry)
       if (again === null) await reject('it changed while it was checked')
       else if (await sniffType(again) !== sniffed) throw storageFailure({ operation: 'GetObject', name: 'InconsistentRead', code: 'InconsistentRead', message: 'two reads of the object\'s first bytes disagree', retryable: true })
     }
@@ -97,15 +103,22 @@ export async function deleteObject (client: S3Client, bucket: string, key: strin
 }
 
 /** The object's first bytes, or null when it is no longer the object of that ETag. */
-async function firstBytes (client: S3Client, bucket: string, key: string, etag: string): Promise<Uint8Array | null> {
+async function firstBytes (client: S3Client, bucket: string, key: string, etag: string, retry: RetryPolicy | undefined): Promise<Uint8Array | null> {
   try {
-    const object = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=0-${SNIFF_BYTES - 1}`, ...(etag !== '' ? { IfMatch: etag } : {}) }))
-    return await (object.Body as { transformToByteArray: () => Promise<Uint8Array> }).transformToByteArray()
+    return await read('GetObject', retry, async () => {
+      const object = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=0-${SNIFF_BYTES - 1}`, ...(etag !== '' ? { IfMatch: etag } : {}) }))
+      return await (object.Body as { transformToByteArray: () => Promise<Uint8Array> }).transformToByteArray()
+    })
   } catch (error) {
-    const status = httpStatus(error)
-    if (status === 412 || status === 404) return null
-    throw storageFailure(describeS3Error('GetObject', error))
+    const info = failureInfo('GetObject', error)
+    if (info.status === 412 || info.status === 404) return null
+    throw storageFailure(info)
   }
+}
+
+/** One read of the check: once (the SDK's own attempts), or retried with `retry` (a 4xx fails at once: PartFailure). */
+async function read<T> (operation: string, retry: RetryPolicy | undefined, call: () => Promise<T>): Promise<T> {
+  return retry === undefined ? await call() : (await withRetries(operation, retry, call)).value
 }
 
 export function httpStatus (error: unknown): number | undefined {
