@@ -228,7 +228,7 @@ const workersSchema = z.strictObject({
 })
 
 const retrySchema = z.strictObject({
-  /** Attempts per S3 call of a streamed upload (part, single PUT, create, complete, abort), the first included; retryable failures only (5xx, throttling, resets, timeouts). */
+  /** Attempts per S3 call of a streamed upload (part, single PUT, create, complete, abort), the first included; retryable failures only (5xx, throttling, resets, timeouts). The direct routes' looks after a commit S3 carried out use it too, on top of `s3.maxAttempts`. */
   attempts: int(1, 20).default(4),
   /** First backoff ceiling in ms; doubles each attempt, full jitter. */
   baseDelayMs: int(0, 60_000).default(200),
