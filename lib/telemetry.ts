@@ -11,7 +11,7 @@ import {
   type Span,
   type UpDownCounter
 } from '@opentelemetry/api'
-import type { RetriedRequest } from './upload/s3-failure.js'
+import type { RetriedRequest, S3FailureInfo } from './upload/s3-failure.js'
 
 /**
  * Traces and metrics through OpenTelemetry's API: a no-op (a few function
@@ -26,6 +26,11 @@ export const INSTRUMENTATION_SCOPE = 'fastify-s3-chunk'
 /** The front door an upload came in by. */
 export type UploadKind = 'streamed' | 'direct' | 'tus'
 
+/**
+ * How an upload's span ended: `stored`, or `aborted` (nothing stored) — or, for tus, `saved`:
+ * a request whose bytes the upload keeps, the upload not yet finished (it goes on from them).
+ */
+export type UploadOutcome = 'stored' | 'saved' | 'aborted'
 
 /** Metric names (OpenTelemetry's dotted style; a Prometheus exporter shows `s3chunk_uploads_active`, `s3chunk_stored_bytes_total`, …). */
 export const METRICS = {
@@ -47,6 +52,7 @@ export const ATTR = {
   bytes: 's3chunk.upload.bytes',
   parts: 's3chunk.upload.parts',
   retries: 's3chunk.upload.retries',
+  interrupted: 's3chunk.upload.interrupted',
   abortReason: 's3chunk.abort.reason',
   failedRequestIds: 's3chunk.s3.failed_request_ids',
   operation: 's3chunk.s3.operation',
@@ -79,9 +85,9 @@ export class Telemetry {
 
   constructor (buffers: { readonly used: number, readonly limit: number }) {
     const meter = metrics.getMeter(INSTRUMENTATION_SCOPE)
-    this.#active = meter.createUpDownCounter(METRICS.active, { unit: '{upload}', description: 'Uploads in flight (streamed; direct during their complete call; tus)' })
+    this.#active = meter.createUpDownCounter(METRICS.active, { unit: '{upload}', description: 'Uploads in flight (streamed; direct during their complete call; tus while a request writes to them)' })
     this.#stored = meter.createCounter(METRICS.stored, { unit: 'By', description: 'Bytes of uploads stored (committed objects)' })
-    this.#duration = meter.createHistogram(METRICS.duration, { unit: 's', description: 'Time from an upload\'s start to its end', advice: { explicitBucketBoundaries: SECONDS_BUCKETS } })
+    this.#duration = meter.createHistogram(METRICS.duration, { unit: 's', description: 'Time from an upload\'s start to its end (tus: a request\'s)', advice: { explicitBucketBoundaries: SECONDS_BUCKETS } })
     this.#retries = meter.createCounter(METRICS.retries, { unit: '{retry}', description: 'S3 requests retried, by S3 error code' })
     this.#aborts = meter.createCounter(METRICS.aborts, { unit: '{upload}', description: 'Uploads ended without storing anything, by reason' })
     this.#wait = meter.createHistogram(METRICS.bufferWait, { unit: 's', description: 'Time a part waited for room in the memory budget (maxBufferedBytes)', advice: { explicitBucketBoundaries: SECONDS_BUCKETS } })
@@ -116,9 +122,9 @@ export class Telemetry {
   }
 
   /** @internal UploadTelemetry */
-  recordEnd (kind: UploadKind, seconds: number, stored: number | null, reason: string | null): void {
+  recordEnd (kind: UploadKind, seconds: number, outcome: UploadOutcome, stored: number | null, reason: string | null): void {
     this.#active.add(-1, { [ATTR.kind]: kind })
-    this.#duration.record(seconds, { [ATTR.kind]: kind, [ATTR.outcome]: stored !== null ? 'stored' : 'aborted' })
+    this.#duration.record(seconds, { [ATTR.kind]: kind, [ATTR.outcome]: outcome })
     if (stored !== null) this.#stored.add(stored, { [ATTR.kind]: kind })
     if (reason !== null) this.#aborts.add(1, { [ATTR.kind]: kind, [ATTR.abortReason]: reason })
   }
@@ -131,7 +137,8 @@ export class Telemetry {
 }
 
 /**
- * One upload's span and figures. Ends once: `stored()` or `failed()`. Run the
+ * One upload's span and figures. Ends once: `stored()`, `saved()`, `aborted()` or
+ * `failed()` (the first call counts; later ones do nothing). Run the
  * upload's S3 calls inside `run()` so that, with the SDK's context manager
  * and AWS SDK instrumentation, they become the span's children (parts sent
  * from worker threads cannot share the context: each is an event instead).
@@ -179,6 +186,11 @@ export class UploadTelemetry {
     if (retried !== undefined) for (const request of retried) this.retry('UploadPart', request)
   }
 
+  /** A main-thread S3 call's failed attempt that is retried: a MultipartScope's (or withRetries') `onRetry`, as it is. */
+  readonly onRetry = (info: S3FailureInfo): void => {
+    this.retry(info.operation, info.requestId !== undefined ? { code: info.code ?? info.name, requestId: info.requestId } : { code: info.code ?? info.name })
+  }
+
   /** A failed S3 request that is retried. */
   retry (operation: string, request: RetriedRequest): void {
     this.#retries += 1
@@ -204,7 +216,35 @@ export class UploadTelemetry {
     this.span.setAttributes({ [ATTR.outcome]: 'stored', [ATTR.bytes]: outcome.size, [ATTR.parts]: outcome.parts, [ATTR.retries]: this.#retries })
     if (this.#requestIds.length > 0) this.span.setAttribute(ATTR.failedRequestIds, this.#requestIds)
     this.span.end()
-    this.#owner.recordEnd(this.#kind, (performance.now() - this.#started) / 1000, outcome.size, null)
+    this.#owner.recordEnd(this.#kind, (performance.now() - this.#started) / 1000, 'stored', outcome.size, null)
+  }
+
+  /**
+   * tus: the request's bytes are kept and the upload goes on (not finished): `bytes` it
+   * added to the upload, `parts` it stored. `interrupted`: why its body ended early (the
+   * client gone, the app closing, …) — the bytes that came are kept all the same, so it is
+   * no abort and no error.
+   */
+  saved (outcome: { bytes: number, parts: number, interrupted?: unknown }): void {
+    if (this.#ended) return
+    this.#ended = true
+    this.span.setAttributes({ [ATTR.outcome]: 'saved', [ATTR.bytes]: outcome.bytes, [ATTR.parts]: outcome.parts, [ATTR.retries]: this.#retries })
+    if (outcome.interrupted !== undefined) this.span.setAttribute(ATTR.interrupted, abortReason(outcome.interrupted))
+    if (this.#requestIds.length > 0) this.span.setAttribute(ATTR.failedRequestIds, this.#requestIds)
+    this.span.end()
+    this.#owner.recordEnd(this.#kind, (performance.now() - this.#started) / 1000, 'saved', null, null)
+  }
+
+  /**
+   * The upload was ended on purpose, nothing stored (tus: terminated by its client): an
+   * abort by `reason`, but no error — the span's status stays unset.
+   */
+  aborted (reason: string): void {
+    if (this.#ended) return
+    this.#ended = true
+    this.span.setAttributes({ [ATTR.outcome]: 'aborted', [ATTR.abortReason]: reason, [ATTR.bytes]: this.#bytes, [ATTR.parts]: this.#parts, [ATTR.retries]: this.#retries })
+    this.span.end()
+    this.#owner.recordEnd(this.#kind, (performance.now() - this.#started) / 1000, 'aborted', null, reason)
   }
 
   /** The upload ended without storing anything (aborted). */
@@ -225,7 +265,7 @@ export class UploadTelemetry {
     if (this.#requestIds.length > 0) this.span.setAttribute(ATTR.failedRequestIds, this.#requestIds)
     this.span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) })
     this.span.end()
-    this.#owner.recordEnd(this.#kind, (performance.now() - this.#started) / 1000, null, reason)
+    this.#owner.recordEnd(this.#kind, (performance.now() - this.#started) / 1000, 'aborted', null, reason)
   }
 }
 

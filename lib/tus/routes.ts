@@ -27,6 +27,7 @@ import { MAX_ORIGINAL_NAME_BYTES, customKey, makeKey, sanitiseFilename } from '.
 import { customerKeyOf, objectParamsFor } from '../object-params.js'
 import { MIN_PART_SIZE, type DirectUser, type FileContext, type ObjectParams, type S3ChunkConfig, type TusConfig } from '../options.js'
 import { etagParts, objectUrl } from '../s3-client.js'
+import type { UploadTelemetry } from '../telemetry.js'
 import type { S3File } from '../types.js'
 import { isWellFormed, userPrefix } from '../direct/keys.js'
 import { IdleWatch } from '../upload/idle-watch.js'
@@ -268,15 +269,24 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     }, renewEveryMs)
     renew.unref()
     const size = head.ContentLength ?? 0
+    const parts = etagParts(head.ETag)
+    // This request finishes the upload for the app (the finishing request's span, if any, died
+    // with its instance): its span says stored, or why not — at least once, as the hook runs.
+    const telemetry = engine.telemetry.startUpload('tus', { bucket: config.bucket, key: state.key })
     let verdict: Verdict
     try {
       request.log.warn({ key: state.key }, 'fastify-s3-chunk: a tus upload whose finishing request stopped after its Complete: running onUploadComplete for it')
       // The object is never deleted here, whatever the hook says: the first run may have accepted it.
-      verdict = await finish(request, state, outcomeOf(head, { size, parts: etagParts(head.ETag) }, engine.config.checksum), { mayDelete: false })
+      verdict = await telemetry.run(async () => await finish(request, state, outcomeOf(head, { size, parts }, engine.config.checksum), { mayDelete: false }))
+    } catch (error) {
+      telemetry.failed(error)
+      throw error
     } finally {
       clearInterval(renew)
       await renewing
     }
+    if (verdict === 'accepted') telemetry.stored({ size, parts })
+    else telemetry.failed(new UploadHookError())
     if (verdict === 'kept') await markRefused(state, etag, request)
     else await store.remove(state).catch((error: unknown) => { request.log.warn({ err: error, key: state.key }, 'fastify-s3-chunk: could not remove a finished tus upload\'s state; the sweep will') })
     if (verdict !== 'accepted') throw new TusNotFoundError()
@@ -380,8 +390,21 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         if (attempt >= TERMINATE_ATTEMPTS) throw new TusLockedError()
       }
     }
-    if (taken.uploadId !== undefined) await abortMultipartUpload(scopeOf(taken, undefined), taken.uploadId)
-    await store.remove(taken)
+    // Ended by its client, nothing stored: an abort (reason "terminated"), not an error. Once
+    // taken it is terminated even if S3 refuses the cleanup below (the sweep finishes it).
+    const upload = taken
+    const telemetry = engine.telemetry.startUpload('tus', { bucket: config.bucket, key: upload.key })
+    try {
+      await telemetry.run(async () => {
+        if (upload.uploadId !== undefined) {
+          telemetry.setUploadId(upload.uploadId)
+          await abortMultipartUpload(scopeOf(upload, undefined), upload.uploadId)
+        }
+        await store.remove(upload)
+      })
+    } finally {
+      telemetry.aborted('terminated')
+    }
     await reply.code(204).send()
   }
 
@@ -436,12 +459,22 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     reply.header('Upload-Expires', new Date(state.expires).toUTCString())
 
     if (length === 0) {
-      // A body's bytes would be more than Upload-Length (413, as for any length), never dropped.
-      if (withBody) await refuseAnyBytes(request)
-      // Nothing to wait for: the (empty) object is stored now, and no state is kept.
-      const verdict = await storeEmpty(state, request)
-      if (verdict === 'kept') await markRefused(state, null, request)
-      if (verdict !== 'accepted') throw new UploadHookError()
+      // A creation that finishes its upload: one upload span, as a finishing PATCH.
+      const telemetry = engine.telemetry.startUpload('tus', { bucket: config.bucket, key })
+      try {
+        await telemetry.run(async () => {
+          // A body's bytes would be more than Upload-Length (413, as for any length), never dropped.
+          if (withBody) await refuseAnyBytes(request)
+          // Nothing to wait for: the (empty) object is stored now, and no state is kept.
+          const verdict = await storeEmpty(state, request, telemetry)
+          if (verdict === 'kept') await markRefused(state, null, request)
+          if (verdict !== 'accepted') throw new UploadHookError()
+        })
+        telemetry.stored({ size: 0, parts: 0 })
+      } catch (error) {
+        telemetry.failed(error)
+        throw error
+      }
       reply.header('Upload-Offset', '0')
       await reply.code(201).send()
       return
@@ -575,23 +608,24 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     return size
   }
 
-  function scopeOf (state: TusState, objectParams: ObjectParams | undefined): MultipartScope {
+  /** The multipart calls' scope; with `telemetry`, their retried attempts count on the request's span. */
+  function scopeOf (state: TusState, objectParams: ObjectParams | undefined, telemetry?: UploadTelemetry): MultipartScope {
     const target: UploadTarget = { bucket: config.bucket, key: state.key, contentType: state.contentType ?? 'application/octet-stream', overwrite: config.overwrite }
     target.objectParams = withUploadId(objectParams, state.id)
-    return { client: engine.uploadClient, retry: engine.config.retry, target, checksum: engine.config.checksum, log: fastify.log }
+    return { client: engine.uploadClient, retry: engine.config.retry, target, checksum: engine.config.checksum, log: fastify.log, onRetry: telemetry?.onRetry }
   }
 
   function fileContext (state: TusState, request: FastifyRequest, contentType: string): FileContext {
     return { fieldName: 'file', originalName: state.originalName, filename: sanitiseFilename(state.originalName), declaredType: state.declaredType, contentType, fields: { ...state.metadata }, request }
   }
 
-  async function storeEmpty (state: TusState, request: FastifyRequest): Promise<Verdict> {
+  async function storeEmpty (state: TusState, request: FastifyRequest, telemetry: UploadTelemetry): Promise<Verdict> {
     const contentType = decideType(state.declaredType, undefined, config.allowedTypes)
     const objectParams = await objectParamsFor(config, fileContext(state, request, contentType), state.objectParams)
     try {
       const { value } = await withRetries('PutObject', engine.config.retry, async () => await engine.uploadClient.send(new PutObjectCommand({
         ...withUploadId(objectParams, state.id), Bucket: config.bucket, Key: state.key, ContentType: contentType, Body: new Uint8Array(0), ContentLength: 0, ...conditionalWrite({ overwrite: config.overwrite })
-      })))
+      })), undefined, telemetry.onRetry)
       return await finish(request, { ...state, contentType }, { size: 0, etag: (value.ETag ?? '').replace(/"/g, ''), parts: 0, ...(value.VersionId !== undefined ? { versionId: value.VersionId } : {}) })
     } catch (error) {
       if (error instanceof Error && 'code' in error && typeof error.code === 'string' && error.code.startsWith('FST_')) throw error
@@ -660,8 +694,24 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
    * request learns — the type, the multipart upload — goes into the states it
    * writes). A client that
    * goes away mid-body (without a checksum to verify) keeps what arrived.
+   *
+   * Each such request is one upload span of kind tus (README "Telemetry"): its main-thread S3
+   * calls run in it, each part it sends is an event. It ends where the outcome is known —
+   * stored (the upload finished), saved (its bytes kept, the upload goes on) or aborted
+   * (nothing of it kept) — and anything thrown past those ends it here as a failure.
    */
   async function write (request: FastifyRequest, held: Loaded, holder: string, checksum: Checksum | null, before: TusState): Promise<number> {
+    const telemetry = engine.telemetry.startUpload('tus', { bucket: config.bucket, key: held.state.key })
+    if (held.state.uploadId !== undefined) telemetry.setUploadId(held.state.uploadId)
+    try {
+      return await telemetry.run(async () => await writeBody(request, held, holder, checksum, before, telemetry))
+    } catch (error) {
+      telemetry.failed(error)
+      throw error
+    }
+  }
+
+  async function writeBody (request: FastifyRequest, held: Loaded, holder: string, checksum: Checksum | null, before: TusState, telemetry: UploadTelemetry): Promise<number> {
     const state = held.state
     let etag = held.etag
     const base = state.parts.length
@@ -676,6 +726,8 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
       stop.abort(error)
     }
     let interrupted: unknown = null
+    /** A body that ended early as the request answers it: the reason's own status (408, 409, 503), else 400 (the client went away: Node's error). */
+    const endedEarly = (reason: unknown, message: string): unknown => typeof (reason as { statusCode?: unknown }).statusCode === 'number' ? reason : new BadRequestError(message)
     let received = 0
     let uploadId = state.uploadId
     let createdHere = false
@@ -831,8 +883,9 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
 
     async function ensureUpload (): Promise<string> {
       if (uploadId === undefined) {
-        uploadId = await createMultipartUpload(scopeOf(typed(), objectParams))
+        uploadId = await createMultipartUpload(scopeOf(typed(), objectParams, telemetry))
         createdHere = true
+        telemetry.setUploadId(uploadId)
       }
       return uploadId
     }
@@ -840,6 +893,8 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     const dispatch = (part: Part, id: string): void => {
       const number = base + part.number
       const capacity = part.bytes.buffer.byteLength
+      // Read before the send: in workers mode the part's buffer is transferred (detached) on the way.
+      const bytes = part.bytes.byteLength
       engine.counters.partsInFlight += 1
       held_ += capacity
       const sending: Promise<void> = engine.sender.send({
@@ -848,12 +903,14 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         uploadId: id,
         partNumber: number,
         body: part.bytes.buffer as PartMemory,
-        length: part.bytes.byteLength,
+        length: bytes,
         ...(objectParams?.SSECustomerKey !== undefined ? { sse: customerKeyOf(objectParams) } : {})
       }).then((done) => {
         newParts.push(done.checksum !== undefined ? [number, done.etag, done.checksum] : [number, done.etag])
+        telemetry.part(number, bytes, done.retried)
         settle(capacity, done.body)
       }, (error: unknown) => {
+        if (isStorageFailure(error)) telemetry.failure(error.s3)
         fail(error)
         settle(capacity, (error as { partBuffer?: PartMemory }).partBuffer)
       }).finally(() => {
@@ -967,6 +1024,8 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
           await release(restored(), etag)
           if (createdHere && uploadId !== undefined) await abortUnlessNamed(state, objectParams, uploadId, await readState(state, request))
         }
+        // (A body cut short under a checksum fails with Node's error: its reason is the client's, a bad request.)
+        telemetry.failed(error === interrupted ? endedEarly(error, 'the body ended early; its checksum cannot vouch for part of it: nothing kept') : error)
         throw error
       }
 
@@ -987,14 +1046,14 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         try {
           if (allParts.length === 0) {
             // A deferred length declared 0: nothing was ever sent.
-            verdict = await storeEmpty(state, request)
+            verdict = await storeEmpty(state, request, telemetry)
           } else {
             const completed: CompletedPart[] = allParts.map(([number, partEtag, partChecksum]) => {
               const part: CompletedPart = { PartNumber: number, ETag: partEtag }
               if (partChecksum !== undefined && engine.config.checksum !== 'none') part[`Checksum${engine.config.checksum}`] = partChecksum
               return part
             })
-            const outcome = await completeMultipartUpload(scopeOf(typed(), objectParams), uploadId as string, completed, length, { resumable: true })
+            const outcome = await completeMultipartUpload(scopeOf(typed(), objectParams, telemetry), uploadId as string, completed, length, { resumable: true })
               .catch((error: unknown) => { leftOpen = isUploadLeftOpen(error); outcomeUnknown = isOutcomeUnknown(error); throw error })
             verdict = await finish(request, typed(), outcome)
           }
@@ -1014,6 +1073,7 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
           else await store.remove(state).catch((error: unknown) => { request.log.warn({ err: error, key: state.key }, 'fastify-s3-chunk: could not remove a finished tus upload\'s state; the sweep will') })
         }
         if (verdict !== 'accepted') throw new UploadHookError()
+        telemetry.stored({ size: length, parts: allParts.length })
         return length
       }
 
@@ -1061,9 +1121,11 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         if (next.gen !== state.gen || next.tail === 0) await store.delete(store.tailKey(state.id, state.gen, state.tailBy)).catch(() => {})
       }
       if (interrupted !== null) {
-        const status = (interrupted as { statusCode?: unknown }).statusCode
-        throw typeof status === 'number' ? interrupted : new BadRequestError(`the body ended early; the upload keeps the ${offsetAfter} bytes received`)
+        const ended = endedEarly(interrupted, `the body ended early; the upload keeps the ${offsetAfter} bytes received`)
+        telemetry.saved({ bytes: received, parts: newParts.length, interrupted: ended })
+        throw ended
       }
+      telemetry.saved({ bytes: received, parts: newParts.length })
       return offsetAfter
     } finally {
       clearInterval(renew)
