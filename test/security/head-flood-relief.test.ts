@@ -29,7 +29,7 @@ t.test(`${CLIENTS} silent heads do not hold an honest upload back for long`, { s
   const refused = silent.filter((one) => one.status() === 503).length
   t.comment(`honest upload: ${honest.status} after ${took} ms; ${refused} heads evicted (503)`)
   t.equal(honest.status, 200, 'the honest upload is stored')
-  t.ok(took < 5_000, `within 5 s (${took} ms)`)
+  t.ok(took < 15_000, `within 15 s: the heads stalled 8 s go at once, not one per 250 ms (20 s) (${took} ms)`)
 })
 
 // The same over ONE HTTP/2 connection (Node's default maxConcurrentStreams is 2^32 - 1): a
@@ -80,6 +80,6 @@ t.test(`${CLIENTS} silent heads on one HTTP/2 connection`, { skip }, async (t) =
   const took = Date.now() - started
   t.comment(`honest upload: ${honest} after ${took} ms; ${statuses.filter((s) => s === 503).length} streams evicted (503)`)
   t.equal(honest, 200, 'the honest upload is stored')
-  t.ok(took < 5_000, `within 5 s (${took} ms)`)
+  t.ok(took < 15_000, `within 15 s: the heads stalled 8 s go at once, not one per 250 ms (20 s) (${took} ms)`)
 })
 
