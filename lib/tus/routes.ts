@@ -666,7 +666,8 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
         return 'kept'
       }
       request.log.error({ key: file.key, err: error }, 'fastify-s3-chunk: onUploadComplete threw for a tus upload; deleting the stored object')
-      return await engine.uploadClient.send(new DeleteObjectCommand({ Bucket: file.bucket, Key: file.key, ...(file.versionId !== undefined ? { VersionId: file.versionId } : {}) }))
+      // Retried as the streamed upload's delete is (the upload client makes one attempt per call).
+      return await withRetries('DeleteObject', engine.config.retry, async () => await engine.uploadClient.send(new DeleteObjectCommand({ Bucket: file.bucket, Key: file.key, ...(file.versionId !== undefined ? { VersionId: file.versionId } : {}) })))
         .then(() => 'deleted' as const, (failure: unknown) => {
           request.log.error({ key: file.key, err: failure }, 'fastify-s3-chunk: could not delete it')
           return 'kept' as const

@@ -11,7 +11,7 @@ import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { testFaultProxy } from '../support/fault-proxy.ts'
-import { freshBucket, needsStrictS3, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
+import { freshBucket, listKeys, needsStrictS3, pluginS3Options, testClient, testS3 } from '../support/s3.ts'
 import { createUpload, isTusState, patchUpload, startTus, tusRequest } from '../support/tus.ts'
 
 const server = await testS3()
@@ -37,4 +37,22 @@ t.test('a transient S3 error removing a finished upload\'s state does not run on
   const head = await tusRequest(url, 'HEAD')
   t.equal(head.status, 200, 'HEAD: finished')
   t.equal(calls.length, 1, `onUploadComplete ran once (ran ${calls.length} times)`)
+})
+
+// Found in review: the object of an upload whose onUploadComplete threw is deleted, so storage and
+// the app's records agree — with one attempt only, where a streamed upload's delete is retried: one
+// 503 left the refused object stored.
+t.test('a transient S3 error deleting the object onUploadComplete refused does not leave it stored', { skip }, async (t) => {
+  const bucket = await freshBucket(t, server, client)
+  const proxy = await testFaultProxy(t, server.endpoint)
+  proxy.setRules([{ match: (request) => request.method === 'DELETE' && !isTusState(request) && !request.path.includes('/.tus/'), fault: { kind: 'status', status: 503, code: 'SlowDown' }, times: 1 }])
+  const { endpoint } = await startTus(t, server, bucket, {
+    s3: { ...pluginS3Options(server), endpoint: proxy.endpoint },
+    onUploadComplete: () => { throw new Error('the app refuses this file') }
+  })
+  const data = randomBytes(1000)
+  const url = await createUpload(endpoint, data.byteLength)
+  t.not((await patchUpload(url, 0, data)).status, 204, 'the upload is refused')
+  t.equal(proxy.stats().faults.status, 1, 'the object\'s DeleteObject was answered 503 once')
+  t.same((await listKeys(client, bucket)).filter((key) => !key.includes('/.tus/') && !key.startsWith('.tus/')), [], 'the refused object is gone')
 })
