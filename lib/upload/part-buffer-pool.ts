@@ -61,6 +61,8 @@ export const SLOW_AFTER_MS = 1000
  * memory-load test while the rest of the suite shared this 2-core machine.
  */
 export const STALLED_AFTER_MS = 8 * SLOW_AFTER_MS
+/** How long an evicted part's memory is counted as on its way back. */
+const EVICTION_GRACE_MS = 1000
 /** How often waiting requests look for slow parts to park. */
 const RELIEF_INTERVAL_MS = 250
 
@@ -318,9 +320,15 @@ export class PartBufferPool {
    */
   #evictStalled (now: number): boolean {
     const first = this.#waiters[0] as Waiter
-    const need = this.#used + first.bytes - this.limit
+    // What parts on their way to S3 will give back comes back by itself: only the rest is taken
+    // from stalled clients (counting it, honest slow clients were failed with nothing stuck: review).
+    const inFlight = this.#used - this.#fillingBytes
+    const need = this.#used + first.bytes - this.limit - inFlight
+    if (need <= 0) return true
     let freeing = 0
-    for (const part of this.#filling) if (part.evicted) freeing += part.reserved
+    // An evicted part gives its memory back as its upload stops; one that has not after a
+    // second (stuck in a read nothing interrupts) no longer counts, or relief would wait on it for ever.
+    for (const part of this.#filling) if (part.evicted && now - part.evictedAt < EVICTION_GRACE_MS) freeing += part.reserved
     if (freeing >= need) return true
     const stalled = [...this.#filling]
       .filter((part) => part.canEvict && !part.evicted && !part.waiting && part.reserved > 0 && now - part.markedAt > STALLED_AFTER_MS)
@@ -411,8 +419,9 @@ export class FillingPart {
   markedAt: number
   /** True while grow() waits for room. */
   waiting = false
-  /** Failed by the pool (its upload gives the memory back as it stops). */
+  /** Failed by the pool (its upload gives the memory back as it stops), and when. */
   evicted = false
+  evictedAt = 0
   #markAt = HEAD_BYTES
   readonly #pool: PartBufferPool
   readonly #now: () => number
@@ -436,6 +445,7 @@ export class FillingPart {
   /** Fails the part's upload (which then abandons the part): a deadlock's way out. */
   evict (error: Error): void {
     this.evicted = true
+    this.evictedAt = this.#now()
     this.#evict?.(error)
   }
 
