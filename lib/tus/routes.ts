@@ -930,9 +930,10 @@ export async function tusRoutes (fastify: FastifyInstance, options: TusOptions):
     try {
       const parts = cutParts(sniffed(), {
         partSize: () => state.partSize,
-        // The pool's last resort (every byte of the budget held by stalled requests) picks this
-        // PATCH: it fails, and its read waiting on a silent client ends now, not at bodyTimeout.
-        open: async (size) => await engine.buffers.open(size, stop.signal, (error) => { fail(error); watch.fail(error) })
+        // The pool fails this PATCH to free memory (its client stalled while others wait): its read
+        // on the client ends now, not at bodyTimeout, and it ends like a client that left — the
+        // parts it stored and its tail are kept, the answer is 503 (failing it threw them away: review).
+        open: async (size) => await engine.buffers.open(size, stop.signal, (error) => { watch.fail(error) })
       })
       try {
         for await (const part of parts) {
