@@ -5,12 +5,11 @@
 // (the upload finished: its bytes in s3chunk.stored, once) or `aborted` (by reason); a DELETE
 // is an abort, reason `terminated`. Read with the SDK's in-memory exporters, against MinIO.
 import t from 'tap'
-import { AsyncLocalStorage } from 'node:async_hooks'
+import { installTelemetry } from '../support/telemetry-harness.ts'
 import { request as httpRequest } from 'node:http'
-import { S3Client } from '@aws-sdk/client-s3'
-import { context, metrics, ROOT_CONTEXT, SpanStatusCode, trace, type Context, type ContextManager } from '@opentelemetry/api'
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
-import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader, type DataPoint, type Histogram } from '@opentelemetry/sdk-metrics'
+import { SpanStatusCode } from '@opentelemetry/api'
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base'
+import type { DataPoint, Histogram } from '@opentelemetry/sdk-metrics'
 import { isUploadPart } from '../support/fault-proxy.ts'
 import { randomBytes } from 'node:crypto'
 import { freshBucket, listKeys, needsStrictS3, testClient, testS3 } from '../support/s3.ts'
@@ -21,37 +20,8 @@ const server = await testS3()
 const client = testClient(server)
 const skip = needsStrictS3(server)
 
-/** What the SDK's AsyncLocalStorage context manager does (not installed here): the active context follows async calls. */
-class AsyncContextManager implements ContextManager {
-  readonly #storage = new AsyncLocalStorage<Context>()
-  active (): Context { return this.#storage.getStore() ?? ROOT_CONTEXT }
-  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
-    return this.#storage.run(ctx, () => fn.call(thisArg, ...args))
-  }
-  bind<T>(_ctx: Context, target: T): T { return target }
-  enable (): this { return this }
-  disable (): this { this.#storage.disable(); return this }
-}
-
 // Installed before any app is built: the plugin takes its meter when it makes its engine.
-const spans = new InMemorySpanExporter()
-const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] })
-const metricExporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE)
-const reader = new PeriodicExportingMetricReader({ exporter: metricExporter, exportIntervalMillis: 3_600_000 })
-const meterProvider = new MeterProvider({ readers: [reader] })
-context.setGlobalContextManager(new AsyncContextManager())
-trace.setGlobalTracerProvider(tracerProvider)
-metrics.setGlobalMeterProvider(meterProvider)
-t.teardown(async () => { await meterProvider.shutdown(); await tracerProvider.shutdown() })
-
-// What AWS SDK instrumentation would see: the span active when each S3 call is sent.
-const sentUnder: Array<{ command: string, spanId: string | undefined }> = []
-const send = S3Client.prototype.send
-S3Client.prototype.send = function (this: S3Client, command: { constructor: { name: string } }, ...rest: unknown[]) {
-  sentUnder.push({ command: command.constructor.name, spanId: trace.getActiveSpan()?.spanContext().spanId })
-  return (send as (...args: unknown[]) => unknown).call(this, command, ...rest)
-} as typeof S3Client.prototype.send
-t.teardown(() => { S3Client.prototype.send = send })
+const { spans, metricExporter, reader, sentUnder } = installTelemetry(t)
 
 const TUS = { 's3chunk.upload.kind': 'tus' }
 
