@@ -387,14 +387,18 @@ export class PartBufferPool {
     const holders = [...this.#filling].filter((part) => part.reserved > 0 && !part.evicted).sort((a, b) => a.markedAt - b.markedAt)
     const victim = holders.find((part) => part.canEvict || part.waiting)
     if (victim === undefined) return
-    if (victim.canEvict) {
-      victim.evict(new ServerBusyError())
+    // A victim waiting here for room is failed here: its grow() throws. Its upload may have no
+    // read pending that an eviction could end (a tus PATCH's eviction only ends its read on the
+    // client: two waiting PATCHes then held the budget until the app closed, found in review).
+    const waiter = victim.waiting ? this.#waiters.find((candidate) => candidate.part === victim) : undefined
+    if (waiter !== undefined) {
+      victim.evicted = true
+      victim.evictedAt = now
+      this.#dropWaiter(waiter)
+      waiter.reject(new ServerBusyError())
       return
     }
-    const waiter = this.#waiters.find((candidate) => candidate.part === victim)
-    if (waiter === undefined) return
-    this.#dropWaiter(waiter)
-    waiter.reject(new ServerBusyError())
+    if (victim.canEvict) victim.evict(new ServerBusyError())
   }
 }
 
