@@ -3,10 +3,11 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { uploadStream } from '../../dist/lib/upload/coordinator.js'
+import type { S3Client } from '@aws-sdk/client-s3'
+import { uploadStream, type UploadDeps } from '../../dist/lib/upload/coordinator.js'
 import { PartBufferPool } from '../../dist/lib/upload/part-buffer-pool.js'
-import { createWorkerPoolSender } from '../../dist/lib/upload/worker-pool-sender.js'
-import { configOf } from '../../dist/lib/options.js'
+import { createWorkerPoolSender, type WorkerPoolSender } from '../../dist/lib/upload/worker-pool-sender.js'
+import { configOf, type ChecksumSetting, type EngineConfig } from '../../dist/lib/options.js'
 import { createS3Client } from '../../dist/lib/s3-client.js'
 import { startApp } from '../support/app.ts'
 import { isPutObject, isUploadPart, startFaultProxy } from '../support/fault-proxy.ts'
@@ -17,6 +18,22 @@ const MiB = 1024 * 1024
 const server = await testS3()
 const client = testClient(server)
 const skip = needsStrictS3(server)
+
+/** A coordinator's dependencies around a worker pool sender: 5 MiB parts, 4 in flight. */
+function threadDeps (config: EngineConfig, sender: WorkerPoolSender, s3: S3Client, checksum: ChecksumSetting, buffers: PartBufferPool): UploadDeps {
+  return {
+    client: s3,
+    retry: config.retry,
+    sender,
+    partSize: () => 5 * MiB,
+    partConcurrency: 4,
+    maxFileSize: 1024 * MiB,
+    maxParts: 10_000,
+    checksum,
+    buffers,
+    counters: { uploadsInFlight: 0, partsInFlight: 0 }
+  }
+}
 
 t.test('a worker thread that dies mid-upload fails the upload, which is aborted', { skip }, async (t) => {
   const bucket = await freshBucket(t, server, client)
@@ -42,18 +59,7 @@ t.test('a worker thread that dies mid-upload fails the upload, which is aborted'
       yield randomBytes(MiB)
     }
   }
-  await t.rejects(uploadStream(source(), { bucket, key: 'crash.bin', contentType: 'application/octet-stream', overwrite: false }, {
-    client: s3,
-    retry: config.retry,
-    sender,
-    partSize: () => 5 * MiB,
-    partConcurrency: 4,
-    maxFileSize: 1024 * MiB,
-    maxParts: 10_000,
-    checksum: 'none',
-    buffers: new PartBufferPool(256 * MiB),
-    counters: { uploadsInFlight: 0, partsInFlight: 0 }
-  }), { code: 'FST_S3CHUNK_STORAGE', statusCode: 502 })
+  await t.rejects(uploadStream(source(), { bucket, key: 'crash.bin', contentType: 'application/octet-stream', overwrite: false }, threadDeps(config, sender, s3, 'none', new PartBufferPool(256 * MiB))), { code: 'FST_S3CHUNK_STORAGE', statusCode: 502 })
   t.ok(sent < 40 * MiB, `stopped reading after the crash (${sent / MiB} MiB read)`)
   t.same(await listKeys(client, bucket), [], 'nothing committed')
   await expectNoPendingUploads(t, server, client, bucket)
@@ -78,18 +84,7 @@ for (const size of [MiB, 10_000]) {
     const buffers = new PartBufferPool(64 * MiB, { shared: true })
     const data = randomBytes(size)
     async function * source (): AsyncGenerator<Uint8Array> { yield data }
-    const upload = uploadStream(source(), { bucket, key: 'held.bin', contentType: 'application/octet-stream', overwrite: false }, {
-      client: s3,
-      retry: config.retry,
-      sender,
-      partSize: () => 5 * MiB,
-      partConcurrency: 4,
-      maxFileSize: 1024 * MiB,
-      maxParts: 10_000,
-      checksum: 'CRC32',
-      buffers,
-      counters: { uploadsInFlight: 0, partsInFlight: 0 }
-    })
+    const upload = uploadStream(source(), { bucket, key: 'held.bin', contentType: 'application/octet-stream', overwrite: false }, threadDeps(config, sender, s3, 'CRC32', buffers))
     for (let wait = 0; wait < 60 && proxy.stats().faults.delay === 0; wait++) await sleep(50)
     t.equal(proxy.stats().faults.delay, 1, 'the PutObject reached the proxy, from the thread')
     await Promise.all(sender.pool.threads.map(async (thread) => await thread.terminate()))
